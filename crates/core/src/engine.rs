@@ -1,0 +1,991 @@
+//! The sans-IO engine: rooms, members and their WebRTC sessions, driven by the caller.
+//!
+//! Call order, like str0m's `Rtc`: feed input with `handle_*` (each takes `now`), then drain
+//! `poll_output` until it returns `Output::Timeout`; call `handle_timeout` at that instant or
+//! when the next input arrives, whichever is first. The engine owns no socket, no clock and
+//! no store: room creation asks the caller for a unit of quota (`Output::NeedRoomQuota`) and
+//! continues when `handle_room_quota` brings the answer.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::config::DtlsCert;
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, Mid, Pt};
+use str0m::net::{Protocol, Receive, Transmit};
+use str0m::rtp::{Extension, ExtensionValues, RtpPacket, RtpWrite, SeqNo};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output as RtcOutput, Rtc};
+use tracing::{debug, info, warn};
+use voipchat_proto::signal::api;
+use voipchat_proto::{
+    ErrorCode, Failure, JoinRequest, MuteConfig, OpenId, RoomKey, RoomType, ServerMsg, Status,
+    TrackKind, TrackSlot,
+};
+
+use crate::rules::{self, Admission};
+use crate::speakers::{SpeakerConfig, SpeakerState};
+
+/// A signaling connection, numbered by the caller. One connection is in at most one room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// A member: one admitted join. A reconnect of the same openId is a new member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MemberId(u64);
+
+/// Settings of the engine; the server fills them from its configuration.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Address announced as the only ICE candidate; packets are accepted as sent to it.
+    pub announce: SocketAddr,
+    /// Most members in one room at once.
+    pub room_cap: usize,
+    /// A member from whom no UDP packet arrives for this long is removed.
+    pub media_timeout: Duration,
+    pub speakers: SpeakerConfig,
+}
+
+impl EngineConfig {
+    pub fn new(announce: SocketAddr) -> Self {
+        Self {
+            announce,
+            room_cap: 10,
+            media_timeout: Duration::from_secs(8),
+            speakers: SpeakerConfig::default(),
+        }
+    }
+}
+
+/// The answer of the store to `Output::NeedRoomQuota`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QuotaAnswer {
+    Granted,
+    Exhausted,
+    /// The store failed; the joins get -1000.
+    Failed(String),
+}
+
+/// What the engine asks of its caller.
+#[derive(Debug)]
+pub enum Output {
+    /// Send this datagram.
+    Transmit(Transmit),
+    /// Send this message on this connection.
+    Signal(ConnId, ServerMsg),
+    /// A join wants to create this room: take one unit of the app's daily quota and call
+    /// `handle_room_quota`. At most one request per room is outstanding.
+    NeedRoomQuota(RoomKey),
+    /// A room was created (quota taken) or destroyed (its last member left).
+    RoomOpened(RoomKey),
+    RoomClosed(RoomKey),
+    /// Nothing more now; call `handle_timeout` at this instant.
+    Timeout(Instant),
+}
+
+/// Where a connection stands.
+#[derive(Clone, Debug)]
+enum ConnState {
+    /// Waiting for the room it wants to be created.
+    Joining(RoomKey),
+    Member(MemberId),
+}
+
+enum RoomState {
+    /// The quota request is out; these joins wait for its answer.
+    Creating {
+        waiting: Vec<(ConnId, JoinRequest)>,
+    },
+    Open,
+}
+
+struct Room {
+    state: RoomState,
+    /// Members in join order.
+    members: Vec<MemberId>,
+    /// The speakers last announced.
+    speakers: Vec<OpenId>,
+}
+
+/// One receive slot in a member's session: an m-line the server sends on.
+struct Slot {
+    mid: Mid,
+    /// Whose audio it carries now.
+    occupant: Option<MemberId>,
+    /// Sequence number and timestamp rebasing for the current occupant.
+    rebase: Option<Rebase>,
+    /// The next sequence number and the last timestamp written on this slot, so a new
+    /// occupant continues where the previous one stopped.
+    next_seq: u64,
+    last_time: u32,
+}
+
+/// Maps a source's RTP numbering onto a slot's: the receiver sees one continuous stream per
+/// slot, whoever speaks on it.
+#[derive(Clone, Copy)]
+struct Rebase {
+    seq_offset: i64,
+    time_offset: u32,
+    first_src_seq: u64,
+}
+
+struct Member {
+    conn: ConnId,
+    open_id: OpenId,
+    room: RoomKey,
+    rtc: Rtc,
+    mute: MuteConfig,
+    /// Payload type of Opus in this member's session (what we write with).
+    opus_pt: Option<Pt>,
+    slots: Vec<Slot>,
+    /// Slots wanted but not yet in a negotiation: one per member to add.
+    pending_offer: Option<SdpPendingOffer>,
+    wants_slots: Vec<MemberId>,
+    tracks_dirty: bool,
+    addrs: Vec<SocketAddr>,
+    last_rx: Instant,
+    next_timeout: Instant,
+    speaker: SpeakerState,
+}
+
+/// The engine. See the module documentation for the call order.
+pub struct Engine {
+    config: EngineConfig,
+    cert: DtlsCert,
+    rooms: HashMap<RoomKey, Room>,
+    members: HashMap<MemberId, Member>,
+    conns: HashMap<ConnId, ConnState>,
+    /// UDP source address to member, learned from ICE.
+    by_addr: HashMap<SocketAddr, MemberId>,
+    next_member: u64,
+    outputs: VecDeque<Output>,
+    /// Events drained from sessions, handled after the drain (no recursion).
+    events: VecDeque<(MemberId, Event)>,
+    next_tick: Instant,
+}
+
+const TICK: Duration = Duration::from_millis(100);
+/// Opus at 48 kHz, 20 ms: the timestamp gap left when a slot changes occupant.
+const SLOT_SWITCH_TIME_GAP: u32 = 960;
+
+impl Engine {
+    pub fn new(config: EngineConfig, now: Instant) -> Self {
+        let provider = str0m::crypto::from_feature_flags();
+        provider.clone().install_process_default();
+        // One certificate for all sessions: generating a key per join costs milliseconds.
+        let cert = provider
+            .dtls_provider
+            .generate_certificate()
+            .expect("the built-in crypto provider generates certificates");
+        Self {
+            config,
+            cert,
+            rooms: HashMap::new(),
+            members: HashMap::new(),
+            conns: HashMap::new(),
+            by_addr: HashMap::new(),
+            next_member: 1,
+            outputs: VecDeque::new(),
+            events: VecDeque::new(),
+            next_tick: now + TICK,
+        }
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Members of a room in join order (empty if no such room is open).
+    pub fn room_members(&self, key: &RoomKey) -> Vec<OpenId> {
+        self.rooms
+            .get(key)
+            .map(|r| self.open_ids(&r.members))
+            .unwrap_or_default()
+    }
+
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
+    pub fn member_count(&self) -> usize {
+        self.members.len()
+    }
+
+    // ----- input -----
+
+    /// A join that the caller has already validated and authenticated.
+    pub fn handle_join(&mut self, now: Instant, conn: ConnId, req: JoinRequest) {
+        if self.conns.contains_key(&conn) {
+            self.reply_join_fail(conn, Failure::new(ErrorCode::AlreadyInRoom));
+            return;
+        }
+        if req.room_type != RoomType::Voice {
+            self.reply_join_fail(
+                conn,
+                Failure::with_detail(
+                    ErrorCode::UnsupportedRoomType,
+                    "roomType \"video\" is not offered by this server yet",
+                ),
+            );
+            return;
+        }
+        let key = RoomKey::new(req.app_id.clone(), req.group_id.clone());
+        match self.rooms.get_mut(&key) {
+            Some(Room {
+                state: RoomState::Creating { waiting },
+                ..
+            }) => {
+                waiting.push((conn, req));
+                self.conns.insert(conn, ConnState::Joining(key));
+            }
+            Some(Room {
+                state: RoomState::Open,
+                ..
+            }) => {
+                self.admit(now, conn, key, req);
+            }
+            None => {
+                // Check the offer before asking for quota: a refused join takes no quota.
+                if let Err(f) = parse_offer(&req.sdp) {
+                    self.reply_join_fail(conn, f);
+                    return;
+                }
+                self.rooms.insert(
+                    key.clone(),
+                    Room {
+                        state: RoomState::Creating {
+                            waiting: vec![(conn, req)],
+                        },
+                        members: Vec::new(),
+                        speakers: Vec::new(),
+                    },
+                );
+                self.conns.insert(conn, ConnState::Joining(key.clone()));
+                self.outputs.push_back(Output::NeedRoomQuota(key));
+            }
+        }
+    }
+
+    /// The store's answer to `Output::NeedRoomQuota`.
+    pub fn handle_room_quota(&mut self, now: Instant, key: &RoomKey, answer: QuotaAnswer) {
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
+        let RoomState::Creating { waiting } = &mut room.state else {
+            return;
+        };
+        let waiting = std::mem::take(waiting);
+        match answer {
+            QuotaAnswer::Granted => {
+                room.state = RoomState::Open;
+                self.outputs.push_back(Output::RoomOpened(key.clone()));
+                for (conn, req) in waiting {
+                    self.conns.remove(&conn);
+                    self.admit(now, conn, key.clone(), req);
+                }
+                self.close_if_empty(key);
+            }
+            QuotaAnswer::Exhausted | QuotaAnswer::Failed(_) => {
+                let failure = match answer {
+                    QuotaAnswer::Failed(why) => {
+                        warn!(room = %key, "room quota check failed: {why}");
+                        Failure::new(ErrorCode::SystemError)
+                    }
+                    _ => Failure::new(ErrorCode::RoomQuotaExceeded),
+                };
+                self.rooms.remove(key);
+                for (conn, _) in waiting {
+                    self.conns.remove(&conn);
+                    self.reply_join_fail(conn, failure.clone());
+                }
+            }
+        }
+    }
+
+    /// `exit`: leave the room, or abandon a join still waiting (that join gets -3).
+    pub fn handle_exit(&mut self, now: Instant, conn: ConnId) {
+        let status = match self.conns.get(&conn).cloned() {
+            Some(ConnState::Joining(key)) => {
+                self.abandon_join(conn, &key, Failure::new(ErrorCode::ExitedWhileJoining));
+                Status::ok(api::EXIT)
+            }
+            Some(ConnState::Member(id)) => {
+                self.remove_member(now, id, None);
+                Status::ok(api::EXIT)
+            }
+            None => Status::fail(api::EXIT, &Failure::new(ErrorCode::NotInRoom)),
+        };
+        self.signal(conn, ServerMsg::ExitResult { status });
+    }
+
+    /// The connection is gone: leave silently.
+    pub fn handle_disconnect(&mut self, now: Instant, conn: ConnId) {
+        match self.conns.get(&conn).cloned() {
+            Some(ConnState::Joining(key)) => {
+                self.abandon_join(conn, &key, Failure::new(ErrorCode::ExitedWhileJoining));
+            }
+            Some(ConnState::Member(id)) => self.remove_member(now, id, None),
+            None => {}
+        }
+    }
+
+    /// `updateMuteConfig`.
+    pub fn handle_mute(&mut self, _now: Instant, conn: ConnId, mute: MuteConfig) {
+        let status = match self.conns.get(&conn) {
+            Some(ConnState::Member(id)) => {
+                let id = *id;
+                if let Some(m) = self.members.get_mut(&id) {
+                    m.mute = mute;
+                    if mute.mute_microphone && m.speaker.reset() {
+                        let room = m.room.clone();
+                        self.announce_speakers(&room);
+                    }
+                }
+                Status::ok(api::UPDATE_MUTE)
+            }
+            _ => Status::fail(api::UPDATE_MUTE, &Failure::new(ErrorCode::NotInRoom)),
+        };
+        self.signal(conn, ServerMsg::MuteConfigResult { status });
+    }
+
+    /// The client's answer to our last `offer`.
+    pub fn handle_answer(&mut self, now: Instant, conn: ConnId, sdp: &str) {
+        let Some(ConnState::Member(id)) = self.conns.get(&conn).cloned() else {
+            self.signal(
+                conn,
+                ServerMsg::error(&Failure::with_detail(
+                    ErrorCode::NotInRoom,
+                    "answer without a room",
+                )),
+            );
+            return;
+        };
+        let Some(m) = self.members.get_mut(&id) else {
+            return;
+        };
+        let Some(pending) = m.pending_offer.take() else {
+            self.signal(
+                conn,
+                ServerMsg::error(&Failure::with_detail(
+                    ErrorCode::UnexpectedMessage,
+                    "no offer is waiting for an answer",
+                )),
+            );
+            return;
+        };
+        let accepted = SdpAnswer::from_sdp_string(sdp)
+            .map_err(|e| e.to_string())
+            .and_then(|a| {
+                m.rtc
+                    .sdp_api()
+                    .accept_answer(pending, a)
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = accepted {
+            // The session no longer matches what the client believes: it must rejoin.
+            warn!(member = ?id, "answer refused: {e}");
+            self.signal(
+                conn,
+                ServerMsg::error(&Failure::with_detail(
+                    ErrorCode::InvalidSdp,
+                    format!("answer refused: {e}"),
+                )),
+            );
+            self.remove_member(now, id, Some(ErrorCode::InvalidSdp));
+            return;
+        }
+        self.drain(now, id);
+        self.process_events(now);
+        self.flush_negotiation(id);
+    }
+
+    /// One UDP datagram from `source`.
+    pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, bytes: &[u8]) {
+        let Ok(contents) = bytes.try_into() else {
+            return;
+        };
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination: self.config.announce,
+                contents,
+            },
+        );
+        let id = match self.by_addr.get(&source) {
+            Some(id) => *id,
+            None => {
+                // A new address: only an ICE check with a member's ufrag is accepted.
+                let Some((id, _)) = self.members.iter().find(|(_, m)| m.rtc.accepts(&input)) else {
+                    debug!(%source, "datagram from an unknown address dropped");
+                    return;
+                };
+                let id = *id;
+                self.by_addr.insert(source, id);
+                if let Some(m) = self.members.get_mut(&id) {
+                    m.addrs.push(source);
+                }
+                id
+            }
+        };
+        let Some(m) = self.members.get_mut(&id) else {
+            self.by_addr.remove(&source);
+            return;
+        };
+        m.last_rx = now;
+        if let Err(e) = m.rtc.handle_input(input) {
+            debug!(member = ?id, "input refused: {e}");
+        }
+        self.drain(now, id);
+        self.process_events(now);
+    }
+
+    /// Time passed: drive sessions, expire silent members, settle speakers.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<MemberId> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.next_timeout <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            if let Some(m) = self.members.get_mut(&id) {
+                if let Err(e) = m.rtc.handle_input(Input::Timeout(now)) {
+                    debug!(member = ?id, "timeout refused: {e}");
+                }
+            }
+            self.drain(now, id);
+        }
+        self.process_events(now);
+        if now >= self.next_tick {
+            self.next_tick = now + TICK;
+            self.tick(now);
+        }
+    }
+
+    /// The server is stopping: every member and every waiting join is told so.
+    pub fn handle_shutdown(&mut self, now: Instant) {
+        let waiting: Vec<(ConnId, RoomKey)> = self
+            .conns
+            .iter()
+            .filter_map(|(c, s)| match s {
+                ConnState::Joining(k) => Some((*c, k.clone())),
+                _ => None,
+            })
+            .collect();
+        for (conn, key) in waiting {
+            self.abandon_join(conn, &key, Failure::new(ErrorCode::ServerShutdown));
+        }
+        let ids: Vec<MemberId> = self.members.keys().copied().collect();
+        for id in ids {
+            self.remove_member(now, id, Some(ErrorCode::ServerShutdown));
+        }
+    }
+
+    /// Removes the member with this openId from a room, as an operator action.
+    pub fn kick(&mut self, now: Instant, key: &RoomKey, open_id: &OpenId) -> bool {
+        let Some(id) = self.find_member(key, open_id) else {
+            return false;
+        };
+        self.remove_member(now, id, Some(ErrorCode::Kicked));
+        true
+    }
+
+    // ----- output -----
+
+    pub fn poll_output(&mut self) -> Output {
+        if let Some(o) = self.outputs.pop_front() {
+            return o;
+        }
+        let next = self
+            .members
+            .values()
+            .map(|m| m.next_timeout)
+            .fold(self.next_tick, Instant::min);
+        Output::Timeout(next)
+    }
+
+    // ----- internals -----
+
+    fn signal(&mut self, conn: ConnId, msg: ServerMsg) {
+        self.outputs.push_back(Output::Signal(conn, msg));
+    }
+
+    fn reply_join_fail(&mut self, conn: ConnId, failure: Failure) {
+        self.signal(conn, ServerMsg::join_failed(&failure));
+    }
+
+    fn open_ids(&self, ids: &[MemberId]) -> Vec<OpenId> {
+        ids.iter()
+            .filter_map(|id| self.members.get(id))
+            .map(|m| m.open_id.clone())
+            .collect()
+    }
+
+    fn find_member(&self, key: &RoomKey, open_id: &OpenId) -> Option<MemberId> {
+        let room = self.rooms.get(key)?;
+        room.members
+            .iter()
+            .copied()
+            .find(|id| self.members.get(id).is_some_and(|m| &m.open_id == open_id))
+    }
+
+    /// Drops a join still waiting for its room, answering it with `failure`.
+    fn abandon_join(&mut self, conn: ConnId, key: &RoomKey, failure: Failure) {
+        self.conns.remove(&conn);
+        if let Some(Room {
+            state: RoomState::Creating { waiting },
+            ..
+        }) = self.rooms.get_mut(key)
+        {
+            waiting.retain(|(c, _)| *c != conn);
+        }
+        self.reply_join_fail(conn, failure);
+    }
+
+    fn new_rtc(&self, now: Instant) -> Rtc {
+        Rtc::builder()
+            .set_ice_lite(true)
+            .set_rtp_mode(true)
+            .set_dtls_cert(self.cert.clone())
+            .clear_codecs()
+            .enable_opus(true, false)
+            // Voice needs the level for speakers and the mid for BUNDLE; no transport-cc:
+            // audio runs without bandwidth estimation.
+            .clear_extension_map()
+            .set_extension(1, Extension::AudioLevel)
+            .set_extension(4, Extension::RtpMid)
+            .set_stats_interval(None)
+            .build(now)
+    }
+
+    /// Admits a join to an open room (the room exists and is `Open`).
+    fn admit(&mut self, now: Instant, conn: ConnId, key: RoomKey, req: JoinRequest) {
+        let offer = match parse_offer(&req.sdp) {
+            Ok(o) => o,
+            Err(f) => return self.reply_join_fail(conn, f),
+        };
+        let decision = {
+            let Some(room) = self.rooms.get(&key) else {
+                return self.reply_join_fail(conn, Failure::new(ErrorCode::SystemError));
+            };
+            let present: Vec<(MemberId, &OpenId)> = room
+                .members
+                .iter()
+                .filter_map(|id| self.members.get(id).map(|m| (*id, &m.open_id)))
+                .collect();
+            rules::admit(&present, &req.open_id, self.config.room_cap)
+        };
+        let replaces = match decision {
+            Admission::Full => {
+                return self.reply_join_fail(
+                    conn,
+                    Failure::with_detail(
+                        ErrorCode::RoomFull,
+                        format!("room is full ({} members)", self.config.room_cap),
+                    ),
+                );
+            }
+            Admission::Admit { replaces } => replaces,
+        };
+
+        let mut rtc = self.new_rtc(now);
+        match Candidate::host(self.config.announce, "udp") {
+            Ok(c) => {
+                rtc.add_local_candidate(c);
+            }
+            Err(e) => {
+                warn!("announce address unusable as candidate: {e}");
+                return self.reply_join_fail(conn, Failure::new(ErrorCode::SystemError));
+            }
+        }
+        let answer = match rtc.sdp_api().accept_offer(offer) {
+            Ok(a) => a,
+            Err(e) => {
+                return self.reply_join_fail(
+                    conn,
+                    Failure::with_detail(ErrorCode::InvalidSdp, format!("offer refused: {e}")),
+                );
+            }
+        };
+        let opus_pt = rtc
+            .codec_config()
+            .find(|p| p.spec().codec == Codec::Opus)
+            .map(|p| p.pt());
+
+        if let Some(old) = replaces {
+            self.remove_member(now, old, Some(ErrorCode::Replaced));
+        }
+
+        let id = MemberId(self.next_member);
+        self.next_member += 1;
+        let others: Vec<MemberId> = self
+            .rooms
+            .get(&key)
+            .map(|r| r.members.clone())
+            .unwrap_or_default();
+        self.members.insert(
+            id,
+            Member {
+                conn,
+                open_id: req.open_id.clone(),
+                room: key.clone(),
+                rtc,
+                mute: req.mute_config,
+                opus_pt,
+                slots: Vec::new(),
+                pending_offer: None,
+                wants_slots: others.clone(),
+                tracks_dirty: false,
+                addrs: Vec::new(),
+                last_rx: now,
+                next_timeout: now,
+                speaker: SpeakerState::default(),
+            },
+        );
+        self.conns.insert(conn, ConnState::Member(id));
+        let Some(room) = self.rooms.get_mut(&key) else {
+            return;
+        };
+        room.members.push(id);
+        let list = self.open_ids(&self.rooms[&key].members);
+        info!(room = %key, open_id = %req.open_id, members = list.len(), "member joined");
+
+        self.signal(
+            conn,
+            ServerMsg::JoinResult {
+                status: Status::ok(api::JOIN),
+                open_id_list: list.clone(),
+                sdp: Some(answer.to_sdp_string()),
+            },
+        );
+        for other in &others {
+            self.give_slot(*other, id);
+        }
+        for other in &others {
+            if let Some(m) = self.members.get(other) {
+                let c = m.conn;
+                self.signal(c, ServerMsg::members_changed(list.clone()));
+            }
+            self.flush_negotiation(*other);
+        }
+        self.flush_negotiation(id);
+        self.drain(now, id);
+    }
+
+    /// Gives `receiver` a slot carrying `sender`: a free slot if it has one, else a new one
+    /// at the next negotiation.
+    fn give_slot(&mut self, receiver: MemberId, sender: MemberId) {
+        let Some(m) = self.members.get_mut(&receiver) else {
+            return;
+        };
+        if let Some(slot) = m.slots.iter_mut().find(|s| s.occupant.is_none()) {
+            slot.occupant = Some(sender);
+            slot.rebase = None;
+            m.tracks_dirty = true;
+        } else {
+            m.wants_slots.push(sender);
+        }
+    }
+
+    /// Sends a member its next offer (if slots are wanted and none is outstanding) or its
+    /// new slot mapping.
+    fn flush_negotiation(&mut self, id: MemberId) {
+        let Some(m) = self.members.get_mut(&id) else {
+            return;
+        };
+        if m.pending_offer.is_none() && !m.wants_slots.is_empty() {
+            let wanted = std::mem::take(&mut m.wants_slots);
+            let mut api = m.rtc.sdp_api();
+            let mut added = Vec::with_capacity(wanted.len());
+            for sender in wanted {
+                let mid = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+                added.push((mid, sender));
+            }
+            if let Some((offer, pending)) = api.apply() {
+                for (mid, sender) in added {
+                    m.slots.push(Slot {
+                        mid,
+                        occupant: Some(sender),
+                        rebase: None,
+                        next_seq: 1,
+                        last_time: 0,
+                    });
+                }
+                m.pending_offer = Some(pending);
+                m.tracks_dirty = false;
+                let conn = m.conn;
+                let tracks = self.tracks_of(id);
+                self.signal(
+                    conn,
+                    ServerMsg::Offer {
+                        sdp: offer.to_sdp_string(),
+                        tracks,
+                    },
+                );
+                return;
+            }
+        }
+        if m.tracks_dirty {
+            m.tracks_dirty = false;
+            let conn = m.conn;
+            let tracks = self.tracks_of(id);
+            self.signal(conn, ServerMsg::Tracks { tracks });
+        }
+    }
+
+    fn tracks_of(&self, id: MemberId) -> Vec<TrackSlot> {
+        let Some(m) = self.members.get(&id) else {
+            return Vec::new();
+        };
+        m.slots
+            .iter()
+            .map(|s| TrackSlot {
+                mid: s.mid.to_string(),
+                kind: TrackKind::Audio,
+                open_id: s
+                    .occupant
+                    .and_then(|o| self.members.get(&o))
+                    .map(|o| o.open_id.clone()),
+            })
+            .collect()
+    }
+
+    fn remove_member(&mut self, _now: Instant, id: MemberId, interrupt: Option<ErrorCode>) {
+        let Some(mut m) = self.members.remove(&id) else {
+            return;
+        };
+        m.rtc.disconnect();
+        for a in &m.addrs {
+            self.by_addr.remove(a);
+        }
+        self.conns.remove(&m.conn);
+        if let Some(code) = interrupt {
+            self.signal(m.conn, ServerMsg::interrupted(code));
+        }
+        info!(room = %m.room, open_id = %m.open_id, reason = ?interrupt, "member left");
+        let Some(room) = self.rooms.get_mut(&m.room) else {
+            return;
+        };
+        room.members.retain(|x| *x != id);
+        let remaining = room.members.clone();
+        for other in &remaining {
+            if let Some(o) = self.members.get_mut(other) {
+                o.wants_slots.retain(|s| *s != id);
+                for slot in o.slots.iter_mut().filter(|s| s.occupant == Some(id)) {
+                    slot.occupant = None;
+                    slot.rebase = None;
+                    o.tracks_dirty = true;
+                }
+            }
+        }
+        let list = self.open_ids(&remaining);
+        for other in &remaining {
+            if let Some(c) = self.members.get(other).map(|o| o.conn) {
+                self.signal(c, ServerMsg::members_changed(list.clone()));
+            }
+            self.flush_negotiation(*other);
+        }
+        if m.speaker.is_speaking() {
+            self.announce_speakers(&m.room);
+        }
+        self.close_if_empty(&m.room);
+    }
+
+    fn close_if_empty(&mut self, key: &RoomKey) {
+        if let Some(room) = self.rooms.get(key) {
+            if matches!(room.state, RoomState::Open) && room.members.is_empty() {
+                self.rooms.remove(key);
+                info!(room = %key, "room closed");
+                self.outputs.push_back(Output::RoomClosed(key.clone()));
+            }
+        }
+    }
+
+    /// Announces the room's speakers if they changed.
+    fn announce_speakers(&mut self, key: &RoomKey) {
+        let Some(room) = self.rooms.get(key) else {
+            return;
+        };
+        let now_speaking: Vec<OpenId> = room
+            .members
+            .iter()
+            .filter_map(|id| self.members.get(id))
+            .filter(|m| m.speaker.is_speaking() && !m.mute.mute_microphone)
+            .map(|m| m.open_id.clone())
+            .collect();
+        if now_speaking == room.speakers {
+            return;
+        }
+        let conns: Vec<ConnId> = room
+            .members
+            .iter()
+            .filter_map(|id| self.members.get(id).map(|m| m.conn))
+            .collect();
+        if let Some(room) = self.rooms.get_mut(key) {
+            room.speakers = now_speaking.clone();
+        }
+        for c in conns {
+            self.signal(c, ServerMsg::speakers_changed(now_speaking.clone()));
+        }
+    }
+
+    fn tick(&mut self, now: Instant) {
+        let timeout = self.config.media_timeout;
+        let expired: Vec<MemberId> = self
+            .members
+            .iter()
+            .filter(|(_, m)| {
+                now.saturating_duration_since(m.last_rx) > timeout || !m.rtc.is_alive()
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            self.remove_member(now, id, Some(ErrorCode::MediaTimeout));
+        }
+        let cfg = self.config.speakers;
+        let mut changed: Vec<RoomKey> = Vec::new();
+        for m in self.members.values_mut() {
+            if m.speaker.on_tick(&cfg, now) && !changed.contains(&m.room) {
+                changed.push(m.room.clone());
+            }
+        }
+        for key in changed {
+            self.announce_speakers(&key);
+        }
+    }
+
+    /// Drains a session's output: datagrams to the queue, events for `process_events`.
+    fn drain(&mut self, now: Instant, id: MemberId) {
+        let Some(m) = self.members.get_mut(&id) else {
+            return;
+        };
+        // str0m yields a bounded amount per call; the bound guards against a bug looping.
+        for _ in 0..10_000 {
+            match m.rtc.poll_output() {
+                Ok(RtcOutput::Transmit(t)) => self.outputs.push_back(Output::Transmit(t)),
+                Ok(RtcOutput::Event(e)) => self.events.push_back((id, e)),
+                Ok(RtcOutput::Timeout(t)) => {
+                    m.next_timeout = t.max(now);
+                    return;
+                }
+                Err(e) => {
+                    debug!(member = ?id, "session failed: {e}");
+                    m.rtc.disconnect();
+                    m.next_timeout = now;
+                    return;
+                }
+            }
+        }
+        m.next_timeout = now;
+    }
+
+    fn process_events(&mut self, now: Instant) {
+        while let Some((id, event)) = self.events.pop_front() {
+            match event {
+                Event::RtpPacket(packet) => self.forward(now, id, packet),
+                Event::IceConnectionStateChange(state) => {
+                    debug!(member = ?id, ?state, "ice state");
+                    if state == IceConnectionState::Disconnected {
+                        // ICE-lite: the client stopped checking; the media timeout decides.
+                    }
+                }
+                Event::Closed => {
+                    self.remove_member(now, id, Some(ErrorCode::MediaTimeout));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The forwarding path: one packet from `sender` to every receiver the rules allow.
+    /// No allocation per receiver: the payload is shared (`Arc`), the ids are copied.
+    fn forward(&mut self, now: Instant, sender: MemberId, packet: RtpPacket) {
+        let Some(s) = self.members.get_mut(&sender) else {
+            return;
+        };
+        if s.mute.mute_microphone {
+            return;
+        }
+        let cfg = self.config.speakers;
+        let level = packet.header.ext_vals.audio_level;
+        let speaker_changed = s.speaker.on_level(&cfg, now, level);
+        let sender_mute = s.mute;
+        let key = s.room.clone();
+        let mut ext = ExtensionValues::default();
+        ext.audio_level = level;
+        ext.voice_activity = packet.header.ext_vals.voice_activity;
+
+        let count = self.rooms.get(&key).map_or(0, |r| r.members.len());
+        for i in 0..count {
+            let Some(receiver) = self.rooms.get(&key).and_then(|r| r.members.get(i).copied())
+            else {
+                break;
+            };
+            let Some(r) = self.members.get_mut(&receiver) else {
+                continue;
+            };
+            if !rules::forwards(sender_mute, r.mute, receiver == sender) {
+                continue;
+            }
+            let Some(pt) = r.opus_pt else {
+                continue;
+            };
+            let Some(slot) = r.slots.iter_mut().find(|s| s.occupant == Some(sender)) else {
+                continue;
+            };
+            let Some((seq, time)) = slot.map(&packet) else {
+                continue;
+            };
+            let mid = slot.mid;
+            let mut direct = r.rtc.direct_api();
+            let Some(tx) = direct.stream_tx_by_mid(mid, None) else {
+                // Still negotiating this slot.
+                continue;
+            };
+            tx.write_rtp(
+                RtpWrite::new(pt, seq, time, packet.timestamp, packet.payload.clone())
+                    .marker(packet.header.marker)
+                    .ext_vals(ext.clone()),
+            );
+            self.drain(now, receiver);
+        }
+        if speaker_changed {
+            self.announce_speakers(&key);
+        }
+    }
+}
+
+impl Slot {
+    /// The slot's sequence number and timestamp for a packet of its occupant, or None for a
+    /// packet older than the occupant's first on this slot.
+    fn map(&mut self, packet: &RtpPacket) -> Option<(SeqNo, u32)> {
+        let src_seq = *packet.seq_no;
+        let src_time = packet.header.timestamp;
+        let rebase = *self.rebase.get_or_insert_with(|| Rebase {
+            seq_offset: self.next_seq as i64 - src_seq as i64,
+            time_offset: self
+                .last_time
+                .wrapping_add(SLOT_SWITCH_TIME_GAP)
+                .wrapping_sub(src_time),
+            first_src_seq: src_seq,
+        });
+        if src_seq < rebase.first_src_seq {
+            return None;
+        }
+        let out_seq = (src_seq as i64 + rebase.seq_offset) as u64;
+        let out_time = src_time.wrapping_add(rebase.time_offset);
+        if out_seq >= self.next_seq {
+            self.next_seq = out_seq + 1;
+            self.last_time = out_time;
+        }
+        Some((out_seq.into(), out_time))
+    }
+}
+
+fn parse_offer(sdp: &str) -> Result<SdpOffer, Failure> {
+    SdpOffer::from_sdp_string(sdp)
+        .map_err(|e| Failure::with_detail(ErrorCode::InvalidSdp, format!("offer unreadable: {e}")))
+}

@@ -1,0 +1,13 @@
+//! The sans-IO heart of voipchat: rooms, members, the room rules, speaker detection and the
+//! forwarding of RTP between members' WebRTC sessions (one str0m `Rtc` per member).
+//!
+//! No runtime, no sockets, no store, no clock: every input carries `now`, every output is
+//! polled. The server crate wraps it with a UDP socket and WebSocket signaling; the tests
+//! drive it with virtual time and in-memory peers.
+
+pub mod engine;
+pub mod rules;
+pub mod speakers;
+
+pub use engine::{ConnId, Engine, EngineConfig, MemberId, Output, QuotaAnswer};
+pub use speakers::{SpeakerConfig, SpeakerState};

@@ -1,0 +1,90 @@
+//! The room rules in one place: who is admitted, who replaces whom, and what is forwarded
+//! to whom. Pure functions; the engine applies them.
+
+use voipchat_proto::{MuteConfig, OpenId};
+
+/// What the rules say about a join to an open room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission<M> {
+    /// Admit; if `replaces` is set, that member (same openId, older connection) leaves first.
+    Admit { replaces: Option<M> },
+    /// The room holds `cap` members and none of them is replaced.
+    Full,
+}
+
+/// Decides a join to a room whose members are `members` (id and openId, in join order).
+///
+/// A join by an openId already in the room replaces that member, so a client that
+/// reconnects never leaves a ghost and never finds its own ghost filling the room.
+pub fn admit<M: Copy>(members: &[(M, &OpenId)], joining: &OpenId, cap: usize) -> Admission<M> {
+    let replaces = members
+        .iter()
+        .find(|(_, open_id)| *open_id == joining)
+        .map(|(id, _)| *id);
+    let staying = members.len() - usize::from(replaces.is_some());
+    if staying >= cap {
+        Admission::Full
+    } else {
+        Admission::Admit { replaces }
+    }
+}
+
+/// The forwarding rule: a sender's media reaches a receiver unless the sender muted its
+/// microphone or the receiver muted its earphone. Nobody receives their own media.
+pub fn forwards(sender: MuteConfig, receiver: MuteConfig, same_member: bool) -> bool {
+    !same_member && !sender.mute_microphone && !receiver.mute_earphone
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(n: usize) -> Vec<OpenId> {
+        (0..n).map(|i| OpenId::new(format!("u{i}"))).collect()
+    }
+
+    #[test]
+    fn admits_until_cap() {
+        let users = ids(10);
+        for n in 0..10 {
+            let members: Vec<_> = users[..n].iter().enumerate().collect();
+            assert_eq!(
+                admit(&members, &OpenId::from("new"), 10),
+                Admission::Admit { replaces: None }
+            );
+        }
+        let members: Vec<_> = users.iter().enumerate().collect();
+        assert_eq!(admit(&members, &OpenId::from("new"), 10), Admission::Full);
+    }
+
+    #[test]
+    fn same_open_id_replaces_even_when_full() {
+        let users = ids(10);
+        let members: Vec<_> = users.iter().enumerate().collect();
+        assert_eq!(
+            admit(&members, &OpenId::from("u3"), 10),
+            Admission::Admit { replaces: Some(3) }
+        );
+    }
+
+    #[test]
+    fn forwarding_respects_both_mutes() {
+        let open = MuteConfig::default();
+        let mic = MuteConfig {
+            mute_microphone: true,
+            mute_earphone: false,
+        };
+        let ear = MuteConfig {
+            mute_microphone: false,
+            mute_earphone: true,
+        };
+        assert!(forwards(open, open, false));
+        assert!(!forwards(open, open, true));
+        assert!(!forwards(mic, open, false));
+        assert!(!forwards(open, ear, false));
+        assert!(
+            forwards(ear, mic, false),
+            "own mutes only affect own direction"
+        );
+    }
+}

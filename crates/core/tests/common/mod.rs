@@ -1,0 +1,339 @@
+//! An in-memory network for the engine: str0m peers as clients, datagrams routed by address,
+//! time moved by hand. No sockets, no threads.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output as RtcOutput, Rtc};
+use voipchat_core::{ConnId, Engine, EngineConfig, Output, QuotaAnswer};
+use voipchat_proto::{
+    AppId, GroupId, JoinRequest, MuteConfig, OpenId, RoomKey, RoomType, ServerMsg, TrackSlot,
+};
+
+pub const SERVER: &str = "127.0.0.1:7882";
+
+/// A client: a str0m session in frame mode and what it has seen.
+pub struct Peer {
+    pub conn: ConnId,
+    pub open_id: OpenId,
+    pub addr: SocketAddr,
+    pub rtc: Rtc,
+    pub send_mid: Option<Mid>,
+    pending: Option<SdpPendingOffer>,
+    pub messages: Vec<ServerMsg>,
+    pub tracks: HashMap<String, Option<OpenId>>,
+    /// (from, payload) of every audio frame received, in order.
+    pub received: Vec<(Option<OpenId>, Vec<u8>)>,
+    rtp_time: u64,
+    pub connected: bool,
+    /// When false the peer's packets are dropped (a vanished client).
+    pub online: bool,
+}
+
+pub struct Net {
+    pub engine: Engine,
+    pub peers: Vec<Peer>,
+    pub now: Instant,
+    /// Quota requests not answered yet, when `auto_quota` is off.
+    pub quota_requests: Vec<RoomKey>,
+    /// Answer quota requests at once with this.
+    pub auto_quota: Option<QuotaAnswer>,
+    pub opened: Vec<RoomKey>,
+    pub closed: Vec<RoomKey>,
+    next_conn: u64,
+}
+
+impl Net {
+    pub fn new(cap: usize) -> Net {
+        let now = Instant::now();
+        let mut cfg = EngineConfig::new(SERVER.parse().unwrap());
+        cfg.room_cap = cap;
+        cfg.media_timeout = Duration::from_secs(5);
+        Net {
+            engine: Engine::new(cfg, now),
+            peers: Vec::new(),
+            now,
+            quota_requests: Vec::new(),
+            auto_quota: Some(QuotaAnswer::Granted),
+            opened: Vec::new(),
+            closed: Vec::new(),
+            next_conn: 1,
+        }
+    }
+
+    /// Adds a peer and sends its join for `group`. Returns its index.
+    pub fn join(&mut self, open_id: &str, group: &str) -> usize {
+        self.join_with(open_id, group, MuteConfig::default())
+    }
+
+    pub fn join_with(&mut self, open_id: &str, group: &str, mute: MuteConfig) -> usize {
+        let idx = self.add_peer(open_id);
+        self.send_join(idx, group, mute);
+        idx
+    }
+
+    pub fn add_peer(&mut self, open_id: &str) -> usize {
+        let idx = self.peers.len();
+        let addr: SocketAddr = format!("127.0.0.1:{}", 20000 + idx).parse().unwrap();
+        let mut rtc = Rtc::builder()
+            .clear_codecs()
+            .enable_opus(true, false)
+            .build(self.now);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+        let conn = ConnId(self.next_conn);
+        self.next_conn += 1;
+        self.peers.push(Peer {
+            conn,
+            open_id: OpenId::from(open_id),
+            addr,
+            rtc,
+            send_mid: None,
+            pending: None,
+            messages: Vec::new(),
+            tracks: HashMap::new(),
+            received: Vec::new(),
+            rtp_time: 0,
+            connected: false,
+            online: true,
+        });
+        idx
+    }
+
+    pub fn send_join(&mut self, idx: usize, group: &str, mute: MuteConfig) {
+        let p = &mut self.peers[idx];
+        let mut api = p.rtc.sdp_api();
+        let mid = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        let (offer, pending) = api.apply().unwrap();
+        p.send_mid = Some(mid);
+        p.pending = Some(pending);
+        let req = JoinRequest {
+            app_id: AppId::from("app"),
+            open_id: p.open_id.clone(),
+            group_id: GroupId::from(group),
+            nonce_str: "n".into(),
+            time_stamp: 1,
+            signature: "0".repeat(64),
+            room_type: RoomType::Voice,
+            mute_config: mute,
+            sdp: offer.to_sdp_string(),
+        };
+        let conn = p.conn;
+        self.engine.handle_join(self.now, conn, req);
+        self.settle();
+    }
+
+    pub fn key(group: &str) -> RoomKey {
+        RoomKey::new(AppId::from("app"), GroupId::from(group))
+    }
+
+    /// Routes everything until nobody has anything to say.
+    pub fn settle(&mut self) {
+        for _ in 0..1000 {
+            let mut busy = false;
+            loop {
+                match self.engine.poll_output() {
+                    Output::Timeout(_) => break,
+                    Output::Transmit(t) => {
+                        busy = true;
+                        if let Some(p) = self.peers.iter_mut().find(|p| p.addr == t.destination) {
+                            if p.online {
+                                let input = Input::Receive(
+                                    self.now,
+                                    Receive {
+                                        proto: Protocol::Udp,
+                                        source: t.source,
+                                        destination: t.destination,
+                                        contents: (&t.contents[..]).try_into().unwrap(),
+                                    },
+                                );
+                                p.rtc.handle_input(input).unwrap();
+                            }
+                        }
+                    }
+                    Output::Signal(conn, msg) => {
+                        busy = true;
+                        self.deliver(conn, msg);
+                    }
+                    Output::NeedRoomQuota(key) => {
+                        busy = true;
+                        match self.auto_quota.clone() {
+                            Some(a) => self.engine.handle_room_quota(self.now, &key, a),
+                            None => self.quota_requests.push(key),
+                        }
+                    }
+                    Output::RoomOpened(k) => self.opened.push(k),
+                    Output::RoomClosed(k) => self.closed.push(k),
+                }
+            }
+            for i in 0..self.peers.len() {
+                busy |= self.drain_peer(i);
+            }
+            if !busy {
+                return;
+            }
+        }
+        panic!("network did not settle");
+    }
+
+    fn deliver(&mut self, conn: ConnId, msg: ServerMsg) {
+        let Some(idx) = self.peers.iter().position(|p| p.conn == conn) else {
+            return;
+        };
+        let now = self.now;
+        let p = &mut self.peers[idx];
+        p.messages.push(msg.clone());
+        match msg {
+            ServerMsg::JoinResult { sdp: Some(sdp), .. } => {
+                let answer = SdpAnswer::from_sdp_string(&sdp).unwrap();
+                let pending = p.pending.take().unwrap();
+                p.rtc.sdp_api().accept_answer(pending, answer).unwrap();
+            }
+            ServerMsg::JoinResult { sdp: None, .. } => {
+                p.pending = None;
+            }
+            ServerMsg::Offer { sdp, tracks } => {
+                set_tracks(p, &tracks);
+                let offer = SdpOffer::from_sdp_string(&sdp).unwrap();
+                let answer = p.rtc.sdp_api().accept_offer(offer).unwrap();
+                let conn = p.conn;
+                self.engine
+                    .handle_answer(now, conn, &answer.to_sdp_string());
+            }
+            ServerMsg::Tracks { tracks } => set_tracks(p, &tracks),
+            _ => {}
+        }
+    }
+
+    fn drain_peer(&mut self, idx: usize) -> bool {
+        let mut busy = false;
+        let now = self.now;
+        loop {
+            let p = &mut self.peers[idx];
+            match p.rtc.poll_output().unwrap() {
+                RtcOutput::Timeout(_) => return busy,
+                RtcOutput::Transmit(t) => {
+                    busy = true;
+                    if p.online {
+                        let from = p.addr;
+                        self.engine.handle_datagram(now, from, &t.contents);
+                    }
+                }
+                RtcOutput::Event(e) => match e {
+                    Event::Connected => p.connected = true,
+                    Event::MediaData(d) => {
+                        let from = p.tracks.get(&d.mid.to_string()).cloned().flatten();
+                        p.received.push((from, d.data.to_vec()));
+                    }
+                    _ => {}
+                },
+            }
+        }
+    }
+
+    /// Moves time forward in 10 ms steps, driving everyone.
+    pub fn advance(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            self.now += Duration::from_millis(10);
+            let now = self.now;
+            self.engine.handle_timeout(now);
+            for p in &mut self.peers {
+                p.rtc.handle_input(Input::Timeout(now)).unwrap();
+            }
+            self.settle();
+        }
+    }
+
+    /// Connects everything: ICE and DTLS take a few round trips.
+    pub fn connect(&mut self) {
+        for _ in 0..300 {
+            if self
+                .peers
+                .iter()
+                .filter(|p| p.pending.is_none() && p.send_mid.is_some())
+                .all(|p| p.connected || !p.online)
+            {
+                break;
+            }
+            self.advance(Duration::from_millis(10));
+        }
+    }
+
+    /// One 20 ms Opus frame from a peer, with the given audio level.
+    pub fn speak(&mut self, idx: usize, payload: &[u8], level: i8) {
+        let now = self.now;
+        let p = &mut self.peers[idx];
+        let mid = p.send_mid.unwrap();
+        let pt = p
+            .rtc
+            .codec_config()
+            .find(|c| c.spec().codec == Codec::Opus)
+            .unwrap()
+            .pt();
+        p.rtp_time += 960;
+        let writer = p.rtc.writer(mid).unwrap().audio_level(level, level > -50);
+        writer
+            .write(
+                pt,
+                now,
+                str0m::media::MediaTime::new(p.rtp_time, str0m::media::Frequency::FORTY_EIGHT_KHZ),
+                payload.to_vec(),
+            )
+            .unwrap();
+        self.settle();
+    }
+
+    pub fn members_seen(&self, idx: usize) -> Vec<Vec<OpenId>> {
+        self.peers[idx]
+            .messages
+            .iter()
+            .filter_map(|m| match m {
+                ServerMsg::MembersChanged { open_id_list, .. } => Some(open_id_list.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn speakers_seen(&self, idx: usize) -> Vec<Vec<OpenId>> {
+        self.peers[idx]
+            .messages
+            .iter()
+            .filter_map(|m| match m {
+                ServerMsg::SpeakersChanged { open_id_list, .. } => Some(open_id_list.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The errCode of the peer's last joinResult.
+    pub fn join_code(&self, idx: usize) -> Option<i32> {
+        self.peers[idx].messages.iter().rev().find_map(|m| match m {
+            ServerMsg::JoinResult { status, .. } => Some(status.err_code),
+            _ => None,
+        })
+    }
+
+    pub fn interrupted_code(&self, idx: usize) -> Option<i32> {
+        self.peers[idx].messages.iter().find_map(|m| match m {
+            ServerMsg::Interrupted { status } => Some(status.err_code),
+            _ => None,
+        })
+    }
+}
+
+fn set_tracks(p: &mut Peer, tracks: &[TrackSlot]) {
+    for t in tracks {
+        p.tracks.insert(t.mid.clone(), t.open_id.clone());
+    }
+}
+
+pub fn ids(v: &[&str]) -> Vec<OpenId> {
+    v.iter().map(|s| OpenId::from(*s)).collect()
+}

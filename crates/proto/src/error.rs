@@ -1,0 +1,211 @@
+//! Every error code a client can see, in one place. docs/errors.md lists the same table;
+//! a test checks that the two agree.
+
+use serde::{Deserialize, Serialize};
+
+/// A failure reported on the wire as `{errCode, errMsg}`.
+///
+/// -1, -2, -3 and -1000 keep the meaning they have in `wx.joinVoIPChat`; -13000 is the
+/// daily room quota as WeChat reports it. All other codes are ours, grouped by range:
+/// -10001.. join refusals, -11001.. interruptions, -12001.. malformed traffic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "i32", try_from = "i32")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The connection is already in a room (wx -1).
+    AlreadyInRoom,
+    /// The microphone could not be opened (wx -2; raised by client SDKs, never by the server).
+    MicrophoneBusy,
+    /// The client exited while its join was still in progress (wx -3).
+    ExitedWhileJoining,
+    /// An internal failure (wx -1000).
+    SystemError,
+    /// The app has created its daily number of rooms (WeChat's -13000).
+    RoomQuotaExceeded,
+    /// The signature does not match the user's current session key.
+    InvalidSignature,
+    /// `timeStamp` is outside the accepted window around the server's clock.
+    StaleTimestamp,
+    /// This `nonceStr` was already used inside the timestamp window.
+    ReplayedNonce,
+    /// No app with this `appId` exists.
+    UnknownApp,
+    /// The app exists but VoIP has not been enabled for it.
+    VoipNotEnabled,
+    /// The user has no session key (the backend never asked for one).
+    UnknownSession,
+    /// A field is missing, of the wrong type, empty or too long.
+    InvalidField,
+    /// The room already holds its maximum number of members.
+    RoomFull,
+    /// The request needs a room, and the connection is not in one.
+    NotInRoom,
+    /// The SDP offer or answer could not be used.
+    InvalidSdp,
+    /// The room type is not one this server offers.
+    UnsupportedRoomType,
+    /// Interrupted: an operator or the backend removed the member.
+    Kicked,
+    /// Interrupted: the same openId joined the room on another connection.
+    Replaced,
+    /// Interrupted: no media and no signaling arrived for too long.
+    MediaTimeout,
+    /// Interrupted: the server is shutting down.
+    ServerShutdown,
+    /// The frame is not JSON, not an object, or has an unknown `type`.
+    MalformedMessage,
+    /// The frame is larger than the server accepts.
+    MessageTooLarge,
+    /// The message is valid but not allowed in the connection's current state.
+    UnexpectedMessage,
+    /// Backend API: the appId and appSecret do not match an app.
+    BadCredentials,
+}
+
+impl ErrorCode {
+    /// Every code, for documentation checks and exhaustive tests.
+    pub const ALL: [ErrorCode; 24] = [
+        ErrorCode::AlreadyInRoom,
+        ErrorCode::MicrophoneBusy,
+        ErrorCode::ExitedWhileJoining,
+        ErrorCode::SystemError,
+        ErrorCode::RoomQuotaExceeded,
+        ErrorCode::InvalidSignature,
+        ErrorCode::StaleTimestamp,
+        ErrorCode::ReplayedNonce,
+        ErrorCode::UnknownApp,
+        ErrorCode::VoipNotEnabled,
+        ErrorCode::UnknownSession,
+        ErrorCode::InvalidField,
+        ErrorCode::RoomFull,
+        ErrorCode::NotInRoom,
+        ErrorCode::InvalidSdp,
+        ErrorCode::UnsupportedRoomType,
+        ErrorCode::Kicked,
+        ErrorCode::Replaced,
+        ErrorCode::MediaTimeout,
+        ErrorCode::ServerShutdown,
+        ErrorCode::MalformedMessage,
+        ErrorCode::MessageTooLarge,
+        ErrorCode::UnexpectedMessage,
+        ErrorCode::BadCredentials,
+    ];
+
+    /// The number sent as `errCode`.
+    pub const fn code(self) -> i32 {
+        match self {
+            ErrorCode::AlreadyInRoom => -1,
+            ErrorCode::MicrophoneBusy => -2,
+            ErrorCode::ExitedWhileJoining => -3,
+            ErrorCode::SystemError => -1000,
+            ErrorCode::RoomQuotaExceeded => -13000,
+            ErrorCode::InvalidSignature => -10001,
+            ErrorCode::StaleTimestamp => -10002,
+            ErrorCode::ReplayedNonce => -10003,
+            ErrorCode::UnknownApp => -10004,
+            ErrorCode::VoipNotEnabled => -10005,
+            ErrorCode::UnknownSession => -10006,
+            ErrorCode::InvalidField => -10007,
+            ErrorCode::RoomFull => -10008,
+            ErrorCode::NotInRoom => -10009,
+            ErrorCode::InvalidSdp => -10010,
+            ErrorCode::UnsupportedRoomType => -10011,
+            ErrorCode::Kicked => -11001,
+            ErrorCode::Replaced => -11002,
+            ErrorCode::MediaTimeout => -11003,
+            ErrorCode::ServerShutdown => -11004,
+            ErrorCode::MalformedMessage => -12001,
+            ErrorCode::MessageTooLarge => -12002,
+            ErrorCode::UnexpectedMessage => -12003,
+            ErrorCode::BadCredentials => -12004,
+        }
+    }
+
+    /// The default reason, the text after `fail ` in `errMsg`.
+    pub const fn reason(self) -> &'static str {
+        match self {
+            ErrorCode::AlreadyInRoom => "already in a room",
+            ErrorCode::MicrophoneBusy => "microphone is busy or not allowed",
+            ErrorCode::ExitedWhileJoining => "exited while joining",
+            ErrorCode::SystemError => "system error",
+            ErrorCode::RoomQuotaExceeded => "daily room quota of this app is used up",
+            ErrorCode::InvalidSignature => "invalid signature",
+            ErrorCode::StaleTimestamp => "timeStamp is outside the accepted window",
+            ErrorCode::ReplayedNonce => "nonceStr was already used",
+            ErrorCode::UnknownApp => "unknown appId",
+            ErrorCode::VoipNotEnabled => "voip is not enabled for this app",
+            ErrorCode::UnknownSession => "no session key for this openId",
+            ErrorCode::InvalidField => "invalid field",
+            ErrorCode::RoomFull => "room is full",
+            ErrorCode::NotInRoom => "not in a room",
+            ErrorCode::InvalidSdp => "invalid sdp",
+            ErrorCode::UnsupportedRoomType => "unsupported roomType",
+            ErrorCode::Kicked => "removed from the room",
+            ErrorCode::Replaced => "replaced by a new connection of the same openId",
+            ErrorCode::MediaTimeout => "no media or signaling for too long",
+            ErrorCode::ServerShutdown => "server is shutting down",
+            ErrorCode::MalformedMessage => "malformed message",
+            ErrorCode::MessageTooLarge => "message too large",
+            ErrorCode::UnexpectedMessage => "message not allowed now",
+            ErrorCode::BadCredentials => "appId and appSecret do not match",
+        }
+    }
+
+    pub fn from_code(code: i32) -> Option<ErrorCode> {
+        ErrorCode::ALL.into_iter().find(|c| c.code() == code)
+    }
+}
+
+impl From<ErrorCode> for i32 {
+    fn from(c: ErrorCode) -> i32 {
+        c.code()
+    }
+}
+
+impl TryFrom<i32> for ErrorCode {
+    type Error = String;
+    fn try_from(v: i32) -> Result<Self, Self::Error> {
+        ErrorCode::from_code(v).ok_or_else(|| format!("unknown errCode {v}"))
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.reason(), self.code())
+    }
+}
+
+/// A failure with its code and, where useful, a more precise reason than the default.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {detail}")]
+pub struct Failure {
+    pub code: ErrorCode,
+    pub detail: String,
+}
+
+impl Failure {
+    pub fn new(code: ErrorCode) -> Self {
+        Self {
+            code,
+            detail: code.reason().to_string(),
+        }
+    }
+
+    pub fn with_detail(code: ErrorCode, detail: impl Into<String>) -> Self {
+        Self {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    /// `errMsg` in the wx form: `"<api>:fail <reason>"`.
+    pub fn err_msg(&self, api: &str) -> String {
+        format!("{api}:fail {}", self.detail)
+    }
+}
+
+impl From<ErrorCode> for Failure {
+    fn from(code: ErrorCode) -> Self {
+        Failure::new(code)
+    }
+}

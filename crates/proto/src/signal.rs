@@ -1,0 +1,329 @@
+//! Signaling messages: JSON text frames on the WebSocket, one message per frame, each an
+//! object with a `type`. docs/protocol.md shows every one; `fixtures/` holds golden copies.
+
+use crate::error::{ErrorCode, Failure};
+use crate::ids::{AppId, GroupId, OpenId};
+use serde::{Deserialize, Serialize};
+
+/// Largest frame the server reads; an SDP offer with ten m-lines is about 10 KiB.
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+/// Largest SDP accepted in a join or answer.
+pub const MAX_SDP_BYTES: usize = 48 * 1024;
+/// `nonceStr` must be shorter than this many characters (the seeds: "length < 128").
+pub const NONCE_MAX_CHARS: usize = 128;
+/// Longest `groupId`, `openId` and `appId`, in characters.
+pub const ID_MAX_CHARS: usize = 128;
+
+/// Room type, as `wx.joinVoIPChat`'s `roomType`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoomType {
+    #[default]
+    Voice,
+    Video,
+}
+
+/// A member's own mute settings. muteMicrophone: the server forwards nothing the member
+/// says; muteEarphone: the server forwards nothing to the member.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct MuteConfig {
+    pub mute_microphone: bool,
+    pub mute_earphone: bool,
+}
+
+/// Media kind of a track slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrackKind {
+    Audio,
+    Video,
+}
+
+/// One receive slot of a member's peer connection: the m-line `mid` carries the media of
+/// `openId` (or nothing while `openId` is null, after its member left).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrackSlot {
+    pub mid: String,
+    pub kind: TrackKind,
+    pub open_id: Option<OpenId>,
+}
+
+/// The join request, the fields of `wx.joinVoIPChat` plus who is joining and the SDP offer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JoinRequest {
+    pub app_id: AppId,
+    pub open_id: OpenId,
+    pub group_id: GroupId,
+    pub nonce_str: String,
+    /// Unix seconds; signed as its decimal string.
+    pub time_stamp: u64,
+    /// 64 lowercase (or uppercase) hex characters.
+    pub signature: String,
+    #[serde(default)]
+    pub room_type: RoomType,
+    #[serde(default)]
+    pub mute_config: MuteConfig,
+    /// The client's SDP offer: one send m-line per kind it publishes.
+    pub sdp: String,
+}
+
+impl JoinRequest {
+    /// Checks sizes and shapes; the signature itself is checked by `voipchat-auth`.
+    pub fn validate(&self) -> Result<(), Failure> {
+        check_id("appId", self.app_id.as_str())?;
+        check_id("openId", self.open_id.as_str())?;
+        check_id("groupId", self.group_id.as_str())?;
+        let nonce_chars = self.nonce_str.chars().count();
+        if nonce_chars == 0 || nonce_chars >= NONCE_MAX_CHARS {
+            return Err(invalid(format!(
+                "nonceStr must be 1 to {} characters",
+                NONCE_MAX_CHARS - 1
+            )));
+        }
+        if self.signature.len() != 64 || !self.signature.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(invalid("signature must be 64 hex characters"));
+        }
+        if self.time_stamp > MAX_SAFE_INTEGER {
+            return Err(invalid("timeStamp is too large"));
+        }
+        check_sdp(&self.sdp)
+    }
+}
+
+/// JavaScript's Number.MAX_SAFE_INTEGER: a timeStamp above it cannot come from a JS client
+/// and would not print as the same decimal string there.
+const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+fn invalid(detail: impl Into<String>) -> Failure {
+    Failure::with_detail(ErrorCode::InvalidField, detail)
+}
+
+fn check_id(name: &str, value: &str) -> Result<(), Failure> {
+    let n = value.chars().count();
+    if n == 0 || n > ID_MAX_CHARS {
+        return Err(invalid(format!(
+            "{name} must be 1 to {ID_MAX_CHARS} characters"
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(invalid(format!("{name} must not contain control characters")));
+    }
+    Ok(())
+}
+
+fn check_sdp(sdp: &str) -> Result<(), Failure> {
+    if sdp.is_empty() || sdp.len() > MAX_SDP_BYTES {
+        return Err(Failure::with_detail(
+            ErrorCode::InvalidSdp,
+            format!("sdp must be 1 to {MAX_SDP_BYTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// Messages from a client to the server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum ClientMsg {
+    /// `wx.joinVoIPChat`.
+    Join(JoinRequest),
+    /// `wx.exitVoIPChat`.
+    Exit,
+    /// `wx.updateVoIPChatMuteConfig`.
+    #[serde(rename_all = "camelCase")]
+    UpdateMuteConfig { mute_config: MuteConfig },
+    /// The client's answer to a server `offer` (a renegotiation that adds receive slots).
+    Answer { sdp: String },
+    /// Keeps the connection alive through proxies; answered by `pong`.
+    Ping,
+}
+
+impl ClientMsg {
+    /// Parses one text frame. Never panics; every refusal is a typed failure to send back.
+    pub fn parse(frame: &str) -> Result<ClientMsg, Failure> {
+        if frame.len() > MAX_FRAME_BYTES {
+            return Err(Failure::with_detail(
+                ErrorCode::MessageTooLarge,
+                format!("frame larger than {MAX_FRAME_BYTES} bytes"),
+            ));
+        }
+        let value: serde_json::Value = serde_json::from_str(frame).map_err(|e| {
+            Failure::with_detail(ErrorCode::MalformedMessage, format!("not JSON: {e}"))
+        })?;
+        let Some(kind) = value.get("type").and_then(|t| t.as_str()) else {
+            return Err(Failure::with_detail(
+                ErrorCode::MalformedMessage,
+                "expected an object with a string \"type\"",
+            ));
+        };
+        if !matches!(kind, "join" | "exit" | "updateMuteConfig" | "answer" | "ping") {
+            return Err(Failure::with_detail(
+                ErrorCode::MalformedMessage,
+                format!("unknown message type {kind:?}"),
+            ));
+        }
+        let msg: ClientMsg = serde_json::from_value(value)
+            .map_err(|e| Failure::with_detail(ErrorCode::InvalidField, e.to_string()))?;
+        match &msg {
+            ClientMsg::Join(join) => join.validate()?,
+            ClientMsg::Answer { sdp } => check_sdp(sdp)?,
+            _ => {}
+        }
+        Ok(msg)
+    }
+
+    pub fn to_json(&self) -> String {
+        // Serializing plain data to a String cannot fail.
+        serde_json::to_string(self).expect("ClientMsg serializes")
+    }
+}
+
+/// The `{errCode, errMsg}` pair every result and event carries, flattened into it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    pub err_code: i32,
+    pub err_msg: String,
+}
+
+impl Status {
+    /// `{errCode: 0, errMsg: "<api>:ok"}`.
+    pub fn ok(api: &str) -> Self {
+        Self {
+            err_code: 0,
+            err_msg: format!("{api}:ok"),
+        }
+    }
+
+    pub fn fail(api: &str, failure: &Failure) -> Self {
+        Self {
+            err_code: failure.code.code(),
+            err_msg: failure.err_msg(api),
+        }
+    }
+
+    pub fn is_ok(&self) -> bool {
+        self.err_code == 0
+    }
+
+    pub fn code(&self) -> Option<ErrorCode> {
+        ErrorCode::from_code(self.err_code)
+    }
+}
+
+/// wx API names used in `errMsg`.
+pub mod api {
+    pub const JOIN: &str = "joinVoIPChat";
+    pub const EXIT: &str = "exitVoIPChat";
+    pub const UPDATE_MUTE: &str = "updateVoIPChatMuteConfig";
+    pub const MEMBERS_CHANGED: &str = "onVoIPChatMembersChanged";
+    pub const SPEAKERS_CHANGED: &str = "onVoIPChatSpeakersChanged";
+    pub const INTERRUPTED: &str = "onVoIPChatInterrupted";
+    pub const SIGNALING: &str = "signaling";
+}
+
+/// Messages from the server to a client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum ServerMsg {
+    /// The result of `join`. On success `sdp` is the answer and `tracks` the receive slots
+    /// already in the answer (none: slots arrive by `offer` as other members appear).
+    #[serde(rename_all = "camelCase")]
+    JoinResult {
+        #[serde(flatten)]
+        status: Status,
+        #[serde(default)]
+        open_id_list: Vec<OpenId>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sdp: Option<String>,
+    },
+    /// The result of `exit`.
+    ExitResult {
+        #[serde(flatten)]
+        status: Status,
+    },
+    /// The result of `updateMuteConfig`.
+    MuteConfigResult {
+        #[serde(flatten)]
+        status: Status,
+    },
+    /// A renegotiation from the server: answer with `answer`. `tracks` is every receive slot
+    /// after this offer, mid by mid.
+    Offer { sdp: String, tracks: Vec<TrackSlot> },
+    /// Which member each receive slot carries now, when that changes without renegotiation.
+    Tracks { tracks: Vec<TrackSlot> },
+    /// `onVoIPChatMembersChanged`: everyone in the room now, in order of joining.
+    #[serde(rename_all = "camelCase")]
+    MembersChanged {
+        #[serde(flatten)]
+        status: Status,
+        open_id_list: Vec<OpenId>,
+    },
+    /// `onVoIPChatSpeakersChanged`: who is speaking now.
+    #[serde(rename_all = "camelCase")]
+    SpeakersChanged {
+        #[serde(flatten)]
+        status: Status,
+        open_id_list: Vec<OpenId>,
+    },
+    /// `onVoIPChatInterrupted`: the member is no longer in the room, for the reason given.
+    Interrupted {
+        #[serde(flatten)]
+        status: Status,
+    },
+    /// A frame that could not be handled (malformed, unexpected); the connection stays open.
+    Error {
+        #[serde(flatten)]
+        status: Status,
+    },
+    Pong,
+}
+
+impl ServerMsg {
+    pub fn to_json(&self) -> String {
+        // Serializing plain data to a String cannot fail.
+        serde_json::to_string(self).expect("ServerMsg serializes")
+    }
+
+    pub fn parse(frame: &str) -> Result<ServerMsg, Failure> {
+        serde_json::from_str(frame)
+            .map_err(|e| Failure::with_detail(ErrorCode::MalformedMessage, e.to_string()))
+    }
+
+    pub fn interrupted(code: ErrorCode) -> ServerMsg {
+        ServerMsg::Interrupted {
+            status: Status::fail(api::INTERRUPTED, &Failure::new(code)),
+        }
+    }
+
+    pub fn members_changed(open_id_list: Vec<OpenId>) -> ServerMsg {
+        ServerMsg::MembersChanged {
+            status: Status::ok(api::MEMBERS_CHANGED),
+            open_id_list,
+        }
+    }
+
+    pub fn speakers_changed(open_id_list: Vec<OpenId>) -> ServerMsg {
+        ServerMsg::SpeakersChanged {
+            status: Status::ok(api::SPEAKERS_CHANGED),
+            open_id_list,
+        }
+    }
+
+    pub fn join_failed(failure: &Failure) -> ServerMsg {
+        ServerMsg::JoinResult {
+            status: Status::fail(api::JOIN, failure),
+            open_id_list: Vec::new(),
+            sdp: None,
+        }
+    }
+
+    pub fn error(failure: &Failure) -> ServerMsg {
+        ServerMsg::Error {
+            status: Status::fail(api::SIGNALING, failure),
+        }
+    }
+}

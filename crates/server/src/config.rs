@@ -1,0 +1,184 @@
+//! Server configuration: embedded defaults, overridden by a TOML file, overridden by flags.
+
+use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Everything `voipchat serve` can be told. Field names are the TOML keys.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// HTTP: backend API and WebSocket signaling (`/ws`).
+    pub http_addr: SocketAddr,
+    /// The UDP port all media runs on.
+    pub media_addr: SocketAddr,
+    /// The IP announced to clients in ICE candidates; defaults to the media bind IP, and
+    /// must be set when that is a wildcard address.
+    pub public_ip: Option<IpAddr>,
+    /// Where the SQLite file lives.
+    pub data_dir: PathBuf,
+    /// Most members in one room at once.
+    pub room_cap: usize,
+    /// Rooms one app may create per day.
+    pub daily_room_quota: u64,
+    /// How far `timeStamp` may be from the server's clock, in seconds, either way.
+    pub timestamp_window_secs: u64,
+    /// Offset from UTC of the day the quota counts in, as "+08:00" or "-05:30".
+    pub quota_utc_offset: String,
+    /// A member from whom no UDP packet arrives for this long is removed.
+    pub media_timeout_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            http_addr: ([127, 0, 0, 1], 7880).into(),
+            media_addr: ([127, 0, 0, 1], 7882).into(),
+            public_ip: None,
+            data_dir: PathBuf::from("voipchat-data"),
+            room_cap: 10,
+            daily_room_quota: 100_000,
+            timestamp_window_secs: 300,
+            quota_utc_offset: "+00:00".to_string(),
+            media_timeout_secs: 8,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Checks what can be checked before binding anything.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.room_cap == 0 || self.room_cap > 50 {
+            return Err(ConfigError::Invalid("room_cap must be 1 to 50".into()));
+        }
+        if self.media_timeout_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "media_timeout_secs must be at least 1".into(),
+            ));
+        }
+        parse_utc_offset(&self.quota_utc_offset)?;
+        if self.public_ip.is_none() && self.media_addr.ip().is_unspecified() {
+            return Err(ConfigError::Invalid(
+                "media_addr binds a wildcard address: set public_ip to the address clients reach"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.data_dir.join("voipchat.sqlite3")
+    }
+
+    pub fn media_timeout(&self) -> Duration {
+        Duration::from_secs(self.media_timeout_secs)
+    }
+
+    pub fn utc_offset_secs(&self) -> i64 {
+        parse_utc_offset(&self.quota_utc_offset).unwrap_or(0)
+    }
+}
+
+/// "+08:00" → 28800. Also accepts "Z" and "UTC".
+pub fn parse_utc_offset(s: &str) -> Result<i64, ConfigError> {
+    let bad = || ConfigError::Invalid(format!("quota_utc_offset {s:?} is not like +08:00"));
+    if s == "Z" || s.eq_ignore_ascii_case("utc") {
+        return Ok(0);
+    }
+    let (sign, rest) = match s.as_bytes().first() {
+        Some(b'+') => (1, &s[1..]),
+        Some(b'-') => (-1, &s[1..]),
+        _ => return Err(bad()),
+    };
+    let (h, m) = rest.split_once(':').ok_or_else(bad)?;
+    let h: i64 = h.parse().map_err(|_| bad())?;
+    let m: i64 = m.parse().map_err(|_| bad())?;
+    if !(0..=14).contains(&h) || !(0..60).contains(&m) {
+        return Err(bad());
+    }
+    Ok(sign * (h * 3600 + m * 60))
+}
+
+/// The quota day of a moment: "YYYY-MM-DD" in the configured offset.
+pub fn day_key(unix_secs: u64, offset_secs: i64) -> String {
+    let local = unix_secs as i64 + offset_secs;
+    let days = local.div_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn day_keys() {
+        assert_eq!(day_key(0, 0), "1970-01-01");
+        // The seed's timestamp, 2019-05-29 11:35:14 UTC.
+        assert_eq!(day_key(1_559_129_714, 0), "2019-05-29");
+        // 2024-02-29 23:30 UTC is already March 1st in UTC+8.
+        assert_eq!(day_key(1_709_249_400, 0), "2024-02-29");
+        assert_eq!(day_key(1_709_249_400, 8 * 3600), "2024-03-01");
+        assert_eq!(day_key(1_709_249_400, -5 * 3600), "2024-02-29");
+    }
+
+    #[test]
+    fn offsets() {
+        assert_eq!(parse_utc_offset("+08:00").unwrap(), 28_800);
+        assert_eq!(parse_utc_offset("-05:30").unwrap(), -19_800);
+        assert_eq!(parse_utc_offset("UTC").unwrap(), 0);
+        assert!(parse_utc_offset("8").is_err());
+        assert!(parse_utc_offset("+25:00").is_err());
+    }
+
+    #[test]
+    fn toml_overrides_defaults() {
+        let c: Config = toml::from_str("room_cap = 4\nquota_utc_offset = \"+08:00\"").unwrap();
+        assert_eq!(c.room_cap, 4);
+        assert_eq!(c.daily_room_quota, 100_000);
+        c.validate().unwrap();
+        assert!(toml::from_str::<Config>("no_such_key = 1").is_err());
+    }
+}

@@ -1,0 +1,205 @@
+//! The backend HTTP API (docs/api.md): what a game's server calls, authenticated with HTTP
+//! Basic `appId:appSecret`. Session keys are issued here (our `code2Session`) and joins can be
+//! signed here (our `getVoIPSign`) so the key need never leave the server.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine as _;
+use tokio::sync::oneshot;
+use voipchat_auth::{new_session_key, secrets_equal, sign};
+use voipchat_proto::backend::{SessionKeyRequest, SessionKeyResponse, SignRequest, SignResponse};
+use voipchat_proto::signal::{ID_MAX_CHARS, NONCE_MAX_CHARS};
+use voipchat_proto::{AppId, ErrorCode, Failure, GroupId, RoomKey, Status};
+use voipchat_store::AppRecord;
+
+use crate::media::Command;
+use crate::{clock, AppState};
+
+/// A failed backend call: an HTTP status and the `{errCode, errMsg}` body.
+pub struct ApiError(StatusCode, Failure);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(Status::fail("api", &self.1))).into_response()
+    }
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: ErrorCode) -> Self {
+        Self(status, Failure::new(code))
+    }
+    fn invalid(detail: impl Into<String>) -> Self {
+        Self(
+            StatusCode::BAD_REQUEST,
+            Failure::with_detail(ErrorCode::InvalidField, detail),
+        )
+    }
+    fn system() -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::SystemError)
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+/// Runs a store call off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, voipchat_store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => {
+            tracing::warn!("store error in backend api: {e}");
+            Err(ApiError::system())
+        }
+        Err(_) => Err(ApiError::system()),
+    }
+}
+
+/// Checks HTTP Basic `appId:appSecret` and returns the app.
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<AppRecord, ApiError> {
+    let unauthorized = || ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::BadCredentials);
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(unauthorized)?;
+    let encoded = value.strip_prefix("Basic ").ok_or_else(unauthorized)?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| unauthorized())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| unauthorized())?;
+    let (app_id, secret) = decoded.split_once(':').ok_or_else(unauthorized)?;
+    let app_id = AppId::new(app_id);
+    let store = state.store.clone();
+    let app = blocking(move || store.app(&app_id)).await?;
+    match app {
+        Some(app) if secrets_equal(app.secret.expose(), secret) => Ok(app),
+        _ => Err(unauthorized()),
+    }
+}
+
+fn check_id(name: &str, v: &str) -> Result<(), ApiError> {
+    let n = v.chars().count();
+    if n == 0 || n > ID_MAX_CHARS || v.chars().any(char::is_control) {
+        return Err(ApiError::invalid(format!(
+            "{name} must be 1 to {ID_MAX_CHARS} characters, no control characters"
+        )));
+    }
+    Ok(())
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("invalid body: {e}")))
+}
+
+/// `POST /api/v1/session-key`: a new session key for a user; the previous one stops working.
+pub async fn session_key(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<SessionKeyResponse> {
+    let app = authenticate(&state, &headers).await?;
+    let req: SessionKeyRequest = parse_body(&body)?;
+    check_id("openId", req.open_id.as_str())?;
+    let key = new_session_key();
+    let store = state.store.clone();
+    let (open_id, k) = (req.open_id.clone(), key.clone());
+    blocking(move || store.put_session_key(&app.app_id, &open_id, &k, clock::unix_now())).await?;
+    Ok(Json(SessionKeyResponse {
+        open_id: req.open_id,
+        session_key: key,
+    }))
+}
+
+/// `POST /api/v1/voip-sign`: the join signature for a user, computed with the user's current
+/// session key, which stays on the server.
+pub async fn voip_sign(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<SignResponse> {
+    let app = authenticate(&state, &headers).await?;
+    let req: SignRequest = parse_body(&body)?;
+    check_id("openId", req.open_id.as_str())?;
+    check_id("groupId", req.group_id.as_str())?;
+    let nonce_chars = req.nonce.chars().count();
+    if nonce_chars == 0 || nonce_chars >= NONCE_MAX_CHARS {
+        return Err(ApiError::invalid(format!(
+            "nonce must be 1 to {} characters",
+            NONCE_MAX_CHARS - 1
+        )));
+    }
+    let store = state.store.clone();
+    let (app_id, open_id) = (app.app_id.clone(), req.open_id.clone());
+    let key = blocking(move || store.session_key(&app_id, &open_id)).await?;
+    let Some(key) = key else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::UnknownSession,
+        ));
+    };
+    let signature = sign(
+        app.app_id.as_str(),
+        req.group_id.as_str(),
+        &req.nonce,
+        req.timestamp,
+        &key,
+    );
+    Ok(Json(SignResponse { signature }))
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QuotaResponse {
+    day: String,
+    rooms_created: u64,
+    daily_limit: u64,
+}
+
+/// `GET /api/v1/quota`: rooms the app created today and its limit.
+pub async fn quota(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<QuotaResponse> {
+    let app = authenticate(&state, &headers).await?;
+    let day = clock::day_key(clock::unix_now(), state.config.utc_offset_secs());
+    let store = state.store.clone();
+    let d = day.clone();
+    let rooms_created = blocking(move || store.rooms_created(&app.app_id, &d)).await?;
+    Ok(Json(QuotaResponse {
+        day,
+        rooms_created,
+        daily_limit: state.config.daily_room_quota,
+    }))
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomResponse {
+    group_id: GroupId,
+    open_id_list: Vec<voipchat_proto::OpenId>,
+}
+
+/// `GET /api/v1/rooms/{groupId}`: who is in a room now (an empty list: no such room).
+pub async fn room(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(group_id): Path<String>,
+) -> ApiResult<RoomResponse> {
+    let app = authenticate(&state, &headers).await?;
+    check_id("groupId", &group_id)?;
+    let group_id = GroupId::new(group_id);
+    let (tx, rx) = oneshot::channel();
+    let key = RoomKey::new(app.app_id, group_id.clone());
+    state
+        .media
+        .send(Command::Members(key, tx))
+        .map_err(|_| ApiError::system())?;
+    let open_id_list = rx.await.map_err(|_| ApiError::system())?;
+    Ok(Json(RoomResponse {
+        group_id,
+        open_id_list,
+    }))
+}
+
+pub async fn healthz() -> &'static str {
+    "ok"
+}

@@ -1,0 +1,125 @@
+//! The voipchat server: configuration, the HTTP/WebSocket edge and the UDP media task
+//! around the sans-IO engine of `voipchat-core`.
+//!
+//! `run` takes already bound listeners, so tests bind port 0 and run many servers side by
+//! side; `main.rs` binds the configured addresses and calls it.
+
+pub mod clock;
+pub mod config;
+pub mod http;
+pub mod media;
+pub mod ws;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{mpsc, watch};
+use voipchat_core::{Engine, EngineConfig};
+use voipchat_store::Store;
+
+pub use config::Config;
+
+/// What every request handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    /// The media task's command queue.
+    pub media: mpsc::UnboundedSender<media::Command>,
+    /// Turns true when the server is stopping.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// The sockets the server runs on, bound by the caller.
+pub struct Listeners {
+    pub http: TcpListener,
+    pub media: UdpSocket,
+}
+
+impl Listeners {
+    /// Binds the configured addresses (port 0 picks a free port).
+    pub async fn bind(config: &Config) -> std::io::Result<Listeners> {
+        Ok(Listeners {
+            http: TcpListener::bind(config.http_addr).await?,
+            media: UdpSocket::bind(config.media_addr).await?,
+        })
+    }
+}
+
+/// The address announced in ICE candidates for a media socket bound at `bound`.
+pub fn announce_addr(config: &Config, bound: SocketAddr) -> SocketAddr {
+    SocketAddr::new(config.public_ip.unwrap_or(bound.ip()), bound.port())
+}
+
+/// Serves until `shutdown` completes; then interrupts every member (reason: server
+/// shutdown), lets those messages go out, and returns.
+pub async fn run(
+    listeners: Listeners,
+    config: Config,
+    store: Arc<dyn Store>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let media_bound = listeners.media.local_addr()?;
+    let mut engine_config = EngineConfig::new(announce_addr(&config, media_bound));
+    engine_config.room_cap = config.room_cap;
+    engine_config.media_timeout = config.media_timeout();
+    let engine = Engine::new(engine_config, Instant::now());
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let quota = media::QuotaPolicy {
+        store: store.clone(),
+        daily_limit: config.daily_room_quota,
+        utc_offset_secs: config.utc_offset_secs(),
+    };
+    let media_task = tokio::spawn(media::run(
+        engine,
+        listeners.media,
+        cmd_rx,
+        cmd_tx.clone(),
+        quota,
+        stop_rx.clone(),
+    ));
+
+    let state = AppState {
+        config: Arc::new(config),
+        store,
+        media: cmd_tx,
+        shutdown: stop_rx.clone(),
+    };
+    let app = router(state);
+    tracing::info!(
+        http = %listeners.http.local_addr()?,
+        media = %media_bound,
+        "voipchat serving"
+    );
+    let mut http_stop = stop_rx.clone();
+    let server = axum::serve(listeners.http, app).with_graceful_shutdown(async move {
+        let _ = http_stop.wait_for(|s| *s).await;
+    });
+    let server = tokio::spawn(async move { server.await });
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let _ = media_task.await;
+    // Connections get a moment to deliver their last messages.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(3), server).await;
+    Ok(())
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/ws", get(ws::upgrade))
+        .route("/healthz", get(http::healthz))
+        .route("/api/v1/session-key", post(http::session_key))
+        .route("/api/v1/voip-sign", post(http::voip_sign))
+        .route("/api/v1/quota", get(http::quota))
+        .route("/api/v1/rooms/{group_id}", get(http::room))
+        .with_state(state)
+}

@@ -1,0 +1,164 @@
+//! The media task: owns the engine and the UDP socket, and is the only place the engine is
+//! touched. Signaling handlers talk to it by `Command`; it answers them through each
+//! connection's outbox. Room creation's quota check runs on a blocking thread and comes back
+//! as a command, so the media loop never waits for the store.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, info, warn};
+use voipchat_core::{ConnId, Engine, Output, QuotaAnswer};
+use voipchat_proto::{JoinRequest, MuteConfig, OpenId, RoomKey, ServerMsg};
+use voipchat_store::Store;
+
+use crate::clock;
+
+/// Where a connection's messages go; the connection task writes them to its WebSocket.
+pub type Outbox = mpsc::UnboundedSender<ServerMsg>;
+
+/// What the signaling side asks of the media task.
+#[derive(Debug)]
+pub enum Command {
+    /// A new connection and where its messages go.
+    Connect(ConnId, Outbox),
+    /// An authenticated, validated join.
+    Join(ConnId, Box<JoinRequest>),
+    Exit(ConnId),
+    Mute(ConnId, MuteConfig),
+    Answer(ConnId, String),
+    /// The connection closed.
+    Disconnect(ConnId),
+    /// The quota decision for a room being created.
+    Quota(RoomKey, QuotaAnswer),
+    /// The members of a room (empty if it is not open).
+    Members(RoomKey, oneshot::Sender<Vec<OpenId>>),
+}
+
+/// The quota settings the media task needs to ask the store.
+#[derive(Clone)]
+pub struct QuotaPolicy {
+    pub store: Arc<dyn Store>,
+    pub daily_limit: u64,
+    pub utc_offset_secs: i64,
+}
+
+/// Runs until `shutdown` turns true; then interrupts every member and returns.
+pub async fn run(
+    mut engine: Engine,
+    socket: UdpSocket,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    command_tx: mpsc::UnboundedSender<Command>,
+    quota: QuotaPolicy,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut outboxes: HashMap<ConnId, Outbox> = HashMap::new();
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let deadline = flush(&mut engine, &socket, &mut outboxes, &command_tx, &quota).await;
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() {
+                    break;
+                }
+            }
+            cmd = commands.recv() => {
+                let Some(cmd) = cmd else { break };
+                apply(&mut engine, &mut outboxes, cmd);
+            }
+            received = socket.recv_from(&mut buf) => {
+                match received {
+                    Ok((n, source)) => engine.handle_datagram(Instant::now(), source, &buf[..n]),
+                    // ICMP errors from a gone peer surface here on Linux; they are not fatal.
+                    Err(e) => debug!("udp receive: {e}"),
+                }
+            }
+            _ = tokio::time::sleep_until(deadline.into()) => {}
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            engine.handle_timeout(now);
+        }
+    }
+    engine.handle_shutdown(Instant::now());
+    flush(&mut engine, &socket, &mut outboxes, &command_tx, &quota).await;
+    info!("media task stopped");
+}
+
+fn apply(engine: &mut Engine, outboxes: &mut HashMap<ConnId, Outbox>, cmd: Command) {
+    let now = Instant::now();
+    match cmd {
+        Command::Connect(conn, outbox) => {
+            outboxes.insert(conn, outbox);
+        }
+        Command::Join(conn, req) => engine.handle_join(now, conn, *req),
+        Command::Exit(conn) => engine.handle_exit(now, conn),
+        Command::Mute(conn, mute) => engine.handle_mute(now, conn, mute),
+        Command::Answer(conn, sdp) => engine.handle_answer(now, conn, &sdp),
+        Command::Disconnect(conn) => {
+            engine.handle_disconnect(now, conn);
+            outboxes.remove(&conn);
+        }
+        Command::Quota(key, answer) => engine.handle_room_quota(now, &key, answer),
+        Command::Members(key, reply) => {
+            let _ = reply.send(engine.room_members(&key));
+        }
+    }
+}
+
+/// Drains the engine's output; returns when it wants to be woken next.
+async fn flush(
+    engine: &mut Engine,
+    socket: &UdpSocket,
+    outboxes: &mut HashMap<ConnId, Outbox>,
+    command_tx: &mpsc::UnboundedSender<Command>,
+    quota: &QuotaPolicy,
+) -> Instant {
+    loop {
+        match engine.poll_output() {
+            Output::Transmit(t) => {
+                // try_send_to first: the common case needs no await.
+                match socket.try_send_to(&t.contents, t.destination) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        if let Err(e) = socket.send_to(&t.contents, t.destination).await {
+                            debug!("udp send to {}: {e}", t.destination);
+                        }
+                    }
+                    Err(e) => debug!("udp send to {}: {e}", t.destination),
+                }
+            }
+            Output::Signal(conn, msg) => {
+                if let Some(outbox) = outboxes.get(&conn) {
+                    let _ = outbox.send(msg);
+                }
+            }
+            Output::NeedRoomQuota(key) => {
+                let quota = quota.clone();
+                let tx = command_tx.clone();
+                tokio::task::spawn_blocking(move || {
+                    let day = clock::day_key(clock::unix_now(), quota.utc_offset_secs);
+                    let answer =
+                        match quota
+                            .store
+                            .take_room_quota(&key.app_id, &day, quota.daily_limit)
+                        {
+                            Ok(d) if d.granted => QuotaAnswer::Granted,
+                            Ok(_) => QuotaAnswer::Exhausted,
+                            Err(e) => {
+                                warn!(room = %key, "quota store error: {e}");
+                                QuotaAnswer::Failed(e.to_string())
+                            }
+                        };
+                    let _ = tx.send(Command::Quota(key, answer));
+                });
+            }
+            Output::RoomOpened(key) => info!(room = %key, "room opened"),
+            Output::RoomClosed(key) => info!(room = %key, "room closed"),
+            Output::Timeout(t) => return t,
+        }
+    }
+}

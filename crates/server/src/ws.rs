@@ -1,0 +1,176 @@
+//! WebSocket signaling: one task per connection. Frames are parsed into `ClientMsg` at this
+//! edge; joins are checked here (app, session key, signature, nonce) before the media task
+//! sees them, so the engine only ever gets authenticated joins.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+use voipchat_auth::{verify, VerifyPolicy};
+use voipchat_core::ConnId;
+use voipchat_proto::signal::MAX_FRAME_BYTES;
+use voipchat_proto::{ClientMsg, ErrorCode, Failure, JoinRequest, ServerMsg};
+
+use crate::media::Command;
+use crate::{clock, AppState};
+
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
+pub async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    // Accept somewhat more than MAX_FRAME_BYTES so an oversize frame gets a typed error
+    // instead of a dropped connection.
+    ws.max_message_size(MAX_FRAME_BYTES * 4)
+        .max_frame_size(MAX_FRAME_BYTES * 4)
+        .on_upgrade(move |socket| connection(state, socket))
+}
+
+async fn connection(state: AppState, socket: WebSocket) {
+    let conn = ConnId(NEXT_CONN.fetch_add(1, Ordering::Relaxed));
+    let (mut sink, mut stream) = socket.split();
+    let (outbox, mut inbox) = mpsc::unbounded_channel::<ServerMsg>();
+    if state
+        .media
+        .send(Command::Connect(conn, outbox.clone()))
+        .is_err()
+    {
+        return;
+    }
+    let mut shutdown = state.shutdown.clone();
+    let writer = tokio::spawn(async move {
+        while let Some(msg) = inbox.recv().await {
+            let interrupted = matches!(msg, ServerMsg::Interrupted { .. });
+            if sink
+                .send(Message::Text(msg.to_json().into()))
+                .await
+                .is_err()
+            {
+                break;
+            }
+            // After a shutdown interruption nothing else will come: close cleanly.
+            if interrupted && *shutdown.borrow_and_update() {
+                let _ = sink.send(Message::Close(None)).await;
+                break;
+            }
+        }
+    });
+
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        let frame = tokio::select! {
+            f = stream.next() => f,
+            _ = shutdown.changed() => break,
+        };
+        let Some(Ok(frame)) = frame else { break };
+        let text = match frame {
+            Message::Text(t) => t,
+            Message::Binary(_) => {
+                let f =
+                    Failure::with_detail(ErrorCode::MalformedMessage, "binary frames are not used");
+                let _ = outbox.send(ServerMsg::error(&f));
+                continue;
+            }
+            Message::Close(_) => break,
+            Message::Ping(_) | Message::Pong(_) => continue,
+        };
+        let msg = match ClientMsg::parse(text.as_str()) {
+            Ok(m) => m,
+            Err(f) => {
+                debug!(?conn, "refused frame: {f}");
+                // A join that does not parse is answered as a failed join, so a client
+                // waiting for its joinResult gets one.
+                let reply = if looks_like_join(text.as_str()) {
+                    ServerMsg::join_failed(&f)
+                } else {
+                    ServerMsg::error(&f)
+                };
+                let _ = outbox.send(reply);
+                continue;
+            }
+        };
+        let cmd = match msg {
+            ClientMsg::Join(req) => match authenticate(&state, &req).await {
+                Ok(()) => Command::Join(conn, req.into()),
+                Err(f) => {
+                    let _ = outbox.send(ServerMsg::join_failed(&f));
+                    continue;
+                }
+            },
+            ClientMsg::Exit => Command::Exit(conn),
+            ClientMsg::UpdateMuteConfig { mute_config } => Command::Mute(conn, mute_config),
+            ClientMsg::Answer { sdp } => Command::Answer(conn, sdp),
+            ClientMsg::Ping => {
+                let _ = outbox.send(ServerMsg::Pong);
+                continue;
+            }
+        };
+        if state.media.send(cmd).is_err() {
+            break;
+        }
+    }
+    let _ = state.media.send(Command::Disconnect(conn));
+    drop(outbox);
+    // Let queued messages (an interruption, a last result) reach the client.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), writer).await;
+}
+
+fn looks_like_join(text: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(|t| t == "join"))
+        .unwrap_or(false)
+}
+
+/// The join checks that need the store, in an order that spends nothing on a bad request:
+/// app, VoIP switch, session key, timestamp and signature, and only then the nonce.
+async fn authenticate(state: &AppState, req: &JoinRequest) -> Result<(), Failure> {
+    let store = state.store.clone();
+    let req = req.clone();
+    let window = state.config.timestamp_window_secs;
+    let result = tokio::task::spawn_blocking(move || -> Result<(), Failure> {
+        let system = |e: voipchat_store::StoreError| {
+            warn!("store error during join: {e}");
+            Failure::new(ErrorCode::SystemError)
+        };
+        let app = store.app(&req.app_id).map_err(system)?;
+        let Some(app) = app else {
+            return Err(Failure::new(ErrorCode::UnknownApp));
+        };
+        if !app.voip_enabled {
+            return Err(Failure::new(ErrorCode::VoipNotEnabled));
+        }
+        let Some(key) = store
+            .session_key(&req.app_id, &req.open_id)
+            .map_err(system)?
+        else {
+            return Err(Failure::new(ErrorCode::UnknownSession));
+        };
+        let now = clock::unix_now();
+        verify(
+            &req,
+            &key,
+            now,
+            &VerifyPolicy {
+                window_secs: window,
+            },
+        )
+        .map_err(|e| e.failure())?;
+        // The nonce lives as long as its timestamp is acceptable.
+        let expires = req.time_stamp.saturating_add(window).max(now);
+        let fresh = store
+            .consume_nonce(&req.app_id, &req.open_id, &req.nonce_str, expires, now)
+            .map_err(system)?;
+        if !fresh {
+            return Err(Failure::new(ErrorCode::ReplayedNonce));
+        }
+        Ok(())
+    })
+    .await;
+    result.unwrap_or_else(|e| {
+        warn!("join check task failed: {e}");
+        Err(Failure::new(ErrorCode::SystemError))
+    })
+}
