@@ -142,7 +142,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedRoomType => "unsupported roomType",
             ErrorCode::Kicked => "removed from the room",
             ErrorCode::Replaced => "replaced by a new connection of the same openId",
-            ErrorCode::MediaTimeout => "no media or signaling for too long",
+            ErrorCode::MediaTimeout => "no media for too long",
             ErrorCode::ServerShutdown => "server is shutting down",
             ErrorCode::MalformedMessage => "malformed message",
             ErrorCode::MessageTooLarge => "message too large",
@@ -207,5 +207,59 @@ impl Failure {
 impl From<ErrorCode> for Failure {
     fn from(code: ErrorCode) -> Self {
         Failure::new(code)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorCode;
+
+    /// Lists every variant twice from one list: as an exhaustive `match` (a new variant fails to
+    /// compile until it is listed here) and as an array compared with `ErrorCode::ALL`. This
+    /// lives inside the crate because `#[non_exhaustive]` forbids exhaustive matches elsewhere.
+    macro_rules! every_variant {
+        ($($v:ident),* $(,)?) => {{
+            fn _exhaustive(c: ErrorCode) {
+                match c {
+                    $(ErrorCode::$v => {})*
+                }
+            }
+            [$(ErrorCode::$v),*]
+        }};
+    }
+
+    #[test]
+    fn all_lists_every_variant_exactly_once() {
+        let listed = every_variant!(
+            AlreadyInRoom,
+            MicrophoneBusy,
+            ExitedWhileJoining,
+            SystemError,
+            RoomQuotaExceeded,
+            InvalidSignature,
+            StaleTimestamp,
+            ReplayedNonce,
+            UnknownApp,
+            VoipNotEnabled,
+            UnknownSession,
+            InvalidField,
+            RoomFull,
+            NotInRoom,
+            InvalidSdp,
+            UnsupportedRoomType,
+            Kicked,
+            Replaced,
+            MediaTimeout,
+            ServerShutdown,
+            MalformedMessage,
+            MessageTooLarge,
+            UnexpectedMessage,
+            BadCredentials,
+        );
+        assert_eq!(listed.len(), ErrorCode::ALL.len());
+        for c in listed {
+            let n = ErrorCode::ALL.iter().filter(|a| **a == c).count();
+            assert_eq!(n, 1, "{c:?} is in ErrorCode::ALL {n} times");
+        }
     }
 }

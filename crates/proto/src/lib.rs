@@ -9,4 +9,6 @@ pub mod signal;
 
 pub use error::{ErrorCode, Failure};
 pub use ids::{AppId, GroupId, OpenId, RoomKey, Secret};
-pub use signal::{ClientMsg, JoinRequest, MuteConfig, RoomType, ServerMsg, Status, TrackKind, TrackSlot};
+pub use signal::{
+    ClientMsg, JoinRequest, MuteConfig, RoomType, ServerMsg, Status, TrackKind, TrackSlot,
+};

@@ -24,9 +24,10 @@ pub enum RoomType {
 }
 
 /// A member's own mute settings. muteMicrophone: the server forwards nothing the member
-/// says; muteEarphone: the server forwards nothing to the member.
+/// says; muteEarphone: the server forwards nothing to the member. Both default to false;
+/// an unknown key is refused, so that a misspelt flag never leaves a member unmuted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct MuteConfig {
     pub mute_microphone: bool,
     pub mute_earphone: bool,
@@ -109,7 +110,9 @@ fn check_id(name: &str, value: &str) -> Result<(), Failure> {
         )));
     }
     if value.chars().any(char::is_control) {
-        return Err(invalid(format!("{name} must not contain control characters")));
+        return Err(invalid(format!(
+            "{name} must not contain control characters"
+        )));
     }
     Ok(())
 }
@@ -159,7 +162,10 @@ impl ClientMsg {
                 "expected an object with a string \"type\"",
             ));
         };
-        if !matches!(kind, "join" | "exit" | "updateMuteConfig" | "answer" | "ping") {
+        if !matches!(
+            kind,
+            "join" | "exit" | "updateMuteConfig" | "answer" | "ping"
+        ) {
             return Err(Failure::with_detail(
                 ErrorCode::MalformedMessage,
                 format!("unknown message type {kind:?}"),
@@ -229,8 +235,9 @@ pub mod api {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum ServerMsg {
-    /// The result of `join`. On success `sdp` is the answer and `tracks` the receive slots
-    /// already in the answer (none: slots arrive by `offer` as other members appear).
+    /// The result of `join`. On success `sdp` is the answer to the join's offer; it has no
+    /// receive slots (an answer cannot add m-lines): they arrive by `offer`, for the members
+    /// already present right after this result, and as other members appear.
     #[serde(rename_all = "camelCase")]
     JoinResult {
         #[serde(flatten)]
@@ -252,9 +259,14 @@ pub enum ServerMsg {
     },
     /// A renegotiation from the server: answer with `answer`. `tracks` is every receive slot
     /// after this offer, mid by mid.
-    Offer { sdp: String, tracks: Vec<TrackSlot> },
+    Offer {
+        sdp: String,
+        tracks: Vec<TrackSlot>,
+    },
     /// Which member each receive slot carries now, when that changes without renegotiation.
-    Tracks { tracks: Vec<TrackSlot> },
+    Tracks {
+        tracks: Vec<TrackSlot>,
+    },
     /// `onVoIPChatMembersChanged`: everyone in the room now, in order of joining.
     #[serde(rename_all = "camelCase")]
     MembersChanged {

@@ -1,0 +1,466 @@
+//! The suite every [`Store`] backend must pass: the behaviour and atomicity contract written
+//! on the trait, checked.
+//!
+//! Each check takes a fresh, empty store. A backend's tests run them all with one line:
+//!
+//! ```ignore
+//! mod conformance {
+//!     voipchat_store::store_conformance_tests!(|| Box::new(MyStore::connect_fresh()));
+//! }
+//! ```
+//!
+//! which makes one `#[test]` per check, or call [`run_all`] from a single test.
+//! Checks panic (with a message) on a violation, like any test assertion.
+
+use crate::{AppRecord, QuotaDecision, Store, StoreError};
+use voipchat_proto::{AppId, OpenId, Secret};
+
+/// One conformance check: panics if `store` (fresh and empty) breaks the contract.
+pub type Check = fn(&dyn Store);
+
+/// The checks, by name, in the order [`run_all`] runs them.
+pub const CHECKS: &[(&str, Check)] = &[
+    ("apps_crud", apps_crud),
+    (
+        "apps_listed_in_creation_order",
+        apps_listed_in_creation_order,
+    ),
+    ("create_app_is_atomic", create_app_is_atomic),
+    ("voip_enable_disable", voip_enable_disable),
+    ("session_key_rotation", session_key_rotation),
+    ("nonce_freshness", nonce_freshness),
+    ("nonce_expiry", nonce_expiry),
+    ("nonce_is_atomic", nonce_is_atomic),
+    ("quota_limit", quota_limit),
+    (
+        "quota_days_and_apps_independent",
+        quota_days_and_apps_independent,
+    ),
+    (
+        "quota_exact_under_concurrency",
+        quota_exact_under_concurrency,
+    ),
+];
+
+/// Runs every check, each on a fresh store from `make`.
+pub fn run_all(make: &dyn Fn() -> Box<dyn Store>) {
+    for (name, check) in CHECKS {
+        eprintln!("store conformance: {name}");
+        check(&*make());
+    }
+}
+
+/// One `#[test]` per conformance check, each on a fresh store from `$make`, a closure that
+/// returns a `Box` of the backend (or of any `Store`).
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($make:expr) => {
+        $crate::store_conformance_tests!(@tests $make;
+            apps_crud,
+            apps_listed_in_creation_order,
+            create_app_is_atomic,
+            voip_enable_disable,
+            session_key_rotation,
+            nonce_freshness,
+            nonce_expiry,
+            nonce_is_atomic,
+            quota_limit,
+            quota_days_and_apps_independent,
+            quota_exact_under_concurrency,
+        );
+        #[test]
+        fn run_all_checks_in_one_go() {
+            $crate::conformance::run_all(&|| -> ::std::boxed::Box<dyn $crate::Store> {
+                ($make)()
+            });
+        }
+    };
+    (@tests $make:expr; $($name:ident,)*) => {
+        $(
+            #[test]
+            fn $name() {
+                let store = ($make)();
+                $crate::conformance::$name(&*store);
+            }
+        )*
+    };
+}
+
+fn app(id: &str, created_at: u64) -> AppRecord {
+    AppRecord {
+        app_id: AppId::new(id),
+        name: format!("Game {id} 游戏"),
+        secret: Secret::new(format!("secret-of-{id}")),
+        voip_enabled: false,
+        created_at,
+    }
+}
+
+/// Create, read, duplicate refusal; every field round-trips.
+pub fn apps_crud(store: &dyn Store) {
+    assert_eq!(store.list_apps().expect("list"), vec![]);
+    assert_eq!(store.app(&AppId::new("wx1")).expect("get"), None);
+
+    let mut a = app("wx1", 1_700_000_000);
+    a.voip_enabled = true;
+    store.create_app(&a).expect("create");
+    assert_eq!(store.app(&a.app_id).expect("get"), Some(a.clone()));
+    assert_eq!(store.list_apps().expect("list"), vec![a.clone()]);
+
+    // A second app with the same id is refused and changes nothing.
+    let mut clash = app("wx1", 1);
+    clash.secret = Secret::new("another secret");
+    match store.create_app(&clash) {
+        Err(StoreError::AppExists(id)) => assert_eq!(id, a.app_id),
+        other => panic!("duplicate create_app: expected AppExists, got {other:?}"),
+    }
+    assert_eq!(store.app(&a.app_id).expect("get"), Some(a.clone()));
+
+    // Ids are exact: no case folding, no trimming.
+    assert_eq!(store.app(&AppId::new("WX1")).expect("get"), None);
+    assert_eq!(store.app(&AppId::new("wx1 ")).expect("get"), None);
+    let b = app("WX1", 0);
+    store.create_app(&b).expect("create differently cased id");
+    assert_eq!(store.app(&b.app_id).expect("get"), Some(b));
+}
+
+/// `list_apps` orders by `created_at`, then `app_id`.
+pub fn apps_listed_in_creation_order(store: &dyn Store) {
+    for (id, t) in [("wxc", 20), ("wxb", 10), ("wxa", 20), ("wxd", 5)] {
+        store.create_app(&app(id, t)).expect("create");
+    }
+    let ids: Vec<String> = store
+        .list_apps()
+        .expect("list")
+        .into_iter()
+        .map(|a| a.app_id.0)
+        .collect();
+    assert_eq!(ids, ["wxd", "wxb", "wxa", "wxc"]);
+}
+
+/// Of concurrent creations of one id, exactly one succeeds.
+pub fn create_app_is_atomic(store: &dyn Store) {
+    let results: Vec<bool> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8u64)
+            .map(|i| {
+                s.spawn(move || match store.create_app(&app("wxrace", i)) {
+                    Ok(()) => true,
+                    Err(StoreError::AppExists(_)) => false,
+                    Err(e) => panic!("create_app: {e}"),
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    assert_eq!(results.iter().filter(|&&ok| ok).count(), 1);
+    assert_eq!(store.list_apps().expect("list").len(), 1);
+}
+
+/// `set_voip_enabled` flips the flag of an existing app and reports a missing one.
+pub fn voip_enable_disable(store: &dyn Store) {
+    let a = app("wx1", 1);
+    store.create_app(&a).expect("create");
+    let other = app("wx2", 2);
+    store.create_app(&other).expect("create");
+
+    assert!(store.set_voip_enabled(&a.app_id, true).expect("enable"));
+    assert!(
+        store
+            .app(&a.app_id)
+            .expect("get")
+            .expect("exists")
+            .voip_enabled
+    );
+    // Idempotent.
+    assert!(store
+        .set_voip_enabled(&a.app_id, true)
+        .expect("enable again"));
+    assert!(
+        store
+            .app(&a.app_id)
+            .expect("get")
+            .expect("exists")
+            .voip_enabled
+    );
+    // Other fields and other apps are untouched.
+    let got = store.app(&a.app_id).expect("get").expect("exists");
+    assert_eq!(
+        (got.name, got.secret, got.created_at),
+        (a.name, a.secret, a.created_at)
+    );
+    assert!(
+        !store
+            .app(&other.app_id)
+            .expect("get")
+            .expect("exists")
+            .voip_enabled
+    );
+
+    assert!(store.set_voip_enabled(&a.app_id, false).expect("disable"));
+    assert!(
+        !store
+            .app(&a.app_id)
+            .expect("get")
+            .expect("exists")
+            .voip_enabled
+    );
+
+    let missing = AppId::new("wx-missing");
+    assert!(!store.set_voip_enabled(&missing, true).expect("missing app"));
+    assert_eq!(store.app(&missing).expect("get"), None);
+}
+
+/// One current key per (app, user); putting a new one removes the old.
+pub fn session_key_rotation(store: &dyn Store) {
+    let (a, b) = (AppId::new("wx1"), AppId::new("wx2"));
+    let (u, v) = (OpenId::new("user-1"), OpenId::new("user-2"));
+    assert_eq!(store.session_key(&a, &u).expect("get"), None);
+
+    let k1 = Secret::new("gDyVgzwa0mFz9uUP7M6GQQ==");
+    let k2 = Secret::new("o0q0otL8aEzpcZL/FT9WsQ==");
+    store.put_session_key(&a, &u, &k1, 100).expect("put");
+    assert_eq!(store.session_key(&a, &u).expect("get"), Some(k1.clone()));
+
+    store.put_session_key(&a, &u, &k2, 200).expect("rotate");
+    assert_eq!(store.session_key(&a, &u).expect("get"), Some(k2.clone()));
+
+    // Other users and the same user in another app are separate.
+    assert_eq!(store.session_key(&a, &v).expect("get"), None);
+    assert_eq!(store.session_key(&b, &u).expect("get"), None);
+    store
+        .put_session_key(&b, &u, &k1, 300)
+        .expect("put other app");
+    assert_eq!(store.session_key(&b, &u).expect("get"), Some(k1.clone()));
+    assert_eq!(store.session_key(&a, &u).expect("get"), Some(k2));
+
+    // Rotating back to an earlier key value is allowed (the store does not judge keys).
+    store.put_session_key(&a, &u, &k1, 400).expect("put");
+    assert_eq!(store.session_key(&a, &u).expect("get"), Some(k1));
+}
+
+/// A nonce is fresh once per (app, openId) until it expires.
+pub fn nonce_freshness(store: &dyn Store) {
+    let (a, b) = (AppId::new("wx1"), AppId::new("wx2"));
+    let (u, v) = (OpenId::new("user-1"), OpenId::new("user-2"));
+    let now = 1_700_000_000;
+    let exp = now + 600;
+
+    assert!(store.consume_nonce(&a, &u, "n1", exp, now).expect("first"));
+    assert!(!store.consume_nonce(&a, &u, "n1", exp, now).expect("replay"));
+    assert!(!store
+        .consume_nonce(&a, &u, "n1", exp + 600, now + 1)
+        .expect("replay later"));
+
+    // Other users, other apps and other nonces are independent.
+    assert!(store
+        .consume_nonce(&a, &v, "n1", exp, now)
+        .expect("other user"));
+    assert!(store
+        .consume_nonce(&b, &u, "n1", exp, now)
+        .expect("other app"));
+    assert!(store
+        .consume_nonce(&a, &u, "n2", exp, now)
+        .expect("other nonce"));
+    assert!(!store
+        .consume_nonce(&a, &v, "n1", exp, now)
+        .expect("other user replay"));
+
+    // Nonces are exact strings, any text.
+    assert!(store
+        .consume_nonce(&a, &u, "N1", exp, now)
+        .expect("case differs"));
+    assert!(store
+        .consume_nonce(&a, &u, "随机😀", exp, now)
+        .expect("unicode"));
+    assert!(!store
+        .consume_nonce(&a, &u, "随机😀", exp, now)
+        .expect("unicode replay"));
+}
+
+/// An expired nonce is fresh again; a refused use does not extend the expiry.
+pub fn nonce_expiry(store: &dyn Store) {
+    let a = AppId::new("wx1");
+    let u = OpenId::new("user-1");
+
+    assert!(store.consume_nonce(&a, &u, "n", 100, 10).expect("first"));
+    // Refused, with a later expiry that must not be stored.
+    assert!(!store
+        .consume_nonce(&a, &u, "n", 500, 99)
+        .expect("just before expiry"));
+    // Expired at exactly expires_at.
+    assert!(store
+        .consume_nonce(&a, &u, "n", 300, 100)
+        .expect("at expiry"));
+    // The fresh use stored its new expiry.
+    assert!(!store
+        .consume_nonce(&a, &u, "n", 400, 299)
+        .expect("before new expiry"));
+    assert!(store
+        .consume_nonce(&a, &u, "n", 400, 300)
+        .expect("after new expiry"));
+
+    // Purging other expired nonces does not touch unexpired ones.
+    for i in 0..300 {
+        assert!(store
+            .consume_nonce(&a, &u, &format!("old{i}"), 350, 301)
+            .expect("fill"));
+    }
+    assert!(store
+        .consume_nonce(&a, &u, "keep", 10_000, 360)
+        .expect("keep"));
+    for i in 0..10 {
+        store
+            .consume_nonce(&a, &u, &format!("sweep{i}"), 10_000, 360)
+            .expect("sweep");
+    }
+    assert!(!store
+        .consume_nonce(&a, &u, "keep", 10_000, 361)
+        .expect("still remembered"));
+}
+
+/// Of concurrent uses of one nonce, exactly one is fresh.
+pub fn nonce_is_atomic(store: &dyn Store) {
+    let a = AppId::new("wx1");
+    let u = OpenId::new("user-1");
+    let fresh: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..16)
+            .map(|_| {
+                let (a, u) = (&a, &u);
+                s.spawn(move || {
+                    (0..10)
+                        .filter(|i| {
+                            store
+                                .consume_nonce(a, u, &format!("n{i}"), 1_000, 10)
+                                .expect("consume")
+                        })
+                        .count()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("thread")).sum()
+    });
+    assert_eq!(fresh, 10, "each of 10 nonces must be fresh exactly once");
+}
+
+/// Grants up to the limit, then refuses without counting; the limit is per call.
+pub fn quota_limit(store: &dyn Store) {
+    let a = AppId::new("wx1");
+    let day = "2026-11-22";
+    assert_eq!(store.rooms_created(&a, day).expect("count"), 0);
+    for used in 1..=3 {
+        assert_eq!(
+            store.take_room_quota(&a, day, 3).expect("take"),
+            QuotaDecision {
+                granted: true,
+                used
+            }
+        );
+    }
+    for _ in 0..3 {
+        assert_eq!(
+            store.take_room_quota(&a, day, 3).expect("take"),
+            QuotaDecision {
+                granted: false,
+                used: 3
+            }
+        );
+    }
+    assert_eq!(store.rooms_created(&a, day).expect("count"), 3);
+
+    // A lower limit refuses, a higher one grants again.
+    assert_eq!(
+        store.take_room_quota(&a, day, 1).expect("take"),
+        QuotaDecision {
+            granted: false,
+            used: 3
+        }
+    );
+    assert_eq!(
+        store.take_room_quota(&a, day, 5).expect("take"),
+        QuotaDecision {
+            granted: true,
+            used: 4
+        }
+    );
+
+    // Limit 0 refuses and records nothing.
+    assert_eq!(
+        store.take_room_quota(&a, "2026-11-23", 0).expect("take"),
+        QuotaDecision {
+            granted: false,
+            used: 0
+        }
+    );
+    assert_eq!(store.rooms_created(&a, "2026-11-23").expect("count"), 0);
+}
+
+/// Counts are per (app, day).
+pub fn quota_days_and_apps_independent(store: &dyn Store) {
+    let (a, b) = (AppId::new("wx1"), AppId::new("wx2"));
+    for _ in 0..2 {
+        assert!(
+            store
+                .take_room_quota(&a, "2026-11-22", 2)
+                .expect("take")
+                .granted
+        );
+    }
+    assert!(
+        !store
+            .take_room_quota(&a, "2026-11-22", 2)
+            .expect("take")
+            .granted
+    );
+    assert!(
+        store
+            .take_room_quota(&a, "2026-11-23", 2)
+            .expect("next day")
+            .granted
+    );
+    assert!(
+        store
+            .take_room_quota(&b, "2026-11-22", 2)
+            .expect("other app")
+            .granted
+    );
+    assert_eq!(store.rooms_created(&a, "2026-11-22").expect("count"), 2);
+    assert_eq!(store.rooms_created(&a, "2026-11-23").expect("count"), 1);
+    assert_eq!(store.rooms_created(&b, "2026-11-22").expect("count"), 1);
+    assert_eq!(store.rooms_created(&b, "2026-11-23").expect("count"), 0);
+}
+
+/// 16 threads × 20 takes against limit 100: exactly 100 granted, none lost.
+pub fn quota_exact_under_concurrency(store: &dyn Store) {
+    let a = AppId::new("wx1");
+    let day = "2026-11-22";
+    let granted: Vec<u64> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..16)
+            .map(|_| {
+                let a = &a;
+                s.spawn(move || {
+                    (0..20)
+                        .map(|_| store.take_room_quota(a, day, 100).expect("take"))
+                        .filter(|d| {
+                            assert!(d.used <= 100, "count above limit: {d:?}");
+                            d.granted
+                        })
+                        .map(|d| d.used)
+                        .collect::<Vec<u64>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    assert_eq!(granted.len(), 100);
+    // Each grant saw a distinct count: no grant was counted twice.
+    let mut counts = granted;
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=100).collect::<Vec<u64>>());
+    assert_eq!(store.rooms_created(&a, day).expect("count"), 100);
+}

@@ -1,0 +1,150 @@
+//! Durable state behind one trait, [`Store`]: registered apps, each user's current session
+//! key, used nonces and the daily room quota. [`SqliteStore`] is the single-node backend; a
+//! Redis backend for several nodes can come later and must pass the same
+//! [`conformance`] suite (enable the `conformance` feature to reach it from another crate).
+//!
+//! Every method takes the current time as an argument where it needs one; no backend reads
+//! the clock. Methods block: async callers run them on a blocking thread.
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use std::path::PathBuf;
+use voipchat_proto::{AppId, OpenId, Secret};
+
+/// Why a store operation failed. Callers usually report these as a system error; only
+/// [`StoreError::AppExists`] is an answer about the request itself.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// [`Store::create_app`] with an app id that is already registered.
+    #[error("app {0} already exists")]
+    AppExists(AppId),
+    /// A number does not fit the backend's integer type (SQLite: i64).
+    #[error("{field} = {value} is out of range for the store")]
+    OutOfRange { field: &'static str, value: u64 },
+    /// The database has a schema version this build does not know (written by a newer
+    /// voipchat, or not a voipchat database).
+    #[error(
+        "database schema version {found} is not supported (this build knows 0 to {supported})"
+    )]
+    UnsupportedSchema { found: i64, supported: i64 },
+    /// The directory for the database file could not be created.
+    #[error("cannot create directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An error from SQLite.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// A registered app (a game), created by `voipchat app create`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppRecord {
+    pub app_id: AppId,
+    /// A human name for operators; not used for any decision.
+    pub name: String,
+    /// The app secret the game's backend authenticates with.
+    pub secret: Secret,
+    /// Whether members of this app may join rooms at all.
+    pub voip_enabled: bool,
+    /// Unix seconds; orders [`Store::list_apps`].
+    pub created_at: u64,
+}
+
+/// The answer of [`Store::take_room_quota`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QuotaDecision {
+    /// Whether a room may be created.
+    pub granted: bool,
+    /// Rooms counted for the app and day after this decision (including this one if granted).
+    pub used: u64,
+}
+
+/// Durable state of the service.
+///
+/// # Atomicity contract
+///
+/// Every method is one atomic, durable step: when it returns `Ok`, its effect is complete and
+/// survives a restart of the process; when it returns `Err`, it had no effect. Concurrent
+/// calls (from threads of one process, or from several processes or nodes sharing the
+/// backend) behave as if run one after the other in some order. The per-method notes say
+/// what that means where it matters:
+///
+/// - [`create_app`](Store::create_app): check-and-insert. Of two concurrent creations of one
+///   app id exactly one succeeds; the other gets [`StoreError::AppExists`].
+/// - [`set_voip_enabled`](Store::set_voip_enabled), [`put_session_key`](Store::put_session_key):
+///   single-record writes; the last writer wins.
+/// - [`put_session_key`](Store::put_session_key) replaces: after it returns, no reader sees
+///   the old key again.
+/// - [`consume_nonce`](Store::consume_nonce): test-and-set. Of any number of concurrent calls
+///   with the same (app, openId, nonce) while it is unexpired, exactly one returns `true`.
+/// - [`take_room_quota`](Store::take_room_quota): compare-and-increment. The count never
+///   exceeds `limit`, and exactly `min(calls, limit - used_before)` concurrent calls are
+///   granted; no grant is lost and none is counted twice.
+/// - Reads ([`app`](Store::app), [`list_apps`](Store::list_apps),
+///   [`session_key`](Store::session_key), [`rooms_created`](Store::rooms_created)) see every
+///   write that returned before they started.
+pub trait Store: Send + Sync + 'static {
+    /// Registers an app. Fails with [`StoreError::AppExists`] if its id is taken; atomic.
+    fn create_app(&self, app: &AppRecord) -> Result<(), StoreError>;
+
+    /// All apps, ordered by `created_at`, then `app_id`.
+    fn list_apps(&self) -> Result<Vec<AppRecord>, StoreError>;
+
+    /// One app, or `None`.
+    fn app(&self, app_id: &AppId) -> Result<Option<AppRecord>, StoreError>;
+
+    /// Turns VoIP on or off for an app. Returns `false` (and changes nothing) if there is no
+    /// such app.
+    fn set_voip_enabled(&self, app_id: &AppId, enabled: bool) -> Result<bool, StoreError>;
+
+    /// Replaces the user's one current session key (rotation: the old one stops existing).
+    /// `now_unix` is recorded as the time of issue.
+    fn put_session_key(
+        &self,
+        app_id: &AppId,
+        open_id: &OpenId,
+        key: &Secret,
+        now_unix: u64,
+    ) -> Result<(), StoreError>;
+
+    /// The user's current session key, or `None` if none was ever issued.
+    fn session_key(&self, app_id: &AppId, open_id: &OpenId) -> Result<Option<Secret>, StoreError>;
+
+    /// Records `nonce` for (app, openId) unless it is already recorded and unexpired, as one
+    /// atomic test-and-set. Returns `true` if the nonce is fresh (first use, or its previous
+    /// use has expired), `false` if it is a replay.
+    ///
+    /// A recorded nonce is unexpired while `now_unix < expires_at_unix`; a fresh use stores
+    /// the new `expires_at_unix`, a refused one leaves the old expiry alone. Each call also
+    /// purges some expired nonces (a bounded amount of work), so the set stays small without
+    /// a separate sweeper.
+    fn consume_nonce(
+        &self,
+        app_id: &AppId,
+        open_id: &OpenId,
+        nonce: &str,
+        expires_at_unix: u64,
+        now_unix: u64,
+    ) -> Result<bool, StoreError>;
+
+    /// Atomically: if `rooms_created(app, day) < limit`, increments it and grants; else
+    /// refuses and changes nothing. `day` is an opaque key such as `"2026-11-22"`; the caller
+    /// decides the time zone and when a day ends.
+    fn take_room_quota(
+        &self,
+        app_id: &AppId,
+        day: &str,
+        limit: u64,
+    ) -> Result<QuotaDecision, StoreError>;
+
+    /// Rooms granted to the app on `day` (0 if none).
+    fn rooms_created(&self, app_id: &AppId, day: &str) -> Result<u64, StoreError>;
+}

@@ -1,0 +1,597 @@
+//! The single-node backend: one SQLite file.
+//!
+//! Settings, and why:
+//! - WAL journal: readers do not block the writer, and a commit is one append.
+//! - `synchronous = FULL`: each commit is fsynced before it returns, so a granted room or a
+//!   consumed nonce survives not only a process crash (NORMAL would do for that) but also a
+//!   power cut or kernel panic. Writes are rare (a login, a join), so the fsync is cheap
+//!   compared to what losing one costs: a replayed nonce or a quota handed out twice.
+//! - `busy_timeout`: another process holding the write lock (an operator running
+//!   `voipchat app …` against a live server) is waited for instead of failing at once.
+//! - Schema version in `PRAGMA user_version`, migrated forward on open.
+//! - Every write is one transaction; the read-modify-write ones (`consume_nonce`,
+//!   `take_room_quota`) use `BEGIN IMMEDIATE`, which takes the write lock first, so they are
+//!   atomic across processes as well as across the threads of this one.
+
+use crate::{AppRecord, QuotaDecision, Store, StoreError};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+use voipchat_proto::{AppId, OpenId, Secret};
+
+/// How long a call waits for another connection's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Most expired nonces one `consume_nonce` call deletes. Each join purges up to this many,
+/// so the table stays near the number of nonces used within one expiry window.
+const NONCE_PURGE_BATCH: i64 = 64;
+
+/// Schema migrations; entry `i` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // Version 1.
+    "CREATE TABLE apps (
+        app_id       TEXT    NOT NULL PRIMARY KEY,
+        name         TEXT    NOT NULL,
+        secret       TEXT    NOT NULL,
+        voip_enabled INTEGER NOT NULL,
+        created_at   INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX apps_by_created_at ON apps (created_at, app_id);
+
+    CREATE TABLE session_keys (
+        app_id      TEXT    NOT NULL,
+        open_id     TEXT    NOT NULL,
+        session_key TEXT    NOT NULL,
+        issued_at   INTEGER NOT NULL,
+        PRIMARY KEY (app_id, open_id)
+    ) STRICT;
+
+    CREATE TABLE nonces (
+        app_id     TEXT    NOT NULL,
+        open_id    TEXT    NOT NULL,
+        nonce      TEXT    NOT NULL,
+        expires_at INTEGER NOT NULL,
+        PRIMARY KEY (app_id, open_id, nonce)
+    ) STRICT;
+    CREATE INDEX nonces_by_expiry ON nonces (expires_at);
+
+    CREATE TABLE room_quota (
+        app_id        TEXT    NOT NULL,
+        day           TEXT    NOT NULL,
+        rooms_created INTEGER NOT NULL,
+        PRIMARY KEY (app_id, day)
+    ) STRICT;",
+];
+
+/// The schema version this build writes.
+const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// [`Store`] on one SQLite database: one connection behind a mutex, so calls from many
+/// threads run one at a time (each is short). Call it from blocking threads.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the database at `path`, creating its parent directory if missing,
+    /// and migrates the schema to the current version.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(path)?;
+        // Returns the mode actually set; a filesystem without WAL support keeps its old
+        // journal, which is still correct, only slower under concurrent readers.
+        let _mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+        Self::init(conn)
+    }
+
+    /// A private database in memory, gone when the store is dropped. For tests.
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Self, StoreError> {
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        migrate(&mut conn)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while the lock was held cannot leave a half-done write behind: an open
+        // rusqlite transaction rolls back when it is dropped during unwinding. So the
+        // connection is still consistent and the poison can be ignored.
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let Some(start) = usize::try_from(found)
+        .ok()
+        .filter(|&v| v <= MIGRATIONS.len())
+    else {
+        return Err(StoreError::UnsupportedSchema {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    };
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(start) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// A time for comparisons only: times past SQLite's range mean "never" and compare the same.
+fn time_arg(t: u64) -> i64 {
+    i64::try_from(t).unwrap_or(i64::MAX)
+}
+
+/// A value that must round-trip exactly.
+fn exact_arg(field: &'static str, value: u64) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::OutOfRange { field, value })
+}
+
+fn app_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AppRecord> {
+    Ok(AppRecord {
+        app_id: AppId::new(row.get::<_, String>(0)?),
+        name: row.get(1)?,
+        secret: Secret::new(row.get::<_, String>(2)?),
+        voip_enabled: row.get(3)?,
+        created_at: row.get(4)?,
+    })
+}
+
+impl Store for SqliteStore {
+    fn create_app(&self, app: &AppRecord) -> Result<(), StoreError> {
+        let created_at = exact_arg("created_at", app.created_at)?;
+        let inserted = self.conn().execute(
+            "INSERT INTO apps (app_id, name, secret, voip_enabled, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (app_id) DO NOTHING",
+            params![
+                app.app_id.as_str(),
+                app.name,
+                app.secret.expose(),
+                app.voip_enabled,
+                created_at
+            ],
+        )?;
+        if inserted == 0 {
+            return Err(StoreError::AppExists(app.app_id.clone()));
+        }
+        Ok(())
+    }
+
+    fn list_apps(&self) -> Result<Vec<AppRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT app_id, name, secret, voip_enabled, created_at FROM apps
+             ORDER BY created_at, app_id",
+        )?;
+        let apps = stmt
+            .query_map([], app_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(apps)
+    }
+
+    fn app(&self, app_id: &AppId) -> Result<Option<AppRecord>, StoreError> {
+        let app = self
+            .conn()
+            .prepare_cached(
+                "SELECT app_id, name, secret, voip_enabled, created_at FROM apps
+                 WHERE app_id = ?1",
+            )?
+            .query_row([app_id.as_str()], app_from_row)
+            .optional()?;
+        Ok(app)
+    }
+
+    fn set_voip_enabled(&self, app_id: &AppId, enabled: bool) -> Result<bool, StoreError> {
+        let changed = self.conn().execute(
+            "UPDATE apps SET voip_enabled = ?2 WHERE app_id = ?1",
+            params![app_id.as_str(), enabled],
+        )?;
+        Ok(changed > 0)
+    }
+
+    fn put_session_key(
+        &self,
+        app_id: &AppId,
+        open_id: &OpenId,
+        key: &Secret,
+        now_unix: u64,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO session_keys (app_id, open_id, session_key, issued_at)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (app_id, open_id)
+             DO UPDATE SET session_key = excluded.session_key, issued_at = excluded.issued_at",
+            params![
+                app_id.as_str(),
+                open_id.as_str(),
+                key.expose(),
+                time_arg(now_unix)
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn session_key(&self, app_id: &AppId, open_id: &OpenId) -> Result<Option<Secret>, StoreError> {
+        let key = self
+            .conn()
+            .prepare_cached(
+                "SELECT session_key FROM session_keys WHERE app_id = ?1 AND open_id = ?2",
+            )?
+            .query_row([app_id.as_str(), open_id.as_str()], |row| {
+                row.get::<_, String>(0)
+            })
+            .optional()?;
+        Ok(key.map(Secret::new))
+    }
+
+    fn consume_nonce(
+        &self,
+        app_id: &AppId,
+        open_id: &OpenId,
+        nonce: &str,
+        expires_at_unix: u64,
+        now_unix: u64,
+    ) -> Result<bool, StoreError> {
+        let now = time_arg(now_unix);
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "DELETE FROM nonces WHERE rowid IN
+                (SELECT rowid FROM nonces WHERE expires_at <= ?1 LIMIT ?2)",
+            params![now, NONCE_PURGE_BATCH],
+        )?;
+        // Inserts a new nonce, or takes over an expired one; an unexpired one is left alone
+        // and counts 0 changes.
+        let recorded = tx.execute(
+            "INSERT INTO nonces (app_id, open_id, nonce, expires_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (app_id, open_id, nonce)
+             DO UPDATE SET expires_at = excluded.expires_at WHERE nonces.expires_at <= ?5",
+            params![
+                app_id.as_str(),
+                open_id.as_str(),
+                nonce,
+                time_arg(expires_at_unix),
+                now
+            ],
+        )?;
+        tx.commit()?;
+        Ok(recorded > 0)
+    }
+
+    fn take_room_quota(
+        &self,
+        app_id: &AppId,
+        day: &str,
+        limit: u64,
+    ) -> Result<QuotaDecision, StoreError> {
+        // Counts live in i64; a limit beyond that is the same as no limit.
+        let limit = limit.min(i64::MAX as u64);
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let used: u64 = tx
+            .query_row(
+                "SELECT rooms_created FROM room_quota WHERE app_id = ?1 AND day = ?2",
+                [app_id.as_str(), day],
+                |row| row.get(0),
+            )
+            .optional()?
+            .unwrap_or(0);
+        if used >= limit {
+            // Nothing written; dropping the transaction rolls it back.
+            return Ok(QuotaDecision {
+                granted: false,
+                used,
+            });
+        }
+        tx.execute(
+            "INSERT INTO room_quota (app_id, day, rooms_created) VALUES (?1, ?2, 1)
+             ON CONFLICT (app_id, day) DO UPDATE SET rooms_created = rooms_created + 1",
+            [app_id.as_str(), day],
+        )?;
+        tx.commit()?;
+        Ok(QuotaDecision {
+            granted: true,
+            // used < limit <= i64::MAX, so this cannot overflow.
+            used: used + 1,
+        })
+    }
+
+    fn rooms_created(&self, app_id: &AppId, day: &str) -> Result<u64, StoreError> {
+        let used = self
+            .conn()
+            .prepare_cached("SELECT rooms_created FROM room_quota WHERE app_id = ?1 AND day = ?2")?
+            .query_row([app_id.as_str(), day], |row| row.get::<_, u64>(0))
+            .optional()?;
+        Ok(used.unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tempfile::TempDir;
+
+    /// A file-backed store that deletes its directory when dropped.
+    struct OnDisk {
+        store: SqliteStore,
+        _dir: TempDir,
+    }
+
+    impl OnDisk {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = SqliteStore::open(&dir.path().join("voipchat.sqlite3")).expect("open");
+            Self { store, _dir: dir }
+        }
+    }
+
+    impl Store for OnDisk {
+        fn create_app(&self, app: &AppRecord) -> Result<(), StoreError> {
+            self.store.create_app(app)
+        }
+        fn list_apps(&self) -> Result<Vec<AppRecord>, StoreError> {
+            self.store.list_apps()
+        }
+        fn app(&self, app_id: &AppId) -> Result<Option<AppRecord>, StoreError> {
+            self.store.app(app_id)
+        }
+        fn set_voip_enabled(&self, app_id: &AppId, enabled: bool) -> Result<bool, StoreError> {
+            self.store.set_voip_enabled(app_id, enabled)
+        }
+        fn put_session_key(
+            &self,
+            app_id: &AppId,
+            open_id: &OpenId,
+            key: &Secret,
+            now_unix: u64,
+        ) -> Result<(), StoreError> {
+            self.store.put_session_key(app_id, open_id, key, now_unix)
+        }
+        fn session_key(
+            &self,
+            app_id: &AppId,
+            open_id: &OpenId,
+        ) -> Result<Option<Secret>, StoreError> {
+            self.store.session_key(app_id, open_id)
+        }
+        fn consume_nonce(
+            &self,
+            app_id: &AppId,
+            open_id: &OpenId,
+            nonce: &str,
+            expires_at_unix: u64,
+            now_unix: u64,
+        ) -> Result<bool, StoreError> {
+            self.store
+                .consume_nonce(app_id, open_id, nonce, expires_at_unix, now_unix)
+        }
+        fn take_room_quota(
+            &self,
+            app_id: &AppId,
+            day: &str,
+            limit: u64,
+        ) -> Result<QuotaDecision, StoreError> {
+            self.store.take_room_quota(app_id, day, limit)
+        }
+        fn rooms_created(&self, app_id: &AppId, day: &str) -> Result<u64, StoreError> {
+            self.store.rooms_created(app_id, day)
+        }
+    }
+
+    mod in_memory {
+        use super::*;
+        crate::store_conformance_tests!(|| Box::new(
+            SqliteStore::open_in_memory().expect("open in memory")
+        ));
+    }
+
+    mod on_disk {
+        use super::*;
+        crate::store_conformance_tests!(|| Box::new(OnDisk::new()));
+    }
+
+    fn app(id: &str) -> AppRecord {
+        AppRecord {
+            app_id: AppId::new(id),
+            name: format!("game {id}"),
+            secret: Secret::new(format!("secret-{id}")),
+            voip_enabled: true,
+            created_at: 1_700_000_000,
+        }
+    }
+
+    #[test]
+    fn data_survives_reopening_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("data").join("voipchat.sqlite3");
+        let a = AppId::new("wx1");
+        let user = OpenId::new("user-1");
+        {
+            let store = SqliteStore::open(&path).expect("open creates the parent directory");
+            store.create_app(&app("wx1")).expect("create");
+            store.set_voip_enabled(&a, false).expect("disable");
+            store
+                .put_session_key(&a, &user, &Secret::new("k1"), 10)
+                .expect("put");
+            store
+                .put_session_key(&a, &user, &Secret::new("k2"), 11)
+                .expect("rotate");
+            for _ in 0..3 {
+                assert!(
+                    store
+                        .take_room_quota(&a, "2026-11-22", 10)
+                        .expect("quota")
+                        .granted
+                );
+            }
+            assert!(store
+                .consume_nonce(&a, &user, "n1", 1_000, 100)
+                .expect("nonce"));
+        }
+        let store = SqliteStore::open(&path).expect("reopen");
+        let mut expected = app("wx1");
+        expected.voip_enabled = false;
+        assert_eq!(store.app(&a).expect("app"), Some(expected.clone()));
+        assert_eq!(store.list_apps().expect("list"), vec![expected]);
+        assert_eq!(
+            store.session_key(&a, &user).expect("key"),
+            Some(Secret::new("k2"))
+        );
+        assert_eq!(store.rooms_created(&a, "2026-11-22").expect("count"), 3);
+        assert!(!store
+            .consume_nonce(&a, &user, "n1", 1_000, 200)
+            .expect("nonce"));
+        assert!(matches!(
+            store.create_app(&app("wx1")),
+            Err(StoreError::AppExists(_))
+        ));
+    }
+
+    #[test]
+    fn file_uses_wal_and_current_schema_version() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("v.sqlite3");
+        drop(SqliteStore::open(&path).expect("open"));
+        let conn = Connection::open(&path).expect("raw open");
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .expect("journal_mode");
+        assert_eq!(mode, "wal");
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("user_version");
+        assert_eq!(version, SCHEMA_VERSION);
+        drop(conn);
+        // Opening again runs no migration twice.
+        drop(SqliteStore::open(&path).expect("reopen"));
+    }
+
+    #[test]
+    fn refuses_a_newer_schema() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("new.sqlite3");
+        drop(SqliteStore::open(&path).expect("open"));
+        Connection::open(&path)
+            .expect("raw open")
+            .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .expect("bump version");
+        match SqliteStore::open(&path) {
+            Err(StoreError::UnsupportedSchema { found, supported }) => {
+                assert_eq!((found, supported), (SCHEMA_VERSION + 1, SCHEMA_VERSION));
+            }
+            other => panic!("expected UnsupportedSchema, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn quota_is_exact_across_two_connections_to_one_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("shared.sqlite3");
+        let stores = [
+            SqliteStore::open(&path).expect("open 1"),
+            SqliteStore::open(&path).expect("open 2"),
+        ];
+        let a = AppId::new("wx1");
+        let granted: u64 = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|t| {
+                    let store = &stores[t % 2];
+                    let a = &a;
+                    s.spawn(move || {
+                        (0..20)
+                            .filter(|_| {
+                                store
+                                    .take_room_quota(a, "d", 50)
+                                    .expect("take quota")
+                                    .granted
+                            })
+                            .count() as u64
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("thread")).sum()
+        });
+        assert_eq!(granted, 50);
+        assert_eq!(stores[0].rooms_created(&a, "d").expect("count"), 50);
+        assert_eq!(stores[1].rooms_created(&a, "d").expect("count"), 50);
+    }
+
+    #[test]
+    fn expired_nonces_are_purged() {
+        let store = SqliteStore::open_in_memory().expect("open");
+        let a = AppId::new("wx1");
+        let user = OpenId::new("u");
+        for i in 0..200 {
+            assert!(store
+                .consume_nonce(&a, &user, &format!("n{i}"), 100, 10)
+                .expect("nonce"));
+        }
+        let count = |s: &SqliteStore| -> i64 {
+            s.conn()
+                .query_row("SELECT count(*) FROM nonces", [], |r| r.get(0))
+                .expect("count")
+        };
+        assert_eq!(count(&store), 200);
+        // Each call after expiry removes up to one batch.
+        for i in 0..4 {
+            store
+                .consume_nonce(&a, &user, &format!("later{i}"), 1_000, 500)
+                .expect("nonce");
+        }
+        assert_eq!(count(&store), 4);
+    }
+
+    #[test]
+    fn out_of_range_created_at_is_an_error_not_a_panic() {
+        let store = SqliteStore::open_in_memory().expect("open");
+        let mut record = app("wx1");
+        record.created_at = u64::MAX;
+        assert!(matches!(
+            store.create_app(&record),
+            Err(StoreError::OutOfRange {
+                field: "created_at",
+                ..
+            })
+        ));
+        // Huge times and limits are clamped, not refused.
+        let a = AppId::new("wx1");
+        let user = OpenId::new("u");
+        assert!(store
+            .consume_nonce(&a, &user, "n", u64::MAX, u64::MAX - 1)
+            .expect("nonce"));
+        assert!(
+            store
+                .take_room_quota(&a, "d", u64::MAX)
+                .expect("quota")
+                .granted
+        );
+        store
+            .put_session_key(&a, &user, &Secret::new("k"), u64::MAX)
+            .expect("put");
+    }
+}

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs every test of voipchat, installing what the tests need first.
+# Usage: scripts/test.sh            (from anywhere; a fresh Debian 12 machine is fine)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+
+# --- what the tests need from Debian ---------------------------------------------------
+# sox/espeak-ng/opus-tools make sound fixtures; chromium drives the browser tests.
+need_pkgs=()
+command -v opusenc >/dev/null || need_pkgs+=(opus-tools)
+command -v sox >/dev/null || need_pkgs+=(sox)
+command -v espeak-ng >/dev/null || need_pkgs+=(espeak-ng)
+command -v node >/dev/null || need_pkgs+=(nodejs npm)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "== installing Debian packages: ${need_pkgs[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null; then
+  echo "cargo not found: install a Rust toolchain >= 1.89 with rustup first (see README)" >&2
+  exit 1
+fi
+
+# --- Rust -------------------------------------------------------------------------------
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== cargo test"
+cargo test --workspace 2>&1 | tee target/test-output.txt | grep -E '^(test result|running|error|failures:|---- )|panicked|FAILED' || true
+status=${PIPESTATUS[0]}
+if [ "$status" -ne 0 ]; then
+  echo "cargo test failed; full output in target/test-output.txt"
+  grep -A30 -E '^failures:' target/test-output.txt | head -80 || true
+  exit "$status"
+fi
+passed=$(grep -oE 'test result: ok\. [0-9]+ passed' target/test-output.txt | awk '{s+=$4} END {print s+0}')
+failed=$(grep -oE '[0-9]+ failed' target/test-output.txt | awk '{s+=$1} END {print s+0}')
+echo "== wall time: $(( $(date +%s) - start )) s"
+echo "cargo: $passed passed, $failed failed"
