@@ -39,7 +39,6 @@ async fn connection(state: AppState, socket: WebSocket) {
     {
         return;
     }
-    let mut shutdown = state.shutdown.clone();
     let writer = tokio::spawn(async move {
         while let Some(msg) = inbox.recv().await {
             let interrupted = matches!(msg, ServerMsg::Interrupted { .. });
@@ -50,8 +49,9 @@ async fn connection(state: AppState, socket: WebSocket) {
             {
                 break;
             }
-            // After a shutdown interruption nothing else will come: close cleanly.
-            if interrupted && *shutdown.borrow_and_update() {
+            // An interrupted member is out of its room and its session is gone: close the
+            // connection so the client reconnects afresh (a new connection, a new join).
+            if interrupted {
                 let _ = sink.send(Message::Close(None)).await;
                 break;
             }

@@ -6,7 +6,14 @@ use common::{unix_now, RawWs, TestServer};
 use voipchat_proto::{AppId, ErrorCode, Secret};
 
 /// A join frame signed with `key` (the SDP does not matter: refusals come before media).
-fn join_frame(app: &AppId, open_id: &str, group: &str, nonce: &str, ts: u64, key: &Secret) -> serde_json::Value {
+fn join_frame(
+    app: &AppId,
+    open_id: &str,
+    group: &str,
+    nonce: &str,
+    ts: u64,
+    key: &Secret,
+) -> serde_json::Value {
     let signature = voipchat_auth::sign(app.as_str(), group, nonce, ts, key);
     serde_json::json!({
         "type": "join", "appId": app, "openId": open_id, "groupId": group,
@@ -52,7 +59,15 @@ async fn every_refusal_has_its_code_and_changes_nothing() {
     ));
     cases.push((
         "unknown app",
-        join_frame(&AppId::from("wx0000000000000000"), "u1", "g", "nonce-4", now, &key).to_string(),
+        join_frame(
+            &AppId::from("wx0000000000000000"),
+            "u1",
+            "g",
+            "nonce-4",
+            now,
+            &key,
+        )
+        .to_string(),
         ErrorCode::UnknownApp,
     ));
     cases.push((
@@ -76,7 +91,11 @@ async fn every_refusal_has_its_code_and_changes_nothing() {
     cases.push(("empty groupId", v.to_string(), ErrorCode::InvalidField));
     let mut v = good.clone();
     v["timeStamp"] = serde_json::json!(1.5);
-    cases.push(("fractional timestamp", v.to_string(), ErrorCode::InvalidField));
+    cases.push((
+        "fractional timestamp",
+        v.to_string(),
+        ErrorCode::InvalidField,
+    ));
     let mut v = good.clone();
     v.as_object_mut().unwrap().remove("signature");
     cases.push(("missing signature", v.to_string(), ErrorCode::InvalidField));
@@ -84,13 +103,21 @@ async fn every_refusal_has_its_code_and_changes_nothing() {
     v["roomType"] = serde_json::json!("hologram");
     cases.push(("unknown room type", v.to_string(), ErrorCode::InvalidField));
     cases.push(("not json", "{join".into(), ErrorCode::MalformedMessage));
-    cases.push(("unknown type", r#"{"type":"dance"}"#.into(), ErrorCode::MalformedMessage));
+    cases.push((
+        "unknown type",
+        r#"{"type":"dance"}"#.into(),
+        ErrorCode::MalformedMessage,
+    ));
     cases.push((
         "oversize frame",
         format!(r#"{{"type":"ping","pad":"{}"}}"#, "x".repeat(70_000)),
         ErrorCode::MessageTooLarge,
     ));
-    cases.push(("exit outside a room", r#"{"type":"exit"}"#.into(), ErrorCode::NotInRoom));
+    cases.push((
+        "exit outside a room",
+        r#"{"type":"exit"}"#.into(),
+        ErrorCode::NotInRoom,
+    ));
     cases.push((
         "mute outside a room",
         r#"{"type":"updateMuteConfig","muteConfig":{"muteMicrophone":true}}"#.into(),
@@ -112,7 +139,11 @@ async fn every_refusal_has_its_code_and_changes_nothing() {
     match ws.recv().await {
         voipchat_proto::ServerMsg::Error { status } => {
             assert_eq!(status.err_code, ErrorCode::MalformedMessage.code());
-            assert!(status.err_msg.starts_with("signaling:fail "), "{}", status.err_msg);
+            assert!(
+                status.err_msg.starts_with("signaling:fail "),
+                "{}",
+                status.err_msg
+            );
         }
         other => panic!("unexpected {other:?}"),
     }
@@ -126,9 +157,19 @@ async fn every_refusal_has_its_code_and_changes_nothing() {
     // A replayed nonce: the first use passes auth (and fails on its junk SDP), the second
     // is refused as a replay.
     let frame = join_frame(&app, "u1", "g", "once", now, &key).to_string();
-    assert_eq!(ws.roundtrip_code(&frame).await, ErrorCode::InvalidSdp.code());
-    assert_eq!(ws.roundtrip_code(&frame).await, ErrorCode::ReplayedNonce.code());
-    assert_eq!(server.rooms_created(&app, &secret).await, 0, "a refused join takes no quota");
+    assert_eq!(
+        ws.roundtrip_code(&frame).await,
+        ErrorCode::InvalidSdp.code()
+    );
+    assert_eq!(
+        ws.roundtrip_code(&frame).await,
+        ErrorCode::ReplayedNonce.code()
+    );
+    assert_eq!(
+        server.rooms_created(&app, &secret).await,
+        0,
+        "a refused join takes no quota"
+    );
 
     // errMsg is in the wx form.
     let mut v = good.clone();
@@ -136,7 +177,13 @@ async fn every_refusal_has_its_code_and_changes_nothing() {
     ws.send_text(&v.to_string()).await;
     match ws.recv().await {
         voipchat_proto::ServerMsg::JoinResult { status, .. } => {
-            assert!(status.err_msg.starts_with("joinVoIPChat:fail invalid signature"), "{}", status.err_msg)
+            assert!(
+                status
+                    .err_msg
+                    .starts_with("joinVoIPChat:fail invalid signature"),
+                "{}",
+                status.err_msg
+            )
         }
         other => panic!("unexpected {other:?}"),
     }

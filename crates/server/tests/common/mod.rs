@@ -34,6 +34,10 @@ pub fn data_dir() -> tempfile::TempDir {
 impl TestServer {
     /// A server with default rules on 127.0.0.1, its data in `dir`.
     pub async fn start(dir: &std::path::Path, tweak: impl FnOnce(&mut Config)) -> TestServer {
+        // RUST_LOG=debug shows the server's log in a failing test.
+        if std::env::var_os("RUST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+        }
         let mut config = Config {
             http_addr: "127.0.0.1:0".parse().unwrap(),
             media_addr: "127.0.0.1:0".parse().unwrap(),
@@ -122,7 +126,12 @@ impl TestServer {
 
     pub async fn members(&self, app: &AppId, secret: &Secret, group: &str) -> Vec<String> {
         let (status, body) = self
-            .http_request("GET", &format!("/api/v1/rooms/{group}"), Some((app, secret)), None)
+            .http_request(
+                "GET",
+                &format!("/api/v1/rooms/{group}"),
+                Some((app, secret)),
+                None,
+            )
             .await;
         assert_eq!(status, 200, "rooms: {body}");
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -142,7 +151,14 @@ impl TestServer {
         auth: Option<(&AppId, &Secret)>,
         body: Option<&str>,
     ) -> (u16, String) {
-        http_request(self.http, method, path, auth.map(|(a, s)| (a.to_string(), s.expose().to_string())), body).await
+        http_request(
+            self.http,
+            method,
+            path,
+            auth.map(|(a, s)| (a.to_string(), s.expose().to_string())),
+            body,
+        )
+        .await
     }
 }
 
@@ -177,7 +193,10 @@ pub async fn http_request(
         .and_then(|s| s.parse().ok())
         .expect("status line");
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(body)
     } else {
         body.to_string()
@@ -205,16 +224,24 @@ pub struct RawWs {
 
 impl RawWs {
     pub async fn connect(url: &str) -> RawWs {
-        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws connect");
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("ws connect");
         RawWs { ws }
     }
 
     pub async fn send_text(&mut self, text: &str) {
-        self.ws.send(Message::Text(text.into())).await.expect("ws send");
+        self.ws
+            .send(Message::Text(text.into()))
+            .await
+            .expect("ws send");
     }
 
     pub async fn send_binary(&mut self, data: Vec<u8>) {
-        self.ws.send(Message::Binary(data.into())).await.expect("ws send");
+        self.ws
+            .send(Message::Binary(data.into()))
+            .await
+            .expect("ws send");
     }
 
     /// The next server message, within 5 s.
@@ -247,3 +274,5 @@ impl RawWs {
 pub fn unix_now() -> u64 {
     voipchat_server::clock::unix_now()
 }
+
+pub mod peers;

@@ -1,0 +1,700 @@
+//! The async client: a tokio task that owns the WebSocket, the UDP socket and the [`Peer`],
+//! and a [`Client`] handle that talks to it through channels.
+
+use crate::peer::{Peer, PeerOutput, Reply};
+use futures_util::{SinkExt, StreamExt};
+use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use voipchat_proto::{
+    AppId, ClientMsg, ErrorCode, GroupId, JoinRequest, MuteConfig, OpenId, RoomType, Secret,
+    Status, TrackSlot,
+};
+
+/// How long [`Client::join`] waits for the WebSocket and then for `joinResult`.
+pub const JOIN_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long [`Client::update_mute`] and [`Client::exit`] wait for their result.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A `ping` goes to the server this often, so that idle signaling stays alive.
+pub const PING_INTERVAL: Duration = Duration::from_secs(10);
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Everything a join needs: where, who, the signed fields of `wx.joinVoIPChat`, and the
+/// address of the UDP socket to bind (it is also the one ICE host candidate).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JoinOptions {
+    /// WebSocket URL of the server's signaling endpoint, e.g. `ws://127.0.0.1:7880/ws`.
+    pub server: String,
+    pub app_id: AppId,
+    pub open_id: OpenId,
+    pub group_id: GroupId,
+    pub nonce_str: String,
+    /// Unix seconds.
+    pub time_stamp: u64,
+    /// Hex HMAC-SHA256, see `voipchat_auth::sign`.
+    pub signature: String,
+    pub room_type: RoomType,
+    pub mute_config: MuteConfig,
+    /// IP to bind the UDP socket to (port 0) and to announce as host candidate.
+    pub bind_ip: IpAddr,
+}
+
+impl JoinOptions {
+    /// Options signed with the user's session key: a fresh random `nonceStr`, `timeStamp`
+    /// = `now_unix`, voice room, nothing muted, UDP on 127.0.0.1.
+    pub fn signed(
+        server: impl Into<String>,
+        app_id: impl Into<AppId>,
+        open_id: impl Into<OpenId>,
+        group_id: impl Into<GroupId>,
+        session_key: &Secret,
+        now_unix: u64,
+    ) -> Self {
+        let app_id = app_id.into();
+        let group_id = group_id.into();
+        let nonce_str = random_nonce();
+        let signature = voipchat_auth::sign(
+            app_id.as_str(),
+            group_id.as_str(),
+            &nonce_str,
+            now_unix,
+            session_key,
+        );
+        JoinOptions {
+            server: server.into(),
+            app_id,
+            open_id: open_id.into(),
+            group_id,
+            nonce_str,
+            time_stamp: now_unix,
+            signature,
+            room_type: RoomType::Voice,
+            mute_config: MuteConfig::default(),
+            bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        }
+    }
+
+    /// The `join` message carrying `sdp` as offer.
+    pub fn join_request(&self, sdp: String) -> JoinRequest {
+        JoinRequest {
+            app_id: self.app_id.clone(),
+            open_id: self.open_id.clone(),
+            group_id: self.group_id.clone(),
+            nonce_str: self.nonce_str.clone(),
+            time_stamp: self.time_stamp,
+            signature: self.signature.clone(),
+            room_type: self.room_type,
+            mute_config: self.mute_config,
+            sdp,
+        }
+    }
+}
+
+/// 32 random alphanumeric characters, a fresh `nonceStr`.
+pub fn random_nonce() -> String {
+    use rand::distributions::{Alphanumeric, DistString};
+    Alphanumeric.sample_string(&mut rand::thread_rng(), 32)
+}
+
+/// What happens to a joined client, in order. The first event is always `Joined`; the
+/// last is always `Closed`, after which [`Client::next_event`] returns `None`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// The join succeeded; everyone in the room, this member included.
+    Joined { open_id_list: Vec<OpenId> },
+    /// `onVoIPChatMembersChanged`.
+    MembersChanged(Vec<OpenId>),
+    /// `onVoIPChatSpeakersChanged`.
+    SpeakersChanged(Vec<OpenId>),
+    /// `onVoIPChatInterrupted`: the server removed this member; `Closed` follows when the
+    /// server closes the connection.
+    Interrupted { err_code: i32, err_msg: String },
+    /// One Opus packet from another member, payload exactly as its sender wrote it.
+    /// `from` is the member the slot `mid` carries per the last `offer`/`tracks` (None
+    /// when unknown); `rtp_time` is the extended RTP timestamp at 48 kHz.
+    Audio {
+        from: Option<OpenId>,
+        mid: String,
+        payload: Vec<u8>,
+        rtp_time: u64,
+    },
+    /// The receive slots changed (from an `offer` or a `tracks` message).
+    Tracks(Vec<TrackSlot>),
+    /// ICE and DTLS are up: from now on `send_opus` packets go out.
+    Connected,
+    /// An `error` message from the server, or a failure on this side: a malformed server
+    /// frame (errCode -12001), an offer that could not be used (-10010), an unexpected
+    /// message (-12003), a WebRTC failure (-1000). The connection stays up unless `Closed`
+    /// follows.
+    Error { err_code: i32, err_msg: String },
+    /// The connection is over (exit, server close, network failure).
+    Closed,
+}
+
+/// Failures of the client API.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server refused the request: `joinResult`, `exitResult` or `muteConfigResult`
+    /// with a non-zero errCode.
+    #[error("refused: {err_msg} ({err_code})")]
+    Refused { err_code: i32, err_msg: String },
+    #[error("websocket: {0}")]
+    WebSocket(String),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// The server's SDP could not be used.
+    #[error("sdp: {0}")]
+    Sdp(String),
+    #[error("webrtc: {0}")]
+    Rtc(String),
+    /// The server broke the signaling contract.
+    #[error("protocol: {0}")]
+    Protocol(String),
+    #[error("invalid options: {0}")]
+    InvalidOptions(String),
+    #[error("timed out waiting for {0}")]
+    Timeout(&'static str),
+    /// The connection is closed (or closed before the answer came).
+    #[error("connection closed")]
+    Closed,
+}
+
+impl ClientError {
+    /// The wire error code of a refusal.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Refused { err_code, .. } => ErrorCode::from_code(*err_code),
+            _ => None,
+        }
+    }
+
+    fn from_status(status: Status) -> Result<(), ClientError> {
+        if status.is_ok() {
+            Ok(())
+        } else {
+            Err(ClientError::Refused {
+                err_code: status.err_code,
+                err_msg: status.err_msg,
+            })
+        }
+    }
+}
+
+/// Counters shared between the handle and its task.
+#[derive(Debug, Default)]
+pub(crate) struct SharedStats {
+    pub(crate) sent: AtomicU64,
+    pub(crate) dropped_unconnected: AtomicU64,
+    pub(crate) send_errors: AtomicU64,
+    pub(crate) received: AtomicU64,
+    pub(crate) audio_events_dropped: AtomicU64,
+    /// `Audio` events in the queue, not yet taken by `next_event`.
+    pub(crate) queued_audio: AtomicUsize,
+}
+
+/// A snapshot of a client's media counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    /// Opus packets handed to WebRTC for sending.
+    pub packets_sent: u64,
+    /// Packets given to `send_opus` before ICE and DTLS were up, and dropped.
+    pub packets_dropped_before_connected: u64,
+    /// Packets that could not be written (no negotiated payload type, str0m refused).
+    pub send_errors: u64,
+    /// Opus packets received from the server.
+    pub packets_received: u64,
+    /// `Audio` events dropped because the application let the event queue fill up.
+    pub audio_events_dropped: u64,
+}
+
+enum Command {
+    SendOpus {
+        payload: Vec<u8>,
+        duration: Duration,
+        audio_level: Option<(i8, bool)>,
+    },
+    UpdateMute(MuteConfig, oneshot::Sender<Result<(), ClientError>>),
+    Exit(oneshot::Sender<Result<(), ClientError>>),
+    GoSilent,
+}
+
+/// A clonable handle that can only send audio, for a task that plays a file while another
+/// reads events.
+#[derive(Clone)]
+pub struct AudioSender {
+    commands: mpsc::UnboundedSender<Command>,
+    connected: watch::Receiver<bool>,
+}
+
+impl AudioSender {
+    /// See [`Client::send_opus`].
+    pub fn send_opus(
+        &self,
+        payload: Vec<u8>,
+        duration: Duration,
+        audio_level: Option<(i8, bool)>,
+    ) -> Result<(), ClientError> {
+        self.commands
+            .send(Command::SendOpus {
+                payload,
+                duration,
+                audio_level,
+            })
+            .map_err(|_| ClientError::Closed)
+    }
+
+    /// See [`Client::wait_connected`].
+    pub async fn wait_connected(&self, timeout: Duration) -> Result<(), ClientError> {
+        wait_connected(self.connected.clone(), timeout).await
+    }
+}
+
+async fn wait_connected(
+    mut rx: watch::Receiver<bool>,
+    timeout: Duration,
+) -> Result<(), ClientError> {
+    match tokio::time::timeout(timeout, rx.wait_for(|c| *c)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(_)) => Err(ClientError::Closed),
+        Err(_) => Err(ClientError::Timeout("ICE and DTLS")),
+    }
+}
+
+/// A member in a room: a WebRTC peer of the server (str0m, frame mode) plus its signaling
+/// WebSocket, both driven by one tokio task.
+///
+/// Events come from [`next_event`](Self::next_event); connectedness (ICE + DTLS up) is
+/// the [`ClientEvent::Connected`] event, [`is_connected`](Self::is_connected), and
+/// [`wait_connected`](Self::wait_connected). Dropping the handle ends the connection as
+/// abruptly as [`close_abruptly`](Self::close_abruptly).
+pub struct Client {
+    open_id: OpenId,
+    local_addr: SocketAddr,
+    audio: AudioSender,
+    events: mpsc::UnboundedReceiver<ClientEvent>,
+    stats: Arc<SharedStats>,
+    /// `None` once handed to `exit`, `close_abruptly` or `go_silent`.
+    task: Option<JoinHandle<()>>,
+}
+
+impl Client {
+    /// Binds the UDP socket, connects the WebSocket, sends `join` with an SDP offer (one
+    /// sendonly Opus m-line) and waits for `joinResult`. A refusal is
+    /// `Err(ClientError::Refused { err_code, err_msg })`. Returns the room's members.
+    pub async fn join(opts: JoinOptions) -> Result<(Client, Vec<OpenId>), ClientError> {
+        let socket = UdpSocket::bind(SocketAddr::new(opts.bind_ip, 0)).await?;
+        let local_addr = socket.local_addr()?;
+        let stats = Arc::new(SharedStats::default());
+        let (peer, sdp) = Peer::new(Instant::now(), local_addr, stats.clone())?;
+        let join = ClientMsg::Join(opts.join_request(sdp));
+
+        let (ws, _response) =
+            tokio::time::timeout(JOIN_TIMEOUT, tokio_tungstenite::connect_async(&opts.server))
+                .await
+                .map_err(|_| ClientError::Timeout("the websocket connection"))?
+                .map_err(|e| ClientError::WebSocket(e.to_string()))?;
+
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let (conn_tx, conn_rx) = watch::channel(false);
+        let (join_tx, join_rx) = oneshot::channel();
+        let driver = Driver {
+            peer,
+            socket,
+            ws,
+            commands: cmd_rx,
+            events: ev_tx,
+            connected: conn_tx,
+            join_reply: Some(join_tx),
+            mute_replies: VecDeque::new(),
+            exit_reply: None,
+            finish: false,
+        };
+        let task = tokio::spawn(driver.run(join));
+        let client = Client {
+            open_id: opts.open_id,
+            local_addr,
+            audio: AudioSender {
+                commands: cmd_tx,
+                connected: conn_rx,
+            },
+            events: ev_rx,
+            stats,
+            task: Some(task),
+        };
+        match tokio::time::timeout(JOIN_TIMEOUT, join_rx).await {
+            Err(_) => Err(ClientError::Timeout("joinResult")),
+            Ok(Err(_)) => Err(ClientError::Closed),
+            Ok(Ok(Err(e))) => Err(e),
+            Ok(Ok(Ok(members))) => Ok((client, members)),
+        }
+    }
+
+    /// The next event; `None` after [`ClientEvent::Closed`].
+    pub async fn next_event(&mut self) -> Option<ClientEvent> {
+        let event = self.events.recv().await?;
+        if matches!(event, ClientEvent::Audio { .. }) {
+            self.stats.queued_audio.fetch_sub(1, Ordering::Relaxed);
+        }
+        Some(event)
+    }
+
+    /// An event if one is queued now.
+    pub fn try_next_event(&mut self) -> Option<ClientEvent> {
+        let event = self.events.try_recv().ok()?;
+        if matches!(event, ClientEvent::Audio { .. }) {
+            self.stats.queued_audio.fetch_sub(1, Ordering::Relaxed);
+        }
+        Some(event)
+    }
+
+    /// Whether ICE and DTLS are up (they stay "up" for the handle once they were).
+    pub fn is_connected(&self) -> bool {
+        *self.audio.connected.borrow()
+    }
+
+    /// Waits until ICE and DTLS are up. `Err(Timeout)` after `timeout`, `Err(Closed)` if
+    /// the connection ended first. Does not consume events: `Connected` is still queued.
+    pub async fn wait_connected(&self, timeout: Duration) -> Result<(), ClientError> {
+        self.audio.wait_connected(timeout).await
+    }
+
+    /// Queues one Opus packet (typically 20 ms) for sending now. `audio_level` is RFC 6464's
+    /// level in -dBov, 0..=127 (0 loudest, 127 silence), and the voice activity flag; it goes
+    /// into the audio level header extension. The RTP timestamp advances by `duration` at
+    /// 48 kHz (960 per 20 ms), and jumps to the wall clock after a pause of over 200 ms.
+    /// Packets queued before ICE and DTLS are up are dropped and counted in
+    /// [`ClientStats::packets_dropped_before_connected`]. `Err(Closed)` once the task ended.
+    pub fn send_opus(
+        &self,
+        payload: Vec<u8>,
+        duration: Duration,
+        audio_level: Option<(i8, bool)>,
+    ) -> Result<(), ClientError> {
+        self.audio.send_opus(payload, duration, audio_level)
+    }
+
+    /// A handle for sending audio from another task.
+    pub fn audio_sender(&self) -> AudioSender {
+        self.audio.clone()
+    }
+
+    /// `wx.updateVoIPChatMuteConfig`: sends `updateMuteConfig` and waits for its result.
+    pub async fn update_mute(&self, cfg: MuteConfig) -> Result<(), ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.audio
+            .commands
+            .send(Command::UpdateMute(cfg, tx))
+            .map_err(|_| ClientError::Closed)?;
+        match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
+            Err(_) => Err(ClientError::Timeout("muteConfigResult")),
+            Ok(Err(_)) => Err(ClientError::Closed),
+            Ok(Ok(result)) => result,
+        }
+    }
+
+    /// `wx.exitVoIPChat`: sends `exit`, waits for `exitResult`, then closes the peer
+    /// connection and the WebSocket cleanly.
+    pub async fn exit(mut self) -> Result<(), ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.audio
+            .commands
+            .send(Command::Exit(tx))
+            .map_err(|_| ClientError::Closed)?;
+        let result = match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
+            Err(_) => return Err(ClientError::Timeout("exitResult")),
+            Ok(Err(_)) => Err(ClientError::Closed),
+            Ok(Ok(result)) => result,
+        };
+        if let Some(task) = self.task.take() {
+            // The task closes the WebSocket right after exitResult; give it a moment.
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(3), task)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+        result
+    }
+
+    /// Drops the WebSocket and the UDP socket at once, without `exit`, without a close
+    /// frame and without DTLS close_notify: what the server sees of a crashed client.
+    pub fn close_abruptly(mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+
+    /// Stops all traffic (no media, no RTCP, no STUN, no signaling, WebSocket pings left
+    /// unanswered) while keeping the TCP connection and UDP socket open: what the server
+    /// sees of a frozen or vanished client whose connection did not close. Dropping the
+    /// returned value closes everything.
+    pub fn go_silent(mut self) -> SilentClient {
+        let _ = self.audio.commands.send(Command::GoSilent);
+        SilentClient {
+            task: self.task.take(),
+        }
+    }
+
+    pub fn open_id(&self) -> &OpenId {
+        &self.open_id
+    }
+
+    /// The UDP socket's address, which is also the ICE host candidate.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn stats(&self) -> ClientStats {
+        let s = &self.stats;
+        ClientStats {
+            packets_sent: s.sent.load(Ordering::Relaxed),
+            packets_dropped_before_connected: s.dropped_unconnected.load(Ordering::Relaxed),
+            send_errors: s.send_errors.load(Ordering::Relaxed),
+            packets_received: s.received.load(Ordering::Relaxed),
+            audio_events_dropped: s.audio_events_dropped.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// A client made silent by [`Client::go_silent`]; dropping it closes its sockets.
+pub struct SilentClient {
+    task: Option<JoinHandle<()>>,
+}
+
+impl Drop for SilentClient {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Why the driver loop ended.
+enum End {
+    /// Close the WebSocket with a close frame (after exit, or a refused join).
+    Graceful,
+    /// The server closed the connection, or it broke.
+    Gone,
+    /// The handle is gone.
+    Abandoned,
+    /// Keep the sockets, send nothing, until aborted.
+    Silent,
+}
+
+enum Wake {
+    Udp(std::io::Result<(usize, SocketAddr)>),
+    Ws(Option<Result<Message, tokio_tungstenite::tungstenite::Error>>),
+    Command(Option<Command>),
+    Timeout,
+    Ping,
+}
+
+/// The task: one loop that waits for the UDP socket, the WebSocket, a command, the
+/// `Rtc`'s timeout or the ping timer; feeds that one input to the [`Peer`]; and drains the
+/// peer's output until its next timeout.
+struct Driver {
+    peer: Peer,
+    socket: UdpSocket,
+    ws: Ws,
+    commands: mpsc::UnboundedReceiver<Command>,
+    events: mpsc::UnboundedSender<ClientEvent>,
+    connected: watch::Sender<bool>,
+    join_reply: Option<oneshot::Sender<Result<Vec<OpenId>, ClientError>>>,
+    /// `updateMuteConfig` requests in the order sent; results come back in that order.
+    mute_replies: VecDeque<oneshot::Sender<Result<(), ClientError>>>,
+    exit_reply: Option<oneshot::Sender<Result<(), ClientError>>>,
+    /// End gracefully once the output is drained (after exitResult or a failed join).
+    finish: bool,
+}
+
+impl Driver {
+    async fn run(mut self, join: ClientMsg) {
+        let end = self.run_loop(join).await;
+        match end {
+            End::Graceful => {
+                let closing = async {
+                    let _ = self.ws.close(None).await;
+                    // Read until the server's close frame (or the end).
+                    while let Some(Ok(_)) = self.ws.next().await {}
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(2), closing).await;
+            }
+            End::Gone | End::Abandoned => {}
+            End::Silent => {
+                // Hold the sockets open and do nothing until the handle aborts the task.
+                std::future::pending::<()>().await;
+            }
+        }
+        let _ = self.events.send(ClientEvent::Closed);
+    }
+
+    async fn run_loop(&mut self, join: ClientMsg) -> End {
+        if self.send_ws(&join).await.is_err() {
+            return End::Gone;
+        }
+        let mut buf = vec![0u8; 2048];
+        let start = tokio::time::Instant::now() + PING_INTERVAL;
+        let mut ping = tokio::time::interval_at(start, PING_INTERVAL);
+        loop {
+            let deadline = match self.drain().await {
+                Ok(deadline) => deadline,
+                Err(end) => return end,
+            };
+            if self.finish || !self.peer.is_alive() {
+                return End::Graceful;
+            }
+            let wake = tokio::select! {
+                r = self.socket.recv_from(&mut buf) => Wake::Udp(r),
+                m = self.ws.next() => Wake::Ws(m),
+                c = self.commands.recv() => Wake::Command(c),
+                _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => Wake::Timeout,
+                _ = ping.tick() => Wake::Ping,
+            };
+            match wake {
+                Wake::Udp(Ok((n, source))) => {
+                    self.peer.handle_datagram(Instant::now(), source, &buf[..n]);
+                }
+                Wake::Udp(Err(e)) => tracing::debug!("udp receive: {e}"),
+                Wake::Ws(Some(Ok(Message::Text(text)))) => self.peer.handle_frame(text.as_str()),
+                Wake::Ws(Some(Ok(Message::Binary(_)))) => self.peer.handle_unusable_frame("binary"),
+                Wake::Ws(Some(Ok(Message::Close(frame)))) => {
+                    tracing::debug!(?frame, "server closed the websocket");
+                    return End::Gone;
+                }
+                Wake::Ws(Some(Ok(_))) => {} // ping, pong: tungstenite answers pings itself
+                Wake::Ws(Some(Err(e))) => {
+                    tracing::debug!("websocket: {e}");
+                    return End::Gone;
+                }
+                Wake::Ws(None) => return End::Gone,
+                Wake::Command(None) => return End::Abandoned,
+                Wake::Command(Some(cmd)) => {
+                    if let Some(end) = self.on_command(cmd).await {
+                        return end;
+                    }
+                }
+                Wake::Timeout => self.peer.handle_timeout(Instant::now()),
+                Wake::Ping => {
+                    if self.send_ws(&ClientMsg::Ping).await.is_err() {
+                        return End::Gone;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn on_command(&mut self, cmd: Command) -> Option<End> {
+        match cmd {
+            Command::SendOpus {
+                payload,
+                duration,
+                audio_level,
+            } => self
+                .peer
+                .send_opus(Instant::now(), payload, duration, audio_level),
+            Command::UpdateMute(cfg, reply) => {
+                let msg = ClientMsg::UpdateMuteConfig { mute_config: cfg };
+                if self.send_ws(&msg).await.is_err() {
+                    let _ = reply.send(Err(ClientError::Closed));
+                    return Some(End::Gone);
+                }
+                self.mute_replies.push_back(reply);
+            }
+            Command::Exit(reply) => {
+                if self.send_ws(&ClientMsg::Exit).await.is_err() {
+                    let _ = reply.send(Err(ClientError::Closed));
+                    return Some(End::Gone);
+                }
+                self.exit_reply = Some(reply);
+            }
+            Command::GoSilent => return Some(End::Silent),
+        }
+        None
+    }
+
+    /// Polls the peer until its next timeout, doing what it asks on the way.
+    async fn drain(&mut self) -> Result<Instant, End> {
+        loop {
+            match self.peer.poll_output() {
+                PeerOutput::Timeout(t) => return Ok(t),
+                PeerOutput::Transmit(t) => {
+                    if let Err(e) = self.socket.send_to(&t.contents, t.destination).await {
+                        tracing::debug!(destination = %t.destination, "udp send: {e}");
+                    }
+                }
+                PeerOutput::Signal(msg) => {
+                    if self.send_ws(&msg).await.is_err() {
+                        return Err(End::Gone);
+                    }
+                }
+                PeerOutput::Event(event) => {
+                    if event == ClientEvent::Connected {
+                        self.connected.send_replace(true);
+                    }
+                    let _ = self.events.send(event);
+                }
+                PeerOutput::Reply(reply) => self.on_reply(reply),
+            }
+        }
+    }
+
+    fn on_reply(&mut self, reply: Reply) {
+        match reply {
+            Reply::Joined(result) => {
+                if result.is_err() {
+                    self.finish = true;
+                }
+                match self.join_reply.take() {
+                    Some(tx) => {
+                        let _ = tx.send(result);
+                    }
+                    None => tracing::warn!("joinResult nobody waits for"),
+                }
+            }
+            Reply::MuteConfig(status) => match self.mute_replies.pop_front() {
+                Some(tx) => {
+                    let _ = tx.send(ClientError::from_status(status));
+                }
+                None => tracing::warn!(?status, "muteConfigResult nobody waits for"),
+            },
+            Reply::Exit(status) => match self.exit_reply.take() {
+                Some(tx) => {
+                    let _ = tx.send(ClientError::from_status(status));
+                    // Out of the room: say goodbye on the media path too, then close.
+                    self.peer.close();
+                    self.finish = true;
+                }
+                None => tracing::warn!(?status, "exitResult nobody waits for"),
+            },
+        }
+    }
+
+    async fn send_ws(&mut self, msg: &ClientMsg) -> Result<(), ClientError> {
+        self.ws
+            .send(Message::text(msg.to_json()))
+            .await
+            .map_err(|e| {
+                tracing::debug!("websocket send: {e}");
+                ClientError::WebSocket(e.to_string())
+            })
+    }
+}

@@ -1,0 +1,393 @@
+//! `voipchat-client`: joins a voipchat room as a real WebRTC peer, plays an Ogg Opus file
+//! into it in real time, records every other member into `DIR/<openId>.opus`, and prints
+//! each event as one JSON line on stdout (logs go to stderr, filtered by `RUST_LOG`).
+//!
+//! Exit codes: 0 after `--duration`, Ctrl-C or SIGTERM (each sends `exit` first); 1 on an
+//! error (bad arguments, unreadable file, no connection); 2 when the join is refused (the
+//! `joinResult` line carries errCode and errMsg); 3 when the server ended the membership
+//! (interrupted, or the connection closed).
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use voipchat_client::{
+    file_audio_level, read_ogg_opus, AudioSender, Client, ClientError, ClientEvent, JoinOptions,
+    OpusPacket, RoomRecorder,
+};
+use voipchat_proto::{AppId, GroupId, MuteConfig, OpenId, RoomType, Secret};
+
+#[derive(Parser)]
+#[command(
+    name = "voipchat-client",
+    version,
+    about = "A voipchat room member on the command line"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Join a room; print events as JSON lines until --duration, Ctrl-C or the server ends it.
+    Join(JoinArgs),
+}
+
+#[derive(Args)]
+struct JoinArgs {
+    /// Signaling WebSocket URL.
+    #[arg(long, default_value = "ws://127.0.0.1:7880/ws")]
+    server: String,
+    #[arg(long)]
+    app_id: String,
+    #[arg(long)]
+    open_id: String,
+    #[arg(long)]
+    group_id: String,
+    /// Sign the join here with the user's session key (random nonceStr, current time).
+    #[arg(
+        long,
+        required_unless_present = "signature",
+        conflicts_with = "signature"
+    )]
+    session_key: Option<String>,
+    /// A signature made elsewhere (e.g. by the backend's voip-sign API); needs
+    /// --nonce-str and --timestamp.
+    #[arg(long, requires_all = ["nonce_str", "timestamp"])]
+    signature: Option<String>,
+    #[arg(long, requires = "signature")]
+    nonce_str: Option<String>,
+    /// Unix seconds that were signed.
+    #[arg(long, requires = "signature")]
+    timestamp: Option<u64>,
+    #[arg(long, value_enum, default_value_t = RoomTypeArg::Voice)]
+    room_type: RoomTypeArg,
+    /// An Ogg Opus file to play into the room in real time, starting once connected.
+    #[arg(long, value_name = "FILE.opus")]
+    send: Option<PathBuf>,
+    /// Play the --send file again and again.
+    #[arg(long = "loop", requires = "send")]
+    repeat: bool,
+    /// Record every other member into DIR/<openId>.opus.
+    #[arg(long, value_name = "DIR")]
+    record_dir: Option<PathBuf>,
+    /// Leave (with exit) after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// Join with muteConfig.muteMicrophone.
+    #[arg(long)]
+    mute_mic: bool,
+    /// Join with muteConfig.muteEarphone.
+    #[arg(long)]
+    mute_earphone: bool,
+    /// IP of the UDP socket, announced as the ICE host candidate.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind_ip: IpAddr,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RoomTypeArg {
+    Voice,
+    Video,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("voipchat-client: tokio runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match cli.command {
+        Command::Join(args) => runtime.block_on(join(args)),
+    }
+}
+
+fn emit(v: Value) {
+    println!("{v}");
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("voipchat-client: {msg}");
+    emit(json!({"event": "error", "errMsg": msg.to_string()}));
+    ExitCode::from(1)
+}
+
+fn options(args: &JoinArgs) -> JoinOptions {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut opts = match &args.session_key {
+        Some(key) => JoinOptions::signed(
+            args.server.clone(),
+            AppId::new(&args.app_id),
+            OpenId::new(&args.open_id),
+            GroupId::new(&args.group_id),
+            &Secret::new(key.clone()),
+            now,
+        ),
+        // clap enforces that --signature comes with --nonce-str and --timestamp.
+        None => JoinOptions {
+            server: args.server.clone(),
+            app_id: AppId::new(&args.app_id),
+            open_id: OpenId::new(&args.open_id),
+            group_id: GroupId::new(&args.group_id),
+            nonce_str: args.nonce_str.clone().unwrap_or_default(),
+            time_stamp: args.timestamp.unwrap_or(now),
+            signature: args.signature.clone().unwrap_or_default(),
+            room_type: RoomType::Voice,
+            mute_config: MuteConfig::default(),
+            bind_ip: args.bind_ip,
+        },
+    };
+    opts.room_type = match args.room_type {
+        RoomTypeArg::Voice => RoomType::Voice,
+        RoomTypeArg::Video => RoomType::Video,
+    };
+    opts.mute_config = MuteConfig {
+        mute_microphone: args.mute_mic,
+        mute_earphone: args.mute_earphone,
+    };
+    opts.bind_ip = args.bind_ip;
+    opts
+}
+
+/// Why the event loop stopped.
+enum Stop {
+    /// --duration elapsed, Ctrl-C or SIGTERM: leave with `exit`.
+    Leave(&'static str),
+    /// The server ended it (interrupted, connection closed).
+    Ended,
+}
+
+async fn join(args: JoinArgs) -> ExitCode {
+    let packets = match &args.send {
+        Some(path) => match read_ogg_opus(path) {
+            Ok(p) if p.is_empty() => return fail(format!("{}: no audio packets", path.display())),
+            Ok(p) => Some(p),
+            Err(e) => return fail(format!("{}: {e}", path.display())),
+        },
+        None => None,
+    };
+    let mut recorder = match &args.record_dir {
+        Some(dir) => match RoomRecorder::new(dir) {
+            Ok(r) => Some(r),
+            Err(e) => return fail(format!("{}: {e}", dir.display())),
+        },
+        None => None,
+    };
+
+    let (mut client, _members) = match Client::join(options(&args)).await {
+        Ok(joined) => joined,
+        Err(ClientError::Refused { err_code, err_msg }) => {
+            emit(json!({"event": "joinResult", "errCode": err_code, "errMsg": err_msg}));
+            return ExitCode::from(2);
+        }
+        Err(e) => return fail(format!("join: {e}")),
+    };
+
+    let deadline = args
+        .duration
+        .map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+    let mut player: Option<tokio::task::JoinHandle<()>> = None;
+    let mut heard: HashSet<(Option<OpenId>, String)> = HashSet::new();
+    let mut terminate = signal_terminate();
+
+    let stop = loop {
+        let event = tokio::select! {
+            e = client.next_event() => e,
+            _ = sleep_until_opt(deadline) => break Stop::Leave("duration"),
+            _ = tokio::signal::ctrl_c() => break Stop::Leave("interrupt"),
+            _ = terminate.recv() => break Stop::Leave("terminate"),
+        };
+        let Some(event) = event else {
+            break Stop::Ended;
+        };
+        match event {
+            ClientEvent::Audio {
+                from,
+                mid,
+                payload,
+                rtp_time,
+            } => {
+                if heard.insert((from.clone(), mid.clone())) {
+                    emit(json!({"event": "audioStarted", "openId": from, "mid": mid}));
+                }
+                if let (Some(rec), Some(from)) = (recorder.as_mut(), from.as_ref()) {
+                    if let Err(e) = rec.record(from, &payload, rtp_time) {
+                        tracing::warn!(%from, "recording: {e}");
+                    }
+                }
+            }
+            ClientEvent::Connected => {
+                emit(event_json(&ClientEvent::Connected));
+                if let (Some(packets), None) = (&packets, &player) {
+                    let sender = client.audio_sender();
+                    player = Some(tokio::spawn(play(sender, packets.clone(), args.repeat)));
+                }
+            }
+            ClientEvent::Closed => {
+                emit(event_json(&ClientEvent::Closed));
+                break Stop::Ended;
+            }
+            other => emit(event_json(&other)),
+        }
+    };
+
+    if let Some(p) = player.take() {
+        p.abort();
+    }
+    let stats = client.stats();
+    let code = match stop {
+        Stop::Leave(reason) => {
+            emit(json!({"event": "leaving", "reason": reason}));
+            match client.exit().await {
+                Ok(()) => {
+                    emit(json!({"event": "exitResult", "errCode": 0}));
+                    ExitCode::SUCCESS
+                }
+                Err(ClientError::Refused { err_code, err_msg }) => {
+                    emit(json!({"event": "exitResult", "errCode": err_code, "errMsg": err_msg}));
+                    ExitCode::from(1)
+                }
+                Err(e) => {
+                    emit(json!({"event": "exitResult", "errCode": -1000, "errMsg": e.to_string()}));
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Stop::Ended => ExitCode::from(3),
+    };
+    let mut summary = json!({
+        "event": "summary",
+        "packetsSent": stats.packets_sent,
+        "packetsDroppedBeforeConnected": stats.packets_dropped_before_connected,
+        "packetsReceived": stats.packets_received,
+    });
+    if let Some(rec) = recorder.take() {
+        match rec.finish() {
+            Ok(recordings) => {
+                summary["recordings"] = recordings
+                    .iter()
+                    .map(|r| {
+                        json!({
+                            "openId": r.open_id,
+                            "path": r.path,
+                            "packets": r.packets,
+                            "durationMs": r.samples / 48,
+                        })
+                    })
+                    .collect();
+            }
+            Err(e) => tracing::warn!("finishing recordings: {e}"),
+        }
+    }
+    emit(summary);
+    code
+}
+
+/// Plays the packets in real time: packet n goes out at start + the durations of packets
+/// 0..n (absolute deadlines, so pacing does not drift).
+async fn play(sender: AudioSender, packets: Vec<OpusPacket>, repeat: bool) {
+    let start = tokio::time::Instant::now();
+    let mut offset = Duration::ZERO;
+    loop {
+        for p in &packets {
+            tokio::time::sleep_until(start + offset).await;
+            let level = file_audio_level(&p.data);
+            if sender
+                .send_opus(p.data.clone(), p.duration, Some(level))
+                .is_err()
+            {
+                return;
+            }
+            offset += p.duration;
+        }
+        if !repeat {
+            return;
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// SIGTERM as a stream of notifications (never fires where it cannot be installed).
+fn signal_terminate() -> tokio::sync::mpsc::Receiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                tokio::spawn(async move {
+                    while s.recv().await.is_some() {
+                        if tx.send(()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM: {e}");
+                // Keep the sender alive so that the receiver never reports closure.
+                std::mem::forget(tx);
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    std::mem::forget(tx);
+    rx
+}
+
+/// One event as its JSON line (not used for `Audio`, which would be one line per packet).
+fn event_json(event: &ClientEvent) -> Value {
+    match event {
+        ClientEvent::Joined { open_id_list } => {
+            json!({"event": "joined", "openIdList": open_id_list})
+        }
+        ClientEvent::MembersChanged(list) => json!({"event": "membersChanged", "openIdList": list}),
+        ClientEvent::SpeakersChanged(list) => {
+            json!({"event": "speakersChanged", "openIdList": list})
+        }
+        ClientEvent::Interrupted { err_code, err_msg } => {
+            json!({"event": "interrupted", "errCode": err_code, "errMsg": err_msg})
+        }
+        ClientEvent::Audio {
+            from,
+            mid,
+            payload,
+            rtp_time,
+        } => {
+            json!({"event": "audio", "openId": from, "mid": mid, "bytes": payload.len(), "rtpTime": rtp_time})
+        }
+        ClientEvent::Tracks(tracks) => json!({"event": "tracks", "tracks": tracks}),
+        ClientEvent::Connected => json!({"event": "connected"}),
+        ClientEvent::Error { err_code, err_msg } => {
+            json!({"event": "error", "errCode": err_code, "errMsg": err_msg})
+        }
+        ClientEvent::Closed => json!({"event": "closed"}),
+    }
+}

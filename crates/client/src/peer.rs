@@ -1,0 +1,492 @@
+//! The client's state machine, without sockets or clocks: one str0m `Rtc` (frame mode, the
+//! client as controlling ICE agent and offerer), the signaling state around it, and the
+//! clock that stamps outgoing Opus packets.
+//!
+//! Order of calls, as for str0m itself: one `handle_*` or command (`send_opus`, `close`),
+//! then [`Peer::poll_output`] until it returns [`PeerOutput::Timeout`], then wait for the
+//! next socket read, signaling frame, command or that timeout. `crate::client` is the tokio
+//! shell that does exactly this; the tests drive it in memory with virtual time.
+
+use crate::client::{ClientError, ClientEvent, SharedStats};
+use crate::opus;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::format::Codec;
+use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
+use str0m::net::{Protocol, Receive, Transmit};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+use voipchat_proto::signal::api;
+use voipchat_proto::{ClientMsg, ErrorCode, OpenId, ServerMsg, Status, TrackSlot};
+
+/// At most this many `Audio` events wait in the event queue; beyond it new ones are
+/// dropped (and counted) so that an application that never reads events cannot grow the
+/// queue without bound. 5000 is ten seconds of nine talking members.
+pub(crate) const MAX_QUEUED_AUDIO_EVENTS: usize = 5_000;
+
+/// When a caller resumes sending after a pause longer than this, the RTP clock jumps
+/// forward to the wall clock instead of continuing where the last packet ended, as a real
+/// microphone's timestamps would.
+const SEND_RESYNC_AFTER: Duration = Duration::from_millis(200);
+
+/// What the peer wants its driver to do next.
+#[derive(Debug)]
+pub(crate) enum PeerOutput {
+    /// Send a datagram on the UDP socket.
+    Transmit(Transmit),
+    /// Send a signaling message on the WebSocket.
+    Signal(ClientMsg),
+    /// Hand an event to the application.
+    Event(ClientEvent),
+    /// Resolve a request waiting for the server's answer.
+    Reply(Reply),
+    /// Nothing more until this instant (or until new input).
+    Timeout(Instant),
+}
+
+/// Results the server sends for requests; the driver routes them to the waiting caller.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    Joined(Result<Vec<OpenId>, ClientError>),
+    MuteConfig(Status),
+    Exit(Status),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// The join offer is out; waiting for `joinResult`.
+    Joining,
+    /// In the room.
+    Joined,
+    /// Refused, or the join failed; nothing more will happen.
+    Failed,
+}
+
+/// RTP clock of the one send track.
+#[derive(Debug)]
+struct SendClock {
+    /// Random RTP timestamp of the first packet (RFC 3550 §5.1).
+    rtp_base: u64,
+    /// Samples sent since the first packet, at 48 kHz.
+    samples: u64,
+    /// When the first packet was sent.
+    started: Option<Instant>,
+}
+
+impl SendClock {
+    /// The RTP time for a packet sent at `now`, and whether it starts a talkspurt.
+    fn stamp(&mut self, now: Instant, samples: u64) -> (MediaTime, bool) {
+        let mut talkspurt = false;
+        match self.started {
+            None => {
+                self.started = Some(now);
+                talkspurt = true;
+            }
+            Some(start) => {
+                let due = start + Duration::from_micros(self.samples.saturating_mul(1_000) / 48);
+                if now > due + SEND_RESYNC_AFTER {
+                    self.samples = opus::duration_to_samples(now - start);
+                    talkspurt = true;
+                }
+            }
+        }
+        let t = MediaTime::new(
+            self.rtp_base.wrapping_add(self.samples),
+            Frequency::FORTY_EIGHT_KHZ,
+        );
+        self.samples = self.samples.saturating_add(samples);
+        (t, talkspurt)
+    }
+}
+
+pub(crate) struct Peer {
+    rtc: Rtc,
+    /// Our UDP socket's address, the one host candidate.
+    local_addr: SocketAddr,
+    /// The m-line we send on.
+    send_mid: Mid,
+    /// Our join offer, until the `joinResult` answers it.
+    pending_offer: Option<SdpPendingOffer>,
+    phase: Phase,
+    /// ICE and DTLS are up (str0m's `Event::Connected`); packets are sent only then.
+    connected: bool,
+    /// Negotiated Opus payload type of the send m-line, found at the first send.
+    send_pt: Option<Pt>,
+    /// Receive slot mid → the member it carries now.
+    tracks: HashMap<String, Option<OpenId>>,
+    /// Outputs produced by signaling, before the `Rtc`'s own.
+    queue: VecDeque<PeerOutput>,
+    clock: SendClock,
+    stats: Arc<SharedStats>,
+}
+
+impl Peer {
+    /// Builds the `Rtc` (Opus only, standard header extensions: audio level is id 1) with one
+    /// host candidate at `local_addr`, and the join offer: exactly one audio m-line, sendonly.
+    pub(crate) fn new(
+        now: Instant,
+        local_addr: SocketAddr,
+        stats: Arc<SharedStats>,
+    ) -> Result<(Peer, String), ClientError> {
+        let mut rtc = Rtc::builder()
+            .clear_codecs()
+            .enable_opus(true, false)
+            .build(now);
+        let candidate = Candidate::host(local_addr, "udp").map_err(|e| {
+            ClientError::InvalidOptions(format!("host candidate {local_addr}: {e}"))
+        })?;
+        if rtc.add_local_candidate(candidate).is_none() {
+            return Err(ClientError::InvalidOptions(format!(
+                "{local_addr} is not usable as a host candidate"
+            )));
+        }
+        let mut change = rtc.sdp_api();
+        let send_mid = change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        let Some((offer, pending)) = change.apply() else {
+            // apply() returns None only when there are no changes; we just added a media.
+            return Err(ClientError::Rtc(
+                "no offer from a change with one m-line".into(),
+            ));
+        };
+        let sdp = offer.to_sdp_string();
+        let peer = Peer {
+            rtc,
+            local_addr,
+            send_mid,
+            pending_offer: Some(pending),
+            phase: Phase::Joining,
+            connected: false,
+            send_pt: None,
+            tracks: HashMap::new(),
+            queue: VecDeque::new(),
+            clock: SendClock {
+                rtp_base: u64::from(rand::random::<u32>()),
+                samples: 0,
+                started: None,
+            },
+            stats,
+        };
+        Ok((peer, sdp))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    /// False once the `Rtc` is closed or the join failed: the driver may stop.
+    pub(crate) fn is_alive(&self) -> bool {
+        self.phase != Phase::Failed && self.rtc.is_alive()
+    }
+
+    /// The member a receive slot carries now.
+    #[cfg(test)]
+    pub(crate) fn track_owner(&self, mid: &str) -> Option<&OpenId> {
+        self.tracks.get(mid).and_then(Option::as_ref)
+    }
+
+    /// One text frame from the signaling WebSocket. Never panics on any input; what cannot
+    /// be used becomes a [`ClientEvent::Error`].
+    pub(crate) fn handle_frame(&mut self, frame: &str) {
+        let msg = match ServerMsg::parse(frame) {
+            Ok(msg) => msg,
+            Err(failure) => {
+                tracing::warn!("malformed server frame: {}", failure.detail);
+                self.local_error(
+                    ErrorCode::MalformedMessage,
+                    format!("malformed server frame: {}", failure.detail),
+                );
+                return;
+            }
+        };
+        tracing::debug!(?msg, "server message");
+        match msg {
+            ServerMsg::JoinResult {
+                status,
+                open_id_list,
+                sdp,
+            } => self.on_join_result(status, open_id_list, sdp),
+            ServerMsg::ExitResult { status } => self.reply(Reply::Exit(status)),
+            ServerMsg::MuteConfigResult { status } => self.reply(Reply::MuteConfig(status)),
+            ServerMsg::Offer { sdp, tracks } => self.on_offer(&sdp, tracks),
+            ServerMsg::Tracks { tracks } => {
+                self.update_tracks(&tracks);
+                self.emit(ClientEvent::Tracks(tracks));
+            }
+            ServerMsg::MembersChanged { open_id_list, .. } => {
+                self.emit(ClientEvent::MembersChanged(open_id_list))
+            }
+            ServerMsg::SpeakersChanged { open_id_list, .. } => {
+                self.emit(ClientEvent::SpeakersChanged(open_id_list))
+            }
+            ServerMsg::Interrupted { status } => self.emit(ClientEvent::Interrupted {
+                err_code: status.err_code,
+                err_msg: status.err_msg,
+            }),
+            ServerMsg::Error { status } => self.emit(ClientEvent::Error {
+                err_code: status.err_code,
+                err_msg: status.err_msg,
+            }),
+            ServerMsg::Pong => {}
+        }
+    }
+
+    /// A binary (or otherwise unusable) WebSocket frame.
+    pub(crate) fn handle_unusable_frame(&mut self, what: &str) {
+        self.local_error(
+            ErrorCode::MalformedMessage,
+            format!("unexpected {what} frame"),
+        );
+    }
+
+    /// One datagram read from the UDP socket.
+    pub(crate) fn handle_datagram(&mut self, now: Instant, source: SocketAddr, contents: &[u8]) {
+        let Ok(contents) = contents.try_into() else {
+            tracing::debug!(%source, len = contents.len(), "ignoring unknown datagram");
+            return;
+        };
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination: self.local_addr,
+                contents,
+            },
+        );
+        if let Err(e) = self.rtc.handle_input(input) {
+            tracing::debug!(%source, "datagram refused: {e}");
+        }
+    }
+
+    /// Time has reached the instant of the last [`PeerOutput::Timeout`].
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
+            tracing::debug!("timeout handling: {e}");
+        }
+    }
+
+    /// Sends one Opus packet now (or drops it, counted, before ICE and DTLS are up).
+    /// `audio_level` is RFC 6464's -dBov (0 loudest, 127 silence) and voice activity.
+    pub(crate) fn send_opus(
+        &mut self,
+        now: Instant,
+        payload: Vec<u8>,
+        duration: Duration,
+        audio_level: Option<(i8, bool)>,
+    ) {
+        if !self.connected {
+            self.stats
+                .dropped_unconnected
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let Some(pt) = self.opus_pt() else {
+            tracing::warn!("no negotiated Opus payload type; packet dropped");
+            self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let (rtp_time, talkspurt) = self.clock.stamp(now, opus::duration_to_samples(duration));
+        let Some(mut writer) = self.rtc.writer(self.send_mid) else {
+            self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        if let Some((level, voice)) = audio_level {
+            // str0m takes the level as negative dB; the wire carries its magnitude.
+            writer = writer.audio_level(-level.clamp(0, 127), voice);
+        }
+        match writer
+            .start_of_talkspurt(talkspurt)
+            .write(pt, now, rtp_time, payload)
+        {
+            Ok(()) => {
+                self.stats.sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::warn!("writing opus: {e}");
+                self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Starts closing the peer connection (RTCP BYE, DTLS close_notify); keep draining.
+    pub(crate) fn close(&mut self) {
+        if let Err(e) = self.rtc.close() {
+            tracing::debug!("closing rtc: {e}");
+        }
+    }
+
+    /// The next thing to do. Call until it returns [`PeerOutput::Timeout`].
+    pub(crate) fn poll_output(&mut self) -> PeerOutput {
+        loop {
+            if let Some(out) = self.queue.pop_front() {
+                return out;
+            }
+            let output = match self.rtc.poll_output() {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::warn!("webrtc failure, closing: {e}");
+                    self.rtc.disconnect();
+                    self.local_error(ErrorCode::SystemError, format!("webrtc failure: {e}"));
+                    continue;
+                }
+            };
+            match output {
+                Output::Timeout(t) => return PeerOutput::Timeout(t),
+                Output::Transmit(t) => return PeerOutput::Transmit(t),
+                Output::Event(e) => self.on_rtc_event(e),
+            }
+        }
+    }
+
+    fn on_rtc_event(&mut self, event: Event) {
+        match event {
+            Event::Connected => {
+                self.connected = true;
+                self.emit(ClientEvent::Connected);
+            }
+            Event::IceConnectionStateChange(state) => {
+                tracing::debug!(?state, "ice connection state");
+            }
+            Event::MediaAdded(m) => {
+                tracing::debug!(mid = %m.mid, direction = ?m.direction, "media added");
+            }
+            Event::MediaData(data) => {
+                self.stats.received.fetch_add(1, Ordering::Relaxed);
+                let mid = data.mid.to_string();
+                let from = self.tracks.get(&mid).cloned().flatten();
+                // Opus media time is at 48 kHz already; rebase is a no-op kept for safety.
+                let rtp_time = data.time.rebase(Frequency::FORTY_EIGHT_KHZ).numer();
+                if self.stats.queued_audio.load(Ordering::Relaxed) >= MAX_QUEUED_AUDIO_EVENTS {
+                    self.stats
+                        .audio_events_dropped
+                        .fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                self.stats.queued_audio.fetch_add(1, Ordering::Relaxed);
+                self.emit(ClientEvent::Audio {
+                    from,
+                    mid,
+                    payload: data.data.to_vec(),
+                    rtp_time,
+                });
+            }
+            Event::Closed => tracing::debug!("rtc closed"),
+            other => tracing::trace!(?other, "rtc event"),
+        }
+    }
+
+    fn on_join_result(&mut self, status: Status, open_id_list: Vec<OpenId>, sdp: Option<String>) {
+        if self.phase != Phase::Joining {
+            self.local_error(
+                ErrorCode::UnexpectedMessage,
+                "joinResult after the join".into(),
+            );
+            return;
+        }
+        let result = if !status.is_ok() {
+            Err(ClientError::Refused {
+                err_code: status.err_code,
+                err_msg: status.err_msg,
+            })
+        } else {
+            match sdp {
+                None => Err(ClientError::Protocol(
+                    "joinResult ok without an sdp answer".into(),
+                )),
+                Some(sdp) => self.accept_answer(&sdp).map(|()| open_id_list),
+            }
+        };
+        match &result {
+            Ok(list) => {
+                self.phase = Phase::Joined;
+                self.emit(ClientEvent::Joined {
+                    open_id_list: list.clone(),
+                });
+            }
+            Err(_) => self.phase = Phase::Failed,
+        }
+        self.reply(Reply::Joined(result));
+    }
+
+    fn accept_answer(&mut self, sdp: &str) -> Result<(), ClientError> {
+        let answer = SdpAnswer::from_sdp_string(sdp)
+            .map_err(|e| ClientError::Sdp(format!("answer does not parse: {e}")))?;
+        let Some(pending) = self.pending_offer.take() else {
+            return Err(ClientError::Protocol(
+                "no offer waiting for an answer".into(),
+            ));
+        };
+        self.rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .map_err(|e| ClientError::Sdp(format!("answer refused: {e}")))
+    }
+
+    fn on_offer(&mut self, sdp: &str, tracks: Vec<TrackSlot>) {
+        if self.phase != Phase::Joined {
+            self.local_error(
+                ErrorCode::UnexpectedMessage,
+                "offer before joinResult".into(),
+            );
+            return;
+        }
+        let offer = match SdpOffer::from_sdp_string(sdp) {
+            Ok(o) => o,
+            Err(e) => {
+                self.local_error(ErrorCode::InvalidSdp, format!("offer does not parse: {e}"));
+                return;
+            }
+        };
+        match self.rtc.sdp_api().accept_offer(offer) {
+            Ok(answer) => {
+                self.update_tracks(&tracks);
+                self.queue.push_back(PeerOutput::Signal(ClientMsg::Answer {
+                    sdp: answer.to_sdp_string(),
+                }));
+                self.emit(ClientEvent::Tracks(tracks));
+            }
+            Err(e) => self.local_error(ErrorCode::InvalidSdp, format!("offer refused: {e}")),
+        }
+    }
+
+    fn update_tracks(&mut self, tracks: &[TrackSlot]) {
+        for slot in tracks {
+            self.tracks.insert(slot.mid.clone(), slot.open_id.clone());
+        }
+    }
+
+    fn opus_pt(&mut self) -> Option<Pt> {
+        if self.send_pt.is_none() {
+            let writer = self.rtc.writer(self.send_mid)?;
+            self.send_pt = writer
+                .payload_params()
+                .find(|p| p.spec().codec == Codec::Opus)
+                .map(|p| p.pt());
+        }
+        self.send_pt
+    }
+
+    fn emit(&mut self, event: ClientEvent) {
+        self.queue.push_back(PeerOutput::Event(event));
+    }
+
+    fn reply(&mut self, reply: Reply) {
+        self.queue.push_back(PeerOutput::Reply(reply));
+    }
+
+    /// A failure found on this side, reported like the server's `error` messages.
+    fn local_error(&mut self, code: ErrorCode, detail: String) {
+        self.emit(ClientEvent::Error {
+            err_code: code.code(),
+            err_msg: format!("{}:fail {detail}", api::SIGNALING),
+        });
+    }
+}
+
+#[cfg(test)]
+#[path = "peer_tests.rs"]
+mod tests;

@@ -1,0 +1,340 @@
+//! Room rules and media with real peers: the Rust client (str0m, real ICE/DTLS-SRTP) against
+//! the real server on loopback, state in a real SQLite file.
+
+mod common;
+
+use std::time::Duration;
+
+use common::peers::{payload, warm_up, warm_up_marked, TestPeer};
+use common::TestServer;
+use voipchat_client::ClientError;
+use voipchat_proto::ErrorCode;
+
+/// Payloads of the numbered (non-warm-up) sequence from sender index `idx`.
+fn numbered(got: Vec<Vec<u8>>, idx: u8) -> Vec<Vec<u8>> {
+    got.into_iter().filter(|p| p[1] == idx).collect()
+}
+
+fn refused_code(r: Result<TestPeer, ClientError>) -> i32 {
+    match r {
+        Err(ClientError::Refused { err_code, .. }) => err_code,
+        Err(e) => panic!("expected a refusal, got {e}"),
+        Ok(p) => panic!("expected a refusal, {} was admitted", p.open_id),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_peers_hear_each_other_byte_for_byte_in_order_never_themselves() {
+    let dir = common::data_dir();
+    let server = TestServer::start(dir.path(), |_| {}).await;
+    let (app, secret) = server.create_app(true);
+    let names = ["alice", "bob", "carol"];
+    let mut peers = Vec::new();
+    for n in names {
+        peers.push(
+            TestPeer::join(&server, &app, &secret, n, "room")
+                .await
+                .expect("join"),
+        );
+    }
+    warm_up(&peers.iter().collect::<Vec<_>>()).await;
+
+    const N: u32 = 100;
+    for seq in 0..N {
+        for (i, p) in peers.iter().enumerate() {
+            p.send(i as u8, seq);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for (r, receiver) in peers.iter().enumerate() {
+        for (s, sender) in peers.iter().enumerate() {
+            if r == s {
+                continue;
+            }
+            let ok = receiver
+                .wait_until(Duration::from_secs(5), || {
+                    numbered(receiver.audio_from(&sender.open_id), s as u8).len() >= N as usize
+                })
+                .await;
+            assert!(
+                ok,
+                "{} did not get all of {}'s packets",
+                receiver.open_id, sender.open_id
+            );
+            let want: Vec<Vec<u8>> = (0..N).map(|q| payload(s as u8, q)).collect();
+            assert_eq!(
+                numbered(receiver.audio_from(&sender.open_id), s as u8),
+                want,
+                "{} from {}: byte for byte, in order",
+                receiver.open_id,
+                sender.open_id
+            );
+        }
+        let own = receiver
+            .all_audio()
+            .into_iter()
+            .filter(|(_, p)| p[1] == r as u8 || p[1] == 100 + r as u8)
+            .count();
+        assert_eq!(own, 0, "{} received its own audio", receiver.open_id);
+    }
+    assert_eq!(
+        peers[0].members_changed(),
+        vec![vec!["alice", "bob"], vec!["alice", "bob", "carol"]]
+    );
+    assert_eq!(
+        peers[1].members_changed(),
+        vec![vec!["alice", "bob", "carol"]]
+    );
+
+    // carol leaves: the others see it, in order.
+    let carol = peers.pop().unwrap();
+    carol.exit().await;
+    for p in &peers {
+        assert!(
+            p.wait_until(Duration::from_secs(2), || p
+                .members_changed()
+                .last()
+                .map(|l| l.len())
+                == Some(2))
+                .await,
+            "{} saw carol leave",
+            p.open_id
+        );
+    }
+    assert_eq!(
+        peers[0].members_changed().last().unwrap(),
+        &vec!["alice", "bob"]
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eleventh_peer_is_refused_while_the_ten_keep_talking() {
+    let dir = common::data_dir();
+    let server = TestServer::start(dir.path(), |_| {}).await;
+    let (app, secret) = server.create_app(true);
+    let mut peers = Vec::new();
+    for i in 0..10 {
+        peers.push(
+            TestPeer::join(&server, &app, &secret, &format!("p{i}"), "full")
+                .await
+                .expect("join"),
+        );
+    }
+    warm_up(&peers.iter().collect::<Vec<_>>()).await;
+    let code = refused_code(TestPeer::join(&server, &app, &secret, "p10", "full").await);
+    assert_eq!(code, ErrorCode::RoomFull.code());
+    assert_eq!(server.members(&app, &secret, "full").await.len(), 10);
+
+    for seq in 0..20 {
+        peers[0].send(0, seq);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for p in &peers[1..] {
+        assert!(
+            p.wait_until(Duration::from_secs(5), || numbered(p.audio_from("p0"), 0)
+                .len()
+                == 20)
+                .await,
+            "{} still hears p0 after the refusal",
+            p.open_id
+        );
+    }
+    assert_eq!(server.rooms_created(&app, &secret).await, 1);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_simultaneous_joins_create_one_room_and_admit_exactly_ten() {
+    let dir = common::data_dir();
+    let server = TestServer::start(dir.path(), |_| {}).await;
+    let (app, secret) = server.create_app(true);
+    let mut keys = Vec::new();
+    for i in 0..50 {
+        keys.push(server.session_key(&app, &secret, &format!("u{i}")).await);
+    }
+    let joins = keys.iter().enumerate().map(|(i, key)| {
+        let (server, app) = (&server, &app);
+        async move { TestPeer::join_with_key(server, app, key, &format!("u{i}"), "rush").await }
+    });
+    let results = futures_util::future::join_all(joins).await;
+    let mut admitted = Vec::new();
+    let mut full = 0;
+    for r in results {
+        match r {
+            Ok(p) => admitted.push(p),
+            Err(ClientError::Refused { err_code, .. })
+                if err_code == ErrorCode::RoomFull.code() =>
+            {
+                full += 1
+            }
+            Err(e) => panic!("unexpected join failure: {e}"),
+        }
+    }
+    assert_eq!(admitted.len(), 10, "exactly ten admitted");
+    assert_eq!(full, 40, "the rest get room full");
+    assert_eq!(
+        server.rooms_created(&app, &secret).await,
+        1,
+        "exactly one room counted"
+    );
+    assert_eq!(server.members(&app, &secret, "rush").await.len(), 10);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daily_quota_is_exact_counts_recreation_and_survives_restart() {
+    let dir = common::data_dir();
+    let server = TestServer::start(dir.path(), |c| c.daily_room_quota = 3).await;
+    let (app, secret) = server.create_app(true);
+
+    // Room 1, destroyed by its last leave, then created again: two rooms counted.
+    let a = TestPeer::join(&server, &app, &secret, "a", "g1")
+        .await
+        .expect("g1");
+    a.exit().await;
+    assert!(server.members(&app, &secret, "g1").await.is_empty());
+    let a = TestPeer::join(&server, &app, &secret, "a", "g1")
+        .await
+        .expect("g1 again");
+    assert_eq!(server.rooms_created(&app, &secret).await, 2);
+    let b = TestPeer::join(&server, &app, &secret, "b", "g2")
+        .await
+        .expect("g2");
+    assert_eq!(server.rooms_created(&app, &secret).await, 3);
+
+    // The fourth creation is refused with WeChat's -13000 …
+    let code = refused_code(TestPeer::join(&server, &app, &secret, "c", "g3").await);
+    assert_eq!(code, -13000);
+    // … while joining an existing room still works.
+    let c = TestPeer::join(&server, &app, &secret, "c", "g2")
+        .await
+        .expect("join existing g2");
+    assert_eq!(server.members(&app, &secret, "g2").await, vec!["b", "c"]);
+    assert_eq!(server.rooms_created(&app, &secret).await, 3);
+    let _ = (a, b, c);
+    server.stop().await;
+
+    // After a restart the count is still there.
+    let server = TestServer::start(dir.path(), |c| c.daily_room_quota = 3).await;
+    assert_eq!(server.rooms_created(&app, &secret).await, 3);
+    let code = refused_code(TestPeer::join(&server, &app, &secret, "d", "g4").await);
+    assert_eq!(code, -13000);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_rooms_side_by_side_never_cross() {
+    let dir = common::data_dir();
+    let server = TestServer::start(dir.path(), |_| {}).await;
+    let (app, secret) = server.create_app(true);
+    let r1 = [
+        TestPeer::join(&server, &app, &secret, "a", "one")
+            .await
+            .unwrap(),
+        TestPeer::join(&server, &app, &secret, "b", "one")
+            .await
+            .unwrap(),
+    ];
+    let r2 = [
+        TestPeer::join(&server, &app, &secret, "c", "two")
+            .await
+            .unwrap(),
+        TestPeer::join(&server, &app, &secret, "d", "two")
+            .await
+            .unwrap(),
+    ];
+    warm_up_marked(&r1.iter().collect::<Vec<_>>(), 100).await;
+    warm_up_marked(&r2.iter().collect::<Vec<_>>(), 110).await;
+    let all: Vec<&TestPeer> = r1.iter().chain(r2.iter()).collect();
+    for seq in 0..50 {
+        for (i, p) in all.iter().enumerate() {
+            p.send(i as u8, seq);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for (i, p) in all.iter().enumerate() {
+        let got = p.all_audio();
+        let mate = i ^ 1; // a<->b, c<->d
+        assert_eq!(
+            numbered(p.audio_from(&all[mate].open_id), mate as u8).len(),
+            50
+        );
+        for (from, data) in &got {
+            // Warm-up packets carry 100 (room one) or 110 (room two) + the index within
+            // the room; numbered ones carry the index in `all`.
+            assert_eq!(
+                from.as_ref().map(|o| o.as_str()),
+                Some(all[mate].open_id.as_str()),
+                "{} got a packet from outside its room",
+                p.open_id
+            );
+            assert!(
+                data[1] as usize == mate || data[1] as usize == 100 + (mate / 2) * 10 + mate % 2,
+                "{} got numbered packet of sender #{}",
+                p.open_id,
+                data[1]
+            );
+        }
+        let others = all
+            .iter()
+            .filter(|o| o.open_id != p.open_id && o.open_id != all[mate].open_id);
+        for o in others {
+            assert!(p.audio_from(&o.open_id).is_empty());
+        }
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnect_with_the_same_open_id_replaces_the_ghost() {
+    let dir = common::data_dir();
+    let server = TestServer::start(dir.path(), |_| {}).await;
+    let (app, secret) = server.create_app(true);
+    let a1 = TestPeer::join(&server, &app, &secret, "a", "g")
+        .await
+        .unwrap();
+    let b = TestPeer::join(&server, &app, &secret, "b", "g")
+        .await
+        .unwrap();
+    let a2 = TestPeer::join(&server, &app, &secret, "a", "g")
+        .await
+        .unwrap();
+    assert!(
+        a1.wait_until(Duration::from_secs(2), || a1.interrupted().is_some())
+            .await
+    );
+    assert_eq!(a1.interrupted(), Some(ErrorCode::Replaced.code()));
+    assert_eq!(server.members(&app, &secret, "g").await, vec!["b", "a"]);
+    warm_up(&[&b, &a2]).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_peer_is_removed_and_shutdown_interrupts_everyone() {
+    let dir = common::data_dir();
+    let server = TestServer::start(dir.path(), |c| c.media_timeout_secs = 2).await;
+    let (app, secret) = server.create_app(true);
+    let a = TestPeer::join(&server, &app, &secret, "a", "g")
+        .await
+        .unwrap();
+    let b = TestPeer::join(&server, &app, &secret, "b", "g")
+        .await
+        .unwrap();
+    warm_up(&[&a, &b]).await;
+    let silent = b.into_client().await.go_silent();
+    assert!(
+        a.wait_until(Duration::from_secs(5), || a.members_changed().last()
+            == Some(&vec!["a".to_string()]))
+            .await,
+        "the silent member is removed within the media timeout"
+    );
+    drop(silent);
+    server.stop().await;
+    assert!(
+        a.wait_until(Duration::from_secs(3), || a.interrupted().is_some())
+            .await
+    );
+    assert_eq!(a.interrupted(), Some(ErrorCode::ServerShutdown.code()));
+}
