@@ -338,3 +338,133 @@ async fn a_silent_peer_is_removed_and_shutdown_interrupts_everyone() {
     );
     assert_eq!(a.interrupted(), Some(ErrorCode::ServerShutdown.code()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speakers_and_mutes_over_the_wire() {
+    use voipchat_client::ClientEvent;
+    use voipchat_proto::MuteConfig;
+    let dir = common::data_dir();
+    let server = TestServer::start(dir.path(), |_| {}).await;
+    let (app, secret) = server.create_app(true);
+    let a = TestPeer::join(&server, &app, &secret, "loud", "g")
+        .await
+        .unwrap();
+    let b = TestPeer::join(&server, &app, &secret, "quiet", "g")
+        .await
+        .unwrap();
+    warm_up(&[&a, &b]).await;
+    let speakers = |p: &TestPeer| -> Vec<Vec<String>> {
+        p.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                ClientEvent::SpeakersChanged(l) => Some(l.iter().map(|o| o.to_string()).collect()),
+                _ => None,
+            })
+            .collect()
+    };
+    // Let the warm-up's speech end: everyone silent.
+    for seq in 0..50 {
+        a.sender
+            .send_opus(
+                payload(0, seq),
+                Duration::from_millis(20),
+                Some((127, false)),
+            )
+            .unwrap();
+        b.sender
+            .send_opus(
+                payload(1, seq),
+                Duration::from_millis(20),
+                Some((127, false)),
+            )
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        speakers(&b).last().map(|l| l.len()),
+        Some(0),
+        "silence ends speech"
+    );
+    let before = speakers(&b).len();
+    // "loud" talks, "quiet" stays silent: only "loud" is announced.
+    for seq in 50..100 {
+        a.sender
+            .send_opus(payload(0, seq), Duration::from_millis(20), Some((20, true)))
+            .unwrap();
+        b.sender
+            .send_opus(
+                payload(1, seq),
+                Duration::from_millis(20),
+                Some((127, false)),
+            )
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let seen = speakers(&b)[before..].to_vec();
+    assert_eq!(
+        seen,
+        vec![vec!["loud".to_string()]],
+        "exactly one change: loud speaks"
+    );
+    assert_eq!(speakers(&a).last(), Some(&vec!["loud".to_string()]));
+
+    // Mute loud's microphone: quiet stops receiving, and loud is no longer a speaker.
+    let a_client = a.into_client().await;
+    a_client
+        .update_mute(MuteConfig {
+            mute_microphone: true,
+            mute_earphone: false,
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let got_before = numbered(b.audio_from("loud"), 0).len();
+    for seq in 100..130 {
+        a_client
+            .send_opus(payload(0, seq), Duration::from_millis(20), Some((20, true)))
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        numbered(b.audio_from("loud"), 0).len(),
+        got_before,
+        "muted mic is not forwarded"
+    );
+    assert_eq!(
+        speakers(&b).last(),
+        Some(&vec![]),
+        "muted member is no speaker"
+    );
+
+    // Quiet mutes its earphone: unmuted loud's audio no longer reaches it.
+    a_client.update_mute(MuteConfig::default()).await.unwrap();
+    let b_client = b.into_client().await;
+    b_client
+        .update_mute(MuteConfig {
+            mute_microphone: false,
+            mute_earphone: true,
+        })
+        .await
+        .unwrap();
+    for seq in 130..160 {
+        a_client
+            .send_opus(payload(0, seq), Duration::from_millis(20), Some((20, true)))
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut heard = 0;
+    let mut b_client = b_client;
+    while let Some(ev) = b_client.try_next_event() {
+        if let ClientEvent::Audio { payload: p, .. } = ev {
+            if p[1] == 0 && u32::from_be_bytes([p[2], p[3], p[4], p[5]]) >= 130 {
+                heard += 1;
+            }
+        }
+    }
+    assert_eq!(heard, 0, "muted earphone receives nothing");
+    server.stop().await;
+}
