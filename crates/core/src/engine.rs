@@ -914,9 +914,11 @@ impl Engine {
         let speaker_changed = s.speaker.on_level(&cfg, now, level);
         let sender_mute = s.mute;
         let key = s.room.clone();
-        let mut ext = ExtensionValues::default();
-        ext.audio_level = level;
-        ext.voice_activity = packet.header.ext_vals.voice_activity;
+        let ext = ExtensionValues {
+            audio_level: level,
+            voice_activity: packet.header.ext_vals.voice_activity,
+            ..Default::default()
+        };
 
         let count = self.rooms.get(&key).map_or(0, |r| r.members.len());
         for i in 0..count {

@@ -195,7 +195,7 @@ async fn cli_peers_send_an_ogg_opus_file_and_record_it_byte_for_byte() {
         "bob printed events: {bob_out}"
     );
 
-    let recorded = voipchat_client::read_ogg_opus(&rec.join("alice.opus")).unwrap();
+    let recorded = voipchat_client::read_ogg_opus(rec.join("alice.opus")).unwrap();
     // Gaps are filled with 1-byte lost-frame packets; the rest must be alice's packets,
     // byte for byte and in order, nearly all of them.
     let real: Vec<&[u8]> = recorded
