@@ -383,9 +383,9 @@ async fn speakers_and_mutes_over_the_wire() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(
-        speakers(&b).last().map(|l| l.len()),
-        Some(0),
-        "silence ends speech"
+        speakers(&b).last().map_or(0, |l| l.len()),
+        0,
+        "silence: no speakers"
     );
     let before = speakers(&b).len();
     // "loud" talks, "quiet" stays silent: only "loud" is announced.
