@@ -11,7 +11,9 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 use voipchat_core::{ConnId, Engine, Output, QuotaAnswer};
-use voipchat_proto::{JoinRequest, MuteConfig, OpenId, RoomKey, ServerMsg};
+use voipchat_proto::{
+    AppId, ErrorCode, JoinRequest, MuteConfig, OpenId, RoomKey, ServerMsg, Status,
+};
 use voipchat_store::Store;
 
 use crate::clock;
@@ -35,6 +37,8 @@ pub enum Command {
     Quota(RoomKey, QuotaAnswer),
     /// The members of a room (empty if it is not open).
     Members(RoomKey, oneshot::Sender<Vec<OpenId>>),
+    /// Remove a member (it is told "kicked"); the reply says whether it was there.
+    Kick(RoomKey, OpenId, oneshot::Sender<bool>),
 }
 
 /// The quota settings the media task needs to ask the store.
@@ -55,9 +59,18 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut outboxes: HashMap<ConnId, Outbox> = HashMap::new();
+    let mut nonces = SpentNonces::default();
     let mut buf = vec![0u8; 2048];
     loop {
-        let deadline = flush(&mut engine, &socket, &mut outboxes, &command_tx, &quota).await;
+        let deadline = flush(
+            &mut engine,
+            &socket,
+            &mut outboxes,
+            &mut nonces,
+            &command_tx,
+            &quota,
+        )
+        .await;
         tokio::select! {
             biased;
             _ = shutdown.changed() => {
@@ -67,7 +80,7 @@ pub async fn run(
             }
             cmd = commands.recv() => {
                 let Some(cmd) = cmd else { break };
-                apply(&mut engine, &mut outboxes, cmd);
+                apply(&mut engine, &mut outboxes, &mut nonces, cmd);
             }
             received = socket.recv_from(&mut buf) => {
                 match received {
@@ -84,17 +97,66 @@ pub async fn run(
         }
     }
     engine.handle_shutdown(Instant::now());
-    flush(&mut engine, &socket, &mut outboxes, &command_tx, &quota).await;
+    flush(
+        &mut engine,
+        &socket,
+        &mut outboxes,
+        &mut nonces,
+        &command_tx,
+        &quota,
+    )
+    .await;
     info!("media task stopped");
 }
 
-fn apply(engine: &mut Engine, outboxes: &mut HashMap<ConnId, Outbox>, cmd: Command) {
+/// Nonces of joins the engine has not answered yet, per connection in arrival order: a join
+/// the engine refuses gives its nonce back, so a refused join leaves no trace.
+#[derive(Default)]
+struct SpentNonces(HashMap<ConnId, Vec<(AppId, OpenId, String)>>);
+
+impl SpentNonces {
+    fn push(&mut self, conn: ConnId, req: &JoinRequest) {
+        let entry = (
+            req.app_id.clone(),
+            req.open_id.clone(),
+            req.nonce_str.clone(),
+        );
+        self.0.entry(conn).or_default().push(entry);
+    }
+
+    /// The nonce a join result answers: -1 is the immediate answer to the newest join,
+    /// every other result answers the oldest one still open.
+    fn take(&mut self, conn: ConnId, status: &Status) -> Option<(AppId, OpenId, String)> {
+        let list = self.0.get_mut(&conn)?;
+        let item = if status.code() == Some(ErrorCode::AlreadyInRoom) {
+            list.pop()
+        } else if list.is_empty() {
+            None
+        } else {
+            Some(list.remove(0))
+        };
+        if list.is_empty() {
+            self.0.remove(&conn);
+        }
+        item
+    }
+}
+
+fn apply(
+    engine: &mut Engine,
+    outboxes: &mut HashMap<ConnId, Outbox>,
+    nonces: &mut SpentNonces,
+    cmd: Command,
+) {
     let now = Instant::now();
     match cmd {
         Command::Connect(conn, outbox) => {
             outboxes.insert(conn, outbox);
         }
-        Command::Join(conn, req) => engine.handle_join(now, conn, *req),
+        Command::Join(conn, req) => {
+            nonces.push(conn, &req);
+            engine.handle_join(now, conn, *req)
+        }
         Command::Exit(conn) => engine.handle_exit(now, conn),
         Command::Mute(conn, mute) => engine.handle_mute(now, conn, mute),
         Command::Answer(conn, sdp) => engine.handle_answer(now, conn, &sdp),
@@ -106,6 +168,9 @@ fn apply(engine: &mut Engine, outboxes: &mut HashMap<ConnId, Outbox>, cmd: Comma
         Command::Members(key, reply) => {
             let _ = reply.send(engine.room_members(&key));
         }
+        Command::Kick(key, open_id, reply) => {
+            let _ = reply.send(engine.kick(now, &key, &open_id));
+        }
     }
 }
 
@@ -114,6 +179,7 @@ async fn flush(
     engine: &mut Engine,
     socket: &UdpSocket,
     outboxes: &mut HashMap<ConnId, Outbox>,
+    nonces: &mut SpentNonces,
     command_tx: &mpsc::UnboundedSender<Command>,
     quota: &QuotaPolicy,
 ) -> Instant {
@@ -132,6 +198,19 @@ async fn flush(
                 }
             }
             Output::Signal(conn, msg) => {
+                if let ServerMsg::JoinResult { status, .. } = &msg {
+                    match nonces.take(conn, status) {
+                        Some((app, user, nonce)) if !status.is_ok() => {
+                            let store = quota.store.clone();
+                            tokio::task::spawn_blocking(move || {
+                                if let Err(e) = store.release_nonce(&app, &user, &nonce) {
+                                    warn!("releasing the nonce of a refused join: {e}");
+                                }
+                            });
+                        }
+                        _ => {}
+                    }
+                }
                 if let Some(outbox) = outboxes.get(&conn) {
                     let _ = outbox.send(msg);
                 }

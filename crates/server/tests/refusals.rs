@@ -154,22 +154,43 @@ async fn every_refusal_has_its_code_and_changes_nothing() {
     assert_eq!(server.rooms_created(&app, &secret).await, 0);
     assert!(server.members(&app, &secret, "g").await.is_empty());
 
-    // A replayed nonce: the first use passes auth (and fails on its junk SDP), the second
-    // is refused as a replay.
+    // A join refused after authentication (here: its junk SDP) gives its nonce back, so
+    // the same signed request can be tried again and is refused for the same reason.
     let frame = join_frame(&app, "u1", "g", "once", now, &key).to_string();
     assert_eq!(
         ws.roundtrip_code(&frame).await,
         ErrorCode::InvalidSdp.code()
     );
+    // The nonce is returned right after the refusal is sent; give the store a moment.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     assert_eq!(
         ws.roundtrip_code(&frame).await,
-        ErrorCode::ReplayedNonce.code()
+        ErrorCode::InvalidSdp.code()
     );
     assert_eq!(
         server.rooms_created(&app, &secret).await,
         0,
         "a refused join takes no quota"
     );
+
+    // A request that was admitted cannot be replayed, from any connection.
+    let opts =
+        voipchat_client::JoinOptions::signed(server.ws_url(), app.clone(), "u1", "g", &key, now);
+    let replay = voipchat_proto::ClientMsg::Join(opts.join_request("v=0\r\n".into())).to_json();
+    let (client, _) = voipchat_client::Client::join(opts)
+        .await
+        .expect("a good join");
+    assert_eq!(
+        ws.roundtrip_code(&replay).await,
+        ErrorCode::ReplayedNonce.code()
+    );
+    let mut other = RawWs::connect(&server.ws_url()).await;
+    assert_eq!(
+        other.roundtrip_code(&replay).await,
+        ErrorCode::ReplayedNonce.code()
+    );
+    assert_eq!(server.members(&app, &secret, "g").await, vec!["u1"]);
+    client.exit().await.expect("exit");
 
     // errMsg is in the wx form.
     let mut v = good.clone();

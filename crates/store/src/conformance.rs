@@ -31,6 +31,7 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("nonce_freshness", nonce_freshness),
     ("nonce_expiry", nonce_expiry),
     ("nonce_is_atomic", nonce_is_atomic),
+    ("nonce_release", nonce_release),
     ("quota_limit", quota_limit),
     (
         "quota_days_and_apps_independent",
@@ -64,6 +65,7 @@ macro_rules! store_conformance_tests {
             nonce_freshness,
             nonce_expiry,
             nonce_is_atomic,
+            nonce_release,
             quota_limit,
             quota_days_and_apps_independent,
             quota_exact_under_concurrency,
@@ -278,6 +280,28 @@ pub fn nonce_freshness(store: &dyn Store) {
     assert!(!store
         .consume_nonce(&a, &u, "随机😀", exp, now)
         .expect("unicode replay"));
+}
+
+/// A released nonce is fresh again; releasing touches only that (app, user, nonce).
+pub fn nonce_release(store: &dyn Store) {
+    let a = AppId::new("wx1");
+    let (u, v) = (OpenId::new("user-1"), OpenId::new("user-2"));
+    let now = 1_700_000_000;
+    let exp = now + 600;
+    assert!(store.consume_nonce(&a, &u, "n", exp, now).expect("first"));
+    assert!(store
+        .consume_nonce(&a, &v, "n", exp, now)
+        .expect("other user"));
+    store.release_nonce(&a, &u, "n").expect("release");
+    assert!(store
+        .consume_nonce(&a, &u, "n", exp, now)
+        .expect("fresh again"));
+    assert!(!store
+        .consume_nonce(&a, &v, "n", exp, now)
+        .expect("other user kept"));
+    store
+        .release_nonce(&a, &u, "never-used")
+        .expect("unknown nonce is fine");
 }
 
 /// An expired nonce is fresh again; a refused use does not extend the expiry.

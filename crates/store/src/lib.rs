@@ -135,6 +135,16 @@ pub trait Store: Send + Sync + 'static {
         now_unix: u64,
     ) -> Result<bool, StoreError>;
 
+    /// Forgets a nonce that `consume_nonce` recorded, for a join refused after its nonce was
+    /// spent (room full, quota used up): a refused join leaves no trace, and the same signed
+    /// request may be tried again. Forgetting an unknown nonce is not an error.
+    fn release_nonce(
+        &self,
+        app_id: &AppId,
+        open_id: &OpenId,
+        nonce: &str,
+    ) -> Result<(), StoreError>;
+
     /// Atomically: if `rooms_created(app, day) < limit`, increments it and grants; else
     /// refuses and changes nothing. `day` is an opaque key such as `"2026-11-22"`; the caller
     /// decides the time zone and when a day ends.

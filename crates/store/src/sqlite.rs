@@ -283,6 +283,19 @@ impl Store for SqliteStore {
         Ok(recorded > 0)
     }
 
+    fn release_nonce(
+        &self,
+        app_id: &AppId,
+        open_id: &OpenId,
+        nonce: &str,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(
+            "DELETE FROM nonces WHERE app_id = ?1 AND open_id = ?2 AND nonce = ?3",
+            params![app_id.as_str(), open_id.as_str(), nonce],
+        )?;
+        Ok(())
+    }
+
     fn take_room_quota(
         &self,
         app_id: &AppId,
@@ -389,6 +402,14 @@ mod tests {
         ) -> Result<bool, StoreError> {
             self.store
                 .consume_nonce(app_id, open_id, nonce, expires_at_unix, now_unix)
+        }
+        fn release_nonce(
+            &self,
+            app_id: &AppId,
+            open_id: &OpenId,
+            nonce: &str,
+        ) -> Result<(), StoreError> {
+            self.store.release_nonce(app_id, open_id, nonce)
         }
         fn take_room_quota(
             &self,
