@@ -37,7 +37,37 @@ if [ "$status" -ne 0 ]; then
   grep -A30 -E '^failures:' target/test-output.txt | head -80 || true
   exit "$status"
 fi
+
+# --- browser tests: the JS SDK and the demo page in headless Chromium -------------------------
+# (tests/browser/README.md). Chromium from Debian, playwright-core from npm (package-lock.json),
+# run inside a loopback-only network namespace by tests/browser/run.sh.
+if [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "== installing chromium"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+fi
+echo "== npm ci (tests/browser)"
+(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+echo "== cargo build (the binaries the browser tests start)"
+cargo build --quiet
+echo "== browser tests"
+browser_start=$(date +%s)
+set +e
+tests/browser/run.sh 2>&1 | tee target/browser-test-output.txt
+browser_status=${PIPESTATUS[0]}
+set -e
+echo "== browser tests wall time: $(( $(date +%s) - browser_start )) s (screenshot: target/browser/demo.png)"
+if [ "$browser_status" -ne 0 ]; then
+  echo "browser tests failed; full output in target/browser-test-output.txt"
+  exit "$browser_status"
+fi
+
 passed=$(grep -oE 'test result: ok\. [0-9]+ passed' target/test-output.txt | awk '{s+=$4} END {print s+0}')
 failed=$(grep -oE '[0-9]+ failed' target/test-output.txt | awk '{s+=$1} END {print s+0}')
+b_passed=$(grep -E '^(ℹ|#) pass [0-9]+' target/browser-test-output.txt | awk '{s+=$3} END {print s+0}')
+b_failed=$(grep -E '^(ℹ|#) fail [0-9]+' target/browser-test-output.txt | awk '{s+=$3} END {print s+0}')
 echo "== wall time: $(( $(date +%s) - start )) s"
-echo "cargo: $passed passed, $failed failed"
+echo "cargo: $passed passed, $failed failed; browser: $b_passed passed, $b_failed failed"
+echo "total: $(( passed + b_passed )) passed, $(( failed + b_failed )) failed"

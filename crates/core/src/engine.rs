@@ -661,6 +661,11 @@ impl Engine {
                 sdp: Some(answer.to_sdp_string()),
             },
         );
+        // Speakers are announced on change only: a newcomer learns who already speaks.
+        let speaking = self.rooms[&key].speakers.clone();
+        if !speaking.is_empty() {
+            self.signal(conn, ServerMsg::speakers_changed(speaking));
+        }
         for other in &others {
             self.give_slot(*other, id);
         }

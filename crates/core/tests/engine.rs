@@ -319,3 +319,21 @@ fn slots_are_reused_when_members_leave() {
         .collect();
     assert_eq!(from_c.len(), 10);
 }
+
+#[test]
+fn a_newcomer_learns_who_is_already_speaking() {
+    let mut net = Net::new(10);
+    let a = net.join("a", "g");
+    let b = net.join("b", "g");
+    net.connect();
+    net.advance(Duration::from_millis(200));
+    for n in 0..10 {
+        net.speak(a, &frame(a, n), -25);
+        net.advance(Duration::from_millis(20));
+    }
+    assert_eq!(net.speakers_seen(b), vec![ids(&["a"])]);
+    let c = net.join("c", "g");
+    assert_eq!(net.speakers_seen(c), vec![ids(&["a"])]);
+    // Nobody else is told again: nothing changed for them.
+    assert_eq!(net.speakers_seen(b), vec![ids(&["a"])]);
+}

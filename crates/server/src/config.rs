@@ -28,6 +28,13 @@ pub struct Config {
     pub quota_utc_offset: String,
     /// A member from whom no UDP packet arrives for this long is removed.
     pub media_timeout_secs: u64,
+    /// Local demo mode: keep the built-in demo app (`wxdemo0000000000`) with VoIP enabled,
+    /// serve the demo page at `/` and sign joins for that app only at `POST /demo/sign`.
+    /// Switch it off (`demo = false`, `--no-demo`) on any server reachable by others.
+    pub demo: bool,
+    /// Test-only routes (`POST /api/v1/test/drop-ws`) for the browser tests. Never set this
+    /// in production: anyone reaching the HTTP port could drop connections.
+    pub test_hooks: bool,
 }
 
 impl Default for Config {
@@ -42,6 +49,8 @@ impl Default for Config {
             timestamp_window_secs: 300,
             quota_utc_offset: "+00:00".to_string(),
             media_timeout_secs: 8,
+            demo: true,
+            test_hooks: false,
         }
     }
 }
@@ -178,7 +187,12 @@ mod tests {
         let c: Config = toml::from_str("room_cap = 4\nquota_utc_offset = \"+08:00\"").unwrap();
         assert_eq!(c.room_cap, 4);
         assert_eq!(c.daily_room_quota, 100_000);
+        assert!(c.demo, "demo mode is on by default");
+        assert!(!c.test_hooks, "test hooks are off by default");
         c.validate().unwrap();
+        let c: Config = toml::from_str("demo = false\ntest_hooks = true").unwrap();
+        assert!(!c.demo);
+        assert!(c.test_hooks);
         assert!(toml::from_str::<Config>("no_such_key = 1").is_err());
     }
 }

@@ -200,6 +200,43 @@ pub async fn room(
     }))
 }
 
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KickRequest {
+    open_id: voipchat_proto::OpenId,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KickResponse {
+    kicked: bool,
+}
+
+/// `POST /api/v1/rooms/{groupId}/kick`: removes a member from a room; it gets an
+/// `interrupted` event with -11001 and the others a members-changed event.
+pub async fn kick(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(group_id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<KickResponse> {
+    let app = authenticate(&state, &headers).await?;
+    check_id("groupId", &group_id)?;
+    let req: KickRequest = parse_body(&body)?;
+    check_id("openId", req.open_id.as_str())?;
+    let (tx, rx) = oneshot::channel();
+    let key = RoomKey::new(app.app_id, GroupId::new(group_id));
+    state
+        .media
+        .send(Command::Kick(key, req.open_id, tx))
+        .map_err(|_| ApiError::system())?;
+    let kicked = rx.await.map_err(|_| ApiError::system())?;
+    if !kicked {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotInRoom));
+    }
+    Ok(Json(KickResponse { kicked }))
+}
+
 pub async fn healthz() -> &'static str {
     "ok"
 }

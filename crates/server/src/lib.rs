@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod http;
 pub mod media;
+pub mod web;
 pub mod ws;
 
 use std::future::Future;
@@ -65,6 +66,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let media_bound = listeners.media.local_addr()?;
+    {
+        let store = store.clone();
+        let demo = config.demo;
+        tokio::task::spawn_blocking(move || web::ensure_demo_app(store.as_ref(), demo))
+            .await
+            .map_err(std::io::Error::other)?
+            .map_err(std::io::Error::other)?;
+    }
     let mut engine_config = EngineConfig::new(announce_addr(&config, media_bound));
     engine_config.room_cap = config.room_cap;
     engine_config.media_timeout = config.media_timeout();
@@ -86,6 +95,7 @@ pub async fn run(
         stop_rx.clone(),
     ));
 
+    let test_hooks = config.test_hooks;
     let state = AppState {
         config: Arc::new(config),
         store,
@@ -99,10 +109,23 @@ pub async fn run(
         "voipchat serving"
     );
     let mut http_stop = stop_rx.clone();
-    let server = axum::serve(listeners.http, app).with_graceful_shutdown(async move {
+    let http_stopped = async move {
         let _ = http_stop.wait_for(|s| *s).await;
-    });
-    let server = tokio::spawn(async move { server.await });
+    };
+    let server = if test_hooks {
+        tracing::warn!("test hooks are enabled: never do this in production");
+        let hooks = web::TestHooks::default();
+        let app = web::with_test_hooks(app, hooks.clone());
+        let server = axum::serve(
+            web::HookedListener::new(listeners.http, hooks),
+            app.into_make_service_with_connect_info::<web::ConnTag>(),
+        )
+        .with_graceful_shutdown(http_stopped);
+        tokio::spawn(async move { server.await })
+    } else {
+        let server = axum::serve(listeners.http, app).with_graceful_shutdown(http_stopped);
+        tokio::spawn(async move { server.await })
+    };
 
     shutdown.await;
     tracing::info!("shutting down");
@@ -115,11 +138,13 @@ pub async fn run(
 
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .merge(web::routes(state.config.demo))
         .route("/ws", get(ws::upgrade))
         .route("/healthz", get(http::healthz))
         .route("/api/v1/session-key", post(http::session_key))
         .route("/api/v1/voip-sign", post(http::voip_sign))
         .route("/api/v1/quota", get(http::quota))
         .route("/api/v1/rooms/{group_id}", get(http::room))
+        .route("/api/v1/rooms/{group_id}/kick", post(http::kick))
         .with_state(state)
 }

@@ -50,6 +50,12 @@ enum Cmd {
         quota_utc_offset: Option<String>,
         #[arg(long)]
         media_timeout_secs: Option<u64>,
+        /// Switch off the demo (page at /, demo app, POST /demo/sign); same as `demo = false`.
+        #[arg(long)]
+        no_demo: bool,
+        /// Enable test-only routes (POST /api/v1/test/drop-ws); never in production.
+        #[arg(long)]
+        test_hooks: bool,
     },
     /// Manage apps.
     App {
@@ -131,6 +137,8 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             timestamp_window_secs,
             quota_utc_offset,
             media_timeout_secs,
+            no_demo,
+            test_hooks,
         } => {
             if let Some(v) = http_addr {
                 config.http_addr = v;
@@ -155,6 +163,12 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             }
             if let Some(v) = media_timeout_secs {
                 config.media_timeout_secs = v;
+            }
+            if no_demo {
+                config.demo = false;
+            }
+            if test_hooks {
+                config.test_hooks = true;
             }
             config.validate()?;
             let store: Arc<dyn Store> = Arc::new(open_store(&config)?);

@@ -468,3 +468,45 @@ async fn speakers_and_mutes_over_the_wire() {
     assert_eq!(heard, 0, "muted earphone receives nothing");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backend_kicks_a_member() {
+    let dir = common::data_dir();
+    let server = TestServer::start(dir.path(), |_| {}).await;
+    let (app, secret) = server.create_app(true);
+    let a = TestPeer::join(&server, &app, &secret, "a", "g")
+        .await
+        .unwrap();
+    let b = TestPeer::join(&server, &app, &secret, "b", "g")
+        .await
+        .unwrap();
+    let (status, body) = server
+        .http_request(
+            "POST",
+            "/api/v1/rooms/g/kick",
+            Some((&app, &secret)),
+            Some(r#"{"openId":"b"}"#),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        b.wait_until(Duration::from_secs(2), || b.interrupted().is_some())
+            .await
+    );
+    assert_eq!(b.interrupted(), Some(ErrorCode::Kicked.code()));
+    assert!(
+        a.wait_until(Duration::from_secs(2), || a.members_changed().last()
+            == Some(&vec!["a".to_string()]))
+            .await
+    );
+    let (status, _) = server
+        .http_request(
+            "POST",
+            "/api/v1/rooms/g/kick",
+            Some((&app, &secret)),
+            Some(r#"{"openId":"b"}"#),
+        )
+        .await;
+    assert_eq!(status, 404, "kicking someone not in the room");
+    server.stop().await;
+}

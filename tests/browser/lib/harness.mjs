@@ -1,0 +1,350 @@
+// Shared machinery of the browser tests: sound fixtures, the real `voipchat` binary on
+// ephemeral ports with a temp data dir, a game backend (session keys + signing through the
+// backend API), and headless Chromium pages driving the SDK.
+//
+// Everything must run inside a loopback-only network namespace (see ../README.md and
+// ../../shared/TESTING-MEDIA.md): Chromium gathers ICE candidates on every interface.
+
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, existsSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join as pathJoin, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+export const BIN = pathJoin(ROOT, 'target/debug/voipchat');
+export const CLIENT_BIN = pathJoin(ROOT, 'target/debug/voipchat-client');
+export const ARTIFACTS = pathJoin(ROOT, 'target/browser');
+export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Refuses to run outside a namespace that has nothing but `lo`. */
+export function requireLoopbackOnly() {
+  // /proc/net/dev belongs to the network namespace (/sys/class/net may show the host's).
+  const ifaces = readFileSync('/proc/net/dev', 'utf8')
+    .split('\n')
+    .slice(2)
+    .map((l) => l.split(':')[0].trim())
+    .filter((n) => n && n !== 'lo');
+  if (ifaces.length && !process.env.VOIPCHAT_ALLOW_HOST_NETWORK) {
+    throw new Error(
+      `these tests must run in a loopback-only network namespace (found ${ifaces.join(', ')}); ` +
+        'use tests/browser/run.sh, or: unshare -n -- bash -c "ip link set lo up && exec node --test"',
+    );
+  }
+}
+
+/** Polls `fn` until it returns a truthy value; returns it, or throws after `ms`. */
+export async function waitFor(fn, { timeout = 10000, interval = 100, what = 'condition' } = {}) {
+  const start = Date.now();
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() - start > timeout) {
+      throw new Error(`timed out after ${timeout} ms waiting for ${what} (last: ${JSON.stringify(last && last.message ? last.message : last)})`);
+    }
+    await sleep(interval);
+  }
+}
+
+/** WAV fixtures (48 kHz mono 16-bit) made with sox / espeak-ng, and an Ogg Opus speech file. */
+export function makeFixtures() {
+  const dir = mkdtempSync(pathJoin(tmpdir(), 'voipchat-fixtures-'));
+  const sox = (...args) => execFileSync('sox', args, { stdio: 'pipe' });
+  const f = {
+    dir,
+    tone440: pathJoin(dir, 'tone440.wav'),
+    tone660: pathJoin(dir, 'tone660.wav'),
+    tone880: pathJoin(dir, 'tone880.wav'),
+    silence: pathJoin(dir, 'silence.wav'),
+    speechWav: pathJoin(dir, 'speech.wav'),
+    speechOpus: pathJoin(dir, 'speech.opus'),
+  };
+  for (const hz of [440, 660, 880]) {
+    sox('-n', '-r', '48000', '-c', '1', '-b', '16', f[`tone${hz}`], 'synth', '5', 'sine', String(hz), 'vol', '0.5');
+  }
+  sox('-n', '-r', '48000', '-c', '1', '-b', '16', f.silence, 'trim', '0', '5');
+  const raw = pathJoin(dir, 'speech-raw.wav');
+  execFileSync('espeak-ng', ['-w', raw, 'Hello from the Rust client. One two three four five. This is a voice chat test.']);
+  sox(raw, '-r', '48000', '-c', '1', '-b', '16', f.speechWav);
+  execFileSync('opusenc', ['--quiet', f.speechWav, f.speechOpus]);
+  return f;
+}
+
+/**
+ * Starts target/debug/voipchat on 127.0.0.1 ports chosen by the kernel, with a temp data dir.
+ * `apps`: names of apps to create (VoIP enabled) before it starts.
+ */
+export async function startServer({ testHooks = true, demo = true, apps = [], extraArgs = [] } = {}) {
+  if (!existsSync(BIN)) throw new Error(`${BIN} is missing: run cargo build first`);
+  const dataDir = mkdtempSync(pathJoin(tmpdir(), 'voipchat-data-'));
+  const created = {};
+  for (const name of apps) {
+    const out = execFileSync(BIN, ['--data-dir', dataDir, 'app', 'create', '--name', name], { encoding: 'utf8' });
+    const app = JSON.parse(out.trim().split('\n').pop());
+    execFileSync(BIN, ['--data-dir', dataDir, 'app', 'enable-voip', app.appId], { stdio: 'pipe' });
+    created[name] = app;
+  }
+  const args = ['--data-dir', dataDir, 'serve', '--http-addr', '127.0.0.1:0', '--media-addr', '127.0.0.1:0'];
+  if (testHooks) args.push('--test-hooks');
+  if (!demo) args.push('--no-demo');
+  args.push(...extraArgs);
+  const proc = spawn(BIN, args, {
+    env: { ...process.env, NO_COLOR: '1', RUST_LOG: process.env.RUST_LOG || 'info,str0m=warn,dimpl=warn' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  const logs = [];
+  let http;
+  await new Promise((resolveStart, rejectStart) => {
+    const timer = setTimeout(() => rejectStart(new Error(`server did not start:\n${logs.join('')}`)), 15000);
+    proc.stderr.setEncoding('utf8');
+    proc.stderr.on('data', (chunk) => {
+      logs.push(chunk);
+      // eslint-disable-next-line no-control-regex
+      const text = logs.join('').replace(/\x1b\[[0-9;]*m/g, '');
+      const m = text.match(/http=(127\.0\.0\.1:\d+)/);
+      if (m && !http) {
+        http = m[1];
+        clearTimeout(timer);
+        resolveStart();
+      }
+    });
+    proc.on('exit', (code) => {
+      clearTimeout(timer);
+      if (!http) rejectStart(new Error(`server exited with ${code}:\n${logs.join('')}`));
+    });
+  });
+  const base = `http://${http}`;
+  const server = {
+    base,
+    ws: `ws://${http}/ws`,
+    proc,
+    dataDir,
+    apps: created,
+    logs: () => logs.join(''),
+    async stop() {
+      if (proc.exitCode === null) {
+        const exited = new Promise((r) => proc.once('exit', r));
+        proc.kill('SIGTERM');
+        let timer;
+        await Promise.race([exited, new Promise((r) => (timer = setTimeout(r, 8000)))]);
+        clearTimeout(timer);
+        if (proc.exitCode === null) {
+          proc.kill('SIGKILL');
+          await exited;
+        }
+      }
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+    /** A backend API call with the app's Basic credentials. */
+    async api(app, path, body) {
+      const res = await fetch(base + path, {
+        method: body === undefined ? 'GET' : 'POST',
+        headers: {
+          authorization: 'Basic ' + Buffer.from(`${app.appId}:${app.appSecret}`).toString('base64'),
+          'content-type': 'application/json',
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      const json = await res.json();
+      if (!res.ok) throw new Error(`${path}: HTTP ${res.status} ${JSON.stringify(json)}`);
+      return json;
+    },
+    /** The game backend's signing: a session key once per user, then voip-sign per join. */
+    backend(app) {
+      const keys = new Set();
+      return async ({ openId, groupId }) => {
+        if (!keys.has(openId)) {
+          await server.api(app, '/api/v1/session-key', { openId });
+          keys.add(openId);
+        }
+        const nonceStr = Math.random().toString(36).slice(2, 14);
+        const timeStamp = Math.floor(Date.now() / 1000);
+        const { signature } = await server.api(app, '/api/v1/voip-sign', { openId, groupId, nonce: nonceStr, timestamp: timeStamp });
+        return { nonceStr, timeStamp, signature };
+      };
+    },
+    async members(app, groupId) {
+      return (await server.api(app, `/api/v1/rooms/${encodeURIComponent(groupId)}`)).openIdList;
+    },
+    /** Test hook: the server drops the WebSockets opened with `query` in their URL. */
+    async dropWs(query) {
+      const res = await fetch(base + '/api/v1/test/drop-ws', { method: 'POST', body: JSON.stringify({ query }) });
+      if (!res.ok) throw new Error(`drop-ws: HTTP ${res.status}`);
+      return (await res.json()).dropped;
+    },
+  };
+  return server;
+}
+
+export const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--use-fake-ui-for-media-stream',
+  '--use-fake-device-for-media-stream',
+  '--allow-loopback-in-peer-connection',
+];
+
+/** One Chromium process whose microphone plays `wav` (one voice per process). */
+export async function launchVoice(wav, extraArgs = []) {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [...CHROMIUM_ARGS, `--use-file-for-fake-audio-capture=${wav}`, ...extraArgs],
+  });
+}
+
+/** The pids of a process and all its descendants (from /proc). */
+function processTree(root) {
+  const children = new Map();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (!children.has(ppid)) children.set(ppid, []);
+      children.get(ppid).push(Number(name));
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  const out = [];
+  const stack = [root];
+  while (stack.length) {
+    const pid = stack.pop();
+    out.push(pid);
+    stack.push(...(children.get(pid) || []));
+  }
+  return out;
+}
+
+/**
+ * SIGKILLs the Chromium started by launchVoice(wav) and all its processes: its sockets and
+ * peer connections end without a goodbye, as when a machine drops off the network.
+ */
+export function killVoice(wav) {
+  const flag = `--use-file-for-fake-audio-capture=${wav}`;
+  const mains = readdirSync('/proc').filter((name) => {
+    if (!/^\d+$/.test(name)) return false;
+    try {
+      const args = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0');
+      return args.includes(flag) && !args.some((a) => a.startsWith('--type='));
+    } catch {
+      return false;
+    }
+  });
+  if (mains.length !== 1) throw new Error(`expected one browser with ${flag}, found ${mains.length}`);
+  const pids = processTree(Number(mains[0]));
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+  return pids.length;
+}
+
+/**
+ * A page at the server's origin with a client of the SDK in `window.client` and every event
+ * recorded in `window.log`. `sign` runs in node (the game backend).
+ */
+export async function openClient(browser, server, { appId, openId, sign, tag = openId, pageErrors = [] }) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.on('pageerror', (e) => pageErrors.push(`${openId}: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error' || process.env.VOIPCHAT_PAGE_LOG) pageErrors.push(`${openId} console.${m.type()}: ${m.text()}`);
+  });
+  await page.exposeFunction('backendSign', (req) => sign(req));
+  await page.goto(`${server.base}/healthz`);
+  await page.evaluate(
+    async ({ url, appId, openId }) => {
+      const sdk = await import('/sdk/voipchat.js');
+      const client = sdk.createVoIPClient({
+        server: url,
+        appId,
+        openId,
+        // Exact levels: no processing of the fake microphone's tone.
+        audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false },
+        sign: (req) => window.backendSign(req),
+      });
+      const log = { members: [], speakers: [], interrupted: [], state: [] };
+      client.onVoIPChatMembersChanged((p) => log.members.push({ t: Date.now(), ...p }));
+      client.onVoIPChatSpeakersChanged((p) => log.speakers.push({ t: Date.now(), ...p }));
+      client.onVoIPChatInterrupted((p) => log.interrupted.push({ t: Date.now(), ...p }));
+      client.onVoIPChatStateChanged((p) => log.state.push({ t: Date.now(), ...p }));
+      window.client = client;
+      window.log = log;
+      window.sdk = sdk;
+    },
+    { url: `${server.ws}?tag=${encodeURIComponent(tag)}`, appId, openId },
+  );
+  return { page, context, browser, openId };
+}
+
+/** Joins `groupId` on the page; resolves with the success payload (rejects with errCode). */
+export async function join(client, groupId, muteConfig) {
+  return client.page.evaluate(
+    async ({ groupId, muteConfig }) => {
+      try {
+        return await window.client.joinVoIPChat({ groupId, muteConfig });
+      } catch (e) {
+        return { errCode: e.errCode, errMsg: e.errMsg };
+      }
+    },
+    { groupId, muteConfig },
+  );
+}
+
+/** What a page receives from each member now (getStatsByOpenId of the SDK). */
+export function stats(client) {
+  return client.page.evaluate(() => window.client.getStatsByOpenId());
+}
+
+/**
+ * Received audio per member over `ms`: packets and energy gained, and the audio level at the
+ * end. {openId: {packets, energy, level}}
+ */
+export async function measure(client, ms = 1500) {
+  const a = await stats(client);
+  await sleep(ms);
+  const b = await stats(client);
+  const out = {};
+  for (const [id, s] of Object.entries(b)) {
+    const p = a[id] || { packetsReceived: 0, totalAudioEnergy: 0 };
+    out[id] = {
+      packets: s.packetsReceived - p.packetsReceived,
+      energy: s.totalAudioEnergy - p.totalAudioEnergy,
+      level: s.audioLevel,
+    };
+  }
+  return out;
+}
+
+/** Measures several pages at once (the same wall-clock window). */
+export async function measureAll(clients, ms = 1500) {
+  const results = await Promise.all(clients.map((c) => measure(c, ms)));
+  return Object.fromEntries(clients.map((c, i) => [c.openId, results[i]]));
+}
+
+export function pageLog(client) {
+  return client.page.evaluate(() => window.log);
+}
+
+export function ensureArtifacts() {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  return ARTIFACTS;
+}
