@@ -337,3 +337,50 @@ fn a_newcomer_learns_who_is_already_speaking() {
     // Nobody else is told again: nothing changed for them.
     assert_eq!(net.speakers_seen(b), vec![ids(&["a"])]);
 }
+
+#[test]
+fn hostile_datagrams_never_panic_and_lose_no_state() {
+    let mut net = Net::new(10);
+    let a = net.join("a", "g");
+    let b = net.join("b", "g");
+    net.connect();
+    net.advance(Duration::from_millis(200));
+    // A small xorshift generator: reproducible garbage.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let known = net.peers[a].addr;
+    let stranger: std::net::SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    for i in 0..20_000 {
+        let len = (next() % 1500) as usize;
+        let mut buf: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        // Steer the first byte into each demultiplexing range (STUN, DTLS, RTP/RTCP).
+        if let Some(b0) = buf.first_mut() {
+            *b0 = match i % 4 {
+                0 => *b0 % 4,
+                1 => 20 + *b0 % 44,
+                2 => 128 + *b0 % 64,
+                _ => *b0,
+            };
+        }
+        let from = if i % 2 == 0 { known } else { stranger };
+        net.engine.handle_datagram(net.now, from, &buf);
+    }
+    net.settle();
+    assert_eq!(net.engine.room_members(&Net::key("g")), ids(&["a", "b"]));
+    // And the room still works.
+    for n in 0..10 {
+        net.speak(b, &frame(b, n), -30);
+        net.advance(Duration::from_millis(20));
+    }
+    let from_b = net.peers[a]
+        .received
+        .iter()
+        .filter(|(f, _)| f.as_ref().map(|o| o.as_str()) == Some("b"))
+        .count();
+    assert_eq!(from_b, 10);
+}

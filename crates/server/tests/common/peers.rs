@@ -7,7 +7,7 @@ use tokio::sync::oneshot;
 use voipchat_client::{AudioSender, Client, ClientError, ClientEvent, JoinOptions};
 use voipchat_proto::{AppId, OpenId, Secret};
 
-use super::{unix_now, TestServer};
+use super::{data_dir, unix_now, TestServer};
 
 /// A joined client whose events are collected in the background.
 pub struct TestPeer {
@@ -198,4 +198,27 @@ pub async fn warm_up_marked(peers: &[&TestPeer], mark: u8) {
         }
     }
     panic!("warm-up audio did not reach every member within 5 s");
+}
+
+/// The usual start of a room test: a server on a fresh data dir with one VoIP-enabled app.
+pub struct Setup {
+    /// Kept so the data dir lives as long as the test.
+    pub dir: tempfile::TempDir,
+    pub server: TestServer,
+    pub app: AppId,
+    pub secret: Secret,
+}
+
+impl Setup {
+    pub async fn new(tweak: impl FnOnce(&mut voipchat_server::Config)) -> Setup {
+        let dir = data_dir();
+        let server = TestServer::start(dir.path(), tweak).await;
+        let (app, secret) = server.create_app(true);
+        Setup {
+            dir,
+            server,
+            app,
+            secret,
+        }
+    }
 }
