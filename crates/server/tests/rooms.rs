@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::peers::{payload, warm_up, warm_up_marked, Setup, TestPeer};
+use common::peers::{payload, setup, warm_up, warm_up_marked, TestPeer};
 use common::TestServer;
 use voipchat_client::ClientError;
 use voipchat_proto::ErrorCode;
@@ -25,12 +25,7 @@ fn refused_code(r: Result<TestPeer, ClientError>) -> i32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_peers_hear_each_other_byte_for_byte_in_order_never_themselves() {
-    let Setup {
-        dir: _dir,
-        server,
-        app,
-        secret,
-    } = Setup::new(|_| {}).await;
+    let (_dir, server, app, secret) = setup(|_| {}).await;
     let names = ["alice", "bob", "carol"];
     let mut peers = Vec::new();
     for n in names {
@@ -113,12 +108,7 @@ async fn three_peers_hear_each_other_byte_for_byte_in_order_never_themselves() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eleventh_peer_is_refused_while_the_ten_keep_talking() {
-    let Setup {
-        dir: _dir,
-        server,
-        app,
-        secret,
-    } = Setup::new(|_| {}).await;
+    let (_dir, server, app, secret) = setup(|_| {}).await;
     let mut peers = Vec::new();
     for i in 0..10 {
         peers.push(
@@ -152,12 +142,7 @@ async fn eleventh_peer_is_refused_while_the_ten_keep_talking() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_simultaneous_joins_create_one_room_and_admit_exactly_ten() {
-    let Setup {
-        dir: _dir,
-        server,
-        app,
-        secret,
-    } = Setup::new(|_| {}).await;
+    let (_dir, server, app, secret) = setup(|_| {}).await;
     let mut keys = Vec::new();
     for i in 0..50 {
         keys.push(server.session_key(&app, &secret, &format!("u{i}")).await);
@@ -193,12 +178,7 @@ async fn fifty_simultaneous_joins_create_one_room_and_admit_exactly_ten() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daily_quota_is_exact_counts_recreation_and_survives_restart() {
-    let Setup {
-        dir,
-        server,
-        app,
-        secret,
-    } = Setup::new(|c| c.daily_room_quota = 3).await;
+    let (dir, server, app, secret) = setup(|c| c.daily_room_quota = 3).await;
 
     // Room 1, destroyed by its last leave, then created again: two rooms counted.
     let a = TestPeer::join(&server, &app, &secret, "a", "g1")
@@ -237,12 +217,7 @@ async fn daily_quota_is_exact_counts_recreation_and_survives_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_rooms_side_by_side_never_cross() {
-    let Setup {
-        dir: _dir,
-        server,
-        app,
-        secret,
-    } = Setup::new(|_| {}).await;
+    let (_dir, server, app, secret) = setup(|_| {}).await;
     let r1 = [
         TestPeer::join(&server, &app, &secret, "a", "one")
             .await
@@ -304,12 +279,7 @@ async fn two_rooms_side_by_side_never_cross() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnect_with_the_same_open_id_replaces_the_ghost() {
-    let Setup {
-        dir: _dir,
-        server,
-        app,
-        secret,
-    } = Setup::new(|_| {}).await;
+    let (_dir, server, app, secret) = setup(|_| {}).await;
     let a1 = TestPeer::join(&server, &app, &secret, "a", "g")
         .await
         .unwrap();
@@ -331,12 +301,7 @@ async fn reconnect_with_the_same_open_id_replaces_the_ghost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_peer_is_removed_and_shutdown_interrupts_everyone() {
-    let Setup {
-        dir: _dir,
-        server,
-        app,
-        secret,
-    } = Setup::new(|c| c.media_timeout_secs = 2).await;
+    let (_dir, server, app, secret) = setup(|c| c.media_timeout_secs = 2).await;
     let a = TestPeer::join(&server, &app, &secret, "a", "g")
         .await
         .unwrap();
@@ -364,12 +329,7 @@ async fn a_silent_peer_is_removed_and_shutdown_interrupts_everyone() {
 async fn speakers_and_mutes_over_the_wire() {
     use voipchat_client::ClientEvent;
     use voipchat_proto::MuteConfig;
-    let Setup {
-        dir: _dir,
-        server,
-        app,
-        secret,
-    } = Setup::new(|_| {}).await;
+    let (_dir, server, app, secret) = setup(|_| {}).await;
     let a = TestPeer::join(&server, &app, &secret, "loud", "g")
         .await
         .unwrap();
@@ -495,12 +455,7 @@ async fn speakers_and_mutes_over_the_wire() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_backend_kicks_a_member() {
-    let Setup {
-        dir: _dir,
-        server,
-        app,
-        secret,
-    } = Setup::new(|_| {}).await;
+    let (_dir, server, app, secret) = setup(|_| {}).await;
     let a = TestPeer::join(&server, &app, &secret, "a", "g")
         .await
         .unwrap();

@@ -200,25 +200,13 @@ pub async fn warm_up_marked(peers: &[&TestPeer], mark: u8) {
     panic!("warm-up audio did not reach every member within 5 s");
 }
 
-/// The usual start of a room test: a server on a fresh data dir with one VoIP-enabled app.
-pub struct Setup {
-    /// Kept so the data dir lives as long as the test.
-    pub dir: tempfile::TempDir,
-    pub server: TestServer,
-    pub app: AppId,
-    pub secret: Secret,
-}
-
-impl Setup {
-    pub async fn new(tweak: impl FnOnce(&mut voipchat_server::Config)) -> Setup {
-        let dir = data_dir();
-        let server = TestServer::start(dir.path(), tweak).await;
-        let (app, secret) = server.create_app(true);
-        Setup {
-            dir,
-            server,
-            app,
-            secret,
-        }
-    }
+/// The usual start of a room test: a server on a fresh data dir (returned so it lives as
+/// long as the test) with one VoIP-enabled app.
+pub async fn setup(
+    tweak: impl FnOnce(&mut voipchat_server::Config),
+) -> (tempfile::TempDir, TestServer, AppId, Secret) {
+    let dir = data_dir();
+    let server = TestServer::start(dir.path(), tweak).await;
+    let (app, secret) = server.create_app(true);
+    (dir, server, app, secret)
 }
