@@ -99,6 +99,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info,str0m=warn,dimpl=warn".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal; logs to files and pipes stay plain.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     match run(cli) {
