@@ -52,10 +52,16 @@ pub struct Net {
 
 impl Net {
     pub fn new(cap: usize) -> Net {
+        Net::with_config(|cfg| {
+            cfg.room_cap = cap;
+            cfg.media_timeout = Duration::from_secs(5);
+        })
+    }
+
+    pub fn with_config(tweak: impl FnOnce(&mut EngineConfig)) -> Net {
         let now = Instant::now();
         let mut cfg = EngineConfig::new(SERVER.parse().unwrap());
-        cfg.room_cap = cap;
-        cfg.media_timeout = Duration::from_secs(5);
+        tweak(&mut cfg);
         Net {
             engine: Engine::new(cfg, now),
             peers: Vec::new(),
@@ -288,6 +294,38 @@ impl Net {
             )
             .unwrap();
         self.settle();
+    }
+
+    /// Writes one 20 ms frame at peer `idx` and returns the datagrams it would send to the
+    /// server, without delivering them (for benchmarks that time the engine alone).
+    pub fn capture(&mut self, idx: usize, payload: &[u8], level: i8) -> Vec<Vec<u8>> {
+        let now = self.now;
+        let p = &mut self.peers[idx];
+        let mid = p.send_mid.unwrap();
+        let pt = p
+            .rtc
+            .codec_config()
+            .find(|c| c.spec().codec == Codec::Opus)
+            .unwrap()
+            .pt();
+        p.rtp_time += 960;
+        let time =
+            str0m::media::MediaTime::new(p.rtp_time, str0m::media::Frequency::FORTY_EIGHT_KHZ);
+        p.rtc
+            .writer(mid)
+            .unwrap()
+            .audio_level(level, level > -50)
+            .write(pt, now, time, payload.to_vec())
+            .unwrap();
+        p.rtc.handle_input(Input::Timeout(now)).unwrap();
+        let mut out = Vec::new();
+        loop {
+            match p.rtc.poll_output().unwrap() {
+                RtcOutput::Timeout(_) => return out,
+                RtcOutput::Transmit(t) => out.push(t.contents.to_vec()),
+                RtcOutput::Event(_) => {}
+            }
+        }
     }
 
     pub fn members_seen(&self, idx: usize) -> Vec<Vec<OpenId>> {
