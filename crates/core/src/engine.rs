@@ -162,6 +162,8 @@ pub struct Engine {
     outputs: VecDeque<Output>,
     /// Events drained from sessions, handled after the drain (no recursion).
     events: VecDeque<(MemberId, Event)>,
+    /// A reused list of member ids, so the hot paths do not allocate.
+    scratch: Vec<MemberId>,
     next_tick: Instant,
 }
 
@@ -188,6 +190,7 @@ impl Engine {
             next_member: 1,
             outputs: VecDeque::new(),
             events: VecDeque::new(),
+            scratch: Vec::new(),
             next_tick: now + TICK,
         }
     }
@@ -444,13 +447,15 @@ impl Engine {
 
     /// Time passed: drive sessions, expire silent members, settle speakers.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due: Vec<MemberId> = self
-            .members
-            .iter()
-            .filter(|(_, m)| m.next_timeout <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in due {
+        let mut due = std::mem::take(&mut self.scratch);
+        due.clear();
+        due.extend(
+            self.members
+                .iter()
+                .filter(|(_, m)| m.next_timeout <= now)
+                .map(|(id, _)| *id),
+        );
+        for &id in &due {
             if let Some(m) = self.members.get_mut(&id) {
                 if let Err(e) = m.rtc.handle_input(Input::Timeout(now)) {
                     debug!(member = ?id, "timeout refused: {e}");
@@ -458,6 +463,7 @@ impl Engine {
             }
             self.drain(now, id);
         }
+        self.scratch = due;
         self.process_events(now);
         if now >= self.next_tick {
             self.next_tick = now + TICK;
@@ -918,19 +924,23 @@ impl Engine {
         let level = packet.header.ext_vals.audio_level;
         let speaker_changed = s.speaker.on_level(&cfg, now, level);
         let sender_mute = s.mute;
-        let key = s.room.clone();
         let ext = ExtensionValues {
             audio_level: level,
             voice_activity: packet.header.ext_vals.voice_activity,
             ..Default::default()
         };
-
-        let count = self.rooms.get(&key).map_or(0, |r| r.members.len());
-        for i in 0..count {
-            let Some(receiver) = self.rooms.get(&key).and_then(|r| r.members.get(i).copied())
-            else {
-                break;
-            };
+        // The room's member ids, copied into a buffer the engine keeps, so the sessions can
+        // be borrowed mutably below without cloning the room key or allocating.
+        let mut receivers = std::mem::take(&mut self.scratch);
+        receivers.clear();
+        if let Some(room) = self
+            .members
+            .get(&sender)
+            .and_then(|s| self.rooms.get(&s.room))
+        {
+            receivers.extend_from_slice(&room.members);
+        }
+        for &receiver in &receivers {
             let Some(r) = self.members.get_mut(&receiver) else {
                 continue;
             };
@@ -959,8 +969,11 @@ impl Engine {
             );
             self.drain(now, receiver);
         }
+        self.scratch = receivers;
         if speaker_changed {
-            self.announce_speakers(&key);
+            if let Some(key) = self.members.get(&sender).map(|s| s.room.clone()) {
+                self.announce_speakers(&key);
+            }
         }
     }
 }
