@@ -12,6 +12,8 @@ command -v opusenc >/dev/null || need_pkgs+=(opus-tools)
 command -v sox >/dev/null || need_pkgs+=(sox)
 command -v espeak-ng >/dev/null || need_pkgs+=(espeak-ng)
 command -v node >/dev/null || need_pkgs+=(nodejs npm)
+command -v ip >/dev/null || need_pkgs+=(iproute2)         # loopback-only namespaces
+command -v unshare >/dev/null || need_pkgs+=(util-linux)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
