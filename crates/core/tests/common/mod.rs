@@ -272,33 +272,31 @@ impl Net {
         }
     }
 
-    /// One 20 ms Opus frame from a peer, with the given audio level.
+    /// One 20 ms Opus frame from a peer, with the given audio level, delivered.
     pub fn speak(&mut self, idx: usize, payload: &[u8], level: i8) {
-        let now = self.now;
-        let p = &mut self.peers[idx];
-        let mid = p.send_mid.unwrap();
-        let pt = p
-            .rtc
-            .codec_config()
-            .find(|c| c.spec().codec == Codec::Opus)
-            .unwrap()
-            .pt();
-        p.rtp_time += 960;
-        let writer = p.rtc.writer(mid).unwrap().audio_level(level, level > -50);
-        writer
-            .write(
-                pt,
-                now,
-                str0m::media::MediaTime::new(p.rtp_time, str0m::media::Frequency::FORTY_EIGHT_KHZ),
-                payload.to_vec(),
-            )
-            .unwrap();
+        self.write_frame(idx, payload, level);
         self.settle();
     }
 
     /// Writes one 20 ms frame at peer `idx` and returns the datagrams it would send to the
     /// server, without delivering them (for benchmarks that time the engine alone).
     pub fn capture(&mut self, idx: usize, payload: &[u8], level: i8) -> Vec<Vec<u8>> {
+        self.write_frame(idx, payload, level);
+        let now = self.now;
+        let p = &mut self.peers[idx];
+        p.rtc.handle_input(Input::Timeout(now)).unwrap();
+        let mut out = Vec::new();
+        loop {
+            match p.rtc.poll_output().unwrap() {
+                RtcOutput::Timeout(_) => return out,
+                RtcOutput::Transmit(t) => out.push(t.contents.to_vec()),
+                RtcOutput::Event(_) => {}
+            }
+        }
+    }
+
+    /// Hands one 20 ms Opus frame to peer `idx`'s session (not yet sent anywhere).
+    fn write_frame(&mut self, idx: usize, payload: &[u8], level: i8) {
         let now = self.now;
         let p = &mut self.peers[idx];
         let mid = p.send_mid.unwrap();
@@ -317,15 +315,6 @@ impl Net {
             .audio_level(level, level > -50)
             .write(pt, now, time, payload.to_vec())
             .unwrap();
-        p.rtc.handle_input(Input::Timeout(now)).unwrap();
-        let mut out = Vec::new();
-        loop {
-            match p.rtc.poll_output().unwrap() {
-                RtcOutput::Timeout(_) => return out,
-                RtcOutput::Transmit(t) => out.push(t.contents.to_vec()),
-                RtcOutput::Event(_) => {}
-            }
-        }
     }
 
     pub fn members_seen(&self, idx: usize) -> Vec<Vec<OpenId>> {
