@@ -164,6 +164,9 @@ pub struct Engine {
     events: VecDeque<(MemberId, Event)>,
     /// A reused list of member ids, so the hot paths do not allocate.
     scratch: Vec<MemberId>,
+    /// No session wants to be driven before this (it may be early, never late), so
+    /// `poll_output` need not look at every session after every packet.
+    earliest: Instant,
     next_tick: Instant,
 }
 
@@ -191,6 +194,7 @@ impl Engine {
             outputs: VecDeque::new(),
             events: VecDeque::new(),
             scratch: Vec::new(),
+            earliest: now,
             next_tick: now + TICK,
         }
     }
@@ -447,14 +451,19 @@ impl Engine {
 
     /// Time passed: drive sessions, expire silent members, settle speakers.
     pub fn handle_timeout(&mut self, now: Instant) {
+        // The one pass over all sessions: pick the due ones and recompute the earliest
+        // wake-up of the others (the due ones lower it again as they are drained).
         let mut due = std::mem::take(&mut self.scratch);
         due.clear();
-        due.extend(
-            self.members
-                .iter()
-                .filter(|(_, m)| m.next_timeout <= now)
-                .map(|(id, _)| *id),
-        );
+        let mut earliest = now + TICK;
+        for (id, m) in &self.members {
+            if m.next_timeout <= now {
+                due.push(*id);
+            } else {
+                earliest = earliest.min(m.next_timeout);
+            }
+        }
+        self.earliest = earliest;
         for &id in &due {
             if let Some(m) = self.members.get_mut(&id) {
                 if let Err(e) = m.rtc.handle_input(Input::Timeout(now)) {
@@ -505,12 +514,7 @@ impl Engine {
         if let Some(o) = self.outputs.pop_front() {
             return o;
         }
-        let next = self
-            .members
-            .values()
-            .map(|m| m.next_timeout)
-            .fold(self.next_tick, Instant::min);
-        Output::Timeout(next)
+        Output::Timeout(self.earliest.min(self.next_tick))
     }
 
     // ----- internals -----
@@ -873,24 +877,26 @@ impl Engine {
         let Some(m) = self.members.get_mut(&id) else {
             return;
         };
-        // str0m yields a bounded amount per call; the bound guards against a bug looping.
+        // str0m yields a bounded amount per call; the bound guards against a bug looping
+        // (then the session is driven again at once).
+        m.next_timeout = now;
         for _ in 0..10_000 {
             match m.rtc.poll_output() {
                 Ok(RtcOutput::Transmit(t)) => self.outputs.push_back(Output::Transmit(t)),
                 Ok(RtcOutput::Event(e)) => self.events.push_back((id, e)),
                 Ok(RtcOutput::Timeout(t)) => {
                     m.next_timeout = t.max(now);
-                    return;
+                    break;
                 }
                 Err(e) => {
                     debug!(member = ?id, "session failed: {e}");
                     m.rtc.disconnect();
                     m.next_timeout = now;
-                    return;
+                    break;
                 }
             }
         }
-        m.next_timeout = now;
+        self.earliest = self.earliest.min(m.next_timeout);
     }
 
     fn process_events(&mut self, now: Instant) {

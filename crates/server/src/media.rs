@@ -51,26 +51,24 @@ pub struct QuotaPolicy {
 
 /// Runs until `shutdown` turns true; then interrupts every member and returns.
 pub async fn run(
-    mut engine: Engine,
+    engine: Engine,
     socket: UdpSocket,
     mut commands: mpsc::UnboundedReceiver<Command>,
     command_tx: mpsc::UnboundedSender<Command>,
     quota: QuotaPolicy,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut outboxes: HashMap<ConnId, Outbox> = HashMap::new();
-    let mut nonces = SpentNonces::default();
+    let mut task = Task {
+        engine,
+        socket,
+        outboxes: HashMap::new(),
+        nonces: SpentNonces::default(),
+        command_tx,
+        quota,
+    };
     let mut buf = vec![0u8; 2048];
     loop {
-        let deadline = flush(
-            &mut engine,
-            &socket,
-            &mut outboxes,
-            &mut nonces,
-            &command_tx,
-            &quota,
-        )
-        .await;
+        let deadline = task.flush().await;
         tokio::select! {
             biased;
             _ = shutdown.changed() => {
@@ -80,11 +78,13 @@ pub async fn run(
             }
             cmd = commands.recv() => {
                 let Some(cmd) = cmd else { break };
-                apply(&mut engine, &mut outboxes, &mut nonces, cmd);
+                task.apply(cmd);
             }
-            received = socket.recv_from(&mut buf) => {
+            received = task.socket.recv_from(&mut buf) => {
                 match received {
-                    Ok((n, source)) => engine.handle_datagram(Instant::now(), source, &buf[..n]),
+                    Ok((n, source)) => {
+                        task.engine.handle_datagram(Instant::now(), source, &buf[..n])
+                    }
                     // ICMP errors from a gone peer surface here on Linux; they are not fatal.
                     Err(e) => debug!("udp receive: {e}"),
                 }
@@ -93,20 +93,23 @@ pub async fn run(
         }
         let now = Instant::now();
         if now >= deadline {
-            engine.handle_timeout(now);
+            task.engine.handle_timeout(now);
         }
     }
-    engine.handle_shutdown(Instant::now());
-    flush(
-        &mut engine,
-        &socket,
-        &mut outboxes,
-        &mut nonces,
-        &command_tx,
-        &quota,
-    )
-    .await;
+    task.engine.handle_shutdown(Instant::now());
+    task.flush().await;
     info!("media task stopped");
+}
+
+/// What the media task owns: the engine, the socket, and where the engine's output goes.
+struct Task {
+    engine: Engine,
+    socket: UdpSocket,
+    outboxes: HashMap<ConnId, Outbox>,
+    nonces: SpentNonces,
+    /// To post the store's quota answers back to this task.
+    command_tx: mpsc::UnboundedSender<Command>,
+    quota: QuotaPolicy,
 }
 
 /// Nonces of joins the engine has not answered yet, per connection in arrival order: a join
@@ -142,102 +145,106 @@ impl SpentNonces {
     }
 }
 
-fn apply(
-    engine: &mut Engine,
-    outboxes: &mut HashMap<ConnId, Outbox>,
-    nonces: &mut SpentNonces,
-    cmd: Command,
-) {
-    let now = Instant::now();
-    match cmd {
-        Command::Connect(conn, outbox) => {
-            outboxes.insert(conn, outbox);
-        }
-        Command::Join(conn, req) => {
-            nonces.push(conn, &req);
-            engine.handle_join(now, conn, *req)
-        }
-        Command::Exit(conn) => engine.handle_exit(now, conn),
-        Command::Mute(conn, mute) => engine.handle_mute(now, conn, mute),
-        Command::Answer(conn, sdp) => engine.handle_answer(now, conn, &sdp),
-        Command::Disconnect(conn) => {
-            engine.handle_disconnect(now, conn);
-            outboxes.remove(&conn);
-        }
-        Command::Quota(key, answer) => engine.handle_room_quota(now, &key, answer),
-        Command::Members(key, reply) => {
-            let _ = reply.send(engine.room_members(&key));
-        }
-        Command::Kick(key, open_id, reply) => {
-            let _ = reply.send(engine.kick(now, &key, &open_id));
+impl Task {
+    fn apply(&mut self, cmd: Command) {
+        let Task {
+            engine,
+            outboxes,
+            nonces,
+            ..
+        } = self;
+        let now = Instant::now();
+        match cmd {
+            Command::Connect(conn, outbox) => {
+                outboxes.insert(conn, outbox);
+            }
+            Command::Join(conn, req) => {
+                nonces.push(conn, &req);
+                engine.handle_join(now, conn, *req)
+            }
+            Command::Exit(conn) => engine.handle_exit(now, conn),
+            Command::Mute(conn, mute) => engine.handle_mute(now, conn, mute),
+            Command::Answer(conn, sdp) => engine.handle_answer(now, conn, &sdp),
+            Command::Disconnect(conn) => {
+                engine.handle_disconnect(now, conn);
+                outboxes.remove(&conn);
+            }
+            Command::Quota(key, answer) => engine.handle_room_quota(now, &key, answer),
+            Command::Members(key, reply) => {
+                let _ = reply.send(engine.room_members(&key));
+            }
+            Command::Kick(key, open_id, reply) => {
+                let _ = reply.send(engine.kick(now, &key, &open_id));
+            }
         }
     }
-}
 
-/// Drains the engine's output; returns when it wants to be woken next.
-async fn flush(
-    engine: &mut Engine,
-    socket: &UdpSocket,
-    outboxes: &mut HashMap<ConnId, Outbox>,
-    nonces: &mut SpentNonces,
-    command_tx: &mpsc::UnboundedSender<Command>,
-    quota: &QuotaPolicy,
-) -> Instant {
-    loop {
-        match engine.poll_output() {
-            Output::Transmit(t) => {
-                // try_send_to first: the common case needs no await.
-                match socket.try_send_to(&t.contents, t.destination) {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        if let Err(e) = socket.send_to(&t.contents, t.destination).await {
-                            debug!("udp send to {}: {e}", t.destination);
-                        }
-                    }
-                    Err(e) => debug!("udp send to {}: {e}", t.destination),
-                }
-            }
-            Output::Signal(conn, msg) => {
-                if let ServerMsg::JoinResult { status, .. } = &msg {
-                    match nonces.take(conn, status) {
-                        Some((app, user, nonce)) if !status.is_ok() => {
-                            let store = quota.store.clone();
-                            tokio::task::spawn_blocking(move || {
-                                if let Err(e) = store.release_nonce(&app, &user, &nonce) {
-                                    warn!("releasing the nonce of a refused join: {e}");
-                                }
-                            });
-                        }
-                        _ => {}
-                    }
-                }
-                if let Some(outbox) = outboxes.get(&conn) {
-                    let _ = outbox.send(msg);
-                }
-            }
-            Output::NeedRoomQuota(key) => {
-                let quota = quota.clone();
-                let tx = command_tx.clone();
-                tokio::task::spawn_blocking(move || {
-                    let day = clock::day_key(clock::unix_now(), quota.utc_offset_secs);
-                    let answer =
-                        match quota
-                            .store
-                            .take_room_quota(&key.app_id, &day, quota.daily_limit)
-                        {
-                            Ok(d) if d.granted => QuotaAnswer::Granted,
-                            Ok(_) => QuotaAnswer::Exhausted,
-                            Err(e) => {
-                                warn!(room = %key, "quota store error: {e}");
-                                QuotaAnswer::Failed(e.to_string())
+    /// Drains the engine's output; returns when it wants to be woken next.
+    async fn flush(&mut self) -> Instant {
+        let Task {
+            engine,
+            socket,
+            outboxes,
+            nonces,
+            command_tx,
+            quota,
+        } = self;
+        loop {
+            match engine.poll_output() {
+                Output::Transmit(t) => {
+                    // try_send_to first: the common case needs no await.
+                    match socket.try_send_to(&t.contents, t.destination) {
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            if let Err(e) = socket.send_to(&t.contents, t.destination).await {
+                                debug!("udp send to {}: {e}", t.destination);
                             }
-                        };
-                    let _ = tx.send(Command::Quota(key, answer));
-                });
+                        }
+                        Err(e) => debug!("udp send to {}: {e}", t.destination),
+                    }
+                }
+                Output::Signal(conn, msg) => {
+                    if let ServerMsg::JoinResult { status, .. } = &msg {
+                        match nonces.take(conn, status) {
+                            Some((app, user, nonce)) if !status.is_ok() => {
+                                let store = quota.store.clone();
+                                tokio::task::spawn_blocking(move || {
+                                    if let Err(e) = store.release_nonce(&app, &user, &nonce) {
+                                        warn!("releasing the nonce of a refused join: {e}");
+                                    }
+                                });
+                            }
+                            _ => {}
+                        }
+                    }
+                    if let Some(outbox) = outboxes.get(&conn) {
+                        let _ = outbox.send(msg);
+                    }
+                }
+                Output::NeedRoomQuota(key) => {
+                    let quota = quota.clone();
+                    let tx = command_tx.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let day = clock::day_key(clock::unix_now(), quota.utc_offset_secs);
+                        let answer =
+                            match quota
+                                .store
+                                .take_room_quota(&key.app_id, &day, quota.daily_limit)
+                            {
+                                Ok(d) if d.granted => QuotaAnswer::Granted,
+                                Ok(_) => QuotaAnswer::Exhausted,
+                                Err(e) => {
+                                    warn!(room = %key, "quota store error: {e}");
+                                    QuotaAnswer::Failed(e.to_string())
+                                }
+                            };
+                        let _ = tx.send(Command::Quota(key, answer));
+                    });
+                }
+                Output::RoomOpened(key) => info!(room = %key, "room opened"),
+                Output::RoomClosed(key) => info!(room = %key, "room closed"),
+                Output::Timeout(t) => return t,
             }
-            Output::RoomOpened(key) => info!(room = %key, "room opened"),
-            Output::RoomClosed(key) => info!(room = %key, "room closed"),
-            Output::Timeout(t) => return t,
         }
     }
 }

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::peers::{payload, setup, warm_up, warm_up_marked, TestPeer};
+use common::peers::{payload, peer, setup, warm_up, warm_up_marked, TestPeer};
 use common::TestServer;
 use voipchat_client::ClientError;
 use voipchat_proto::ErrorCode;
@@ -29,11 +29,7 @@ async fn three_peers_hear_each_other_byte_for_byte_in_order_never_themselves() {
     let names = ["alice", "bob", "carol"];
     let mut peers = Vec::new();
     for n in names {
-        peers.push(
-            TestPeer::join(&server, &app, &secret, n, "room")
-                .await
-                .expect("join"),
-        );
+        peers.push(peer(&server, &app, &secret, n, "room").await);
     }
     warm_up(&peers.iter().collect::<Vec<_>>()).await;
 
@@ -111,11 +107,7 @@ async fn eleventh_peer_is_refused_while_the_ten_keep_talking() {
     let (_dir, server, app, secret) = setup(|_| {}).await;
     let mut peers = Vec::new();
     for i in 0..10 {
-        peers.push(
-            TestPeer::join(&server, &app, &secret, &format!("p{i}"), "full")
-                .await
-                .expect("join"),
-        );
+        peers.push(peer(&server, &app, &secret, &format!("p{i}"), "full").await);
     }
     warm_up(&peers.iter().collect::<Vec<_>>()).await;
     let code = refused_code(TestPeer::join(&server, &app, &secret, "p10", "full").await);
@@ -181,27 +173,19 @@ async fn daily_quota_is_exact_counts_recreation_and_survives_restart() {
     let (dir, server, app, secret) = setup(|c| c.daily_room_quota = 3).await;
 
     // Room 1, destroyed by its last leave, then created again: two rooms counted.
-    let a = TestPeer::join(&server, &app, &secret, "a", "g1")
-        .await
-        .expect("g1");
+    let a = peer(&server, &app, &secret, "a", "g1").await;
     a.exit().await;
     assert!(server.members(&app, &secret, "g1").await.is_empty());
-    let a = TestPeer::join(&server, &app, &secret, "a", "g1")
-        .await
-        .expect("g1 again");
+    let a = peer(&server, &app, &secret, "a", "g1").await;
     assert_eq!(server.rooms_created(&app, &secret).await, 2);
-    let b = TestPeer::join(&server, &app, &secret, "b", "g2")
-        .await
-        .expect("g2");
+    let b = peer(&server, &app, &secret, "b", "g2").await;
     assert_eq!(server.rooms_created(&app, &secret).await, 3);
 
     // The fourth creation is refused with WeChat's -13000 …
     let code = refused_code(TestPeer::join(&server, &app, &secret, "c", "g3").await);
     assert_eq!(code, -13000);
     // … while joining an existing room still works.
-    let c = TestPeer::join(&server, &app, &secret, "c", "g2")
-        .await
-        .expect("join existing g2");
+    let c = peer(&server, &app, &secret, "c", "g2").await;
     assert_eq!(server.members(&app, &secret, "g2").await, vec!["b", "c"]);
     assert_eq!(server.rooms_created(&app, &secret).await, 3);
     let _ = (a, b, c);
@@ -219,20 +203,12 @@ async fn daily_quota_is_exact_counts_recreation_and_survives_restart() {
 async fn two_rooms_side_by_side_never_cross() {
     let (_dir, server, app, secret) = setup(|_| {}).await;
     let r1 = [
-        TestPeer::join(&server, &app, &secret, "a", "one")
-            .await
-            .unwrap(),
-        TestPeer::join(&server, &app, &secret, "b", "one")
-            .await
-            .unwrap(),
+        peer(&server, &app, &secret, "a", "one").await,
+        peer(&server, &app, &secret, "b", "one").await,
     ];
     let r2 = [
-        TestPeer::join(&server, &app, &secret, "c", "two")
-            .await
-            .unwrap(),
-        TestPeer::join(&server, &app, &secret, "d", "two")
-            .await
-            .unwrap(),
+        peer(&server, &app, &secret, "c", "two").await,
+        peer(&server, &app, &secret, "d", "two").await,
     ];
     warm_up_marked(&r1.iter().collect::<Vec<_>>(), 100).await;
     warm_up_marked(&r2.iter().collect::<Vec<_>>(), 110).await;
@@ -280,15 +256,9 @@ async fn two_rooms_side_by_side_never_cross() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnect_with_the_same_open_id_replaces_the_ghost() {
     let (_dir, server, app, secret) = setup(|_| {}).await;
-    let a1 = TestPeer::join(&server, &app, &secret, "a", "g")
-        .await
-        .unwrap();
-    let b = TestPeer::join(&server, &app, &secret, "b", "g")
-        .await
-        .unwrap();
-    let a2 = TestPeer::join(&server, &app, &secret, "a", "g")
-        .await
-        .unwrap();
+    let a1 = peer(&server, &app, &secret, "a", "g").await;
+    let b = peer(&server, &app, &secret, "b", "g").await;
+    let a2 = peer(&server, &app, &secret, "a", "g").await;
     assert!(
         a1.wait_until(Duration::from_secs(2), || a1.interrupted().is_some())
             .await
@@ -302,12 +272,8 @@ async fn reconnect_with_the_same_open_id_replaces_the_ghost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_peer_is_removed_and_shutdown_interrupts_everyone() {
     let (_dir, server, app, secret) = setup(|c| c.media_timeout_secs = 2).await;
-    let a = TestPeer::join(&server, &app, &secret, "a", "g")
-        .await
-        .unwrap();
-    let b = TestPeer::join(&server, &app, &secret, "b", "g")
-        .await
-        .unwrap();
+    let a = peer(&server, &app, &secret, "a", "g").await;
+    let b = peer(&server, &app, &secret, "b", "g").await;
     warm_up(&[&a, &b]).await;
     let silent = b.into_client().await.go_silent();
     assert!(
@@ -330,12 +296,8 @@ async fn speakers_and_mutes_over_the_wire() {
     use voipchat_client::ClientEvent;
     use voipchat_proto::MuteConfig;
     let (_dir, server, app, secret) = setup(|_| {}).await;
-    let a = TestPeer::join(&server, &app, &secret, "loud", "g")
-        .await
-        .unwrap();
-    let b = TestPeer::join(&server, &app, &secret, "quiet", "g")
-        .await
-        .unwrap();
+    let a = peer(&server, &app, &secret, "loud", "g").await;
+    let b = peer(&server, &app, &secret, "quiet", "g").await;
     warm_up(&[&a, &b]).await;
     let speakers = |p: &TestPeer| -> Vec<Vec<String>> {
         p.events
@@ -456,12 +418,8 @@ async fn speakers_and_mutes_over_the_wire() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_backend_kicks_a_member() {
     let (_dir, server, app, secret) = setup(|_| {}).await;
-    let a = TestPeer::join(&server, &app, &secret, "a", "g")
-        .await
-        .unwrap();
-    let b = TestPeer::join(&server, &app, &secret, "b", "g")
-        .await
-        .unwrap();
+    let a = peer(&server, &app, &secret, "a", "g").await;
+    let b = peer(&server, &app, &secret, "b", "g").await;
     let (status, body) = server
         .http_request(
             "POST",

@@ -200,6 +200,19 @@ pub async fn warm_up_marked(peers: &[&TestPeer], mark: u8) {
     panic!("warm-up audio did not reach every member within 5 s");
 }
 
+/// A peer that must be admitted.
+pub async fn peer(
+    server: &TestServer,
+    app: &AppId,
+    secret: &Secret,
+    open_id: &str,
+    group: &str,
+) -> TestPeer {
+    TestPeer::join(server, app, secret, open_id, group)
+        .await
+        .unwrap_or_else(|e| panic!("{open_id} joins {group}: {e}"))
+}
+
 /// The usual start of a room test: a server on a fresh data dir (returned so it lives as
 /// long as the test) with one VoIP-enabled app.
 pub async fn setup(
