@@ -114,6 +114,8 @@ pub enum ClientEvent {
     MembersChanged(Vec<OpenId>),
     /// `onVoIPChatSpeakersChanged`.
     SpeakersChanged(Vec<OpenId>),
+    /// The members whose microphone is muted changed (the server's `muteChanged`).
+    MuteChanged(Vec<OpenId>),
     /// `onVoIPChatInterrupted`: the server removed this member; `Closed` follows when the
     /// server closes the connection.
     Interrupted { err_code: i32, err_msg: String },

@@ -208,6 +208,7 @@ impl Peer {
                 status,
                 open_id_list,
                 sdp,
+                ..
             } => self.on_join_result(status, open_id_list, sdp),
             ServerMsg::ExitResult { status } => self.reply(Reply::Exit(status)),
             ServerMsg::MuteConfigResult { status } => self.reply(Reply::MuteConfig(status)),
@@ -222,6 +223,9 @@ impl Peer {
             ServerMsg::SpeakersChanged { open_id_list, .. } => {
                 self.emit(ClientEvent::SpeakersChanged(open_id_list))
             }
+            ServerMsg::MuteChanged {
+                muted_open_id_list, ..
+            } => self.emit(ClientEvent::MuteChanged(muted_open_id_list)),
             ServerMsg::Interrupted { status } => self.emit(ClientEvent::Interrupted {
                 err_code: status.err_code,
                 err_msg: status.err_msg,

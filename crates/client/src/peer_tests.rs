@@ -193,6 +193,7 @@ fn joined_net() -> Net {
     net.frame(&ServerMsg::JoinResult {
         status: Status::ok(api::JOIN),
         open_id_list: vec![oid("alice"), oid("bob")],
+        muted_open_id_list: vec![],
         sdp: Some(answer.to_sdp_string()),
     });
     assert!(matches!(
@@ -439,6 +440,7 @@ fn join_result_ok_without_or_with_bad_sdp_fails_the_join() {
             &ServerMsg::JoinResult {
                 status: Status::ok(api::JOIN),
                 open_id_list: vec![],
+                muted_open_id_list: vec![],
                 sdp: sdp.clone(),
             }
             .to_json(),
@@ -473,6 +475,7 @@ fn every_server_message_and_garbage_is_handled_without_panic() {
         ServerMsg::JoinResult {
             status: Status::ok(api::JOIN),
             open_id_list: vec![oid("a")],
+            muted_open_id_list: vec![oid("a")],
             sdp: Some("not sdp".into()),
         },
         ServerMsg::ExitResult {
@@ -492,7 +495,8 @@ fn every_server_message_and_garbage_is_handled_without_panic() {
         ServerMsg::Tracks {
             tracks: vec![slot(None), slot(Some("c"))],
         },
-        ServerMsg::members_changed(vec![oid("a"), oid("b")]),
+        ServerMsg::members_changed(vec![oid("a"), oid("b")], vec![oid("b")]),
+        ServerMsg::mute_changed(vec![oid("a")]),
         ServerMsg::speakers_changed(vec![oid("b")]),
         ServerMsg::interrupted(ErrorCode::Kicked),
         ServerMsg::error(&Failure::new(ErrorCode::MalformedMessage)),
@@ -577,6 +581,14 @@ fn every_server_message_and_garbage_is_handled_without_panic() {
                     assert_eq!(
                         events,
                         &[ClientEvent::SpeakersChanged(open_id_list.clone())]
+                    )
+                }
+                ServerMsg::MuteChanged {
+                    muted_open_id_list, ..
+                } => {
+                    assert_eq!(
+                        events,
+                        &[ClientEvent::MuteChanged(muted_open_id_list.clone())]
                     )
                 }
                 ServerMsg::Interrupted { status } => assert_eq!(

@@ -89,6 +89,7 @@ async fn serve(
     ws.send(send(ServerMsg::JoinResult {
         status: Status::ok(api::JOIN),
         open_id_list: vec![OpenId::new("bob"), OpenId::new("alice")],
+        muted_open_id_list: vec![],
         sdp: Some(answer.to_sdp_string()),
     }))
     .await
@@ -96,10 +97,10 @@ async fn serve(
     // Garbage the client must survive, then a normal event.
     ws.send(Message::text("this is not json")).await.unwrap();
     ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
-    ws.send(send(ServerMsg::members_changed(vec![
-        OpenId::new("bob"),
-        OpenId::new("alice"),
-    ])))
+    ws.send(send(ServerMsg::members_changed(
+        vec![OpenId::new("bob"), OpenId::new("alice")],
+        vec![],
+    )))
     .await
     .unwrap();
 

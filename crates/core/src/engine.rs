@@ -25,6 +25,7 @@ use voipchat_proto::{
 };
 
 use crate::rules::{self, Admission};
+use crate::sdp;
 use crate::speakers::{SpeakerConfig, SpeakerState};
 
 /// A signaling connection, numbered by the caller. One connection is in at most one room.
@@ -34,6 +35,27 @@ pub struct ConnId(pub u64);
 /// A member: one admitted join. A reconnect of the same openId is a new member.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MemberId(u64);
+
+/// Why a member left its room: what it is told, and what the log says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Leave {
+    /// It sent `exit`.
+    Exited,
+    /// Its signaling connection closed.
+    Disconnected,
+    /// The server removed it and tells it `interrupted` with this code.
+    Interrupted(ErrorCode),
+}
+
+impl std::fmt::Display for Leave {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Leave::Exited => f.write_str("exit"),
+            Leave::Disconnected => f.write_str("connection closed"),
+            Leave::Interrupted(code) => write!(f, "{code}"),
+        }
+    }
+}
 
 /// Settings of the engine; the server fills them from its configuration.
 #[derive(Clone, Debug)]
@@ -106,6 +128,8 @@ struct Room {
     members: Vec<MemberId>,
     /// The speakers last announced.
     speakers: Vec<OpenId>,
+    /// The microphone-muted members last told to the room.
+    muted: Vec<OpenId>,
 }
 
 /// One receive slot in a member's session: an m-line the server sends on.
@@ -144,6 +168,9 @@ struct Member {
     wants_slots: Vec<MemberId>,
     tracks_dirty: bool,
     addrs: Vec<SocketAddr>,
+    /// ICE and DTLS completed at least once; a member removed before that never reached
+    /// the announced address, which the operator needs to hear about.
+    connected: bool,
     last_rx: Instant,
     next_timeout: Instant,
     speaker: SpeakerState,
@@ -266,6 +293,7 @@ impl Engine {
                         },
                         members: Vec::new(),
                         speakers: Vec::new(),
+                        muted: Vec::new(),
                     },
                 );
                 self.conns.insert(conn, ConnState::Joining(key.clone()));
@@ -318,7 +346,7 @@ impl Engine {
                 Status::ok(api::EXIT)
             }
             Some(ConnState::Member(id)) => {
-                self.remove_member(now, id, None);
+                self.remove_member(now, id, Leave::Exited);
                 Status::ok(api::EXIT)
             }
             None => Status::fail(api::EXIT, &Failure::new(ErrorCode::NotInRoom)),
@@ -332,28 +360,32 @@ impl Engine {
             Some(ConnState::Joining(key)) => {
                 self.abandon_join(conn, &key, Failure::new(ErrorCode::ExitedWhileJoining));
             }
-            Some(ConnState::Member(id)) => self.remove_member(now, id, None),
+            Some(ConnState::Member(id)) => self.remove_member(now, id, Leave::Disconnected),
             None => {}
         }
     }
 
     /// `updateMuteConfig`.
     pub fn handle_mute(&mut self, _now: Instant, conn: ConnId, mute: MuteConfig) {
-        let status = match self.conns.get(&conn) {
-            Some(ConnState::Member(id)) => {
-                let id = *id;
-                if let Some(m) = self.members.get_mut(&id) {
-                    m.mute = mute;
-                    if mute.mute_microphone && m.speaker.reset() {
-                        let room = m.room.clone();
-                        self.announce_speakers(&room);
-                    }
-                }
-                Status::ok(api::UPDATE_MUTE)
-            }
-            _ => Status::fail(api::UPDATE_MUTE, &Failure::new(ErrorCode::NotInRoom)),
+        let member = match self.conns.get(&conn) {
+            Some(ConnState::Member(id)) => self.members.get_mut(id),
+            _ => None,
         };
+        let Some(m) = member else {
+            let status = Status::fail(api::UPDATE_MUTE, &Failure::new(ErrorCode::NotInRoom));
+            self.signal(conn, ServerMsg::MuteConfigResult { status });
+            return;
+        };
+        m.mute = mute;
+        let room = m.room.clone();
+        let stopped_speaking = mute.mute_microphone && m.speaker.reset();
+        // The result first: the member learns its own change before the room's view of it.
+        let status = Status::ok(api::UPDATE_MUTE);
         self.signal(conn, ServerMsg::MuteConfigResult { status });
+        if stopped_speaking {
+            self.announce_speakers(&room);
+        }
+        self.announce_mutes(&room);
     }
 
     /// The client's answer to our last `offer`.
@@ -382,24 +414,21 @@ impl Engine {
             return;
         };
         let accepted = SdpAnswer::from_sdp_string(sdp)
-            .map_err(|e| e.to_string())
+            .map_err(|_| sdp::unparsable("answer", sdp))
             .and_then(|a| {
                 m.rtc
                     .sdp_api()
                     .accept_answer(pending, a)
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| sdp::refused("answer", &e))
             });
-        if let Err(e) = accepted {
+        if let Err(why) = accepted {
             // The session no longer matches what the client believes: it must rejoin.
-            warn!(member = ?id, "answer refused: {e}");
+            warn!(member = ?id, "answer refused: {why}");
             self.signal(
                 conn,
-                ServerMsg::error(&Failure::with_detail(
-                    ErrorCode::InvalidSdp,
-                    format!("answer refused: {e}"),
-                )),
+                ServerMsg::error(&Failure::with_detail(ErrorCode::InvalidSdp, why)),
             );
-            self.remove_member(now, id, Some(ErrorCode::InvalidSdp));
+            self.remove_member(now, id, Leave::Interrupted(ErrorCode::InvalidSdp));
             return;
         }
         self.drain(now, id);
@@ -495,7 +524,7 @@ impl Engine {
         }
         let ids: Vec<MemberId> = self.members.keys().copied().collect();
         for id in ids {
-            self.remove_member(now, id, Some(ErrorCode::ServerShutdown));
+            self.remove_member(now, id, Leave::Interrupted(ErrorCode::ServerShutdown));
         }
     }
 
@@ -504,7 +533,7 @@ impl Engine {
         let Some(id) = self.find_member(key, open_id) else {
             return false;
         };
-        self.remove_member(now, id, Some(ErrorCode::Kicked));
+        self.remove_member(now, id, Leave::Interrupted(ErrorCode::Kicked));
         true
     }
 
@@ -524,6 +553,12 @@ impl Engine {
     }
 
     fn reply_join_fail(&mut self, conn: ConnId, failure: Failure) {
+        info!(
+            ?conn,
+            code = failure.code.code(),
+            "join refused: {}",
+            failure.detail
+        );
         self.signal(conn, ServerMsg::join_failed(&failure));
     }
 
@@ -556,19 +591,23 @@ impl Engine {
     }
 
     fn new_rtc(&self, now: Instant) -> Rtc {
-        Rtc::builder()
+        let mut config = Rtc::builder()
             .set_ice_lite(true)
             .set_rtp_mode(true)
             .set_dtls_cert(self.cert.clone())
             .clear_codecs()
             .enable_opus(true, false)
             // Voice needs the level for speakers and the mid for BUNDLE; no transport-cc:
-            // audio runs without bandwidth estimation.
+            // audio runs without bandwidth estimation, so neither the header extension nor
+            // the codec's feedback is negotiated.
             .clear_extension_map()
             .set_extension(1, Extension::AudioLevel)
             .set_extension(4, Extension::RtpMid)
-            .set_stats_interval(None)
-            .build(now)
+            .set_stats_interval(None);
+        for params in config.codec_config().iter_mut() {
+            params.set_fb_transport_cc(false);
+        }
+        config.build(now)
     }
 
     /// Admits a join to an open room (the room exists and is `Open`).
@@ -616,7 +655,7 @@ impl Engine {
             Err(e) => {
                 return self.reply_join_fail(
                     conn,
-                    Failure::with_detail(ErrorCode::InvalidSdp, format!("offer refused: {e}")),
+                    Failure::with_detail(ErrorCode::InvalidSdp, sdp::refused("offer", &e)),
                 );
             }
         };
@@ -625,16 +664,19 @@ impl Engine {
             .find(|p| p.spec().codec == Codec::Opus)
             .map(|p| p.pt());
 
-        if let Some(old) = replaces {
-            self.remove_member(now, old, Some(ErrorCode::Replaced));
-        }
-
         let id = MemberId(self.next_member);
         self.next_member += 1;
+        // The members whose media the newcomer will receive: everyone but its old self.
         let others: Vec<MemberId> = self
             .rooms
             .get(&key)
-            .map(|r| r.members.clone())
+            .map(|r| {
+                r.members
+                    .iter()
+                    .copied()
+                    .filter(|m| Some(*m) != replaces)
+                    .collect()
+            })
             .unwrap_or_default();
         self.members.insert(
             id,
@@ -650,24 +692,32 @@ impl Engine {
                 wants_slots: others.clone(),
                 tracks_dirty: false,
                 addrs: Vec::new(),
+                connected: false,
                 last_rx: now,
                 next_timeout: now,
                 speaker: SpeakerState::default(),
             },
         );
         self.conns.insert(conn, ConnState::Member(id));
-        let Some(room) = self.rooms.get_mut(&key) else {
-            return;
-        };
-        room.members.push(id);
+        match replaces {
+            Some(old) => self.replace_member(old, id),
+            None => {
+                if let Some(room) = self.rooms.get_mut(&key) {
+                    room.members.push(id);
+                }
+            }
+        }
         let list = self.open_ids(&self.rooms[&key].members);
-        info!(room = %key, open_id = %req.open_id, members = list.len(), "member joined");
+        let muted = self.muted_now(&key);
+        info!(room = %key, open_id = %req.open_id, members = list.len(),
+              replaced = replaces.is_some(), "member joined");
 
         self.signal(
             conn,
             ServerMsg::JoinResult {
                 status: Status::ok(api::JOIN),
                 open_id_list: list.clone(),
+                muted_open_id_list: muted.clone(),
                 sdp: Some(answer.to_sdp_string()),
             },
         );
@@ -676,18 +726,59 @@ impl Engine {
         if !speaking.is_empty() {
             self.signal(conn, ServerMsg::speakers_changed(speaking));
         }
-        for other in &others {
-            self.give_slot(*other, id);
+        match replaces {
+            None => {
+                self.note_muted(&key);
+                for other in &others {
+                    self.give_slot(*other, id);
+                }
+            }
+            // The new connection may come with other mutes than the old one had.
+            Some(_) => self.announce_mutes(&key),
         }
         for other in &others {
-            if let Some(m) = self.members.get(other) {
-                let c = m.conn;
-                self.signal(c, ServerMsg::members_changed(list.clone()));
+            // A replacement is the same member to the others: their list did not change.
+            if replaces.is_none() {
+                if let Some(m) = self.members.get(other) {
+                    let c = m.conn;
+                    self.signal(c, ServerMsg::members_changed(list.clone(), muted.clone()));
+                }
             }
             self.flush_negotiation(*other);
         }
         self.flush_negotiation(id);
         self.drain(now, id);
+    }
+
+    /// Puts member `new` (same openId, new connection) where `old` was: same place in the
+    /// join order, same receive slots at the others (a slot keeps its SSRC; only the
+    /// numbering restarts). The room neither closes nor sees anyone leave.
+    fn replace_member(&mut self, old: MemberId, new: MemberId) {
+        let Some(m) = self.detach_member(old, Leave::Interrupted(ErrorCode::Replaced)) else {
+            return;
+        };
+        info!(room = %m.room, open_id = %m.open_id, "member replaced by a new connection");
+        let Some(room) = self.rooms.get_mut(&m.room) else {
+            return;
+        };
+        for slot in room.members.iter_mut().filter(|x| **x == old) {
+            *slot = new;
+        }
+        let members = room.members.clone();
+        for other in members.iter().filter(|x| **x != new) {
+            if let Some(o) = self.members.get_mut(other) {
+                for wanted in o.wants_slots.iter_mut().filter(|s| **s == old) {
+                    *wanted = new;
+                }
+                for slot in o.slots.iter_mut().filter(|s| s.occupant == Some(old)) {
+                    slot.occupant = Some(new);
+                    slot.rebase = None;
+                }
+            }
+        }
+        if m.speaker.is_speaking() {
+            self.announce_speakers(&m.room);
+        }
     }
 
     /// Gives `receiver` a slot carrying `sender`: a free slot if it has one, else a new one
@@ -768,19 +859,26 @@ impl Engine {
             .collect()
     }
 
-    fn remove_member(&mut self, _now: Instant, id: MemberId, interrupt: Option<ErrorCode>) {
-        let Some(mut m) = self.members.remove(&id) else {
-            return;
-        };
+    /// Takes a member out of the engine: its session, addresses and connection, telling it
+    /// why if the server removed it. Its room is left to the caller.
+    fn detach_member(&mut self, id: MemberId, why: Leave) -> Option<Member> {
+        let mut m = self.members.remove(&id)?;
         m.rtc.disconnect();
         for a in &m.addrs {
             self.by_addr.remove(a);
         }
         self.conns.remove(&m.conn);
-        if let Some(code) = interrupt {
+        if let Leave::Interrupted(code) = why {
             self.signal(m.conn, ServerMsg::interrupted(code));
         }
-        info!(room = %m.room, open_id = %m.open_id, reason = ?interrupt, "member left");
+        Some(m)
+    }
+
+    fn remove_member(&mut self, _now: Instant, id: MemberId, why: Leave) {
+        let Some(m) = self.detach_member(id, why) else {
+            return;
+        };
+        info!(room = %m.room, open_id = %m.open_id, reason = %why, "member left");
         let Some(room) = self.rooms.get_mut(&m.room) else {
             return;
         };
@@ -797,9 +895,10 @@ impl Engine {
             }
         }
         let list = self.open_ids(&remaining);
+        let muted = self.note_muted(&m.room);
         for other in &remaining {
             if let Some(c) = self.members.get(other).map(|o| o.conn) {
-                self.signal(c, ServerMsg::members_changed(list.clone()));
+                self.signal(c, ServerMsg::members_changed(list.clone(), muted.clone()));
             }
             self.flush_negotiation(*other);
         }
@@ -813,9 +912,50 @@ impl Engine {
         if let Some(room) = self.rooms.get(key) {
             if matches!(room.state, RoomState::Open) && room.members.is_empty() {
                 self.rooms.remove(key);
-                info!(room = %key, "room closed");
                 self.outputs.push_back(Output::RoomClosed(key.clone()));
             }
+        }
+    }
+
+    /// The room's microphone-muted members, in join order.
+    fn muted_now(&self, key: &RoomKey) -> Vec<OpenId> {
+        let Some(room) = self.rooms.get(key) else {
+            return Vec::new();
+        };
+        room.members
+            .iter()
+            .filter_map(|id| self.members.get(id))
+            .filter(|m| m.mute.mute_microphone)
+            .map(|m| m.open_id.clone())
+            .collect()
+    }
+
+    /// `muted_now`, remembered as told to the room (the caller tells it).
+    fn note_muted(&mut self, key: &RoomKey) -> Vec<OpenId> {
+        let muted = self.muted_now(key);
+        if let Some(room) = self.rooms.get_mut(key) {
+            room.muted.clone_from(&muted);
+        }
+        muted
+    }
+
+    /// Tells the room `muteChanged` if its muted members differ from what it was last told.
+    fn announce_mutes(&mut self, key: &RoomKey) {
+        let before = match self.rooms.get(key) {
+            Some(room) => room.muted.clone(),
+            None => return,
+        };
+        let muted = self.note_muted(key);
+        if muted == before {
+            return;
+        }
+        let conns: Vec<ConnId> = self.rooms[key]
+            .members
+            .iter()
+            .filter_map(|id| self.members.get(id).map(|m| m.conn))
+            .collect();
+        for c in conns {
+            self.signal(c, ServerMsg::mute_changed(muted.clone()));
         }
     }
 
@@ -858,7 +998,17 @@ impl Engine {
             .map(|(id, _)| *id)
             .collect();
         for id in expired {
-            self.remove_member(now, id, Some(ErrorCode::MediaTimeout));
+            if let Some(m) = self.members.get(&id).filter(|m| !m.connected) {
+                warn!(
+                    room = %m.room,
+                    open_id = %m.open_id,
+                    announced = %self.config.announce,
+                    "member removed: its media never connected to the announced address; \
+                     clients on other machines need public_ip (or media_addr) set to an \
+                     address they can reach"
+                );
+            }
+            self.remove_member(now, id, Leave::Interrupted(ErrorCode::MediaTimeout));
         }
         let cfg = self.config.speakers;
         let mut changed: Vec<RoomKey> = Vec::new();
@@ -909,8 +1059,13 @@ impl Engine {
                         // ICE-lite: the client stopped checking; the media timeout decides.
                     }
                 }
+                Event::Connected => {
+                    if let Some(m) = self.members.get_mut(&id) {
+                        m.connected = true;
+                    }
+                }
                 Event::Closed => {
-                    self.remove_member(now, id, Some(ErrorCode::MediaTimeout));
+                    self.remove_member(now, id, Leave::Interrupted(ErrorCode::MediaTimeout));
                 }
                 _ => {}
             }
@@ -1011,7 +1166,7 @@ impl Slot {
     }
 }
 
-fn parse_offer(sdp: &str) -> Result<SdpOffer, Failure> {
-    SdpOffer::from_sdp_string(sdp)
-        .map_err(|e| Failure::with_detail(ErrorCode::InvalidSdp, format!("offer unreadable: {e}")))
+fn parse_offer(text: &str) -> Result<SdpOffer, Failure> {
+    SdpOffer::from_sdp_string(text)
+        .map_err(|_| Failure::with_detail(ErrorCode::InvalidSdp, sdp::unparsable("offer", text)))
 }

@@ -7,6 +7,7 @@
 
 pub mod engine;
 pub mod rules;
+pub mod sdp;
 pub mod speakers;
 
 pub use engine::{ConnId, Engine, EngineConfig, MemberId, Output, QuotaAnswer};

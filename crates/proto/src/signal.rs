@@ -26,11 +26,47 @@ pub enum RoomType {
 /// A member's own mute settings. muteMicrophone: the server forwards nothing the member
 /// says; muteEarphone: the server forwards nothing to the member. Both default to false;
 /// an unknown key is refused, so that a misspelt flag never leaves a member unmuted.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct MuteConfig {
     pub mute_microphone: bool,
     pub mute_earphone: bool,
+}
+
+/// The fields of `MuteConfig` as the wire has them.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+#[derive(Default)]
+struct MuteConfigFields {
+    mute_microphone: bool,
+    mute_earphone: bool,
+}
+
+/// Only a JSON object is a `MuteConfig`: serde's derive would also read a struct from an
+/// array (`[true, false]`), a shape protocol.md does not have.
+impl<'de> Deserialize<'de> for MuteConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ObjectOnly;
+        impl<'de> serde::de::Visitor<'de> for ObjectOnly {
+            type Value = MuteConfig;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object {\"muteMicrophone\": bool, \"muteEarphone\": bool}")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<MuteConfig, A::Error> {
+                let f = MuteConfigFields::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(map),
+                )?;
+                Ok(MuteConfig {
+                    mute_microphone: f.mute_microphone,
+                    mute_earphone: f.mute_earphone,
+                })
+            }
+        }
+        d.deserialize_map(ObjectOnly)
+    }
 }
 
 /// Media kind of a track slot.
@@ -227,6 +263,8 @@ pub mod api {
     pub const UPDATE_MUTE: &str = "updateVoIPChatMuteConfig";
     pub const MEMBERS_CHANGED: &str = "onVoIPChatMembersChanged";
     pub const SPEAKERS_CHANGED: &str = "onVoIPChatSpeakersChanged";
+    /// Extension: who has muted their microphone.
+    pub const MUTE_CHANGED: &str = "onVoIPChatMuteChanged";
     pub const INTERRUPTED: &str = "onVoIPChatInterrupted";
     pub const SIGNALING: &str = "signaling";
 }
@@ -244,6 +282,9 @@ pub enum ServerMsg {
         status: Status,
         #[serde(default)]
         open_id_list: Vec<OpenId>,
+        /// Extension: the members whose microphone is muted (see `MuteChanged`).
+        #[serde(default)]
+        muted_open_id_list: Vec<OpenId>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sdp: Option<String>,
     },
@@ -267,12 +308,23 @@ pub enum ServerMsg {
     Tracks {
         tracks: Vec<TrackSlot>,
     },
-    /// `onVoIPChatMembersChanged`: everyone in the room now, in order of joining.
+    /// `onVoIPChatMembersChanged`: everyone in the room now, in order of joining, and
+    /// (extension) those of them whose microphone is muted.
     #[serde(rename_all = "camelCase")]
     MembersChanged {
         #[serde(flatten)]
         status: Status,
         open_id_list: Vec<OpenId>,
+        #[serde(default)]
+        muted_open_id_list: Vec<OpenId>,
+    },
+    /// Extension (no wx counterpart): the members whose microphone is muted changed without
+    /// anyone joining or leaving. Sent to every member, the one who muted included.
+    #[serde(rename_all = "camelCase")]
+    MuteChanged {
+        #[serde(flatten)]
+        status: Status,
+        muted_open_id_list: Vec<OpenId>,
     },
     /// `onVoIPChatSpeakersChanged`: who is speaking now.
     #[serde(rename_all = "camelCase")]
@@ -311,10 +363,21 @@ impl ServerMsg {
         }
     }
 
-    pub fn members_changed(open_id_list: Vec<OpenId>) -> ServerMsg {
+    pub fn members_changed(
+        open_id_list: Vec<OpenId>,
+        muted_open_id_list: Vec<OpenId>,
+    ) -> ServerMsg {
         ServerMsg::MembersChanged {
             status: Status::ok(api::MEMBERS_CHANGED),
             open_id_list,
+            muted_open_id_list,
+        }
+    }
+
+    pub fn mute_changed(muted_open_id_list: Vec<OpenId>) -> ServerMsg {
+        ServerMsg::MuteChanged {
+            status: Status::ok(api::MUTE_CHANGED),
+            muted_open_id_list,
         }
     }
 
@@ -329,6 +392,7 @@ impl ServerMsg {
         ServerMsg::JoinResult {
             status: Status::fail(api::JOIN, failure),
             open_id_list: Vec::new(),
+            muted_open_id_list: Vec::new(),
             sdp: None,
         }
     }

@@ -60,6 +60,7 @@ const SERVER_FIXTURES: &[&str] = &[
     "joinResult-fail.json",
     "joinResult-ok.json",
     "membersChanged.json",
+    "muteChanged.json",
     "muteConfigResult.json",
     "offer.json",
     "pong.json",
@@ -90,6 +91,7 @@ fn server_type(msg: &ServerMsg) -> (&'static str, Option<&'static str>) {
         ServerMsg::Tracks { .. } => ("tracks", None),
         ServerMsg::MembersChanged { .. } => ("membersChanged", Some(api::MEMBERS_CHANGED)),
         ServerMsg::SpeakersChanged { .. } => ("speakersChanged", Some(api::SPEAKERS_CHANGED)),
+        ServerMsg::MuteChanged { .. } => ("muteChanged", Some(api::MUTE_CHANGED)),
         ServerMsg::Interrupted { .. } => ("interrupted", Some(api::INTERRUPTED)),
         ServerMsg::Error { .. } => ("error", Some(api::SIGNALING)),
         ServerMsg::Pong => ("pong", None),
@@ -103,6 +105,7 @@ const SERVER_TYPES: &[&str] = &[
     "tracks",
     "membersChanged",
     "speakersChanged",
+    "muteChanged",
     "interrupted",
     "error",
     "pong",
@@ -220,8 +223,15 @@ fn server_helpers_build_the_fixtures() {
     let ids = |list: &[&str]| list.iter().map(|s| OpenId::from(*s)).collect::<Vec<_>>();
 
     assert_eq!(
-        to_value(ServerMsg::members_changed(ids(&["o_carol", "o_alice"]))),
+        to_value(ServerMsg::members_changed(
+            ids(&["o_carol", "o_alice"]),
+            ids(&["o_carol"])
+        )),
         fixture("membersChanged.json")
+    );
+    assert_eq!(
+        to_value(ServerMsg::mute_changed(ids(&["o_carol", "o_alice"]))),
+        fixture("muteChanged.json")
     );
     assert_eq!(
         to_value(ServerMsg::speakers_changed(ids(&["o_carol"]))),

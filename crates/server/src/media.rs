@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 use voipchat_core::{ConnId, Engine, Output, QuotaAnswer};
 use voipchat_proto::{
-    AppId, ErrorCode, JoinRequest, MuteConfig, OpenId, RoomKey, ServerMsg, Status,
+    AppId, ErrorCode, Failure, JoinRequest, MuteConfig, OpenId, RoomKey, ServerMsg, Status,
 };
 use voipchat_store::Store;
 
@@ -96,9 +96,51 @@ pub async fn run(
             task.engine.handle_timeout(now);
         }
     }
+    // Joins that reached the queue but not the engine are refused as the engine refuses
+    // those still waiting for their room; everything else queued no longer matters.
+    commands.close();
+    while let Ok(cmd) = commands.try_recv() {
+        match cmd {
+            Command::Connect(conn, outbox) => {
+                task.outboxes.insert(conn, outbox);
+            }
+            Command::Join(conn, req) => {
+                task.nonces.push(conn, &req);
+                let refusal = ServerMsg::join_failed(&Failure::new(ErrorCode::ServerShutdown));
+                task.deliver(conn, refusal);
+            }
+            _ => {}
+        }
+    }
     task.engine.handle_shutdown(Instant::now());
     task.flush().await;
     info!("media task stopped");
+}
+
+/// Sends `msg` to its connection; a refused join gives its nonce back first.
+fn deliver(
+    outboxes: &HashMap<ConnId, Outbox>,
+    nonces: &mut SpentNonces,
+    store: &Arc<dyn Store>,
+    conn: ConnId,
+    msg: ServerMsg,
+) {
+    if let ServerMsg::JoinResult { status, .. } = &msg {
+        match nonces.take(conn, status) {
+            Some((app, user, nonce)) if !status.is_ok() => {
+                let store = store.clone();
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = store.release_nonce(&app, &user, &nonce) {
+                        warn!("releasing the nonce of a refused join: {e}");
+                    }
+                });
+            }
+            _ => {}
+        }
+    }
+    if let Some(outbox) = outboxes.get(&conn) {
+        let _ = outbox.send(msg);
+    }
 }
 
 /// What the media task owns: the engine, the socket, and where the engine's output goes.
@@ -146,6 +188,16 @@ impl SpentNonces {
 }
 
 impl Task {
+    fn deliver(&mut self, conn: ConnId, msg: ServerMsg) {
+        deliver(
+            &self.outboxes,
+            &mut self.nonces,
+            &self.quota.store,
+            conn,
+            msg,
+        );
+    }
+
     fn apply(&mut self, cmd: Command) {
         let Task {
             engine,
@@ -203,24 +255,7 @@ impl Task {
                         Err(e) => debug!("udp send to {}: {e}", t.destination),
                     }
                 }
-                Output::Signal(conn, msg) => {
-                    if let ServerMsg::JoinResult { status, .. } = &msg {
-                        match nonces.take(conn, status) {
-                            Some((app, user, nonce)) if !status.is_ok() => {
-                                let store = quota.store.clone();
-                                tokio::task::spawn_blocking(move || {
-                                    if let Err(e) = store.release_nonce(&app, &user, &nonce) {
-                                        warn!("releasing the nonce of a refused join: {e}");
-                                    }
-                                });
-                            }
-                            _ => {}
-                        }
-                    }
-                    if let Some(outbox) = outboxes.get(&conn) {
-                        let _ = outbox.send(msg);
-                    }
-                }
+                Output::Signal(conn, msg) => deliver(outboxes, nonces, &quota.store, conn, msg),
                 Output::NeedRoomQuota(key) => {
                     let quota = quota.clone();
                     let tx = command_tx.clone();

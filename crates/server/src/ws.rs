@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 use voipchat_auth::{verify, VerifyPolicy};
 use voipchat_core::ConnId;
 use voipchat_proto::signal::MAX_FRAME_BYTES;
@@ -39,6 +39,9 @@ async fn connection(state: AppState, socket: WebSocket) {
     {
         return;
     }
+    // Ends after an `interrupted` (the member is out of its room and its session is gone:
+    // the client reconnects afresh) or when every sender is gone (the connection closed, or
+    // the server stopped); either way the client is sent a Close.
     let writer = tokio::spawn(async move {
         while let Some(msg) = inbox.recv().await {
             let interrupted = matches!(msg, ServerMsg::Interrupted { .. });
@@ -47,22 +50,24 @@ async fn connection(state: AppState, socket: WebSocket) {
                 .await
                 .is_err()
             {
-                break;
+                return;
             }
-            // An interrupted member is out of its room and its session is gone: close the
-            // connection so the client reconnects afresh (a new connection, a new join).
             if interrupted {
-                let _ = sink.send(Message::Close(None)).await;
                 break;
             }
         }
+        let _ = sink.send(Message::Close(None)).await;
     });
 
     let mut shutdown = state.shutdown.clone();
+    let mut server_stopping = false;
     loop {
         let frame = tokio::select! {
             f = stream.next() => f,
-            _ = shutdown.changed() => break,
+            _ = shutdown.wait_for(|stop| *stop) => {
+                server_stopping = true;
+                break;
+            }
         };
         let Some(Ok(frame)) = frame else { break };
         let text = match frame {
@@ -79,12 +84,13 @@ async fn connection(state: AppState, socket: WebSocket) {
         let msg = match ClientMsg::parse(text.as_str()) {
             Ok(m) => m,
             Err(f) => {
-                debug!(?conn, "refused frame: {f}");
                 // A join that does not parse is answered as a failed join, so a client
                 // waiting for its joinResult gets one.
                 let reply = if looks_like_join(text.as_str()) {
+                    info!(?conn, code = f.code.code(), "join refused: {}", f.detail);
                     ServerMsg::join_failed(&f)
                 } else {
+                    debug!(?conn, code = f.code.code(), "frame refused: {}", f.detail);
                     ServerMsg::error(&f)
                 };
                 let _ = outbox.send(reply);
@@ -95,6 +101,15 @@ async fn connection(state: AppState, socket: WebSocket) {
             ClientMsg::Join(req) => match authenticate(&state, &req).await {
                 Ok(()) => Command::Join(conn, req.into()),
                 Err(f) => {
+                    info!(
+                        ?conn,
+                        app_id = %req.app_id,
+                        open_id = %req.open_id,
+                        group_id = %req.group_id,
+                        code = f.code.code(),
+                        "join refused: {}",
+                        f.detail
+                    );
                     let _ = outbox.send(ServerMsg::join_failed(&f));
                     continue;
                 }
@@ -111,7 +126,11 @@ async fn connection(state: AppState, socket: WebSocket) {
             break;
         }
     }
-    let _ = state.media.send(Command::Disconnect(conn));
+    // When the server stops, the media task interrupts every member (-11004) itself; a
+    // disconnect sent now could reach it first and make the member leave untold.
+    if !server_stopping {
+        let _ = state.media.send(Command::Disconnect(conn));
+    }
     drop(outbox);
     // Let queued messages (an interruption, a last result) reach the client.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), writer).await;

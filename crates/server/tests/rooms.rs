@@ -264,9 +264,78 @@ async fn reconnect_with_the_same_open_id_replaces_the_ghost() {
             .await
     );
     assert_eq!(a1.interrupted(), Some(ErrorCode::Replaced.code()));
-    assert_eq!(server.members(&app, &secret, "g").await, vec!["b", "a"]);
+    assert_eq!(server.members(&app, &secret, "g").await, vec!["a", "b"]);
     warm_up(&[&b, &a2]).await;
+    assert!(
+        b.members_changed().iter().all(|l| l.len() == 2),
+        "b never saw a leave and come back: {:?}",
+        b.members_changed()
+    );
     server.stop().await;
+}
+
+/// The demo's two tabs with one name, a reload while alone, the SDK's own rejoin: the only
+/// member reconnecting is admitted at once into the same room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_only_member_reconnecting_keeps_its_room() {
+    let (_dir, server, app, secret) = setup(|_| {}).await;
+    let a1 = peer(&server, &app, &secret, "a", "g").await;
+    a1.wait_connected().await;
+    let a2 = tokio::time::timeout(
+        Duration::from_secs(3),
+        peer(&server, &app, &secret, "a", "g"),
+    )
+    .await
+    .expect("the new connection gets its joinResult at once");
+    assert!(
+        a1.wait_until(Duration::from_secs(2), || a1.interrupted().is_some())
+            .await
+    );
+    assert_eq!(a1.interrupted(), Some(ErrorCode::Replaced.code()));
+    assert_eq!(server.members(&app, &secret, "g").await, vec!["a"]);
+    let b = peer(&server, &app, &secret, "b", "g").await;
+    assert_eq!(server.members(&app, &secret, "g").await, vec!["a", "b"]);
+    assert_eq!(
+        server.rooms_created(&app, &secret).await,
+        1,
+        "one room, one unit of quota"
+    );
+    warm_up(&[&a2, &b]).await;
+    assert_eq!(a2.members_changed(), vec![vec!["a", "b"]]);
+    server.stop().await;
+}
+
+/// SIGTERM's promise: every member is told -11004 before its connection closes, every time.
+/// (The connection's own shutdown used to reach the engine first now and then, as a plain
+/// disconnect.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_interrupts_every_member_every_time() {
+    const ROUNDS: usize = 15;
+    for round in 0..ROUNDS {
+        let (_dir, server, app, secret) = setup(|_| {}).await;
+        let mut peers = Vec::new();
+        for name in ["a", "b", "c", "d"] {
+            peers.push(peer(&server, &app, &secret, name, "g").await);
+        }
+        for p in &peers {
+            p.wait_connected().await;
+        }
+        server.stop().await;
+        for p in &peers {
+            assert!(
+                p.wait_until(Duration::from_secs(3), || p.interrupted().is_some())
+                    .await,
+                "round {round}: {} got no interruption",
+                p.open_id
+            );
+            assert_eq!(
+                p.interrupted(),
+                Some(ErrorCode::ServerShutdown.code()),
+                "round {round}: {}",
+                p.open_id
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
