@@ -1,0 +1,327 @@
+//! Who is in a room and what the room is told: admission (the rules say whether, this says
+//! how), replacement by a new connection of the same openId, leaving, and the member lists,
+//! mute lists and speakers announced to the others.
+
+use super::*;
+
+/// Why a member left its room: what it is told, and what the log says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Leave {
+    /// It sent `exit`.
+    Exited,
+    /// Its signaling connection closed.
+    Disconnected,
+    /// The server removed it and tells it `interrupted` with this code.
+    Interrupted(ErrorCode),
+}
+
+impl std::fmt::Display for Leave {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Leave::Exited => f.write_str("exit"),
+            Leave::Disconnected => f.write_str("connection closed"),
+            Leave::Interrupted(code) => write!(f, "{code}"),
+        }
+    }
+}
+
+impl Engine {
+    /// Admits a join to an open room (the room exists and is `Open`).
+    pub(super) fn admit(&mut self, now: Instant, conn: ConnId, key: RoomKey, req: JoinRequest) {
+        let offer = match parse_offer(&req.sdp) {
+            Ok(o) => o,
+            Err(f) => return self.reply_join_fail(conn, f),
+        };
+        let decision = {
+            let Some(room) = self.rooms.get(&key) else {
+                return self.reply_join_fail(conn, Failure::new(ErrorCode::SystemError));
+            };
+            let present: Vec<(MemberId, &OpenId)> = room
+                .members
+                .iter()
+                .filter_map(|id| self.members.get(id).map(|m| (*id, &m.open_id)))
+                .collect();
+            rules::admit(&present, &req.open_id, self.config.room_cap)
+        };
+        let replaces = match decision {
+            Admission::Full => {
+                return self.reply_join_fail(
+                    conn,
+                    Failure::with_detail(
+                        ErrorCode::RoomFull,
+                        format!("room is full ({} members)", self.config.room_cap),
+                    ),
+                );
+            }
+            Admission::Admit { replaces } => replaces,
+        };
+
+        let mut rtc = self.new_rtc(now);
+        match Candidate::host(self.config.announce, "udp") {
+            Ok(c) => {
+                rtc.add_local_candidate(c);
+            }
+            Err(e) => {
+                warn!("announce address unusable as candidate: {e}");
+                return self.reply_join_fail(conn, Failure::new(ErrorCode::SystemError));
+            }
+        }
+        let answer = match rtc.sdp_api().accept_offer(offer) {
+            Ok(a) => a,
+            Err(e) => {
+                return self.reply_join_fail(
+                    conn,
+                    Failure::with_detail(ErrorCode::InvalidSdp, sdp::refused("offer", &e)),
+                );
+            }
+        };
+        let opus_pt = rtc
+            .codec_config()
+            .find(|p| p.spec().codec == Codec::Opus)
+            .map(|p| p.pt());
+
+        let id = MemberId(self.next_member);
+        self.next_member += 1;
+        // The members whose media the newcomer will receive: everyone but its old self.
+        let others: Vec<MemberId> = self
+            .rooms
+            .get(&key)
+            .map(|r| {
+                r.members
+                    .iter()
+                    .copied()
+                    .filter(|m| Some(*m) != replaces)
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.members.insert(
+            id,
+            Member {
+                conn,
+                open_id: req.open_id.clone(),
+                room: key.clone(),
+                rtc,
+                mute: req.mute_config,
+                opus_pt,
+                slots: Vec::new(),
+                pending_offer: None,
+                wants_slots: others.clone(),
+                tracks_dirty: false,
+                addrs: Vec::new(),
+                connected: false,
+                last_rx: now,
+                next_timeout: now,
+                speaker: SpeakerState::default(),
+            },
+        );
+        self.conns.insert(conn, ConnState::Member(id));
+        match replaces {
+            Some(old) => self.replace_member(old, id),
+            None => {
+                if let Some(room) = self.rooms.get_mut(&key) {
+                    room.members.push(id);
+                }
+            }
+        }
+        let list = self.open_ids(&self.rooms[&key].members);
+        let muted = self.muted_now(&key);
+        info!(room = %key, open_id = %req.open_id, members = list.len(),
+              replaced = replaces.is_some(), "member joined");
+
+        self.signal(
+            conn,
+            ServerMsg::JoinResult {
+                status: Status::ok(api::JOIN),
+                open_id_list: list.clone(),
+                muted_open_id_list: muted.clone(),
+                sdp: Some(answer.to_sdp_string()),
+            },
+        );
+        // Speakers are announced on change only: a newcomer learns who already speaks.
+        let speaking = self.rooms[&key].speakers.clone();
+        if !speaking.is_empty() {
+            self.signal(conn, ServerMsg::speakers_changed(speaking));
+        }
+        match replaces {
+            None => {
+                self.note_muted(&key);
+                for other in &others {
+                    self.give_slot(*other, id);
+                }
+            }
+            // The new connection may come with other mutes than the old one had.
+            Some(_) => self.announce_mutes(&key),
+        }
+        for other in &others {
+            // A replacement is the same member to the others: their list did not change.
+            if replaces.is_none() {
+                if let Some(m) = self.members.get(other) {
+                    let c = m.conn;
+                    self.signal(c, ServerMsg::members_changed(list.clone(), muted.clone()));
+                }
+            }
+            self.flush_negotiation(*other);
+        }
+        self.flush_negotiation(id);
+        self.drain(now, id);
+    }
+
+    /// Puts member `new` (same openId, new connection) where `old` was: same place in the
+    /// join order, same receive slots at the others (a slot keeps its SSRC; only the
+    /// numbering restarts). The room neither closes nor sees anyone leave.
+    pub(super) fn replace_member(&mut self, old: MemberId, new: MemberId) {
+        let Some(m) = self.detach_member(old, Leave::Interrupted(ErrorCode::Replaced)) else {
+            return;
+        };
+        info!(room = %m.room, open_id = %m.open_id, "member replaced by a new connection");
+        let Some(room) = self.rooms.get_mut(&m.room) else {
+            return;
+        };
+        for slot in room.members.iter_mut().filter(|x| **x == old) {
+            *slot = new;
+        }
+        let members = room.members.clone();
+        for other in members.iter().filter(|x| **x != new) {
+            if let Some(o) = self.members.get_mut(other) {
+                for wanted in o.wants_slots.iter_mut().filter(|s| **s == old) {
+                    *wanted = new;
+                }
+                for slot in o.slots.iter_mut().filter(|s| s.occupant == Some(old)) {
+                    slot.occupant = Some(new);
+                    slot.rebase = None;
+                }
+            }
+        }
+        if m.speaker.is_speaking() {
+            self.announce_speakers(&m.room);
+        }
+    }
+
+    /// Takes a member out of the engine: its session, addresses and connection, telling it
+    /// why if the server removed it. Its room is left to the caller.
+    pub(super) fn detach_member(&mut self, id: MemberId, why: Leave) -> Option<Member> {
+        let mut m = self.members.remove(&id)?;
+        m.rtc.disconnect();
+        for a in &m.addrs {
+            self.by_addr.remove(a);
+        }
+        self.conns.remove(&m.conn);
+        if let Leave::Interrupted(code) = why {
+            self.signal(m.conn, ServerMsg::interrupted(code));
+        }
+        Some(m)
+    }
+
+    pub(super) fn remove_member(&mut self, _now: Instant, id: MemberId, why: Leave) {
+        let Some(m) = self.detach_member(id, why) else {
+            return;
+        };
+        info!(room = %m.room, open_id = %m.open_id, reason = %why, "member left");
+        let Some(room) = self.rooms.get_mut(&m.room) else {
+            return;
+        };
+        room.members.retain(|x| *x != id);
+        let remaining = room.members.clone();
+        for other in &remaining {
+            if let Some(o) = self.members.get_mut(other) {
+                o.wants_slots.retain(|s| *s != id);
+                for slot in o.slots.iter_mut().filter(|s| s.occupant == Some(id)) {
+                    slot.occupant = None;
+                    slot.rebase = None;
+                    o.tracks_dirty = true;
+                }
+            }
+        }
+        let list = self.open_ids(&remaining);
+        let muted = self.note_muted(&m.room);
+        for other in &remaining {
+            if let Some(c) = self.members.get(other).map(|o| o.conn) {
+                self.signal(c, ServerMsg::members_changed(list.clone(), muted.clone()));
+            }
+            self.flush_negotiation(*other);
+        }
+        if m.speaker.is_speaking() {
+            self.announce_speakers(&m.room);
+        }
+        self.close_if_empty(&m.room);
+    }
+
+    pub(super) fn close_if_empty(&mut self, key: &RoomKey) {
+        if let Some(room) = self.rooms.get(key) {
+            if matches!(room.state, RoomState::Open) && room.members.is_empty() {
+                self.rooms.remove(key);
+                self.outputs.push_back(Output::RoomClosed(key.clone()));
+            }
+        }
+    }
+
+    /// The room's microphone-muted members, in join order.
+    pub(super) fn muted_now(&self, key: &RoomKey) -> Vec<OpenId> {
+        let Some(room) = self.rooms.get(key) else {
+            return Vec::new();
+        };
+        room.members
+            .iter()
+            .filter_map(|id| self.members.get(id))
+            .filter(|m| m.mute.mute_microphone)
+            .map(|m| m.open_id.clone())
+            .collect()
+    }
+
+    /// `muted_now`, remembered as told to the room (the caller tells it).
+    pub(super) fn note_muted(&mut self, key: &RoomKey) -> Vec<OpenId> {
+        let muted = self.muted_now(key);
+        if let Some(room) = self.rooms.get_mut(key) {
+            room.muted.clone_from(&muted);
+        }
+        muted
+    }
+
+    /// Tells the room `muteChanged` if its muted members differ from what it was last told.
+    pub(super) fn announce_mutes(&mut self, key: &RoomKey) {
+        let before = match self.rooms.get(key) {
+            Some(room) => room.muted.clone(),
+            None => return,
+        };
+        let muted = self.note_muted(key);
+        if muted == before {
+            return;
+        }
+        let conns: Vec<ConnId> = self.rooms[key]
+            .members
+            .iter()
+            .filter_map(|id| self.members.get(id).map(|m| m.conn))
+            .collect();
+        for c in conns {
+            self.signal(c, ServerMsg::mute_changed(muted.clone()));
+        }
+    }
+
+    /// Announces the room's speakers if they changed.
+    pub(super) fn announce_speakers(&mut self, key: &RoomKey) {
+        let Some(room) = self.rooms.get(key) else {
+            return;
+        };
+        let now_speaking: Vec<OpenId> = room
+            .members
+            .iter()
+            .filter_map(|id| self.members.get(id))
+            .filter(|m| m.speaker.is_speaking() && !m.mute.mute_microphone)
+            .map(|m| m.open_id.clone())
+            .collect();
+        if now_speaking == room.speakers {
+            return;
+        }
+        let conns: Vec<ConnId> = room
+            .members
+            .iter()
+            .filter_map(|id| self.members.get(id).map(|m| m.conn))
+            .collect();
+        if let Some(room) = self.rooms.get_mut(key) {
+            room.speakers = now_speaking.clone();
+        }
+        for c in conns {
+            self.signal(c, ServerMsg::speakers_changed(now_speaking.clone()));
+        }
+    }
+}
