@@ -6,6 +6,7 @@
 //! drive it with virtual time and in-memory peers.
 
 pub mod engine;
+pub mod keyframe;
 pub mod rules;
 pub mod sdp;
 pub mod speakers;
