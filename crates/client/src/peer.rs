@@ -235,6 +235,9 @@ impl Peer {
                 err_msg: status.err_msg,
             }),
             ServerMsg::Pong => {}
+            // Video rooms: this client joins voice rooms only so far; it never subscribes.
+            ServerMsg::VideoMembersChanged { .. }
+            | ServerMsg::SubscribeVideoMembersResult { .. } => {}
         }
     }
 

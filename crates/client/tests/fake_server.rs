@@ -192,6 +192,7 @@ async fn serve(
                     }
                     ClientMsg::Ping => ws.send(send(ServerMsg::Pong)).await.unwrap(),
                     ClientMsg::Join(_) => panic!("second join"),
+                    ClientMsg::SubscribeVideoMembers { .. } => panic!("a voice client subscribed"),
                 }
             }
             _ = tick.tick() => {
@@ -300,6 +301,7 @@ async fn join_exchange_media_mute_and_exit() {
         .update_mute(MuteConfig {
             mute_microphone: true,
             mute_earphone: false,
+            mute_camera: false,
         })
         .await
         .unwrap();

@@ -35,6 +35,29 @@ pub fn forwards(sender: MuteConfig, receiver: MuteConfig, same_member: bool) -> 
     !same_member && !sender.mute_microphone && !receiver.mute_earphone
 }
 
+/// How many videos a member of a video room receives by default, as wx does it.
+pub const DEFAULT_VIDEOS: usize = 2;
+
+/// The video rule: whose video `receiver` gets. `members` are the room's members in join
+/// order that publish video (id and openId). With a `subscription`, those of its openIds
+/// that are in the room; without one, the first `DEFAULT_VIDEOS` members other than the
+/// receiver itself (so one of the first two gets the other one and the third). Nobody gets
+/// its own video. The result is in join order.
+pub fn video_senders<M: Copy + PartialEq>(
+    members: &[(M, &OpenId)],
+    receiver: M,
+    subscription: Option<&[OpenId]>,
+) -> Vec<M> {
+    let others = members.iter().filter(|(id, _)| *id != receiver);
+    match subscription {
+        Some(list) => others
+            .filter(|(_, open_id)| list.contains(open_id))
+            .map(|(id, _)| *id)
+            .collect(),
+        None => others.take(DEFAULT_VIDEOS).map(|(id, _)| *id).collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,15 +91,38 @@ mod tests {
     }
 
     #[test]
+    fn default_videos_are_the_first_two_others() {
+        let users = ids(4);
+        let members: Vec<_> = users.iter().enumerate().collect();
+        assert_eq!(video_senders(&members, 3, None), vec![0, 1]);
+        assert_eq!(video_senders(&members, 0, None), vec![1, 2]);
+        assert_eq!(video_senders(&members, 1, None), vec![0, 2]);
+        let sub = [
+            OpenId::from("u3"),
+            OpenId::from("u0"),
+            OpenId::from("nobody"),
+        ];
+        assert_eq!(video_senders(&members, 1, Some(&sub)), vec![0, 3]);
+        assert_eq!(
+            video_senders(&members, 3, Some(&sub)),
+            vec![0],
+            "never its own"
+        );
+        assert!(video_senders(&members, 2, Some(&[])).is_empty());
+    }
+
+    #[test]
     fn forwarding_respects_both_mutes() {
         let open = MuteConfig::default();
         let mic = MuteConfig {
             mute_microphone: true,
             mute_earphone: false,
+            mute_camera: false,
         };
         let ear = MuteConfig {
             mute_microphone: false,
             mute_earphone: true,
+            mute_camera: false,
         };
         assert!(forwards(open, open, false));
         assert!(!forwards(open, open, true));

@@ -48,6 +48,36 @@ pub fn unparsable(kind: &str, text: &str) -> String {
     format!("the {kind} is not valid SDP (a line has a value that cannot be read); {advice}")
 }
 
+/// The m-sections of an SDP, in order: their media kind ("audio", "video", …) and `a=mid`.
+pub fn media_sections(text: &str) -> Vec<(&str, Option<&str>)> {
+    let mut out: Vec<(&str, Option<&str>)> = Vec::new();
+    for line in text.split('\n').map(|l| l.trim_end_matches('\r')) {
+        if let Some(rest) = line.strip_prefix("m=") {
+            out.push((rest.split(' ').next().unwrap_or(""), None));
+        } else if let Some(mid) = line.strip_prefix("a=mid:") {
+            if let Some(last) = out.last_mut() {
+                last.1 = Some(mid.trim());
+            }
+        }
+    }
+    out
+}
+
+/// A video room's offer publishes a microphone and at most one camera: exactly one audio
+/// m-line and at most one video m-line.
+pub fn check_video_offer(text: &str) -> Result<(), String> {
+    let sections = media_sections(text);
+    let count = |kind: &str| sections.iter().filter(|(k, _)| *k == kind).count();
+    let (audio, video) = (count("audio"), count("video"));
+    if audio != 1 || video > 1 {
+        return Err(format!(
+            "a video room's offer has one audio m-line and at most one video m-line \
+             (this one has {audio} audio and {video} video)"
+        ));
+    }
+    Ok(())
+}
+
 /// Why str0m refused an SDP that parsed: its reason, made one short line.
 pub fn refused(kind: &str, error: &impl Display) -> String {
     format!("the {kind} was refused: {}", one_line(&error.to_string()))

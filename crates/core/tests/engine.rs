@@ -212,6 +212,7 @@ fn speakers_follow_audio_levels_and_mutes() {
         MuteConfig {
             mute_microphone: true,
             mute_earphone: false,
+            mute_camera: false,
         },
     );
     net.settle();
@@ -242,6 +243,7 @@ fn mute_earphone_stops_forwarding_to_that_member() {
         MuteConfig {
             mute_microphone: false,
             mute_earphone: true,
+            mute_camera: false,
         },
     );
     net.connect();

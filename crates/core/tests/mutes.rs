@@ -9,6 +9,7 @@ use voipchat_proto::{MuteConfig, OpenId, ServerMsg};
 const MIC_OFF: MuteConfig = MuteConfig {
     mute_microphone: true,
     mute_earphone: false,
+    mute_camera: false,
 };
 
 fn mute_events(net: &Net, idx: usize) -> Vec<Vec<OpenId>> {
@@ -85,6 +86,7 @@ fn everyone_learns_who_muted_their_microphone() {
     let ear_only = MuteConfig {
         mute_microphone: true,
         mute_earphone: true,
+        mute_camera: false,
     };
     net.engine.handle_mute(net.now, conn, ear_only);
     net.settle();

@@ -21,16 +21,26 @@ pub struct SessionKeyResponse {
 
 /// `POST /api/v1/voip-sign`: sign a join on the server, our `cloud.getVoIPSign`; the
 /// session key never leaves the server.
+///
+/// The nonce and the timestamp are optional: the server fills what is missing with a fresh
+/// random nonce and its current Unix time, and answers with what it signed. They are accepted
+/// under their join names (`nonceStr`, `timeStamp`) or under the older `nonce`, `timestamp`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SignRequest {
     pub open_id: OpenId,
     pub group_id: GroupId,
-    pub timestamp: u64,
-    pub nonce: String,
+    #[serde(default, alias = "timeStamp", skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<u64>,
+    #[serde(default, alias = "nonceStr", skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
 }
 
+/// The answer of `POST /api/v1/voip-sign`: what `joinVoIPChat` needs besides the groupId.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SignResponse {
+    pub nonce_str: String,
+    pub time_stamp: u64,
     pub signature: String,
 }

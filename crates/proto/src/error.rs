@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 ///
 /// -1, -2, -3 and -1000 keep the meaning they have in `wx.joinVoIPChat`; -13000 is the
 /// daily room quota as WeChat reports it. All other codes are ours, grouped by range:
-/// -10001.. join refusals, -11001.. interruptions, -12001.. malformed traffic.
+/// -10001.. join refusals, -11001.. interruptions, -12001.. malformed traffic and the
+/// backend HTTP API.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(into = "i32", try_from = "i32")]
 #[non_exhaustive]
@@ -44,6 +45,9 @@ pub enum ErrorCode {
     InvalidSdp,
     /// The room type is not one this server offers.
     UnsupportedRoomType,
+    /// The room exists with the other `roomType`: a room's type is fixed by the join that
+    /// created it.
+    RoomTypeMismatch,
     /// Interrupted: an operator or the backend removed the member.
     Kicked,
     /// Interrupted: the same openId joined the room on another connection.
@@ -58,13 +62,17 @@ pub enum ErrorCode {
     MessageTooLarge,
     /// The message is valid but not allowed in the connection's current state.
     UnexpectedMessage,
-    /// Backend API: the appId and appSecret do not match an app.
+    /// Backend API: the appId and appSecret do not match an app, or are missing.
     BadCredentials,
+    /// HTTP: no route has this path.
+    UnknownRoute,
+    /// HTTP: the route exists, but not for this method.
+    MethodNotAllowed,
 }
 
 impl ErrorCode {
     /// Every code, for documentation checks and exhaustive tests.
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 27] = [
         ErrorCode::AlreadyInRoom,
         ErrorCode::MicrophoneBusy,
         ErrorCode::ExitedWhileJoining,
@@ -81,6 +89,7 @@ impl ErrorCode {
         ErrorCode::NotInRoom,
         ErrorCode::InvalidSdp,
         ErrorCode::UnsupportedRoomType,
+        ErrorCode::RoomTypeMismatch,
         ErrorCode::Kicked,
         ErrorCode::Replaced,
         ErrorCode::MediaTimeout,
@@ -89,6 +98,8 @@ impl ErrorCode {
         ErrorCode::MessageTooLarge,
         ErrorCode::UnexpectedMessage,
         ErrorCode::BadCredentials,
+        ErrorCode::UnknownRoute,
+        ErrorCode::MethodNotAllowed,
     ];
 
     /// The number sent as `errCode`.
@@ -110,6 +121,7 @@ impl ErrorCode {
             ErrorCode::NotInRoom => -10009,
             ErrorCode::InvalidSdp => -10010,
             ErrorCode::UnsupportedRoomType => -10011,
+            ErrorCode::RoomTypeMismatch => -10012,
             ErrorCode::Kicked => -11001,
             ErrorCode::Replaced => -11002,
             ErrorCode::MediaTimeout => -11003,
@@ -118,6 +130,8 @@ impl ErrorCode {
             ErrorCode::MessageTooLarge => -12002,
             ErrorCode::UnexpectedMessage => -12003,
             ErrorCode::BadCredentials => -12004,
+            ErrorCode::UnknownRoute => -12005,
+            ErrorCode::MethodNotAllowed => -12006,
         }
     }
 
@@ -140,6 +154,7 @@ impl ErrorCode {
             ErrorCode::NotInRoom => "not in a room",
             ErrorCode::InvalidSdp => "invalid sdp",
             ErrorCode::UnsupportedRoomType => "unsupported roomType",
+            ErrorCode::RoomTypeMismatch => "the room has the other roomType",
             ErrorCode::Kicked => "removed from the room",
             ErrorCode::Replaced => "replaced by a new connection of the same openId",
             ErrorCode::MediaTimeout => "no media for too long",
@@ -148,6 +163,8 @@ impl ErrorCode {
             ErrorCode::MessageTooLarge => "message too large",
             ErrorCode::UnexpectedMessage => "message not allowed now",
             ErrorCode::BadCredentials => "appId and appSecret do not match",
+            ErrorCode::UnknownRoute => "no such route",
+            ErrorCode::MethodNotAllowed => "method not allowed on this route",
         }
     }
 
@@ -247,6 +264,7 @@ mod tests {
             NotInRoom,
             InvalidSdp,
             UnsupportedRoomType,
+            RoomTypeMismatch,
             Kicked,
             Replaced,
             MediaTimeout,
@@ -255,6 +273,8 @@ mod tests {
             MessageTooLarge,
             UnexpectedMessage,
             BadCredentials,
+            UnknownRoute,
+            MethodNotAllowed,
         );
         assert_eq!(listed.len(), ErrorCode::ALL.len());
         for c in listed {

@@ -23,14 +23,32 @@ pub enum RoomType {
     Video,
 }
 
+impl RoomType {
+    /// The wire name, as `roomType` has it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoomType::Voice => "voice",
+            RoomType::Video => "video",
+        }
+    }
+}
+
 /// A member's own mute settings. muteMicrophone: the server forwards nothing the member
-/// says; muteEarphone: the server forwards nothing to the member. Both default to false;
-/// an unknown key is refused, so that a misspelt flag never leaves a member unmuted.
+/// says; muteEarphone: the server forwards nothing to the member; muteCamera (extension,
+/// video rooms): the server forwards none of the member's video and the room no longer
+/// lists it as a video member. All default to false; an unknown key is refused, so that a
+/// misspelt flag never leaves a member unmuted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MuteConfig {
     pub mute_microphone: bool,
     pub mute_earphone: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub mute_camera: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// The fields of `MuteConfig` as the wire has them.
@@ -40,6 +58,7 @@ pub struct MuteConfig {
 struct MuteConfigFields {
     mute_microphone: bool,
     mute_earphone: bool,
+    mute_camera: bool,
 }
 
 /// Only a JSON object is a `MuteConfig`: serde's derive would also read a struct from an
@@ -50,7 +69,7 @@ impl<'de> Deserialize<'de> for MuteConfig {
         impl<'de> serde::de::Visitor<'de> for ObjectOnly {
             type Value = MuteConfig;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an object {\"muteMicrophone\": bool, \"muteEarphone\": bool}")
+                f.write_str("an object {\"muteMicrophone\": bool, \"muteEarphone\": bool, \"muteCamera\": bool}")
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
@@ -62,6 +81,7 @@ impl<'de> Deserialize<'de> for MuteConfig {
                 Ok(MuteConfig {
                     mute_microphone: f.mute_microphone,
                     mute_earphone: f.mute_earphone,
+                    mute_camera: f.mute_camera,
                 })
             }
         }
@@ -178,7 +198,13 @@ pub enum ClientMsg {
     Answer { sdp: String },
     /// Keeps the connection alive through proxies; answered by `pong`.
     Ping,
+    /// `wx.subscribeVoIPVideoMembers`: receive the video of these members (video rooms).
+    #[serde(rename_all = "camelCase")]
+    SubscribeVideoMembers { open_id_list: Vec<OpenId> },
 }
+
+/// Most openIds in one `subscribeVideoMembers`: everyone else in a full room.
+pub const MAX_SUBSCRIBED: usize = 9;
 
 impl ClientMsg {
     /// Parses one text frame. Never panics; every refusal is a typed failure to send back.
@@ -200,7 +226,7 @@ impl ClientMsg {
         };
         if !matches!(
             kind,
-            "join" | "exit" | "updateMuteConfig" | "answer" | "ping"
+            "join" | "exit" | "updateMuteConfig" | "answer" | "ping" | "subscribeVideoMembers"
         ) {
             return Err(Failure::with_detail(
                 ErrorCode::MalformedMessage,
@@ -212,6 +238,16 @@ impl ClientMsg {
         match &msg {
             ClientMsg::Join(join) => join.validate()?,
             ClientMsg::Answer { sdp } => check_sdp(sdp)?,
+            ClientMsg::SubscribeVideoMembers { open_id_list } => {
+                if open_id_list.len() > MAX_SUBSCRIBED {
+                    return Err(invalid(format!(
+                        "openIdList names at most {MAX_SUBSCRIBED} members"
+                    )));
+                }
+                for o in open_id_list {
+                    check_id("openIdList entry", o.as_str())?;
+                }
+            }
             _ => {}
         }
         Ok(msg)
@@ -265,6 +301,8 @@ pub mod api {
     pub const SPEAKERS_CHANGED: &str = "onVoIPChatSpeakersChanged";
     /// Extension: who has muted their microphone.
     pub const MUTE_CHANGED: &str = "onVoIPChatMuteChanged";
+    pub const SUBSCRIBE_VIDEO: &str = "subscribeVoIPVideoMembers";
+    pub const VIDEO_MEMBERS_CHANGED: &str = "onVoIPVideoMembersChanged";
     pub const INTERRUPTED: &str = "onVoIPChatInterrupted";
     pub const SIGNALING: &str = "signaling";
 }
@@ -295,6 +333,11 @@ pub enum ServerMsg {
     },
     /// The result of `updateMuteConfig`.
     MuteConfigResult {
+        #[serde(flatten)]
+        status: Status,
+    },
+    /// The result of `subscribeVideoMembers`.
+    SubscribeVideoMembersResult {
         #[serde(flatten)]
         status: Status,
     },
@@ -329,6 +372,14 @@ pub enum ServerMsg {
     /// `onVoIPChatSpeakersChanged`: who is speaking now.
     #[serde(rename_all = "camelCase")]
     SpeakersChanged {
+        #[serde(flatten)]
+        status: Status,
+        open_id_list: Vec<OpenId>,
+    },
+    /// `onVoIPVideoMembersChanged`: the members of a video room whose camera is on, in order
+    /// of joining. Sent to every member when it changes, and to a joiner after its result.
+    #[serde(rename_all = "camelCase")]
+    VideoMembersChanged {
         #[serde(flatten)]
         status: Status,
         open_id_list: Vec<OpenId>,
@@ -371,6 +422,13 @@ impl ServerMsg {
             status: Status::ok(api::MEMBERS_CHANGED),
             open_id_list,
             muted_open_id_list,
+        }
+    }
+
+    pub fn video_members_changed(open_id_list: Vec<OpenId>) -> ServerMsg {
+        ServerMsg::VideoMembersChanged {
+            status: Status::ok(api::VIDEO_MEMBERS_CHANGED),
+            open_id_list,
         }
     }
 

@@ -50,6 +50,7 @@ const CLIENT_FIXTURES: &[&str] = &[
     "exit.json",
     "join.json",
     "ping.json",
+    "subscribeVideoMembers.json",
     "updateMuteConfig.json",
 ];
 
@@ -65,7 +66,9 @@ const SERVER_FIXTURES: &[&str] = &[
     "offer.json",
     "pong.json",
     "speakersChanged.json",
+    "subscribeVideoMembersResult.json",
     "tracks.json",
+    "videoMembersChanged.json",
 ];
 
 /// The wire name of each client message; exhaustive, so a new variant fails to compile here
@@ -77,9 +80,17 @@ fn client_type(msg: &ClientMsg) -> &'static str {
         ClientMsg::UpdateMuteConfig { .. } => "updateMuteConfig",
         ClientMsg::Answer { .. } => "answer",
         ClientMsg::Ping => "ping",
+        ClientMsg::SubscribeVideoMembers { .. } => "subscribeVideoMembers",
     }
 }
-const CLIENT_TYPES: &[&str] = &["join", "exit", "updateMuteConfig", "answer", "ping"];
+const CLIENT_TYPES: &[&str] = &[
+    "join",
+    "exit",
+    "updateMuteConfig",
+    "answer",
+    "ping",
+    "subscribeVideoMembers",
+];
 
 /// The wire name of each server message and the wx API its `errMsg` names (None: no status).
 fn server_type(msg: &ServerMsg) -> (&'static str, Option<&'static str>) {
@@ -92,6 +103,12 @@ fn server_type(msg: &ServerMsg) -> (&'static str, Option<&'static str>) {
         ServerMsg::MembersChanged { .. } => ("membersChanged", Some(api::MEMBERS_CHANGED)),
         ServerMsg::SpeakersChanged { .. } => ("speakersChanged", Some(api::SPEAKERS_CHANGED)),
         ServerMsg::MuteChanged { .. } => ("muteChanged", Some(api::MUTE_CHANGED)),
+        ServerMsg::SubscribeVideoMembersResult { .. } => {
+            ("subscribeVideoMembersResult", Some(api::SUBSCRIBE_VIDEO))
+        }
+        ServerMsg::VideoMembersChanged { .. } => {
+            ("videoMembersChanged", Some(api::VIDEO_MEMBERS_CHANGED))
+        }
         ServerMsg::Interrupted { .. } => ("interrupted", Some(api::INTERRUPTED)),
         ServerMsg::Error { .. } => ("error", Some(api::SIGNALING)),
         ServerMsg::Pong => ("pong", None),
@@ -106,6 +123,8 @@ const SERVER_TYPES: &[&str] = &[
     "membersChanged",
     "speakersChanged",
     "muteChanged",
+    "subscribeVideoMembersResult",
+    "videoMembersChanged",
     "interrupted",
     "error",
     "pong",

@@ -153,7 +153,8 @@ fn join_defaults_follow_wx() {
         req.mute_config,
         MuteConfig {
             mute_microphone: false,
-            mute_earphone: true
+            mute_earphone: true,
+            mute_camera: false,
         }
     );
     // "video" is a valid roomType on the wire; this server refuses it at join (-10011).

@@ -31,6 +31,7 @@ pub enum Command {
     Exit(ConnId),
     Mute(ConnId, MuteConfig),
     Answer(ConnId, String),
+    SubscribeVideo(ConnId, Vec<OpenId>),
     /// The connection closed.
     Disconnect(ConnId),
     /// The quota decision for a room being created.
@@ -217,6 +218,7 @@ impl Task {
             Command::Exit(conn) => engine.handle_exit(now, conn),
             Command::Mute(conn, mute) => engine.handle_mute(now, conn, mute),
             Command::Answer(conn, sdp) => engine.handle_answer(now, conn, &sdp),
+            Command::SubscribeVideo(conn, list) => engine.handle_subscribe_video(now, conn, list),
             Command::Disconnect(conn) => {
                 engine.handle_disconnect(now, conn);
                 outboxes.remove(&conn);

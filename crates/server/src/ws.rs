@@ -117,6 +117,9 @@ async fn connection(state: AppState, socket: WebSocket) {
             ClientMsg::Exit => Command::Exit(conn),
             ClientMsg::UpdateMuteConfig { mute_config } => Command::Mute(conn, mute_config),
             ClientMsg::Answer { sdp } => Command::Answer(conn, sdp),
+            ClientMsg::SubscribeVideoMembers { open_id_list } => {
+                Command::SubscribeVideo(conn, open_id_list)
+            }
             ClientMsg::Ping => {
                 let _ = outbox.send(ServerMsg::Pong);
                 continue;

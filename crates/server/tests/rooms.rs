@@ -431,6 +431,7 @@ async fn speakers_and_mutes_over_the_wire() {
         .update_mute(MuteConfig {
             mute_microphone: true,
             mute_earphone: false,
+            mute_camera: false,
         })
         .await
         .unwrap();
@@ -461,6 +462,7 @@ async fn speakers_and_mutes_over_the_wire() {
         .update_mute(MuteConfig {
             mute_microphone: false,
             mute_earphone: true,
+            mute_camera: false,
         })
         .await
         .unwrap();

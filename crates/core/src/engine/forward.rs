@@ -2,6 +2,7 @@
 //! lock, no await, no store call and no allocation per receiver.
 
 use super::*;
+use crate::keyframe::{starts_keyframe, VideoCodec};
 
 impl Engine {
     /// The forwarding path: one packet from `sender` to every receiver the rules allow.
@@ -10,6 +11,9 @@ impl Engine {
         let Some(s) = self.members.get_mut(&sender) else {
             return;
         };
+        if Some(packet.header.payload_type) != s.opus_pt {
+            return self.forward_video(now, sender, packet);
+        }
         if s.mute.mute_microphone {
             return;
         }
@@ -43,7 +47,11 @@ impl Engine {
             let Some(pt) = r.opus_pt else {
                 continue;
             };
-            let Some(slot) = r.slots.iter_mut().find(|s| s.occupant == Some(sender)) else {
+            let Some(slot) = r
+                .slots
+                .iter_mut()
+                .find(|s| s.kind == TrackKind::Audio && s.occupant == Some(sender))
+            else {
                 continue;
             };
             let Some((seq, time)) = slot.map(&packet) else {
@@ -68,5 +76,81 @@ impl Engine {
                 self.announce_speakers(&key);
             }
         }
+    }
+
+    /// The video path: a camera packet to every receiver with a video slot for its sender.
+    /// A slot that starts (or restarts) waits for a keyframe's first packet; a receiver that
+    /// did not negotiate the sender's codec gets none of its video.
+    fn forward_video(&mut self, now: Instant, sender: MemberId, packet: RtpPacket) {
+        let Some(s) = self.members.get(&sender) else {
+            return;
+        };
+        if s.mute.mute_camera || s.video.is_none() {
+            return;
+        }
+        let Some(codec) = s
+            .rtc
+            .codec_config()
+            .find(|p| p.pt() == packet.header.payload_type)
+            .map(|p| p.spec().codec)
+        else {
+            return;
+        };
+        let video_codec = match codec {
+            Codec::Vp8 => VideoCodec::Vp8,
+            Codec::H264 => VideoCodec::H264,
+            _ => return,
+        };
+        let keyframe = starts_keyframe(video_codec, &packet.payload);
+        let mut receivers = std::mem::take(&mut self.scratch);
+        receivers.clear();
+        if let Some(room) = self.rooms.get(&s.room) {
+            receivers.extend_from_slice(&room.members);
+        }
+        for &receiver in &receivers {
+            if receiver == sender {
+                continue;
+            }
+            let Some(r) = self.members.get_mut(&receiver) else {
+                continue;
+            };
+            let Some(pt) = r
+                .rtc
+                .codec_config()
+                .find(|p| p.spec().codec == codec)
+                .map(|p| p.pt())
+            else {
+                continue;
+            };
+            let Some(slot) = r
+                .slots
+                .iter_mut()
+                .find(|s| s.kind == TrackKind::Video && s.occupant == Some(sender))
+            else {
+                continue;
+            };
+            let mid = slot.mid;
+            let mut direct = r.rtc.direct_api();
+            let Some(tx) = direct.stream_tx_by_mid(mid, None) else {
+                // Still negotiating this slot.
+                continue;
+            };
+            if slot.wait_keyframe {
+                if !keyframe {
+                    continue;
+                }
+                slot.wait_keyframe = false;
+            }
+            let Some((seq, time)) = slot.map(&packet) else {
+                continue;
+            };
+            tx.write_rtp(
+                RtpWrite::new(pt, seq, time, packet.timestamp, packet.payload.clone())
+                    .marker(packet.header.marker)
+                    .nackable(true),
+            );
+            self.drain(now, receiver);
+        }
+        self.scratch = receivers;
     }
 }

@@ -56,7 +56,8 @@ impl Engine {
             Admission::Admit { replaces } => replaces,
         };
 
-        let mut rtc = self.new_rtc(now);
+        let room_type = self.rooms[&key].room_type;
+        let mut rtc = self.new_rtc(now, room_type);
         match Candidate::host(self.config.announce, "udp") {
             Ok(c) => {
                 rtc.add_local_candidate(c);
@@ -79,6 +80,16 @@ impl Engine {
             .codec_config()
             .find(|p| p.spec().codec == Codec::Opus)
             .map(|p| p.pt());
+        let video = (room_type == RoomType::Video).then(|| MemberVideo {
+            mid: sdp::media_sections(&req.sdp)
+                .into_iter()
+                .find(|(kind, _)| *kind == "video")
+                .and_then(|(_, mid)| mid)
+                .map(Mid::from),
+            subscription: None,
+            last_keyframe_request: None,
+            keyframe_owed: false,
+        });
 
         let id = MemberId(self.next_member);
         self.next_member += 1;
@@ -105,7 +116,8 @@ impl Engine {
                 opus_pt,
                 slots: Vec::new(),
                 pending_offer: None,
-                wants_slots: others.clone(),
+                wants_slots: others.iter().map(|o| (TrackKind::Audio, *o)).collect(),
+                video,
                 tracks_dirty: false,
                 addrs: Vec::new(),
                 connected: false,
@@ -146,11 +158,21 @@ impl Engine {
             None => {
                 self.note_muted(&key);
                 for other in &others {
-                    self.give_slot(*other, id);
+                    self.give_slot(now, *other, TrackKind::Audio, id);
                 }
             }
             // The new connection may come with other mutes than the old one had.
             Some(_) => self.announce_mutes(&key),
+        }
+        if room_type == RoomType::Video {
+            // A changed list goes to everyone, the joiner included; else the joiner alone
+            // still needs it.
+            let told = self.rooms[&key].video_members.clone();
+            self.announce_video_members(&key);
+            if self.rooms[&key].video_members == told {
+                self.signal(conn, ServerMsg::video_members_changed(told));
+            }
+            self.sync_video_room(now, &key);
         }
         for other in &others {
             // A replacement is the same member to the others: their list did not change.
@@ -183,12 +205,11 @@ impl Engine {
         let members = room.members.clone();
         for other in members.iter().filter(|x| **x != new) {
             if let Some(o) = self.members.get_mut(other) {
-                for wanted in o.wants_slots.iter_mut().filter(|s| **s == old) {
-                    *wanted = new;
+                for wanted in o.wants_slots.iter_mut().filter(|(_, s)| *s == old) {
+                    wanted.1 = new;
                 }
                 for slot in o.slots.iter_mut().filter(|s| s.occupant == Some(old)) {
-                    slot.occupant = Some(new);
-                    slot.rebase = None;
+                    slot.occupy(Some(new));
                 }
             }
         }
@@ -212,7 +233,7 @@ impl Engine {
         Some(m)
     }
 
-    pub(super) fn remove_member(&mut self, _now: Instant, id: MemberId, why: Leave) {
+    pub(super) fn remove_member(&mut self, now: Instant, id: MemberId, why: Leave) {
         let Some(m) = self.detach_member(id, why) else {
             return;
         };
@@ -224,16 +245,18 @@ impl Engine {
         let remaining = room.members.clone();
         for other in &remaining {
             if let Some(o) = self.members.get_mut(other) {
-                o.wants_slots.retain(|s| *s != id);
+                o.wants_slots.retain(|(_, s)| *s != id);
                 for slot in o.slots.iter_mut().filter(|s| s.occupant == Some(id)) {
-                    slot.occupant = None;
-                    slot.rebase = None;
+                    slot.occupy(None);
                     o.tracks_dirty = true;
                 }
             }
         }
         let list = self.open_ids(&remaining);
         let muted = self.note_muted(&m.room);
+        // The next member in join order may now be among someone's default videos.
+        self.sync_video_room(now, &m.room);
+        self.announce_video_members(&m.room);
         for other in &remaining {
             if let Some(c) = self.members.get(other).map(|o| o.conn) {
                 self.signal(c, ServerMsg::members_changed(list.clone(), muted.clone()));

@@ -30,6 +30,7 @@ use crate::sdp;
 mod forward;
 mod membership;
 mod slots;
+mod subscriptions;
 
 use crate::speakers::{SpeakerConfig, SpeakerState};
 use membership::Leave;
@@ -110,12 +111,16 @@ enum RoomState {
 
 struct Room {
     state: RoomState,
+    /// Fixed by the join that created the room.
+    room_type: RoomType,
     /// Members in join order.
     members: Vec<MemberId>,
     /// The speakers last announced.
     speakers: Vec<OpenId>,
     /// The microphone-muted members last told to the room.
     muted: Vec<OpenId>,
+    /// The members with their camera on, last told to the room (video rooms).
+    video_members: Vec<OpenId>,
 }
 
 struct Member {
@@ -127,9 +132,11 @@ struct Member {
     /// Payload type of Opus in this member's session (what we write with).
     opus_pt: Option<Pt>,
     slots: Vec<Slot>,
-    /// Slots wanted but not yet in a negotiation: one per member to add.
     pending_offer: Option<SdpPendingOffer>,
-    wants_slots: Vec<MemberId>,
+    /// Slots wanted but not yet in a negotiation: a kind and the member it will carry.
+    wants_slots: Vec<(TrackKind, MemberId)>,
+    /// Video publishing and receiving; None in a voice room.
+    video: Option<MemberVideo>,
     tracks_dirty: bool,
     addrs: Vec<SocketAddr>,
     /// ICE and DTLS completed at least once; a member removed before that never reached
@@ -138,6 +145,19 @@ struct Member {
     last_rx: Instant,
     next_timeout: Instant,
     speaker: SpeakerState,
+}
+
+/// A member of a video room: its camera and what it asked to see.
+struct MemberVideo {
+    /// The member's own camera m-line; None when its offer had none (no camera).
+    mid: Option<Mid>,
+    /// The members whose video it asked for (`subscribeVideoMembers`); None: the default,
+    /// the first two other members in join order.
+    subscription: Option<Vec<OpenId>>,
+    /// When a keyframe was last asked of this publisher (requests are throttled), and
+    /// whether one is still owed to a receiver that asked meanwhile.
+    last_keyframe_request: Option<Instant>,
+    keyframe_owed: bool,
 }
 
 /// The engine. See the module documentation for the call order.
@@ -216,17 +236,28 @@ impl Engine {
             self.reply_join_fail(conn, Failure::new(ErrorCode::AlreadyInRoom));
             return;
         }
-        if req.room_type != RoomType::Voice {
-            self.reply_join_fail(
-                conn,
-                Failure::with_detail(
-                    ErrorCode::UnsupportedRoomType,
-                    "roomType \"video\" is not offered by this server yet",
-                ),
-            );
-            return;
+        if req.room_type == RoomType::Video {
+            if let Err(f) = sdp::check_video_offer(&req.sdp) {
+                self.reply_join_fail(conn, Failure::with_detail(ErrorCode::InvalidSdp, f));
+                return;
+            }
         }
         let key = RoomKey::new(req.app_id.clone(), req.group_id.clone());
+        if let Some(room) = self.rooms.get(&key) {
+            if room.room_type != req.room_type {
+                let detail = format!(
+                    "room {} is a {} room: join it with roomType \"{}\"",
+                    req.group_id,
+                    room.room_type.as_str(),
+                    room.room_type.as_str()
+                );
+                self.reply_join_fail(
+                    conn,
+                    Failure::with_detail(ErrorCode::RoomTypeMismatch, detail),
+                );
+                return;
+            }
+        }
         match self.rooms.get_mut(&key) {
             Some(Room {
                 state: RoomState::Creating { waiting },
@@ -247,15 +278,18 @@ impl Engine {
                     self.reply_join_fail(conn, f);
                     return;
                 }
+                let room_type = req.room_type;
                 self.rooms.insert(
                     key.clone(),
                     Room {
                         state: RoomState::Creating {
                             waiting: vec![(conn, req)],
                         },
+                        room_type,
                         members: Vec::new(),
                         speakers: Vec::new(),
                         muted: Vec::new(),
+                        video_members: Vec::new(),
                     },
                 );
                 self.conns.insert(conn, ConnState::Joining(key.clone()));
@@ -328,7 +362,7 @@ impl Engine {
     }
 
     /// `updateMuteConfig`.
-    pub fn handle_mute(&mut self, _now: Instant, conn: ConnId, mute: MuteConfig) {
+    pub fn handle_mute(&mut self, now: Instant, conn: ConnId, mute: MuteConfig) {
         let member = match self.conns.get(&conn) {
             Some(ConnState::Member(id)) => self.members.get_mut(id),
             _ => None,
@@ -338,6 +372,7 @@ impl Engine {
             self.signal(conn, ServerMsg::MuteConfigResult { status });
             return;
         };
+        let camera_toggled = m.mute.mute_camera != mute.mute_camera;
         m.mute = mute;
         let room = m.room.clone();
         let stopped_speaking = mute.mute_microphone && m.speaker.reset();
@@ -348,6 +383,11 @@ impl Engine {
             self.announce_speakers(&room);
         }
         self.announce_mutes(&room);
+        if camera_toggled {
+            if let Some(ConnState::Member(id)) = self.conns.get(&conn).cloned() {
+                self.camera_changed(now, id, &room);
+            }
+        }
     }
 
     /// The client's answer to our last `offer`.
@@ -396,6 +436,26 @@ impl Engine {
         self.drain(now, id);
         self.process_events(now);
         self.flush_negotiation(id);
+        // Slots the answer just made writable start on a fresh keyframe.
+        self.ask_keyframes_for_waiting_slots(now, id);
+    }
+
+    /// Asks the occupant of each of `receiver`'s video slots still waiting for a keyframe.
+    fn ask_keyframes_for_waiting_slots(&mut self, now: Instant, receiver: MemberId) {
+        let waiting: Vec<MemberId> = self
+            .members
+            .get(&receiver)
+            .map(|r| {
+                r.slots
+                    .iter()
+                    .filter(|s| s.wait_keyframe)
+                    .filter_map(|s| s.occupant)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for publisher in waiting {
+            self.ask_keyframe(now, publisher);
+        }
     }
 
     /// One UDP datagram from `source`.
@@ -552,13 +612,22 @@ impl Engine {
         self.reply_join_fail(conn, failure);
     }
 
-    fn new_rtc(&self, now: Instant) -> Rtc {
+    fn new_rtc(&self, now: Instant, room_type: RoomType) -> Rtc {
         let mut config = Rtc::builder()
             .set_ice_lite(true)
             .set_rtp_mode(true)
             .set_dtls_cert(self.cert.clone())
             .clear_codecs()
-            .enable_opus(true, false)
+            .enable_opus(true, false);
+        if room_type == RoomType::Video {
+            // VP8 first (preferred), then H.264 constrained baseline, packetization-mode 1:
+            // the one H.264 profile every browser decodes. Both with RTX for NACK repairs.
+            config = config.enable_vp8(true);
+            config
+                .codec_config()
+                .add_h264(108.into(), Some(109.into()), true, 0x42e01f);
+        }
+        let mut config = config
             // Voice needs the level for speakers and the mid for BUNDLE; no transport-cc:
             // audio runs without bandwidth estimation, so neither the header extension nor
             // the codec's feedback is negotiated.
@@ -582,6 +651,7 @@ impl Engine {
             })
             .map(|(id, _)| *id)
             .collect();
+        self.send_owed_keyframe_requests(now);
         for id in expired {
             if let Some(m) = self.members.get(&id).filter(|m| !m.connected) {
                 warn!(
@@ -648,10 +718,12 @@ impl Engine {
                     if let Some(m) = self.members.get_mut(&id) {
                         m.connected = true;
                     }
+                    self.ask_keyframes_for_waiting_slots(now, id);
                 }
                 Event::Closed => {
                     self.remove_member(now, id, Leave::Interrupted(ErrorCode::MediaTimeout));
                 }
+                Event::KeyframeRequest(req) => self.on_keyframe_request(now, id, req.mid),
                 _ => {}
             }
         }

@@ -1,47 +1,74 @@
 //! Negotiation by receive slots: each member's session gets one `sendonly` m-line (a slot) per
-//! other member, added by server offers and reused through `tracks` when members leave. A slot
-//! keeps its SSRC for life; `Rebase` makes each slot one continuous RTP stream whoever
-//! occupies it.
+//! other member and kind — audio from everyone, video from those it receives — added by server
+//! offers and reused through `tracks` when occupants change. A slot keeps its SSRC for life;
+//! `Rebase` makes each slot one continuous RTP stream whoever occupies it.
 
 use super::*;
 
 /// One receive slot in a member's session: an m-line the server sends on.
 pub(super) struct Slot {
     pub(super) mid: Mid,
-    /// Whose audio it carries now.
+    pub(super) kind: TrackKind,
+    /// Whose media it carries now.
     pub(super) occupant: Option<MemberId>,
     /// Sequence number and timestamp rebasing for the current occupant.
-    pub(super) rebase: Option<Rebase>,
+    rebase: Option<Rebase>,
+    /// Video: nothing is written until the occupant's next keyframe starts, so the
+    /// receiver never decodes a frame whose references it never got.
+    pub(super) wait_keyframe: bool,
     /// The next sequence number and the last timestamp written on this slot, so a new
     /// occupant continues where the previous one stopped.
-    pub(super) next_seq: u64,
-    pub(super) last_time: u32,
+    next_seq: u64,
+    last_time: u32,
 }
 
 /// Maps a source's RTP numbering onto a slot's: the receiver sees one continuous stream per
 /// slot, whoever speaks on it.
 #[derive(Clone, Copy)]
-pub(super) struct Rebase {
-    pub(super) seq_offset: i64,
-    pub(super) time_offset: u32,
-    pub(super) first_src_seq: u64,
+struct Rebase {
+    seq_offset: i64,
+    time_offset: u32,
+    first_src_seq: u64,
 }
 
-/// Opus at 48 kHz, 20 ms: the timestamp gap left when a slot changes occupant.
-pub(super) const SLOT_SWITCH_TIME_GAP: u32 = 960;
-
 impl Slot {
+    fn new(mid: Mid, kind: TrackKind, occupant: MemberId) -> Slot {
+        Slot {
+            mid,
+            kind,
+            occupant: Some(occupant),
+            rebase: None,
+            wait_keyframe: kind == TrackKind::Video,
+            next_seq: 1,
+            last_time: 0,
+        }
+    }
+
+    /// A new occupant (or none): its numbering is mapped afresh from its first packet.
+    pub(super) fn occupy(&mut self, occupant: Option<MemberId>) {
+        self.occupant = occupant;
+        self.rebase = None;
+        self.wait_keyframe = self.kind == TrackKind::Video;
+    }
+
+    /// The timestamp gap left when the slot changes occupant: one Opus frame (20 ms at
+    /// 48 kHz) or one video frame at 30 fps (90 kHz).
+    fn switch_gap(&self) -> u32 {
+        match self.kind {
+            TrackKind::Audio => 960,
+            TrackKind::Video => 3000,
+        }
+    }
+
     /// The slot's sequence number and timestamp for a packet of its occupant, or None for a
     /// packet older than the occupant's first on this slot.
     pub(super) fn map(&mut self, packet: &RtpPacket) -> Option<(SeqNo, u32)> {
         let src_seq = *packet.seq_no;
         let src_time = packet.header.timestamp;
+        let gap = self.switch_gap();
         let rebase = *self.rebase.get_or_insert_with(|| Rebase {
             seq_offset: self.next_seq as i64 - src_seq as i64,
-            time_offset: self
-                .last_time
-                .wrapping_add(SLOT_SWITCH_TIME_GAP)
-                .wrapping_sub(src_time),
+            time_offset: self.last_time.wrapping_add(gap).wrapping_sub(src_time),
             first_src_seq: src_seq,
         });
         if src_seq < rebase.first_src_seq {
@@ -58,18 +85,47 @@ impl Slot {
 }
 
 impl Engine {
-    /// Gives `receiver` a slot carrying `sender`: a free slot if it has one, else a new one
-    /// at the next negotiation.
-    pub(super) fn give_slot(&mut self, receiver: MemberId, sender: MemberId) {
+    /// Gives `receiver` a slot of `kind` carrying `sender`: a free slot of that kind if it
+    /// has one, else a new one at the next negotiation. A video slot asks the sender for a
+    /// keyframe, so the receiver's first frame comes fast.
+    pub(super) fn give_slot(
+        &mut self,
+        now: Instant,
+        receiver: MemberId,
+        kind: TrackKind,
+        sender: MemberId,
+    ) {
         let Some(m) = self.members.get_mut(&receiver) else {
             return;
         };
-        if let Some(slot) = m.slots.iter_mut().find(|s| s.occupant.is_none()) {
-            slot.occupant = Some(sender);
-            slot.rebase = None;
+        if let Some(slot) = m
+            .slots
+            .iter_mut()
+            .find(|s| s.kind == kind && s.occupant.is_none())
+        {
+            slot.occupy(Some(sender));
             m.tracks_dirty = true;
-        } else {
-            m.wants_slots.push(sender);
+        } else if !m.wants_slots.contains(&(kind, sender)) {
+            m.wants_slots.push((kind, sender));
+        }
+        if kind == TrackKind::Video {
+            self.ask_keyframe(now, sender);
+        }
+    }
+
+    /// Takes away `receiver`'s slot of `kind` carrying `sender` (or the wish for one).
+    pub(super) fn take_slot(&mut self, receiver: MemberId, kind: TrackKind, sender: MemberId) {
+        let Some(m) = self.members.get_mut(&receiver) else {
+            return;
+        };
+        m.wants_slots.retain(|w| *w != (kind, sender));
+        for slot in m
+            .slots
+            .iter_mut()
+            .filter(|s| s.kind == kind && s.occupant == Some(sender))
+        {
+            slot.occupy(None);
+            m.tracks_dirty = true;
         }
     }
 
@@ -83,19 +139,17 @@ impl Engine {
             let wanted = std::mem::take(&mut m.wants_slots);
             let mut api = m.rtc.sdp_api();
             let mut added = Vec::with_capacity(wanted.len());
-            for sender in wanted {
-                let mid = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
-                added.push((mid, sender));
+            for (kind, sender) in wanted {
+                let media = match kind {
+                    TrackKind::Audio => MediaKind::Audio,
+                    TrackKind::Video => MediaKind::Video,
+                };
+                let mid = api.add_media(media, Direction::SendOnly, None, None, None);
+                added.push((mid, kind, sender));
             }
             if let Some((offer, pending)) = api.apply() {
-                for (mid, sender) in added {
-                    m.slots.push(Slot {
-                        mid,
-                        occupant: Some(sender),
-                        rebase: None,
-                        next_seq: 1,
-                        last_time: 0,
-                    });
+                for (mid, kind, sender) in added {
+                    m.slots.push(Slot::new(mid, kind, sender));
                 }
                 m.pending_offer = Some(pending);
                 m.tracks_dirty = false;
@@ -127,7 +181,7 @@ impl Engine {
             .iter()
             .map(|s| TrackSlot {
                 mid: s.mid.to_string(),
-                kind: TrackKind::Audio,
+                kind: s.kind,
                 open_id: s
                     .occupant
                     .and_then(|o| self.members.get(&o))

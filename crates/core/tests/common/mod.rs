@@ -14,7 +14,8 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output as RtcOutput, Rtc};
 use voipchat_core::{ConnId, Engine, EngineConfig, Output, QuotaAnswer};
 use voipchat_proto::{
-    AppId, GroupId, JoinRequest, MuteConfig, OpenId, RoomKey, RoomType, ServerMsg, TrackSlot,
+    AppId, GroupId, JoinRequest, MuteConfig, OpenId, RoomKey, RoomType, ServerMsg, TrackKind,
+    TrackSlot,
 };
 
 pub const SERVER: &str = "127.0.0.1:7882";
@@ -26,11 +27,20 @@ pub struct Peer {
     pub addr: SocketAddr,
     pub rtc: Rtc,
     pub send_mid: Option<Mid>,
+    /// The camera m-line of a video-room peer.
+    pub video_mid: Option<Mid>,
     pending: Option<SdpPendingOffer>,
     pub messages: Vec<ServerMsg>,
     pub tracks: HashMap<String, Option<OpenId>>,
     /// (from, payload) of every audio frame received, in order.
     pub received: Vec<(Option<OpenId>, Vec<u8>)>,
+    /// (from, frame) of every video frame received, in order.
+    pub received_video: Vec<(Option<OpenId>, Vec<u8>)>,
+    /// The kind of each receive slot, by mid.
+    pub track_kinds: HashMap<String, TrackKind>,
+    /// Keyframe requests (PLI/FIR) the server sent this peer's camera.
+    pub keyframe_requests: usize,
+    video_time: u64,
     rtp_time: u64,
     pub connected: bool,
     /// When false the peer's packets are dropped (a vanished client).
@@ -86,11 +96,21 @@ impl Net {
     }
 
     pub fn add_peer(&mut self, open_id: &str) -> usize {
+        self.add_peer_with(open_id, false)
+    }
+
+    /// A peer for a video room: Opus and VP8.
+    pub fn add_video_peer(&mut self, open_id: &str) -> usize {
+        self.add_peer_with(open_id, true)
+    }
+
+    fn add_peer_with(&mut self, open_id: &str, video: bool) -> usize {
         let idx = self.peers.len();
         let addr: SocketAddr = format!("127.0.0.1:{}", 20000 + idx).parse().unwrap();
         let mut rtc = Rtc::builder()
             .clear_codecs()
             .enable_opus(true, false)
+            .enable_vp8(video)
             .build(self.now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
         let conn = ConnId(self.next_conn);
@@ -101,10 +121,15 @@ impl Net {
             addr,
             rtc,
             send_mid: None,
+            video_mid: None,
             pending: None,
             messages: Vec::new(),
             tracks: HashMap::new(),
             received: Vec::new(),
+            received_video: Vec::new(),
+            track_kinds: HashMap::new(),
+            keyframe_requests: 0,
+            video_time: 0,
             rtp_time: 0,
             connected: false,
             online: true,
@@ -113,11 +138,25 @@ impl Net {
     }
 
     pub fn send_join(&mut self, idx: usize, group: &str, mute: MuteConfig) {
+        self.send_join_typed(idx, group, mute, RoomType::Voice)
+    }
+
+    /// A video-room peer joins: a microphone and a camera m-line.
+    pub fn join_video(&mut self, open_id: &str, group: &str) -> usize {
+        let idx = self.add_video_peer(open_id);
+        self.send_join_typed(idx, group, MuteConfig::default(), RoomType::Video);
+        idx
+    }
+
+    pub fn send_join_typed(&mut self, idx: usize, group: &str, mute: MuteConfig, kind: RoomType) {
         let p = &mut self.peers[idx];
         let mut api = p.rtc.sdp_api();
         let mid = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        let video_mid = (kind == RoomType::Video)
+            .then(|| api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None));
         let (offer, pending) = api.apply().unwrap();
         p.send_mid = Some(mid);
+        p.video_mid = video_mid;
         p.pending = Some(pending);
         let req = JoinRequest {
             app_id: AppId::from("app"),
@@ -126,7 +165,7 @@ impl Net {
             nonce_str: "n".into(),
             time_stamp: 1,
             signature: "0".repeat(64),
-            room_type: RoomType::Voice,
+            room_type: kind,
             mute_config: mute,
             sdp: offer.to_sdp_string(),
         };
@@ -234,9 +273,16 @@ impl Net {
                 RtcOutput::Event(e) => match e {
                     Event::Connected => p.connected = true,
                     Event::MediaData(d) => {
-                        let from = p.tracks.get(&d.mid.to_string()).cloned().flatten();
-                        p.received.push((from, d.data.to_vec()));
+                        let mid = d.mid.to_string();
+                        let from = p.tracks.get(&mid).cloned().flatten();
+                        match p.track_kinds.get(&mid) {
+                            Some(TrackKind::Video) => {
+                                p.received_video.push((from, d.data.to_vec()))
+                            }
+                            _ => p.received.push((from, d.data.to_vec())),
+                        }
                     }
+                    Event::KeyframeRequest(_) => p.keyframe_requests += 1,
                     _ => {}
                 },
             }
@@ -317,6 +363,28 @@ impl Net {
             .unwrap();
     }
 
+    /// Writes one VP8 frame (the bytes of a frame, as an encoder would hand them over) from
+    /// peer `idx`'s camera and delivers it.
+    pub fn send_video(&mut self, idx: usize, frame: &[u8]) {
+        let now = self.now;
+        let p = &mut self.peers[idx];
+        let mid = p.video_mid.expect("a video-room peer");
+        let pt = p
+            .rtc
+            .codec_config()
+            .find(|c| c.spec().codec == Codec::Vp8)
+            .unwrap()
+            .pt();
+        p.video_time += 3000;
+        let time = str0m::media::MediaTime::new(p.video_time, str0m::media::Frequency::NINETY_KHZ);
+        p.rtc
+            .writer(mid)
+            .unwrap()
+            .write(pt, now, time, frame.to_vec())
+            .unwrap();
+        self.settle();
+    }
+
     pub fn members_seen(&self, idx: usize) -> Vec<Vec<OpenId>> {
         self.peers[idx]
             .messages
@@ -358,6 +426,7 @@ impl Net {
 fn set_tracks(p: &mut Peer, tracks: &[TrackSlot]) {
     for t in tracks {
         p.tracks.insert(t.mid.clone(), t.open_id.clone());
+        p.track_kinds.insert(t.mid.clone(), t.kind);
     }
 }
 
