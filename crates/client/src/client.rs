@@ -128,6 +128,19 @@ pub enum ClientEvent {
         payload: Vec<u8>,
         rtp_time: u64,
     },
+    /// One VP8 frame from another member of a video room, as its sender wrote it (the
+    /// frame an IVF file holds); `rtp_time` is the extended RTP timestamp at 90 kHz.
+    Video {
+        from: Option<OpenId>,
+        mid: String,
+        frame: Vec<u8>,
+        rtp_time: u64,
+    },
+    /// `onVoIPVideoMembersChanged`: the members of the video room whose camera is on.
+    VideoMembersChanged(Vec<OpenId>),
+    /// The server asked for a keyframe of this member's camera (a receiver started on it):
+    /// send one soon.
+    KeyframeRequested,
     /// The receive slots changed (from an `offer` or a `tracks` message).
     Tracks(Vec<TrackSlot>),
     /// ICE and DTLS are up: from now on `send_opus` packets go out.
@@ -198,7 +211,7 @@ pub(crate) struct SharedStats {
     pub(crate) send_errors: AtomicU64,
     pub(crate) received: AtomicU64,
     pub(crate) audio_events_dropped: AtomicU64,
-    /// `Audio` events in the queue, not yet taken by `next_event`.
+    /// `Audio` and `Video` events in the queue, not yet taken by `next_event`.
     pub(crate) queued_audio: AtomicUsize,
 }
 
@@ -223,13 +236,18 @@ enum Command {
         duration: Duration,
         audio_level: Option<(i8, bool)>,
     },
+    SendVp8 {
+        frame: Vec<u8>,
+        duration: Duration,
+    },
     UpdateMute(MuteConfig, oneshot::Sender<Result<(), ClientError>>),
+    Subscribe(Vec<OpenId>, oneshot::Sender<Result<(), ClientError>>),
     Exit(oneshot::Sender<Result<(), ClientError>>),
     GoSilent,
 }
 
-/// A clonable handle that can only send audio, for a task that plays a file while another
-/// reads events.
+/// A clonable handle that sends media (audio; in a video room also VP8 frames and
+/// subscriptions), for a task that plays a file while another reads events.
 #[derive(Clone)]
 pub struct AudioSender {
     commands: mpsc::UnboundedSender<Command>,
@@ -251,6 +269,27 @@ impl AudioSender {
                 audio_level,
             })
             .map_err(|_| ClientError::Closed)
+    }
+
+    /// In a video room: sends one VP8 frame (an IVF file's frame, say) lasting `duration`.
+    /// Dropped, and counted, before ICE and DTLS are up or in a voice room.
+    pub fn send_vp8(&self, frame: Vec<u8>, duration: Duration) -> Result<(), ClientError> {
+        self.commands
+            .send(Command::SendVp8 { frame, duration })
+            .map_err(|_| ClientError::Closed)
+    }
+
+    /// See [`Client::subscribe_video`].
+    pub async fn subscribe_video(&self, open_id_list: Vec<OpenId>) -> Result<(), ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Subscribe(open_id_list, tx))
+            .map_err(|_| ClientError::Closed)?;
+        match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
+            Err(_) => Err(ClientError::Timeout("subscribeVideoMembersResult")),
+            Ok(Err(_)) => Err(ClientError::Closed),
+            Ok(Ok(result)) => result,
+        }
     }
 
     /// See [`Client::wait_connected`].
@@ -295,7 +334,8 @@ impl Client {
         let socket = UdpSocket::bind(SocketAddr::new(opts.bind_ip, 0)).await?;
         let local_addr = socket.local_addr()?;
         let stats = Arc::new(SharedStats::default());
-        let (peer, sdp) = Peer::new(Instant::now(), local_addr, stats.clone())?;
+        let video = opts.room_type == RoomType::Video;
+        let (peer, sdp) = Peer::new(Instant::now(), local_addr, stats.clone(), video)?;
         let join = ClientMsg::Join(opts.join_request(sdp));
 
         let (ws, _response) =
@@ -317,6 +357,7 @@ impl Client {
             connected: conn_tx,
             join_reply: Some(join_tx),
             mute_replies: VecDeque::new(),
+            subscribe_replies: VecDeque::new(),
             exit_reply: None,
             finish: false,
         };
@@ -343,7 +384,7 @@ impl Client {
     /// The next event; `None` after [`ClientEvent::Closed`].
     pub async fn next_event(&mut self) -> Option<ClientEvent> {
         let event = self.events.recv().await?;
-        if matches!(event, ClientEvent::Audio { .. }) {
+        if matches!(event, ClientEvent::Audio { .. } | ClientEvent::Video { .. }) {
             self.stats.queued_audio.fetch_sub(1, Ordering::Relaxed);
         }
         Some(event)
@@ -352,7 +393,7 @@ impl Client {
     /// An event if one is queued now.
     pub fn try_next_event(&mut self) -> Option<ClientEvent> {
         let event = self.events.try_recv().ok()?;
-        if matches!(event, ClientEvent::Audio { .. }) {
+        if matches!(event, ClientEvent::Audio { .. } | ClientEvent::Video { .. }) {
             self.stats.queued_audio.fetch_sub(1, Ordering::Relaxed);
         }
         Some(event)
@@ -401,6 +442,12 @@ impl Client {
             Ok(Err(_)) => Err(ClientError::Closed),
             Ok(Ok(result)) => result,
         }
+    }
+
+    /// `wx.subscribeVoIPVideoMembers`: in a video room, receive the video of exactly these
+    /// members from now on. Waits for the server's result.
+    pub async fn subscribe_video(&self, open_id_list: Vec<OpenId>) -> Result<(), ClientError> {
+        self.audio.subscribe_video(open_id_list).await
     }
 
     /// `wx.exitVoIPChat`: sends `exit`, waits for `exitResult`, then closes the peer
@@ -523,6 +570,7 @@ struct Driver {
     join_reply: Option<oneshot::Sender<Result<Vec<OpenId>, ClientError>>>,
     /// `updateMuteConfig` requests in the order sent; results come back in that order.
     mute_replies: VecDeque<oneshot::Sender<Result<(), ClientError>>>,
+    subscribe_replies: VecDeque<oneshot::Sender<Result<(), ClientError>>>,
     exit_reply: Option<oneshot::Sender<Result<(), ClientError>>>,
     /// End gracefully once the output is drained (after exitResult or a failed join).
     finish: bool,
@@ -613,6 +661,17 @@ impl Driver {
             } => self
                 .peer
                 .send_opus(Instant::now(), payload, duration, audio_level),
+            Command::SendVp8 { frame, duration } => {
+                self.peer.send_vp8(Instant::now(), frame, duration)
+            }
+            Command::Subscribe(list, reply) => {
+                let msg = ClientMsg::SubscribeVideoMembers { open_id_list: list };
+                if self.send_ws(&msg).await.is_err() {
+                    let _ = reply.send(Err(ClientError::Closed));
+                    return Some(End::Gone);
+                }
+                self.subscribe_replies.push_back(reply);
+            }
             Command::UpdateMute(cfg, reply) => {
                 let msg = ClientMsg::UpdateMuteConfig { mute_config: cfg };
                 if self.send_ws(&msg).await.is_err() {
@@ -672,6 +731,12 @@ impl Driver {
                     None => tracing::warn!("joinResult nobody waits for"),
                 }
             }
+            Reply::Subscribe(status) => match self.subscribe_replies.pop_front() {
+                Some(tx) => {
+                    let _ = tx.send(ClientError::from_status(status));
+                }
+                None => tracing::warn!(?status, "subscribeVideoMembersResult nobody waits for"),
+            },
             Reply::MuteConfig(status) => match self.mute_replies.pop_front() {
                 Some(tx) => {
                     let _ = tx.send(ClientError::from_status(status));

@@ -1,5 +1,6 @@
 //! The Rust client of voipchat: a real WebRTC peer (str0m, frame mode) that joins a room
-//! over the signaling WebSocket, sends Opus packets and receives the other members'.
+//! over the signaling WebSocket, sends Opus packets (and in a video room VP8 frames) and
+//! receives the other members'.
 //! It is also the CLI peer (`voipchat-client join ...`) and the load generator.
 //!
 //! ```no_run
@@ -24,6 +25,7 @@
 //! slots arrive as server `offer`s with `sendonly` m-lines; the client answers each.
 
 mod client;
+pub mod ivf;
 pub mod ogg_opus;
 pub mod opus;
 mod peer;
@@ -33,6 +35,7 @@ pub use client::{
     random_nonce, AudioSender, Client, ClientError, ClientEvent, ClientStats, JoinOptions,
     SilentClient, JOIN_TIMEOUT, PING_INTERVAL, REQUEST_TIMEOUT,
 };
+pub use ivf::{read_ivf, IvfFrame, IvfHeader, IvfWriter};
 pub use ogg_opus::{read_ogg_opus, OggOpusError, OggOpusWriter, OpusPacket};
 pub use opus::file_audio_level;
 pub use record::{Recording, RoomRecorder};

@@ -20,7 +20,7 @@ use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive, Transmit};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 use voipchat_proto::signal::api;
-use voipchat_proto::{ClientMsg, ErrorCode, OpenId, ServerMsg, Status, TrackSlot};
+use voipchat_proto::{ClientMsg, ErrorCode, OpenId, ServerMsg, Status, TrackKind, TrackSlot};
 
 /// At most this many `Audio` events wait in the event queue; beyond it new ones are
 /// dropped (and counted) so that an application that never reads events cannot grow the
@@ -52,6 +52,7 @@ pub(crate) enum PeerOutput {
 pub(crate) enum Reply {
     Joined(Result<Vec<OpenId>, ClientError>),
     MuteConfig(Status),
+    Subscribe(Status),
     Exit(Status),
 }
 
@@ -108,6 +109,10 @@ pub(crate) struct Peer {
     local_addr: SocketAddr,
     /// The m-line we send on.
     send_mid: Mid,
+    /// The camera m-line, in a video room.
+    video_mid: Option<Mid>,
+    /// RTP time of the camera at 90 kHz: a random base plus the frame durations given.
+    video_time: u64,
     /// Our join offer, until the `joinResult` answers it.
     pending_offer: Option<SdpPendingOffer>,
     phase: Phase,
@@ -115,8 +120,9 @@ pub(crate) struct Peer {
     connected: bool,
     /// Negotiated Opus payload type of the send m-line, found at the first send.
     send_pt: Option<Pt>,
-    /// Receive slot mid → the member it carries now.
+    /// Receive slot mid → the member it carries now, and the slot's kind.
     tracks: HashMap<String, Option<OpenId>>,
+    track_kinds: HashMap<String, TrackKind>,
     /// Outputs produced by signaling, before the `Rtc`'s own.
     queue: VecDeque<PeerOutput>,
     clock: SendClock,
@@ -124,16 +130,19 @@ pub(crate) struct Peer {
 }
 
 impl Peer {
-    /// Builds the `Rtc` (Opus only, standard header extensions: audio level is id 1) with one
-    /// host candidate at `local_addr`, and the join offer: exactly one audio m-line, sendonly.
+    /// Builds the `Rtc` (Opus, and VP8 for a video room; standard header extensions: audio
+    /// level is id 1) with one host candidate at `local_addr`, and the join offer: exactly
+    /// one audio m-line, sendonly, and in a video room one video m-line, sendonly.
     pub(crate) fn new(
         now: Instant,
         local_addr: SocketAddr,
         stats: Arc<SharedStats>,
+        video: bool,
     ) -> Result<(Peer, String), ClientError> {
         let mut rtc = Rtc::builder()
             .clear_codecs()
             .enable_opus(true, false)
+            .enable_vp8(video)
             .build(now);
         let candidate = Candidate::host(local_addr, "udp").map_err(|e| {
             ClientError::InvalidOptions(format!("host candidate {local_addr}: {e}"))
@@ -145,6 +154,8 @@ impl Peer {
         }
         let mut change = rtc.sdp_api();
         let send_mid = change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        let video_mid = video
+            .then(|| change.add_media(MediaKind::Video, Direction::SendOnly, None, None, None));
         let Some((offer, pending)) = change.apply() else {
             // apply() returns None only when there are no changes; we just added a media.
             return Err(ClientError::Rtc(
@@ -156,11 +167,14 @@ impl Peer {
             rtc,
             local_addr,
             send_mid,
+            video_mid,
+            video_time: u64::from(rand::random::<u32>()),
             pending_offer: Some(pending),
             phase: Phase::Joining,
             connected: false,
             send_pt: None,
             tracks: HashMap::new(),
+            track_kinds: HashMap::new(),
             queue: VecDeque::new(),
             clock: SendClock {
                 rtp_base: u64::from(rand::random::<u32>()),
@@ -235,9 +249,12 @@ impl Peer {
                 err_msg: status.err_msg,
             }),
             ServerMsg::Pong => {}
-            // Video rooms: this client joins voice rooms only so far; it never subscribes.
-            ServerMsg::VideoMembersChanged { .. }
-            | ServerMsg::SubscribeVideoMembersResult { .. } => {}
+            ServerMsg::VideoMembersChanged { open_id_list, .. } => {
+                self.emit(ClientEvent::VideoMembersChanged(open_id_list))
+            }
+            ServerMsg::SubscribeVideoMembersResult { status } => {
+                self.reply(Reply::Subscribe(status))
+            }
         }
     }
 
@@ -319,6 +336,43 @@ impl Peer {
         }
     }
 
+    /// Sends one VP8 frame (as an encoder or an IVF file gives it) that lasts `duration`,
+    /// or drops it, counted, before ICE and DTLS are up or outside a video room.
+    pub(crate) fn send_vp8(&mut self, now: Instant, frame: Vec<u8>, duration: Duration) {
+        let Some(mid) = self.video_mid.filter(|_| self.connected) else {
+            self.stats
+                .dropped_unconnected
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let time = MediaTime::new(self.video_time, Frequency::NINETY_KHZ);
+        self.video_time = self
+            .video_time
+            .wrapping_add((duration.as_micros() * 9 / 100) as u64);
+        let Some(writer) = self.rtc.writer(mid) else {
+            self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let Some(pt) = writer
+            .payload_params()
+            .find(|p| p.spec().codec == Codec::Vp8)
+            .map(|p| p.pt())
+        else {
+            tracing::warn!("no negotiated VP8 payload type; frame dropped");
+            self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        match writer.write(pt, now, time, frame) {
+            Ok(()) => {
+                self.stats.sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::warn!("writing vp8: {e}");
+                self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Starts closing the peer connection (RTCP BYE, DTLS close_notify); keep draining.
     pub(crate) fn close(&mut self) {
         if let Err(e) = self.rtc.close() {
@@ -365,8 +419,7 @@ impl Peer {
                 self.stats.received.fetch_add(1, Ordering::Relaxed);
                 let mid = data.mid.to_string();
                 let from = self.tracks.get(&mid).cloned().flatten();
-                // Opus media time is at 48 kHz already; rebase is a no-op kept for safety.
-                let rtp_time = data.time.rebase(Frequency::FORTY_EIGHT_KHZ).numer();
+                let video = self.track_kinds.get(&mid) == Some(&TrackKind::Video);
                 if self.stats.queued_audio.load(Ordering::Relaxed) >= MAX_QUEUED_AUDIO_EVENTS {
                     self.stats
                         .audio_events_dropped
@@ -374,13 +427,25 @@ impl Peer {
                     return;
                 }
                 self.stats.queued_audio.fetch_add(1, Ordering::Relaxed);
-                self.emit(ClientEvent::Audio {
-                    from,
-                    mid,
-                    payload: data.data.to_vec(),
-                    rtp_time,
-                });
+                if video {
+                    self.emit(ClientEvent::Video {
+                        from,
+                        mid,
+                        frame: data.data.to_vec(),
+                        rtp_time: data.time.rebase(Frequency::NINETY_KHZ).numer(),
+                    });
+                } else {
+                    // Opus media time is at 48 kHz already; rebase is a no-op kept for safety.
+                    let rtp_time = data.time.rebase(Frequency::FORTY_EIGHT_KHZ).numer();
+                    self.emit(ClientEvent::Audio {
+                        from,
+                        mid,
+                        payload: data.data.to_vec(),
+                        rtp_time,
+                    });
+                }
             }
+            Event::KeyframeRequest(_) => self.emit(ClientEvent::KeyframeRequested),
             Event::Closed => tracing::debug!("rtc closed"),
             other => tracing::trace!(?other, "rtc event"),
         }
@@ -463,6 +528,7 @@ impl Peer {
     fn update_tracks(&mut self, tracks: &[TrackSlot]) {
         for slot in tracks {
             self.tracks.insert(slot.mid.clone(), slot.open_id.clone());
+            self.track_kinds.insert(slot.mid.clone(), slot.kind);
         }
     }
 

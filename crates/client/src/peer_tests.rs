@@ -22,7 +22,7 @@ fn oid(s: &str) -> OpenId {
 
 fn new_peer(now: Instant) -> (Peer, String, Arc<SharedStats>) {
     let stats = Arc::new(SharedStats::default());
-    let (peer, sdp) = Peer::new(now, client_addr(), stats.clone()).unwrap();
+    let (peer, sdp) = Peer::new(now, client_addr(), stats.clone(), false).unwrap();
     (peer, sdp, stats)
 }
 
@@ -249,7 +249,7 @@ fn unusable_bind_address_is_refused() {
     let stats = Arc::new(SharedStats::default());
     let any: SocketAddr = "0.0.0.0:5000".parse().unwrap();
     assert!(matches!(
-        Peer::new(Instant::now(), any, stats),
+        Peer::new(Instant::now(), any, stats, false),
         Err(ClientError::InvalidOptions(_))
     ));
 }

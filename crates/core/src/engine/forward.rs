@@ -135,6 +135,9 @@ impl Engine {
                 // Still negotiating this slot.
                 continue;
             };
+            if slot.settle_until.is_some() {
+                continue;
+            }
             if slot.wait_keyframe {
                 if !keyframe {
                     continue;

@@ -128,7 +128,7 @@ impl Engine {
         );
         self.conns.insert(conn, ConnState::Member(id));
         match replaces {
-            Some(old) => self.replace_member(old, id),
+            Some(old) => self.replace_member(now, old, id),
             None => {
                 if let Some(room) = self.rooms.get_mut(&key) {
                     room.members.push(id);
@@ -191,7 +191,7 @@ impl Engine {
     /// Puts member `new` (same openId, new connection) where `old` was: same place in the
     /// join order, same receive slots at the others (a slot keeps its SSRC; only the
     /// numbering restarts). The room neither closes nor sees anyone leave.
-    pub(super) fn replace_member(&mut self, old: MemberId, new: MemberId) {
+    pub(super) fn replace_member(&mut self, now: Instant, old: MemberId, new: MemberId) {
         let Some(m) = self.detach_member(old, Leave::Interrupted(ErrorCode::Replaced)) else {
             return;
         };
@@ -209,7 +209,7 @@ impl Engine {
                     wanted.1 = new;
                 }
                 for slot in o.slots.iter_mut().filter(|s| s.occupant == Some(old)) {
-                    slot.occupy(Some(new));
+                    slot.occupy(now, new);
                 }
             }
         }
@@ -247,7 +247,7 @@ impl Engine {
             if let Some(o) = self.members.get_mut(other) {
                 o.wants_slots.retain(|(_, s)| *s != id);
                 for slot in o.slots.iter_mut().filter(|s| s.occupant == Some(id)) {
-                    slot.occupy(None);
+                    slot.vacate();
                     o.tracks_dirty = true;
                 }
             }

@@ -651,6 +651,7 @@ impl Engine {
             })
             .map(|(id, _)| *id)
             .collect();
+        self.end_slot_settles(now);
         self.send_owed_keyframe_requests(now);
         for id in expired {
             if let Some(m) = self.members.get(&id).filter(|m| !m.connected) {

@@ -16,11 +16,18 @@ pub(super) struct Slot {
     /// Video: nothing is written until the occupant's next keyframe starts, so the
     /// receiver never decodes a frame whose references it never got.
     pub(super) wait_keyframe: bool,
+    /// Video: a slot given a new occupant by `tracks` stays silent until then, so the
+    /// client has the new mapping before the new occupant's first frame (the WebSocket and
+    /// the media travel apart); the keyframe is asked for when it ends.
+    pub(super) settle_until: Option<Instant>,
     /// The next sequence number and the last timestamp written on this slot, so a new
     /// occupant continues where the previous one stopped.
     next_seq: u64,
     last_time: u32,
 }
+
+/// How long a reused video slot stays silent after its `tracks` went out.
+pub(super) const SLOT_SETTLE: Duration = Duration::from_millis(100);
 
 /// Maps a source's RTP numbering onto a slot's: the receiver sees one continuous stream per
 /// slot, whoever speaks on it.
@@ -39,16 +46,26 @@ impl Slot {
             occupant: Some(occupant),
             rebase: None,
             wait_keyframe: kind == TrackKind::Video,
+            settle_until: None,
             next_seq: 1,
             last_time: 0,
         }
     }
 
-    /// A new occupant (or none): its numbering is mapped afresh from its first packet.
-    pub(super) fn occupy(&mut self, occupant: Option<MemberId>) {
-        self.occupant = occupant;
+    /// A new occupant: its numbering is mapped afresh from its first packet; video waits
+    /// for the mapping to settle and then for a keyframe.
+    pub(super) fn occupy(&mut self, now: Instant, occupant: MemberId) {
+        self.occupant = Some(occupant);
         self.rebase = None;
         self.wait_keyframe = self.kind == TrackKind::Video;
+        self.settle_until = self.wait_keyframe.then(|| now + SLOT_SETTLE);
+    }
+
+    /// No occupant: the slot is free for the next one.
+    pub(super) fn vacate(&mut self) {
+        self.occupant = None;
+        self.rebase = None;
+        self.settle_until = None;
     }
 
     /// The timestamp gap left when the slot changes occupant: one Opus frame (20 ms at
@@ -103,13 +120,12 @@ impl Engine {
             .iter_mut()
             .find(|s| s.kind == kind && s.occupant.is_none())
         {
-            slot.occupy(Some(sender));
+            // A reused video slot asks for its keyframe when it has settled.
+            slot.occupy(now, sender);
             m.tracks_dirty = true;
         } else if !m.wants_slots.contains(&(kind, sender)) {
+            // A new slot asks for its keyframe when the answer makes it writable.
             m.wants_slots.push((kind, sender));
-        }
-        if kind == TrackKind::Video {
-            self.ask_keyframe(now, sender);
         }
     }
 
@@ -124,7 +140,7 @@ impl Engine {
             .iter_mut()
             .filter(|s| s.kind == kind && s.occupant == Some(sender))
         {
-            slot.occupy(None);
+            slot.vacate();
             m.tracks_dirty = true;
         }
     }

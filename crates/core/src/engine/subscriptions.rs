@@ -203,6 +203,23 @@ impl Engine {
         self.drain(now, publisher);
     }
 
+    /// Reused video slots whose mapping has settled: their occupant is asked for the keyframe
+    /// they start on.
+    pub(super) fn end_slot_settles(&mut self, now: Instant) {
+        let mut settled = Vec::new();
+        for m in self.members.values_mut() {
+            for slot in &mut m.slots {
+                if slot.settle_until.is_some_and(|t| t <= now) {
+                    slot.settle_until = None;
+                    settled.extend(slot.occupant);
+                }
+            }
+        }
+        for publisher in settled {
+            self.ask_keyframe(now, publisher);
+        }
+    }
+
     /// The keyframe requests that the throttle (or a camera not yet sending) held back.
     pub(super) fn send_owed_keyframe_requests(&mut self, now: Instant) {
         let owed: Vec<MemberId> = self

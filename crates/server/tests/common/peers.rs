@@ -45,7 +45,34 @@ impl TestPeer {
         open_id: &str,
         group: &str,
     ) -> Result<TestPeer, ClientError> {
-        let opts = JoinOptions::signed(
+        Self::join_with(server, app, key, open_id, group, |_| {}).await
+    }
+
+    /// A member of a video room: microphone and camera.
+    pub async fn join_video(
+        server: &TestServer,
+        app: &AppId,
+        secret: &Secret,
+        open_id: &str,
+        group: &str,
+    ) -> TestPeer {
+        let key = server.session_key(app, secret, open_id).await;
+        Self::join_with(server, app, &key, open_id, group, |o| {
+            o.room_type = voipchat_proto::RoomType::Video
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{open_id} joins video room {group}: {e}"))
+    }
+
+    pub async fn join_with(
+        server: &TestServer,
+        app: &AppId,
+        key: &Secret,
+        open_id: &str,
+        group: &str,
+        tweak: impl FnOnce(&mut JoinOptions),
+    ) -> Result<TestPeer, ClientError> {
+        let mut opts = JoinOptions::signed(
             server.ws_url(),
             app.clone(),
             open_id,
@@ -53,6 +80,7 @@ impl TestPeer {
             key,
             unix_now(),
         );
+        tweak(&mut opts);
         let (mut client, _list) = Client::join(opts).await?;
         let sender = client.audio_sender();
         let events = Arc::new(Mutex::new(Vec::new()));
