@@ -633,10 +633,13 @@ fn every_server_message_and_garbage_is_handled_without_panic() {
                 ServerMsg::JoinResult { .. } => {
                     assert!(matches!(out.replies.as_slice(), [Reply::Joined(Err(_))]))
                 }
-                ServerMsg::Pong
-                | ServerMsg::VideoMembersChanged { .. }
-                | ServerMsg::SubscribeVideoMembersResult { .. } => {
-                    assert!(events.is_empty() && out.replies.is_empty())
+                ServerMsg::Pong => assert!(events.is_empty() && out.replies.is_empty()),
+                ServerMsg::VideoMembersChanged { open_id_list, .. } => assert_eq!(
+                    events,
+                    &[ClientEvent::VideoMembersChanged(open_id_list.clone())]
+                ),
+                ServerMsg::SubscribeVideoMembersResult { .. } => {
+                    assert!(matches!(out.replies.as_slice(), [Reply::Subscribe(s)] if s.is_ok()))
                 }
             }
         }
