@@ -6,12 +6,14 @@ cd "$(dirname "$0")/.."
 start=$(date +%s)
 
 # --- what the tests need from Debian ---------------------------------------------------
-# sox/espeak-ng/opus-tools make sound fixtures; chromium drives the browser tests.
+# sox/espeak-ng/opus-tools make sound fixtures; chromium drives the browser tests; node and
+# python3 run the example game backends of examples/ in them.
 need_pkgs=()
 command -v opusenc >/dev/null || need_pkgs+=(opus-tools)
 command -v sox >/dev/null || need_pkgs+=(sox)
 command -v espeak-ng >/dev/null || need_pkgs+=(espeak-ng)
 command -v node >/dev/null || need_pkgs+=(nodejs npm)
+command -v python3 >/dev/null || need_pkgs+=(python3)     # examples/python-backend
 command -v ip >/dev/null || need_pkgs+=(iproute2)         # loopback-only namespaces
 command -v unshare >/dev/null || need_pkgs+=(util-linux)
 if [ ${#need_pkgs[@]} -gt 0 ]; then

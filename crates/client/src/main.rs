@@ -39,54 +39,134 @@ enum Command {
 
 #[derive(Args)]
 struct JoinArgs {
-    /// Signaling WebSocket URL.
-    #[arg(long, default_value = "ws://127.0.0.1:7880/ws")]
+    /// The server: http(s)://HOST:PORT (as the JS SDK takes it), or its signaling WebSocket
+    /// ws(s)://HOST:PORT with or without /ws
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:7880", value_parser = signaling_url)]
     server: String,
+    /// The app's appId (required)
     #[arg(long)]
     app_id: String,
+    /// This member's openId (required)
     #[arg(long)]
     open_id: String,
+    /// The room's groupId (required)
     #[arg(long)]
     group_id: String,
-    /// Sign the join here with the user's session key (random nonceStr, current time).
+    /// Sign the join here with the user's session key (random nonceStr, current time)
+    /// [default: none; then --signature is needed]
     #[arg(
         long,
         required_unless_present = "signature",
         conflicts_with = "signature"
     )]
     session_key: Option<String>,
-    /// A signature made elsewhere (e.g. by the backend's voip-sign API); needs
-    /// --nonce-str and --timestamp.
+    /// A signature made elsewhere (e.g. by the backend's voip-sign API); needs --nonce-str
+    /// and --timestamp [default: none; then --session-key is needed]
     #[arg(long, requires_all = ["nonce_str", "timestamp"])]
     signature: Option<String>,
+    /// The nonceStr that --signature signed [default: none; only with --signature]
     #[arg(long, requires = "signature")]
     nonce_str: Option<String>,
-    /// Unix seconds that were signed.
+    /// The Unix seconds that --signature signed [default: none; only with --signature]
     #[arg(long, requires = "signature")]
     timestamp: Option<u64>,
+    /// The room type of the join
     #[arg(long, value_enum, default_value_t = RoomTypeArg::Voice)]
     room_type: RoomTypeArg,
-    /// An Ogg Opus file to play into the room in real time, starting once connected.
+    /// An Ogg Opus file to play into the room in real time, starting once connected (make one
+    /// with `opusenc in.wav out.opus` or `ffmpeg -i in.wav -c:a libopus out.opus`) [default:
+    /// none: send nothing]
     #[arg(long, value_name = "FILE.opus")]
     send: Option<PathBuf>,
-    /// Play the --send file again and again.
+    /// Play the --send file again and again [default: off: play it once]
     #[arg(long = "loop", requires = "send")]
     repeat: bool,
-    /// Record every other member into DIR/<openId>.opus.
+    /// Record every other member into DIR/<openId>.opus [default: none: record nothing]
     #[arg(long, value_name = "DIR")]
     record_dir: Option<PathBuf>,
-    /// Leave (with exit) after this many seconds.
+    /// Leave (with exit) after this many seconds [default: none: stay until Ctrl-C, SIGTERM
+    /// or the server ends the membership]
     #[arg(long, value_name = "SECS")]
     duration: Option<f64>,
-    /// Join with muteConfig.muteMicrophone.
+    /// Join with muteConfig.muteMicrophone [default: off]
     #[arg(long)]
     mute_mic: bool,
-    /// Join with muteConfig.muteEarphone.
+    /// Join with muteConfig.muteEarphone [default: off]
     #[arg(long)]
     mute_earphone: bool,
-    /// IP of the UDP socket, announced as the ICE host candidate.
+    /// IP of the UDP socket, announced as the ICE host candidate
     #[arg(long, default_value = "127.0.0.1")]
     bind_ip: IpAddr,
+}
+
+/// `--server` as the signaling WebSocket URL the client connects to. Like the JS SDK's
+/// `signalingUrl`: http(s) becomes ws(s) with `/ws` appended to the path; a ws(s) URL is used
+/// as it is, except that one without a path (`ws://HOST:PORT`, `ws://HOST:PORT/`) gets `/ws`.
+/// The query string is kept.
+fn signaling_url(server: &str) -> Result<String, String> {
+    let bad = || {
+        format!(
+            "{server:?} is not a server URL: use http://HOST:PORT, https://HOST, \
+             ws://HOST:PORT or ws://HOST:PORT/ws"
+        )
+    };
+    let (scheme, rest) = server.trim().split_once("://").ok_or_else(bad)?;
+    let ws_scheme = match scheme.to_ascii_lowercase().as_str() {
+        "http" | "ws" => "ws",
+        "https" | "wss" => "wss",
+        _ => return Err(bad()),
+    };
+    let is_http = scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https");
+    // Fragments are never sent to a server.
+    let rest = rest.split('#').next().unwrap_or_default();
+    let (before_query, query) = match rest.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (rest, None),
+    };
+    let (authority, path) = match before_query.find('/') {
+        Some(i) => before_query.split_at(i),
+        None => (before_query, ""),
+    };
+    if authority.is_empty() || authority.contains(char::is_whitespace) {
+        return Err(bad());
+    }
+    let path = if is_http {
+        format!("{}/ws", path.trim_end_matches('/'))
+    } else if path.is_empty() || path == "/" {
+        "/ws".to_string()
+    } else {
+        path.to_string()
+    };
+    let query = query.map(|q| format!("?{q}")).unwrap_or_default();
+    Ok(format!("{ws_scheme}://{authority}{path}{query}"))
+}
+
+/// Checks that `path` is an Ogg file with an Opus stream before it is parsed, to say what
+/// is needed instead of an Ogg parser's complaint.
+fn check_ogg_opus(path: &std::path::Path) -> Result<(), String> {
+    use std::io::Read as _;
+    let how = "--send needs an Ogg Opus file: make one with `opusenc in.wav out.opus` \
+               (opus-tools) or `ffmpeg -i in.wav -c:a libopus out.opus`";
+    let mut head = Vec::with_capacity(512);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(512).read_to_end(&mut head))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let kind = if head.starts_with(b"OggS") {
+        // The first page of an Ogg Opus stream carries the OpusHead packet.
+        if head.windows(8).any(|w| w == b"OpusHead") {
+            return Ok(());
+        }
+        "an Ogg file without an Opus stream (Vorbis or FLAC in Ogg?)".to_string()
+    } else if head.starts_with(b"RIFF") && head.get(8..12) == Some(b"WAVE") {
+        "a WAV file, not Ogg Opus".to_string()
+    } else if head.starts_with(b"ID3") || (head.len() > 1 && head[0] == 0xff && head[1] >= 0xe0) {
+        "an MP3 file, not Ogg Opus".to_string()
+    } else if head.is_empty() {
+        "empty".to_string()
+    } else {
+        "not an Ogg file".to_string()
+    };
+    Err(format!("{} is {kind}; {how}", path.display()))
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -165,6 +245,7 @@ fn options(args: &JoinArgs) -> JoinOptions {
     opts.mute_config = MuteConfig {
         mute_microphone: args.mute_mic,
         mute_earphone: args.mute_earphone,
+        mute_camera: false,
     };
     opts.bind_ip = args.bind_ip;
     opts
@@ -180,10 +261,12 @@ enum Stop {
 
 async fn join(args: JoinArgs) -> ExitCode {
     let packets = match &args.send {
-        Some(path) => match read_ogg_opus(path) {
+        Some(path) => match check_ogg_opus(path)
+            .and_then(|()| read_ogg_opus(path).map_err(|e| format!("{}: {e}", path.display())))
+        {
             Ok(p) if p.is_empty() => return fail(format!("{}: no audio packets", path.display())),
             Ok(p) => Some(p),
-            Err(e) => return fail(format!("{}: {e}", path.display())),
+            Err(e) => return fail(e),
         },
         None => None,
     };
@@ -372,6 +455,9 @@ fn event_json(event: &ClientEvent) -> Value {
         ClientEvent::SpeakersChanged(list) => {
             json!({"event": "speakersChanged", "openIdList": list})
         }
+        ClientEvent::MuteChanged(list) => {
+            json!({"event": "muteChanged", "mutedOpenIdList": list})
+        }
         ClientEvent::Interrupted { err_code, err_msg } => {
             json!({"event": "interrupted", "errCode": err_code, "errMsg": err_msg})
         }
@@ -383,11 +469,62 @@ fn event_json(event: &ClientEvent) -> Value {
         } => {
             json!({"event": "audio", "openId": from, "mid": mid, "bytes": payload.len(), "rtpTime": rtp_time})
         }
+        ClientEvent::Video {
+            from,
+            mid,
+            frame,
+            rtp_time,
+        } => {
+            json!({"event": "video", "openId": from, "mid": mid, "bytes": frame.len(), "rtpTime": rtp_time})
+        }
+        ClientEvent::VideoMembersChanged(list) => {
+            json!({"event": "videoMembersChanged", "openIdList": list})
+        }
+        ClientEvent::KeyframeRequested => json!({"event": "keyframeRequested"}),
         ClientEvent::Tracks(tracks) => json!({"event": "tracks", "tracks": tracks}),
         ClientEvent::Connected => json!({"event": "connected"}),
         ClientEvent::Error { err_code, err_msg } => {
             json!({"event": "error", "errCode": err_code, "errMsg": err_msg})
         }
         ClientEvent::Closed => json!({"event": "closed"}),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::signaling_url;
+
+    #[test]
+    fn server_urls_are_normalized_like_the_js_sdk_does() {
+        for (given, expected) in [
+            ("http://127.0.0.1:7880", "ws://127.0.0.1:7880/ws"),
+            ("http://127.0.0.1:7880/", "ws://127.0.0.1:7880/ws"),
+            ("https://voice.example.com", "wss://voice.example.com/ws"),
+            ("https://example.com/voip/", "wss://example.com/voip/ws"),
+            ("HTTP://host:1", "ws://host:1/ws"),
+            ("ws://127.0.0.1:7880", "ws://127.0.0.1:7880/ws"),
+            ("ws://127.0.0.1:7880/", "ws://127.0.0.1:7880/ws"),
+            ("ws://127.0.0.1:7880/ws", "ws://127.0.0.1:7880/ws"),
+            ("wss://example.com/ws", "wss://example.com/ws"),
+            ("ws://[::1]:7880", "ws://[::1]:7880/ws"),
+            // A ws(s) URL with a path is used as it is, query included.
+            ("ws://h:1/other/ws?tag=bob", "ws://h:1/other/ws?tag=bob"),
+            ("http://h:1?tag=bob", "ws://h:1/ws?tag=bob"),
+            ("http://h:1/#frag", "ws://h:1/ws"),
+            ("  http://h:1  ", "ws://h:1/ws"),
+        ] {
+            assert_eq!(signaling_url(given).as_deref(), Ok(expected), "{given}");
+        }
+        for bad in [
+            "127.0.0.1:7880",
+            "ftp://h:1",
+            "http://",
+            "ws:///ws",
+            "",
+            "http://a b:1",
+        ] {
+            let err = signaling_url(bad).expect_err(bad);
+            assert!(err.contains("http://HOST:PORT"), "{bad}: {err}");
+        }
     }
 }

@@ -16,7 +16,10 @@ pub struct Config {
     /// The IP announced to clients in ICE candidates; defaults to the media bind IP, and
     /// must be set when that is a wildcard address.
     pub public_ip: Option<IpAddr>,
-    /// Where the SQLite file lives.
+    /// Where the SQLite file (`voipchat.sqlite3`) lives. Relative to the current directory,
+    /// except in a config file: [`Config::from_file`] takes it (the default `voipchat-data`
+    /// included) relative to the file's directory, so that every command given the same file
+    /// uses the same database, wherever it is run.
     pub data_dir: PathBuf,
     /// Most members in one room at once.
     pub room_cap: usize,
@@ -72,15 +75,23 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// Reads a TOML config file; settings it leaves out keep their defaults. A relative
+    /// `data_dir` (also the default one) is taken relative to the file's directory.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        let mut config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
             path: path.to_path_buf(),
             source,
-        })
+        })?;
+        if config.data_dir.is_relative() {
+            if let Some(dir) = path.parent() {
+                config.data_dir = dir.join(&config.data_dir);
+            }
+        }
+        Ok(config)
     }
 
     /// Checks what can be checked before binding anything.
@@ -194,5 +205,29 @@ mod tests {
         assert!(!c.demo);
         assert!(c.test_hooks);
         assert!(toml::from_str::<Config>("no_such_key = 1").is_err());
+    }
+
+    #[test]
+    fn a_relative_data_dir_in_a_file_is_relative_to_the_file() {
+        let dir = std::env::temp_dir().join(format!("voipchat-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("voipchat.toml");
+        std::fs::write(&file, "data_dir = \"state\"\n").unwrap();
+        assert_eq!(
+            Config::from_file(&file).unwrap().data_dir,
+            dir.join("state")
+        );
+        std::fs::write(&file, "room_cap = 3\n").unwrap();
+        assert_eq!(
+            Config::from_file(&file).unwrap().data_dir,
+            dir.join("voipchat-data"),
+            "the default data_dir too"
+        );
+        std::fs::write(&file, "data_dir = \"/srv/voipchat\"\n").unwrap();
+        assert_eq!(
+            Config::from_file(&file).unwrap().data_dir,
+            PathBuf::from("/srv/voipchat")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

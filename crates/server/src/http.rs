@@ -3,7 +3,7 @@
 //! signed here (our `getVoIPSign`) so the key need never leave the server.
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine as _;
@@ -57,25 +57,62 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-/// Checks HTTP Basic `appId:appSecret` and returns the app.
+/// Checks HTTP Basic `appId:appSecret` and returns the app. Every refusal is -12004 with a
+/// reason that says whether credentials were missing, malformed or wrong, and is logged at
+/// info with the appId tried (never the secret).
 async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<AppRecord, ApiError> {
-    let unauthorized = || ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::BadCredentials);
-    let value = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(unauthorized)?;
-    let encoded = value.strip_prefix("Basic ").ok_or_else(unauthorized)?;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .map_err(|_| unauthorized())?;
-    let decoded = String::from_utf8(decoded).map_err(|_| unauthorized())?;
-    let (app_id, secret) = decoded.split_once(':').ok_or_else(unauthorized)?;
+    let refuse = |reason: &'static str, detail: &str, app_id: Option<&str>| {
+        let code = ErrorCode::BadCredentials;
+        // Debug formatting escapes control characters: the appId is the caller's text.
+        let tried = app_id.map(|id| id.chars().take(ID_MAX_CHARS).collect::<String>());
+        tracing::info!(
+            err_code = code.code(),
+            app_id = tried.as_deref().map(tracing::field::debug),
+            reason,
+            "backend api: authentication failed"
+        );
+        ApiError(
+            StatusCode::UNAUTHORIZED,
+            Failure::with_detail(code, detail.to_string()),
+        )
+    };
+    const MALFORMED: &str = "Authorization is not HTTP Basic appId:appSecret";
+    let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
+        return Err(refuse(
+            "no credentials",
+            "missing credentials: use HTTP Basic appId:appSecret",
+            None,
+        ));
+    };
+    let decoded = value
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("basic").then_some(token)
+        })
+        .and_then(|token| {
+            base64::engine::general_purpose::STANDARD
+                .decode(token.trim())
+                .ok()
+        })
+        .and_then(|bytes| String::from_utf8(bytes).ok());
+    let Some(decoded) = decoded else {
+        return Err(refuse("malformed credentials", MALFORMED, None));
+    };
+    let Some((app_id, secret)) = decoded.split_once(':') else {
+        // No colon: the whole text may be a secret, so it is not logged.
+        return Err(refuse("malformed credentials", MALFORMED, None));
+    };
+    let tried = app_id.to_string();
     let app_id = AppId::new(app_id);
     let store = state.store.clone();
     let app = blocking(move || store.app(&app_id)).await?;
+    let wrong = ErrorCode::BadCredentials.reason();
     match app {
         Some(app) if secrets_equal(app.secret.expose(), secret) => Ok(app),
-        _ => Err(unauthorized()),
+        Some(_) => Err(refuse("wrong appSecret", wrong, Some(&tried))),
+        None => Err(refuse("unknown appId", wrong, Some(&tried))),
     }
 }
 
@@ -113,23 +150,37 @@ pub async fn session_key(
 }
 
 /// `POST /api/v1/voip-sign`: the join signature for a user, computed with the user's current
-/// session key, which stays on the server.
+/// session key, which stays on the server. A missing nonce is a fresh random one (16
+/// alphanumeric characters) and a missing timestamp the server's current time; the answer
+/// carries both with the signature, so a backend can hand it to the client as it is.
 pub async fn voip_sign(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<SignResponse> {
+    use rand::Rng as _;
     let app = authenticate(&state, &headers).await?;
     let req: SignRequest = parse_body(&body)?;
     check_id("openId", req.open_id.as_str())?;
     check_id("groupId", req.group_id.as_str())?;
-    let nonce_chars = req.nonce.chars().count();
-    if nonce_chars == 0 || nonce_chars >= NONCE_MAX_CHARS {
-        return Err(ApiError::invalid(format!(
-            "nonce must be 1 to {} characters",
-            NONCE_MAX_CHARS - 1
-        )));
-    }
+    let nonce_str = match req.nonce {
+        Some(nonce) => {
+            let nonce_chars = nonce.chars().count();
+            if nonce_chars == 0 || nonce_chars >= NONCE_MAX_CHARS {
+                return Err(ApiError::invalid(format!(
+                    "nonceStr must be 1 to {} characters",
+                    NONCE_MAX_CHARS - 1
+                )));
+            }
+            nonce
+        }
+        None => rand::thread_rng()
+            .sample_iter(&rand::distributions::Alphanumeric)
+            .take(16)
+            .map(char::from)
+            .collect(),
+    };
+    let time_stamp = req.timestamp.unwrap_or_else(clock::unix_now);
     let store = state.store.clone();
     let (app_id, open_id) = (app.app_id.clone(), req.open_id.clone());
     let key = blocking(move || store.session_key(&app_id, &open_id)).await?;
@@ -142,11 +193,15 @@ pub async fn voip_sign(
     let signature = sign(
         app.app_id.as_str(),
         req.group_id.as_str(),
-        &req.nonce,
-        req.timestamp,
+        &nonce_str,
+        time_stamp,
         &key,
     );
-    Ok(Json(SignResponse { signature }))
+    Ok(Json(SignResponse {
+        nonce_str,
+        time_stamp,
+        signature,
+    }))
 }
 
 #[derive(serde::Serialize)]
@@ -239,4 +294,34 @@ pub async fn kick(
 
 pub async fn healthz() -> &'static str {
     "ok"
+}
+
+/// Any path no route has: 404 with -12005, in the API's `{errCode, errMsg}` form.
+pub async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError(
+        StatusCode::NOT_FOUND,
+        Failure::with_detail(
+            ErrorCode::UnknownRoute,
+            format!(
+                "{}: {method} {}",
+                ErrorCode::UnknownRoute.reason(),
+                uri.path()
+            ),
+        ),
+    )
+}
+
+/// A route that exists, called with a method it does not take: 405 with -12006.
+pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError(
+        StatusCode::METHOD_NOT_ALLOWED,
+        Failure::with_detail(
+            ErrorCode::MethodNotAllowed,
+            format!(
+                "{}: {method} {}",
+                ErrorCode::MethodNotAllowed.reason(),
+                uri.path()
+            ),
+        ),
+    )
 }

@@ -43,13 +43,48 @@ pub struct Listeners {
 }
 
 impl Listeners {
-    /// Binds the configured addresses (port 0 picks a free port).
+    /// Binds the configured addresses (port 0 picks a free port). An error keeps the kind of
+    /// the OS error and says which address failed and which setting chooses it, e.g.
+    /// "cannot bind the HTTP address 127.0.0.1:7880: Address already in use (is another
+    /// voipchat running? set http_addr or --http-addr)".
     pub async fn bind(config: &Config) -> std::io::Result<Listeners> {
-        Ok(Listeners {
-            http: TcpListener::bind(config.http_addr).await?,
-            media: UdpSocket::bind(config.media_addr).await?,
-        })
+        let http = TcpListener::bind(config.http_addr)
+            .await
+            .map_err(|e| bind_error("HTTP address", config.http_addr, "http_addr", e))?;
+        let media = UdpSocket::bind(config.media_addr)
+            .await
+            .map_err(|e| bind_error("media address (UDP)", config.media_addr, "media_addr", e))?;
+        Ok(Listeners { http, media })
     }
+}
+
+/// A bind failure that names the address, its role and the setting that picks it.
+fn bind_error(what: &str, addr: SocketAddr, key: &str, e: std::io::Error) -> std::io::Error {
+    use std::io::ErrorKind;
+    let flag = format!("--{}", key.replace('_', "-"));
+    // The OS text without its " (os error 98)" tail.
+    let text = e.to_string();
+    let text = match text.rfind(" (os error ") {
+        Some(i) if text.ends_with(')') => text[..i].to_string(),
+        _ => text,
+    };
+    let hint = match e.kind() {
+        ErrorKind::AddrInUse => format!("is another voipchat running? set {key} or {flag}"),
+        ErrorKind::AddrNotAvailable => {
+            format!(
+                "{} is not an address of this machine: set {key} or {flag}",
+                addr.ip()
+            )
+        }
+        ErrorKind::PermissionDenied => {
+            format!("ports below 1024 need privileges: set {key} or {flag}")
+        }
+        _ => format!("set {key} or {flag}"),
+    };
+    std::io::Error::new(
+        e.kind(),
+        format!("cannot bind the {what} {addr}: {text} ({hint})"),
+    )
 }
 
 /// The address announced in ICE candidates for a media socket bound at `bound`.
@@ -74,7 +109,8 @@ pub async fn run(
             .map_err(std::io::Error::other)?
             .map_err(std::io::Error::other)?;
     }
-    let mut engine_config = EngineConfig::new(announce_addr(&config, media_bound));
+    let announce = announce_addr(&config, media_bound);
+    let mut engine_config = EngineConfig::new(announce);
     engine_config.room_cap = config.room_cap;
     engine_config.media_timeout = config.media_timeout();
     let engine = Engine::new(engine_config, Instant::now());
@@ -106,6 +142,7 @@ pub async fn run(
     tracing::info!(
         http = %listeners.http.local_addr()?,
         media = %media_bound,
+        announce = %announce.ip(),
         "voipchat serving"
     );
     let mut http_stop = stop_rx.clone();
@@ -146,5 +183,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/quota", get(http::quota))
         .route("/api/v1/rooms/{group_id}", get(http::room))
         .route("/api/v1/rooms/{group_id}/kick", post(http::kick))
+        // After every route: it applies to the routes that exist when it is called.
+        .method_not_allowed_fallback(http::method_not_allowed)
+        .fallback(http::not_found)
         .with_state(state)
 }

@@ -1,13 +1,20 @@
 //! `voipchat`: run the service, manage apps, compute signatures.
 
-use std::path::PathBuf;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use voipchat_proto::{AppId, Secret};
 use voipchat_server::config::Config;
 use voipchat_store::{AppRecord, SqliteStore, Store};
+
+/// The environment variable naming the config file when `--config` is not given.
+const CONFIG_ENV: &str = "VOIPCHAT_CONFIG";
+
+/// The log filter when `RUST_LOG` is not set.
+const DEFAULT_LOG_FILTER: &str = "info,str0m=warn,dimpl=warn";
 
 #[derive(Parser)]
 #[command(
@@ -16,87 +23,164 @@ use voipchat_store::{AppRecord, SqliteStore, Store};
     about = "Self-hosted multi-party voice chat rooms"
 )]
 struct Cli {
-    /// TOML config file; flags override it.
-    #[arg(long, global = true)]
+    /// The same as `serve --config` / `app --config`; kept so that older scripts that put it
+    /// before the command still work.
+    #[arg(long, value_name = "FILE", hide = true)]
     config: Option<PathBuf>,
-    /// Directory of the SQLite file.
-    #[arg(long, global = true)]
+    /// The same as `serve --data-dir` / `app --data-dir` (see --config).
+    #[arg(long, value_name = "DIR", hide = true)]
     data_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Cmd,
 }
 
+// Where the state is: what `serve` and every `app` command take.
+#[derive(Args, Clone, Debug, Default)]
+struct StoreArgs {
+    /// TOML config file (README, "Configuration"); flags override it. A relative data_dir in
+    /// it is relative to the file's directory [default: $VOIPCHAT_CONFIG if set, else none:
+    /// the built-in defaults]
+    #[arg(long, value_name = "FILE", global = true)]
+    config: Option<PathBuf>,
+    /// Directory of the SQLite file voipchat.sqlite3, relative to the current directory;
+    /// overrides data_dir of the config [default: data_dir from the config, else
+    /// ./voipchat-data]
+    #[arg(long, value_name = "DIR", global = true)]
+    data_dir: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the service.
-    Serve {
-        /// HTTP + WebSocket address (default 127.0.0.1:7880).
-        #[arg(long)]
-        http_addr: Option<std::net::SocketAddr>,
-        /// UDP media address (default 127.0.0.1:7882).
-        #[arg(long)]
-        media_addr: Option<std::net::SocketAddr>,
-        /// IP announced in ICE candidates (default: the media bind IP).
-        #[arg(long)]
-        public_ip: Option<std::net::IpAddr>,
-        #[arg(long)]
-        room_cap: Option<usize>,
-        #[arg(long)]
-        daily_room_quota: Option<u64>,
-        #[arg(long)]
-        timestamp_window_secs: Option<u64>,
-        /// Offset of the quota day from UTC, like +08:00.
-        #[arg(long)]
-        quota_utc_offset: Option<String>,
-        #[arg(long)]
-        media_timeout_secs: Option<u64>,
-        /// Switch off the demo (page at /, demo app, POST /demo/sign); same as `demo = false`.
-        #[arg(long)]
-        no_demo: bool,
-        /// Enable test-only routes (POST /api/v1/test/drop-ws); never in production.
-        #[arg(long)]
-        test_hooks: bool,
-    },
-    /// Manage apps.
+    Serve(ServeArgs),
+    /// Manage apps (the games whose players join rooms).
     App {
+        #[command(flatten)]
+        store: StoreArgs,
         #[command(subcommand)]
         command: AppCmd,
     },
     /// Print the join signature for these inputs (64 hex characters, nothing else).
     Sign {
+        /// The appId that is signed.
         #[arg(long)]
         app_id: String,
+        /// The groupId (room) that is signed.
         #[arg(long)]
         group_id: String,
+        /// The nonceStr that is signed.
         #[arg(long)]
         nonce_str: String,
+        /// The timeStamp that is signed, Unix seconds.
         #[arg(long)]
         timestamp: u64,
+        /// The user's session key; its string's bytes are the HMAC key.
         #[arg(long)]
         session_key: String,
     },
+}
+
+// `voipchat serve`. Each flag overrides the setting of the same name in the config file,
+// whose own default is in brackets (see `Config::default`; a test in tests/cli.rs keeps the
+// two equal).
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// HTTP address: backend API, WebSocket signaling (/ws), JS SDK and demo page
+    /// [default: http_addr from the config, else 127.0.0.1:7880]
+    #[arg(long, value_name = "ADDR")]
+    http_addr: Option<SocketAddr>,
+    /// UDP address all media runs on [default: media_addr from the config, else
+    /// 127.0.0.1:7882]
+    #[arg(long, value_name = "ADDR")]
+    media_addr: Option<SocketAddr>,
+    /// IP announced to clients in ICE candidates: set it when clients reach the media port at
+    /// another IP than media_addr's (NAT, or media_addr 0.0.0.0) [default: public_ip from
+    /// the config, else media_addr's IP]
+    #[arg(long, value_name = "IP")]
+    public_ip: Option<IpAddr>,
+    /// Most members in one room at once, 1 to 50 [default: room_cap from the config, else 10]
+    #[arg(long, value_name = "N")]
+    room_cap: Option<usize>,
+    /// Rooms one app may create per quota day [default: daily_room_quota from the config,
+    /// else 100000]
+    #[arg(long, value_name = "N")]
+    daily_room_quota: Option<u64>,
+    /// How far a join's timeStamp may be from the server's clock, either way, in seconds
+    /// [default: timestamp_window_secs from the config, else 300]
+    #[arg(long, value_name = "SECS")]
+    timestamp_window_secs: Option<u64>,
+    /// Offset from UTC of the day the room quota counts in, like +08:00 [default:
+    /// quota_utc_offset from the config, else +00:00]
+    #[arg(long, value_name = "OFFSET")]
+    quota_utc_offset: Option<String>,
+    /// A member from whom no UDP packet arrives for this long is removed, in seconds
+    /// [default: media_timeout_secs from the config, else 8]
+    #[arg(long, value_name = "SECS")]
+    media_timeout_secs: Option<u64>,
+    /// Switch off the demo (page at /, demo app, POST /demo/sign); the same as demo = false
+    /// [default: demo from the config, else the demo is on]
+    #[arg(long)]
+    no_demo: bool,
+    /// Enable test-only routes (POST /api/v1/test/drop-ws); never in production [default:
+    /// test_hooks from the config, else off]
+    #[arg(long)]
+    test_hooks: bool,
 }
 
 #[derive(Subcommand)]
 enum AppCmd {
     /// Create an app; prints {"appId": ..., "appSecret": ...}.
     Create {
-        #[arg(long)]
+        /// A name for operators, shown by `app list` (not empty)
+        #[arg(long, value_parser = app_name)]
         name: String,
     },
-    /// List apps (without secrets).
+    /// List apps, one JSON line each (without secrets).
     List,
+    /// Print one app as JSON (without its secret).
+    Show {
+        /// The app's appId, as printed by `app create` or `app list`
+        app_id: String,
+    },
     /// Allow joins to the app's rooms.
-    EnableVoip { app_id: String },
+    EnableVoip {
+        /// The app's appId, as printed by `app create` or `app list`
+        app_id: String,
+    },
     /// Refuse joins to the app's rooms.
-    DisableVoip { app_id: String },
+    DisableVoip {
+        /// The app's appId, as printed by `app create` or `app list`
+        app_id: String,
+    },
+    /// Give the app a new secret; prints {"appId": ..., "appSecret": ...} (shown only this
+    /// once). The old secret stops working for the backend API at once.
+    RotateSecret {
+        /// The app's appId, as printed by `app create` or `app list`
+        app_id: String,
+    },
+    /// Delete the app with its session keys, used nonces and room counts. Its members who are
+    /// in a room now stay until they leave; new joins and backend calls are refused.
+    Delete {
+        /// The app's appId, as printed by `app create` or `app list`
+        app_id: String,
+    },
+}
+
+/// `--name`: anything but empty or only whitespace.
+fn app_name(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err("the app name must not be empty or only spaces".into());
+    }
+    Ok(s.to_string())
 }
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,str0m=warn,dimpl=warn".into()),
+                .unwrap_or_else(|_| DEFAULT_LOG_FILTER.into()),
         )
         .with_writer(std::io::stderr)
         // Colour only for a person at a terminal; logs to files and pipes stay plain.
@@ -112,137 +196,253 @@ fn main() -> ExitCode {
     }
 }
 
-fn load_config(cli: &Cli) -> Result<Config, Box<dyn std::error::Error>> {
-    let mut config = match &cli.config {
-        Some(path) => Config::from_file(path)?,
+type BoxError = Box<dyn std::error::Error>;
+
+/// The config of `serve` and `app`: the file from `--config` (else `$VOIPCHAT_CONFIG`, else
+/// none), then `--data-dir`. Also returns the file used, if any.
+fn load_config(args: &StoreArgs) -> Result<(Config, Option<PathBuf>), BoxError> {
+    let from_env = std::env::var_os(CONFIG_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    let (path, why) = match (&args.config, from_env) {
+        (Some(p), _) => (Some(p.clone()), ""),
+        (None, Some(p)) => (Some(p), " (named by VOIPCHAT_CONFIG)"),
+        (None, None) => (None, ""),
+    };
+    let mut config = match &path {
+        Some(path) => Config::from_file(path).map_err(|e| format!("{e}{why}"))?,
         None => Config::default(),
     };
-    if let Some(d) = &cli.data_dir {
+    if let Some(d) = &args.data_dir {
         config.data_dir = d.clone();
     }
-    Ok(config)
+    Ok((config, path.map(|p| absolute(&p))))
 }
 
-fn open_store(config: &Config) -> Result<SqliteStore, Box<dyn std::error::Error>> {
-    Ok(SqliteStore::open(&config.sqlite_path())?)
+/// `path` made absolute (symlinks resolved where it exists), for messages.
+fn absolute(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path)
+        .or_else(|_| std::path::absolute(path))
+        .unwrap_or_else(|_| path.to_path_buf())
 }
 
-fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
-    let mut config = load_config(&cli)?;
+/// Opens the SQLite file of `config`; returns it with its absolute path, and says on stderr
+/// (stdout stays for the commands' JSON) which file it is, and whether it was just created.
+/// `for_app`: an `app` command, which gets a hint when the file is new.
+fn open_store(
+    config: &Config,
+    config_file: Option<&Path>,
+    for_app: bool,
+) -> Result<(SqliteStore, PathBuf), BoxError> {
+    let path = config.sqlite_path();
+    let existed = path.exists();
+    let store = SqliteStore::open(&path).map_err(|e| {
+        format!(
+            "cannot open the database {}: {e}",
+            absolute(&path).display()
+        )
+    })?;
+    let path = absolute(&path);
+    let from = match config_file {
+        Some(file) => format!(", config {}", file.display()),
+        None => String::new(),
+    };
+    let new = match (existed, for_app) {
+        (true, _) => "",
+        (false, false) => ", new and empty",
+        (false, true) => {
+            ", new and empty: if `voipchat serve` uses another one, give this command the \
+             same --config, VOIPCHAT_CONFIG or --data-dir"
+        }
+    };
+    eprintln!("voipchat: database {}{from}{new}", path.display());
+    Ok((store, path))
+}
+
+fn run(cli: Cli) -> Result<(), BoxError> {
+    // The hidden top-level --config/--data-dir fill in what the command did not say.
+    let merge = |mut store: StoreArgs| {
+        store.config = store.config.or_else(|| cli.config.clone());
+        store.data_dir = store.data_dir.or_else(|| cli.data_dir.clone());
+        store
+    };
     match cli.command {
-        Cmd::Serve {
-            http_addr,
-            media_addr,
-            public_ip,
-            room_cap,
-            daily_room_quota,
-            timestamp_window_secs,
-            quota_utc_offset,
-            media_timeout_secs,
-            no_demo,
-            test_hooks,
-        } => {
-            if let Some(v) = http_addr {
-                config.http_addr = v;
-            }
-            if let Some(v) = media_addr {
-                config.media_addr = v;
-            }
-            if public_ip.is_some() {
-                config.public_ip = public_ip;
-            }
-            if let Some(v) = room_cap {
-                config.room_cap = v;
-            }
-            if let Some(v) = daily_room_quota {
-                config.daily_room_quota = v;
-            }
-            if let Some(v) = timestamp_window_secs {
-                config.timestamp_window_secs = v;
-            }
-            if let Some(v) = quota_utc_offset {
-                config.quota_utc_offset = v;
-            }
-            if let Some(v) = media_timeout_secs {
-                config.media_timeout_secs = v;
-            }
-            if no_demo {
-                config.demo = false;
-            }
-            if test_hooks {
-                config.test_hooks = true;
-            }
-            config.validate()?;
-            let store: Arc<dyn Store> = Arc::new(open_store(&config)?);
-            let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(async move {
-                let listeners = voipchat_server::Listeners::bind(&config).await?;
-                voipchat_server::run(listeners, config, store, shutdown_signal()).await
-            })?;
-        }
-        Cmd::App { command } => {
-            let store = open_store(&config)?;
-            match command {
-                AppCmd::Create { name } => {
-                    let app = AppRecord {
-                        app_id: voipchat_auth::new_app_id(),
-                        name,
-                        secret: voipchat_auth::new_app_secret(),
-                        voip_enabled: false,
-                        created_at: voipchat_server::clock::unix_now(),
-                    };
-                    store.create_app(&app)?;
-                    println!(
-                        "{}",
-                        serde_json::json!({"appId": app.app_id, "appSecret": app.secret.expose()})
-                    );
-                }
-                AppCmd::List => {
-                    for app in store.list_apps()? {
-                        println!(
-                            "{}",
-                            serde_json::json!({
-                                "appId": app.app_id,
-                                "name": app.name,
-                                "voipEnabled": app.voip_enabled,
-                                "createdAt": app.created_at,
-                            })
-                        );
-                    }
-                }
-                AppCmd::EnableVoip { app_id } => set_voip(&store, &app_id, true)?,
-                AppCmd::DisableVoip { app_id } => set_voip(&store, &app_id, false)?,
-            }
-        }
+        Cmd::Serve(ref args) => serve(args, merge(args.store.clone())),
+        Cmd::App {
+            ref store,
+            ref command,
+        } => app(command, merge(store.clone())),
         Cmd::Sign {
-            app_id,
-            group_id,
-            nonce_str,
+            ref app_id,
+            ref group_id,
+            ref nonce_str,
             timestamp,
-            session_key,
+            ref session_key,
         } => {
+            if cli.config.is_some() || cli.data_dir.is_some() {
+                return Err(
+                    "--config and --data-dir are options of serve and app; sign \
+                            uses neither"
+                        .into(),
+                );
+            }
             println!(
                 "{}",
                 voipchat_auth::sign(
-                    &app_id,
-                    &group_id,
-                    &nonce_str,
+                    app_id,
+                    group_id,
+                    nonce_str,
                     timestamp,
-                    &Secret::new(session_key)
+                    &Secret::new(session_key.clone())
                 )
             );
+            Ok(())
+        }
+    }
+}
+
+fn serve(args: &ServeArgs, store_args: StoreArgs) -> Result<(), BoxError> {
+    let (mut config, config_file) = load_config(&store_args)?;
+    if let Some(v) = args.http_addr {
+        config.http_addr = v;
+    }
+    if let Some(v) = args.media_addr {
+        config.media_addr = v;
+    }
+    if args.public_ip.is_some() {
+        config.public_ip = args.public_ip;
+    }
+    if let Some(v) = args.room_cap {
+        config.room_cap = v;
+    }
+    if let Some(v) = args.daily_room_quota {
+        config.daily_room_quota = v;
+    }
+    if let Some(v) = args.timestamp_window_secs {
+        config.timestamp_window_secs = v;
+    }
+    if let Some(v) = &args.quota_utc_offset {
+        config.quota_utc_offset = v.clone();
+    }
+    if let Some(v) = args.media_timeout_secs {
+        config.media_timeout_secs = v;
+    }
+    if args.no_demo {
+        config.demo = false;
+    }
+    if args.test_hooks {
+        config.test_hooks = true;
+    }
+    config.validate()?;
+    let (store, db_path) = open_store(&config, config_file.as_deref(), false)?;
+    tracing::info!(database = %db_path.display(), "store opened");
+    let store: Arc<dyn Store> = Arc::new(store);
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let listeners = voipchat_server::Listeners::bind(&config).await?;
+        let http = listeners.http.local_addr()?;
+        let media = listeners.media.local_addr()?;
+        let announce = voipchat_server::announce_addr(&config, media).ip();
+        eprintln!(
+            "voipchat: HTTP on http://{http}/ (backend API /api/v1, signaling ws://{http}/ws)"
+        );
+        let reach = if announce.is_loopback() {
+            " (only this machine can reach that: set public_ip or media_addr for others)"
+        } else {
+            ""
+        };
+        eprintln!("voipchat: media on UDP {media}, announced to clients as {announce}{reach}");
+        voipchat_server::run(listeners, config, store, shutdown_signal()).await
+    })?;
+    Ok(())
+}
+
+fn app(command: &AppCmd, store_args: StoreArgs) -> Result<(), BoxError> {
+    let (config, config_file) = load_config(&store_args)?;
+    // Only `create` makes a new database: the others would find nothing in it, and an empty
+    // file in the wrong directory is what makes people think their apps are gone.
+    if !matches!(command, AppCmd::Create { .. }) && !config.sqlite_path().exists() {
+        return Err(format!(
+            "no database at {}: give this command the same --config, VOIPCHAT_CONFIG or \
+             --data-dir as `voipchat serve` (it prints its database when it starts)",
+            absolute(&config.sqlite_path()).display()
+        )
+        .into());
+    }
+    let (store, _) = open_store(&config, config_file.as_deref(), true)?;
+    match command {
+        AppCmd::Create { name } => {
+            let app = AppRecord {
+                app_id: voipchat_auth::new_app_id(),
+                name: name.clone(),
+                secret: voipchat_auth::new_app_secret(),
+                voip_enabled: false,
+                created_at: voipchat_server::clock::unix_now(),
+            };
+            store.create_app(&app)?;
+            println!(
+                "{}",
+                serde_json::json!({"appId": app.app_id, "appSecret": app.secret.expose()})
+            );
+        }
+        AppCmd::List => {
+            for app in store.list_apps()? {
+                println!("{}", app_json(&app));
+            }
+        }
+        AppCmd::Show { app_id } => {
+            let app = existing(&store, app_id)?;
+            println!("{}", app_json(&app));
+        }
+        AppCmd::EnableVoip { app_id } => set_voip(&store, app_id, true)?,
+        AppCmd::DisableVoip { app_id } => set_voip(&store, app_id, false)?,
+        AppCmd::RotateSecret { app_id } => {
+            let secret = voipchat_auth::new_app_secret();
+            if !store.set_app_secret(&AppId::new(app_id.as_str()), &secret)? {
+                return Err(no_app(app_id));
+            }
+            eprintln!(
+                "voipchat: the old secret of {app_id} no longer works; the new one is shown \
+                 only now"
+            );
+            println!(
+                "{}",
+                serde_json::json!({"appId": app_id, "appSecret": secret.expose()})
+            );
+        }
+        AppCmd::Delete { app_id } => {
+            if !store.delete_app(&AppId::new(app_id.as_str()))? {
+                return Err(no_app(app_id));
+            }
+            println!("{}", serde_json::json!({"appId": app_id, "deleted": true}));
         }
     }
     Ok(())
 }
 
-fn set_voip(
-    store: &SqliteStore,
-    app_id: &str,
-    enabled: bool,
-) -> Result<(), Box<dyn std::error::Error>> {
+/// An app as `app list` and `app show` print it: everything but the secret.
+fn app_json(app: &AppRecord) -> serde_json::Value {
+    serde_json::json!({
+        "appId": app.app_id,
+        "name": app.name,
+        "voipEnabled": app.voip_enabled,
+        "createdAt": app.created_at,
+    })
+}
+
+fn no_app(app_id: &str) -> BoxError {
+    format!("no app with appId {app_id} in this database (see `voipchat app list`)").into()
+}
+
+fn existing(store: &SqliteStore, app_id: &str) -> Result<AppRecord, BoxError> {
+    store
+        .app(&AppId::new(app_id))?
+        .ok_or_else(|| no_app(app_id))
+}
+
+fn set_voip(store: &SqliteStore, app_id: &str, enabled: bool) -> Result<(), BoxError> {
     if !store.set_voip_enabled(&AppId::new(app_id), enabled)? {
-        return Err(format!("no app with appId {app_id}").into());
+        return Err(no_app(app_id));
     }
     println!(
         "{}",

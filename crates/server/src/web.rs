@@ -412,6 +412,7 @@ pub fn with_test_hooks(app: Router, hooks: TestHooks) -> Router {
     app.merge(
         Router::new()
             .route("/api/v1/test/drop-ws", post(drop_ws))
+            .method_not_allowed_fallback(crate::http::method_not_allowed)
             .with_state(hooks.clone()),
     )
     .layer(axum::middleware::from_fn_with_state(hooks, tag_websockets))

@@ -61,6 +61,108 @@ async fn session_keys_rotate_and_server_signing_matches_local_signing() {
     server.stop().await;
 }
 
+/// voip-sign without nonce and timestamp: the server picks a fresh nonce and its current
+/// time, returns both with the signature, and the three verify as a join.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn voip_sign_fills_in_nonce_and_timestamp() {
+    let dir = common::data_dir();
+    let server = TestServer::start(dir.path(), |_| {}).await;
+    let (app, secret) = server.create_app(true);
+    let key = server.session_key(&app, &secret, "alice").await;
+
+    let sign_call = |body: serde_json::Value| {
+        let (app, secret) = (app.clone(), secret.clone());
+        let server = &server;
+        async move {
+            let (status, resp) = server
+                .http_request(
+                    "POST",
+                    "/api/v1/voip-sign",
+                    Some((&app, &secret)),
+                    Some(&body.to_string()),
+                )
+                .await;
+            assert_eq!(status, 200, "{resp}");
+            serde_json::from_str::<serde_json::Value>(&resp).unwrap()
+        }
+    };
+
+    let before = common::unix_now();
+    let a = sign_call(serde_json::json!({"openId": "alice", "groupId": "room-1"})).await;
+    let b = sign_call(serde_json::json!({"openId": "alice", "groupId": "room-1"})).await;
+    let after = common::unix_now();
+    for v in [&a, &b] {
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        let mut keys = keys;
+        keys.sort_unstable();
+        assert_eq!(keys, ["nonceStr", "signature", "timeStamp"], "{v}");
+        let nonce = v["nonceStr"].as_str().unwrap();
+        assert_eq!(nonce.len(), 16, "{v}");
+        assert!(nonce.chars().all(|c| c.is_ascii_alphanumeric()), "{v}");
+        let ts = v["timeStamp"].as_u64().expect("timeStamp is an integer");
+        assert!(
+            (before..=after).contains(&ts),
+            "{ts} not in {before}..={after}"
+        );
+        // The signature verifies as the join the client will send.
+        let join: voipchat_proto::signal::JoinRequest = serde_json::from_value(serde_json::json!({
+            "appId": app, "openId": "alice", "groupId": "room-1",
+            "nonceStr": nonce, "timeStamp": ts,
+            "signature": v["signature"], "sdp": "v=0\r\n"
+        }))
+        .unwrap();
+        voipchat_auth::verify(&join, &key, after, &voipchat_auth::VerifyPolicy::default())
+            .expect("the filled-in signature verifies");
+    }
+    assert_ne!(
+        a["nonceStr"], b["nonceStr"],
+        "every call gets its own nonce"
+    );
+    assert_ne!(a["signature"], b["signature"]);
+
+    // The server accepts it: the junk SDP is what fails, after signature and nonce checks.
+    let mut ws = RawWs::connect(&server.ws_url()).await;
+    let frame = serde_json::json!({
+        "type": "join", "appId": app, "openId": "alice", "groupId": "room-1",
+        "nonceStr": a["nonceStr"], "timeStamp": a["timeStamp"],
+        "signature": a["signature"], "sdp": "v=0\r\n"
+    });
+    assert_eq!(
+        ws.roundtrip_code(&frame.to_string()).await,
+        ErrorCode::InvalidSdp.code()
+    );
+
+    // Given values are signed as they are and echoed, under either name.
+    for body in [
+        serde_json::json!({"openId": "alice", "groupId": "g", "nonceStr": "fixed", "timeStamp": 1_559_129_714u64}),
+        serde_json::json!({"openId": "alice", "groupId": "g", "nonce": "fixed", "timestamp": 1_559_129_714u64}),
+    ] {
+        let v = sign_call(body).await;
+        assert_eq!(v["nonceStr"], "fixed");
+        assert_eq!(v["timeStamp"], 1_559_129_714u64);
+        assert_eq!(
+            v["signature"].as_str().unwrap(),
+            voipchat_auth::sign(app.as_str(), "g", "fixed", 1_559_129_714, &key)
+        );
+    }
+    // Only a timestamp: a fresh nonce with it.
+    let v = sign_call(serde_json::json!({"openId": "alice", "groupId": "g", "timeStamp": 7})).await;
+    assert_eq!(v["timeStamp"], 7);
+    assert_eq!(v["nonceStr"].as_str().unwrap().len(), 16);
+
+    // Naming a field twice (old and new name) is refused.
+    let (status, resp) = server
+        .http_request(
+            "POST",
+            "/api/v1/voip-sign",
+            Some((&app, &secret)),
+            Some(r#"{"openId":"alice","groupId":"g","nonce":"a","nonceStr":"b"}"#),
+        )
+        .await;
+    assert_eq!(status, 400, "{resp}");
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_refusals() {
     let dir = common::data_dir();
@@ -124,5 +226,227 @@ async fn backend_refusals() {
 
     let (status, body) = server.http_request("GET", "/healthz", None, None).await;
     assert_eq!((status, body.as_str()), (200, "ok"));
+    server.stop().await;
+}
+
+/// A log sink for one test: `tracing` output of the current thread into a buffer.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).to_string()
+    }
+}
+
+/// One raw HTTP/1.1 request with exactly these extra header lines; returns status and body.
+async fn raw_request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("Content-Length: 0\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).await.unwrap();
+    let text = String::from_utf8_lossy(&resp).to_string();
+    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, body.to_string())
+}
+
+fn failure(body: &str) -> (i64, String) {
+    let v: serde_json::Value = serde_json::from_str(body)
+        .unwrap_or_else(|e| panic!("{{errCode, errMsg}} JSON ({e}): {body}"));
+    assert_eq!(v.as_object().unwrap().len(), 2, "{body}");
+    (
+        v["errCode"].as_i64().unwrap(),
+        v["errMsg"].as_str().unwrap().to_string(),
+    )
+}
+
+/// Every refused authentication is logged at info with its code and the appId tried, never
+/// the secret; a call without credentials is told that they are missing, distinct from wrong
+/// ones. A current-thread runtime keeps every server task on this thread, so the thread's
+/// log subscriber sees them all and no other test's lines.
+#[tokio::test]
+async fn authentication_failures_are_explained_and_logged_without_secrets() {
+    let log = Captured::default();
+    let sink = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let dir = common::data_dir();
+    let server = TestServer::start(dir.path(), |_| {}).await;
+    let (app, secret) = server.create_app(true);
+    let body = r#"{"openId":"alice"}"#;
+    let code = ErrorCode::BadCredentials.code() as i64;
+
+    // No credentials at all.
+    let (status, resp) = server
+        .http_request("POST", "/api/v1/session-key", None, Some(body))
+        .await;
+    assert_eq!(status, 401);
+    let (c, msg) = failure(&resp);
+    assert_eq!(c, code);
+    assert_eq!(
+        msg,
+        "api:fail missing credentials: use HTTP Basic appId:appSecret"
+    );
+
+    // A wrong secret, and an unknown appId: the same answer, which does not say which.
+    let wrong = Secret::new("wrong-secret-0123456789");
+    let (status, resp) = server
+        .http_request("GET", "/api/v1/quota", Some((&app, &wrong)), None)
+        .await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        failure(&resp),
+        (
+            code,
+            "api:fail appId and appSecret do not match".to_string()
+        )
+    );
+    let stranger = voipchat_proto::AppId::new("wxstranger0000000");
+    let (status, resp2) = server
+        .http_request("GET", "/api/v1/quota", Some((&stranger, &secret)), None)
+        .await;
+    assert_eq!((status, resp2), (401, resp));
+
+    // Not HTTP Basic.
+    for header in [
+        "Authorization: Bearer abc",
+        "Authorization: Basic !!!notbase64",
+        // base64("only-a-secret-no-colon")
+        "Authorization: Basic b25seS1hLXNlY3JldC1uby1jb2xvbg==",
+    ] {
+        let (status, resp) = raw_request(server.http, "GET", "/api/v1/quota", &[header]).await;
+        assert_eq!(status, 401, "{header}");
+        assert_eq!(
+            failure(&resp),
+            (
+                code,
+                "api:fail Authorization is not HTTP Basic appId:appSecret".to_string()
+            ),
+            "{header}"
+        );
+    }
+    // The right ones still work, and are not logged as failures.
+    let (status, _) = server
+        .http_request("GET", "/api/v1/quota", Some((&app, &secret)), None)
+        .await;
+    assert_eq!(status, 200);
+    server.stop().await;
+
+    let text = log.text();
+    let failures: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("authentication failed"))
+        .collect();
+    assert_eq!(failures.len(), 6, "one line per refusal: {text}");
+    for line in &failures {
+        assert!(line.contains(" INFO "), "logged at info: {line}");
+        assert!(line.contains("err_code=-12004"), "{line}");
+    }
+    assert!(
+        failures[0].contains("reason=\"no credentials\""),
+        "{}",
+        failures[0]
+    );
+    assert!(
+        failures[1].contains(&format!("app_id=\"{app}\""))
+            && failures[1].contains("wrong appSecret"),
+        "{}",
+        failures[1]
+    );
+    assert!(
+        failures[2].contains("app_id=\"wxstranger0000000\"")
+            && failures[2].contains("unknown appId"),
+        "{}",
+        failures[2]
+    );
+    assert!(failures[3..]
+        .iter()
+        .all(|l| l.contains("malformed credentials")));
+    for secret_text in [
+        wrong.expose(),
+        secret.expose(),
+        "only-a-secret-no-colon",
+        "b25seS1hLXNlY3JldC1uby1jb2xvbg",
+    ] {
+        assert!(!text.contains(secret_text), "a secret was logged: {text}");
+    }
+}
+
+/// Unknown paths and wrong methods answer the API's `{errCode, errMsg}` JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_routes_and_wrong_methods_answer_json() {
+    let dir = common::data_dir();
+    let server = TestServer::start(dir.path(), |_| {}).await;
+    let (app, secret) = server.create_app(true);
+    for (method, path) in [
+        ("GET", "/api/v1/quotas"),
+        ("POST", "/api/v1/rooms"),
+        ("GET", "/nope"),
+    ] {
+        let (status, body) = server
+            .http_request(method, path, Some((&app, &secret)), None)
+            .await;
+        assert_eq!(status, 404, "{method} {path}: {body}");
+        assert_eq!(
+            failure(&body),
+            (
+                ErrorCode::UnknownRoute.code() as i64,
+                format!("api:fail no such route: {method} {path}")
+            )
+        );
+    }
+    for (method, path) in [
+        ("GET", "/api/v1/session-key"),
+        ("DELETE", "/api/v1/quota"),
+        ("PUT", "/api/v1/rooms/g/kick"),
+        ("POST", "/healthz"),
+    ] {
+        let (status, body) = server
+            .http_request(method, path, Some((&app, &secret)), None)
+            .await;
+        assert_eq!(status, 405, "{method} {path}: {body}");
+        assert_eq!(
+            failure(&body),
+            (
+                ErrorCode::MethodNotAllowed.code() as i64,
+                format!("api:fail method not allowed on this route: {method} {path}")
+            )
+        );
+    }
+    // Without demo mode its routes are unknown routes too.
+    server.stop().await;
+    let dir = common::data_dir();
+    let server = TestServer::start(dir.path(), |c| c.demo = false).await;
+    let (status, body) = server.http_request("POST", "/demo/sign", None, None).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(failure(&body).0, ErrorCode::UnknownRoute.code() as i64);
     server.stop().await;
 }

@@ -324,3 +324,578 @@ async fn serve_stops_cleanly_on_sigterm_and_members_are_told() {
         .unwrap();
     assert!(status.success(), "clean exit: {status}");
 }
+
+/// `voipchat ARGS` in `cwd` with `envs` set and VOIPCHAT_CONFIG removed unless given.
+fn voipchat_in(
+    cwd: &std::path::Path,
+    envs: &[(&str, &str)],
+    args: &[&str],
+) -> std::process::Output {
+    let mut cmd = voipchat();
+    cmd.current_dir(cwd)
+        .env_remove("VOIPCHAT_CONFIG")
+        .args(args);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn stdout_json(out: &std::process::Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is one JSON value ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// Reads the server's stderr up to its "voipchat serving" log line; returns every line read
+/// (colours removed) and the HTTP address of that line.
+async fn startup_lines(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
+) -> (Vec<String>, std::net::SocketAddr) {
+    let mut seen = Vec::new();
+    loop {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("server starts")
+            .unwrap()
+            .unwrap_or_else(|| panic!("server exited: {seen:#?}"));
+        let line = plain(&line);
+        seen.push(line.clone());
+        if let Some(rest) = line.split("http=").nth(1) {
+            let http = rest.split_whitespace().next().unwrap().parse().unwrap();
+            return (seen, http);
+        }
+    }
+}
+
+/// The data dir is relative, which made `app create` run from another directory use another
+/// database without a word. Now `serve` prints the absolute database path and its addresses,
+/// every `app` command prints its database on stderr (stdout stays JSON), VOIPCHAT_CONFIG
+/// names the config when --config is not given, and a relative data_dir in a config file is
+/// relative to the file: the same config from anywhere means the same database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_and_app_commands_name_their_database_and_share_it_through_voipchat_config() {
+    use tokio::io::AsyncBufReadExt;
+    let root = tempfile::tempdir().unwrap();
+    let root_path = std::fs::canonicalize(root.path()).unwrap();
+    let (etc, here, there) = (
+        root_path.join("etc"),
+        root_path.join("here"),
+        root_path.join("there"),
+    );
+    for d in [&etc, &here, &there] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let config = etc.join("voipchat.toml");
+    std::fs::write(
+        &config,
+        "http_addr = \"127.0.0.1:0\"\nmedia_addr = \"127.0.0.1:0\"\ndata_dir = \"state\"\n",
+    )
+    .unwrap();
+    let config_env = config.to_str().unwrap();
+    let db = etc.join("state").join("voipchat.sqlite3");
+    let db_line = format!("voipchat: database {}", db.display());
+
+    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_voipchat"))
+        .arg("serve")
+        .current_dir(&here)
+        .env("VOIPCHAT_CONFIG", config_env)
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(server.stderr.take().unwrap()).lines();
+    let (seen, http) = startup_lines(&mut lines).await;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let text = seen.join("\n");
+    assert!(
+        seen.iter().any(|l| l.starts_with(&db_line)),
+        "serve prints the absolute database path {db_line:?}: {text}"
+    );
+    assert!(
+        text.contains(&format!("database={}", db.display())),
+        "and logs it: {text}"
+    );
+    assert!(
+        text.contains(&format!("voipchat: HTTP on http://{http}/")),
+        "{text}"
+    );
+    let media_line = seen
+        .iter()
+        .find(|l| l.starts_with("voipchat: media on UDP 127.0.0.1:"))
+        .unwrap_or_else(|| panic!("the media address is printed: {text}"));
+    assert!(
+        media_line.contains("announced to clients as 127.0.0.1"),
+        "{media_line}"
+    );
+    let serving = seen.last().unwrap();
+    assert!(
+        serving.contains("media=127.0.0.1:") && serving.contains("announce=127.0.0.1"),
+        "the log line has the media and announced addresses: {serving}"
+    );
+    assert!(!here.join("voipchat-data").exists(), "nothing in the cwd");
+
+    // From another directory, VOIPCHAT_CONFIG leads to the same file, and says so.
+    let env = [("VOIPCHAT_CONFIG", config_env)];
+    let out = voipchat_in(&there, &env, &["app", "create", "--name", "Shared"]);
+    let created = stdout_json(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{db_line}, config {}", config.display())),
+        "app create names its database and config on stderr: {stderr}"
+    );
+    let (app, secret) = (
+        created["appId"].as_str().unwrap().to_string(),
+        created["appSecret"].as_str().unwrap().to_string(),
+    );
+    let out = voipchat_in(&there, &env, &["app", "enable-voip", &app]);
+    stdout_json(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&db_line));
+    // The running server sees the app: the same database.
+    let (status, body) = common::http_request(
+        http,
+        "POST",
+        "/api/v1/session-key",
+        Some((app.clone(), secret.clone())),
+        Some(r#"{"openId":"a"}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // --config works the same, and wins over the environment.
+    let out = voipchat_in(
+        &there,
+        &[("VOIPCHAT_CONFIG", "/nonexistent/voipchat.toml")],
+        &["app", "show", &app, "--config", config_env],
+    );
+    assert_eq!(stdout_json(&out)["appId"], app.as_str());
+    assert!(!there.join("voipchat-data").exists(), "nothing in the cwd");
+
+    // Without it, another directory has no database: refused, naming the path it looked at,
+    // instead of an empty list from a new, empty file.
+    let out = voipchat_in(&there, &[], &["app", "list"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let missing = there.join("voipchat-data").join("voipchat.sqlite3");
+    assert!(
+        stderr.contains(&format!("no database at {}", missing.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("VOIPCHAT_CONFIG"), "{stderr}");
+    assert!(!missing.exists(), "the refused command created nothing");
+    // A VOIPCHAT_CONFIG that does not exist is named as such.
+    let out = voipchat_in(
+        &there,
+        &[("VOIPCHAT_CONFIG", "/nonexistent/voipchat.toml")],
+        &["app", "list"],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("/nonexistent/voipchat.toml") && stderr.contains("VOIPCHAT_CONFIG"),
+        "{stderr}"
+    );
+    // `app create` in a new place makes the database, and says that it is new.
+    let out = voipchat_in(&there, &[], &["app", "create", "--name", "Elsewhere"]);
+    stdout_json(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("voipchat: database {}", missing.display()))
+            && stderr.contains("new and empty"),
+        "{stderr}"
+    );
+    server.start_kill().unwrap();
+    let _ = server.wait().await;
+}
+
+/// Starts `voipchat serve` with `args` and returns its exit status and stderr.
+fn serve_fails(args: &[&str]) -> (std::process::ExitStatus, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = voipchat()
+        .args(["serve", "--data-dir", dir.path().to_str().unwrap()])
+        .args(args)
+        .output()
+        .unwrap();
+    (out.status, String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+#[test]
+fn a_busy_port_is_named_with_its_role_and_its_setting() {
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = tcp.local_addr().unwrap();
+    let (status, stderr) = serve_fails(&[
+        "--http-addr",
+        &port.to_string(),
+        "--media-addr",
+        "127.0.0.1:0",
+    ]);
+    assert!(!status.success());
+    let expected = format!(
+        "cannot bind the HTTP address {port}: Address already in use (is another voipchat \
+         running? set http_addr or --http-addr)"
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = udp.local_addr().unwrap();
+    let (status, stderr) = serve_fails(&[
+        "--http-addr",
+        "127.0.0.1:0",
+        "--media-addr",
+        &port.to_string(),
+    ]);
+    assert!(!status.success());
+    let expected = format!(
+        "cannot bind the media address (UDP) {port}: Address already in use (is another \
+         voipchat running? set media_addr or --media-addr)"
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+    drop((tcp, udp));
+}
+
+/// The option lines of a `--help` text: (flag, description), continuation lines joined.
+fn help_options(help: &str) -> Vec<(String, String)> {
+    let mut options: Vec<(String, String)> = Vec::new();
+    let mut section = String::new();
+    for line in help.lines() {
+        if line.ends_with(':') && !line.starts_with(' ') {
+            section = line.to_string();
+            continue;
+        }
+        if line.trim().is_empty() || !(section == "Options:" || section == "Arguments:") {
+            continue;
+        }
+        let trimmed = line.trim_start();
+        let indent = line.len() - trimmed.len();
+        if indent <= 6 && (trimmed.starts_with('-') || trimmed.starts_with('<')) {
+            let flag = trimmed
+                .split([' ', ','])
+                .find(|w| w.starts_with("--") || w.starts_with('<'))
+                .unwrap_or(trimmed)
+                .to_string();
+            let desc = trimmed
+                .split_once("  ")
+                .map(|(_, d)| d.trim())
+                .unwrap_or("");
+            options.push((flag, desc.to_string()));
+        } else if let Some(last) = options.last_mut() {
+            last.1.push(' ');
+            last.1.push_str(trimmed);
+        }
+    }
+    options
+}
+
+fn help_of(args: &[&str]) -> String {
+    let out = voipchat().args(args).arg("--help").output().unwrap();
+    assert!(out.status.success(), "{args:?} --help");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn every_flag_of_serve_and_app_has_a_description_and_its_default() {
+    let d = voipchat_server::Config::default();
+    let serve = help_of(&["serve"]);
+    let options = help_options(&serve);
+    // Each flag that overrides the config says the config's own default, from the code.
+    let expected: &[(&str, String)] = &[
+        ("--config", "[default: $VOIPCHAT_CONFIG if set".into()),
+        (
+            "--data-dir",
+            format!(
+                "[default: data_dir from the config, else ./{}]",
+                d.data_dir.display()
+            ),
+        ),
+        (
+            "--http-addr",
+            format!("[default: http_addr from the config, else {}]", d.http_addr),
+        ),
+        (
+            "--media-addr",
+            format!(
+                "[default: media_addr from the config, else {}]",
+                d.media_addr
+            ),
+        ),
+        (
+            "--public-ip",
+            "[default: public_ip from the config, else media_addr's IP]".into(),
+        ),
+        (
+            "--room-cap",
+            format!("[default: room_cap from the config, else {}]", d.room_cap),
+        ),
+        (
+            "--daily-room-quota",
+            format!(
+                "[default: daily_room_quota from the config, else {}]",
+                d.daily_room_quota
+            ),
+        ),
+        (
+            "--timestamp-window-secs",
+            format!(
+                "[default: timestamp_window_secs from the config, else {}]",
+                d.timestamp_window_secs
+            ),
+        ),
+        (
+            "--quota-utc-offset",
+            format!(
+                "[default: quota_utc_offset from the config, else {}]",
+                d.quota_utc_offset
+            ),
+        ),
+        (
+            "--media-timeout-secs",
+            format!(
+                "[default: media_timeout_secs from the config, else {}]",
+                d.media_timeout_secs
+            ),
+        ),
+        (
+            "--no-demo",
+            "[default: demo from the config, else the demo is on]".into(),
+        ),
+        (
+            "--test-hooks",
+            "[default: test_hooks from the config, else off]".into(),
+        ),
+    ];
+    assert!(d.demo && !d.test_hooks && d.public_ip.is_none());
+    for (flag, default) in expected {
+        let (_, desc) = options
+            .iter()
+            .find(|(f, _)| f == flag)
+            .unwrap_or_else(|| panic!("serve --help lists {flag}: {serve}"));
+        assert!(
+            desc.contains(default.as_str()),
+            "{flag}: {desc:?} lacks {default:?}"
+        );
+    }
+    assert_eq!(options.len(), expected.len() + 1, "and --help: {serve}");
+
+    for cmd in [
+        &["app"][..],
+        &["app", "create"],
+        &["app", "list"],
+        &["app", "show"],
+        &["app", "enable-voip"],
+        &["app", "disable-voip"],
+        &["app", "rotate-secret"],
+        &["app", "delete"],
+    ] {
+        let help = help_of(cmd);
+        let options = help_options(&help);
+        for (flag, desc) in &options {
+            if flag == "--help" {
+                continue;
+            }
+            assert!(desc.len() > 10, "{cmd:?} {flag}: no description: {help}");
+            // Required values have no default; everything else shows one.
+            if flag != "--name" && flag != "<APP_ID>" {
+                assert!(desc.contains("[default: "), "{cmd:?} {flag}: {desc:?}");
+            }
+        }
+        for flag in ["--config", "--data-dir"] {
+            assert!(
+                options.iter().any(|(f, _)| f == flag),
+                "{cmd:?} takes {flag}: {help}"
+            );
+        }
+    }
+
+    // sign uses no store and no config: its help lists only its own flags.
+    let sign = help_of(&["sign"]);
+    let flags: Vec<String> = help_options(&sign).into_iter().map(|(f, _)| f).collect();
+    assert_eq!(
+        flags,
+        [
+            "--app-id",
+            "--group-id",
+            "--nonce-str",
+            "--timestamp",
+            "--session-key",
+            "--help"
+        ],
+        "{sign}"
+    );
+    let out = voipchat()
+        .args([
+            "--data-dir",
+            "/tmp",
+            "sign",
+            "--app-id",
+            "a",
+            "--group-id",
+            "g",
+        ])
+        .args(["--nonce-str", "n", "--timestamp", "1", "--session-key", "k"])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "sign refuses options it would ignore"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sign uses neither"));
+}
+
+#[test]
+fn an_empty_app_name_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    for name in ["", "   ", "\t"] {
+        let out = voipchat()
+            .args(["app", "create", "--data-dir", data, "--name", name])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{name:?} is refused");
+        assert!(out.stdout.is_empty());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("the app name must not be empty or only spaces"),
+            "{name:?}: {stderr}"
+        );
+    }
+    assert!(
+        !dir.path().join("voipchat.sqlite3").exists(),
+        "nothing was created"
+    );
+}
+
+/// `app show`, `app rotate-secret` and `app delete` against a running server's database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_show_rotate_secret_and_delete() {
+    use voipchat_proto::{AppId, OpenId, Secret};
+    use voipchat_store::Store;
+    let data = common::data_dir();
+    let server = common::TestServer::start(data.path(), |_| {}).await;
+    let dir = data.path().to_str().unwrap();
+    let app_cmd = |args: &[&str]| {
+        voipchat()
+            .args(["app", "--data-dir", dir])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let created = stdout_json(&app_cmd(&["create", "--name", "Rotating"]));
+    let app_id = created["appId"].as_str().unwrap().to_string();
+    let old = created["appSecret"].as_str().unwrap().to_string();
+    let app = AppId::new(app_id.as_str());
+    let quota = |secret: &str| {
+        let (app, secret) = (app.clone(), Secret::new(secret));
+        let server = &server;
+        async move {
+            server
+                .http_request("GET", "/api/v1/quota", Some((&app, &secret)), None)
+                .await
+        }
+    };
+    assert_eq!(quota(&old).await.0, 200);
+
+    // show: the app without its secret.
+    let shown = stdout_json(&app_cmd(&["show", &app_id]));
+    let mut keys: Vec<&str> = shown
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        ["appId", "createdAt", "name", "voipEnabled"],
+        "{shown}"
+    );
+    assert_eq!(shown["name"], "Rotating");
+    assert_eq!(shown["voipEnabled"], false);
+    let out = app_cmd(&["show", "wxnope"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no app with appId wxnope"));
+
+    // rotate-secret: a new secret, printed once; the old one is refused from now on.
+    let out = app_cmd(&["rotate-secret", &app_id]);
+    let rotated = stdout_json(&out);
+    assert_eq!(rotated["appId"], app_id.as_str());
+    let new = rotated["appSecret"].as_str().unwrap().to_string();
+    assert_eq!(new.len(), 64);
+    assert_ne!(new, old);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("old secret"));
+    let (status, body) = quota(&old).await;
+    assert_eq!(status, 401, "the old secret is refused: {body}");
+    assert!(body.contains("-12004"), "{body}");
+    let (status, body) = quota(&new).await;
+    assert_eq!(status, 200, "the new secret works: {body}");
+    assert!(
+        !String::from_utf8_lossy(&app_cmd(&["show", &app_id]).stdout).contains(&new),
+        "show never prints the secret"
+    );
+    let out = app_cmd(&["rotate-secret", "wxnope"]);
+    assert!(!out.status.success() && out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no app with appId wxnope"));
+
+    // delete: the app and what was recorded for it go; other apps stay.
+    let (other, other_secret) = server.create_app(true);
+    let user = OpenId::new("alice");
+    let secret = Secret::new(new.as_str());
+    server.session_key(&app, &secret, "alice").await;
+    server.session_key(&other, &other_secret, "alice").await;
+    assert!(
+        server
+            .store
+            .take_room_quota(&app, "2026-11-22", 10)
+            .unwrap()
+            .granted
+    );
+    assert!(server
+        .store
+        .consume_nonce(&app, &user, "n", u64::MAX, 0)
+        .unwrap());
+    let deleted = stdout_json(&app_cmd(&["delete", &app_id]));
+    assert_eq!(
+        deleted,
+        serde_json::json!({"appId": app_id, "deleted": true})
+    );
+    assert_eq!(
+        quota(&new).await.0,
+        401,
+        "a deleted app cannot call the API"
+    );
+    assert_eq!(server.store.app(&app).unwrap(), None);
+    assert_eq!(server.store.session_key(&app, &user).unwrap(), None);
+    assert_eq!(server.store.rooms_created(&app, "2026-11-22").unwrap(), 0);
+    assert!(
+        server
+            .store
+            .consume_nonce(&app, &user, "n", u64::MAX, 0)
+            .unwrap(),
+        "its nonces are forgotten"
+    );
+    assert!(server.store.session_key(&other, &user).unwrap().is_some());
+    assert!(!app_cmd(&["show", &app_id]).status.success());
+    for id in [app_id.as_str(), "wxnope"] {
+        let out = app_cmd(&["delete", id]);
+        assert!(!out.status.success(), "delete {id} is refused");
+        assert!(out.stdout.is_empty());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(&format!("no app with appId {id}")),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let listed = String::from_utf8(app_cmd(&["list"]).stdout).unwrap();
+    assert!(
+        !listed.contains(&app_id) && listed.contains(other.as_str()),
+        "{listed}"
+    );
+    server.stop().await;
+}

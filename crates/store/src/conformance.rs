@@ -27,6 +27,9 @@ pub const CHECKS: &[(&str, Check)] = &[
     ),
     ("create_app_is_atomic", create_app_is_atomic),
     ("voip_enable_disable", voip_enable_disable),
+    ("app_secret_rotation", app_secret_rotation),
+    ("delete_app_removes_its_data", delete_app_removes_its_data),
+    ("delete_app_is_atomic", delete_app_is_atomic),
     ("session_key_rotation", session_key_rotation),
     ("nonce_freshness", nonce_freshness),
     ("nonce_expiry", nonce_expiry),
@@ -61,6 +64,9 @@ macro_rules! store_conformance_tests {
             apps_listed_in_creation_order,
             create_app_is_atomic,
             voip_enable_disable,
+            app_secret_rotation,
+            delete_app_removes_its_data,
+            delete_app_is_atomic,
             session_key_rotation,
             nonce_freshness,
             nonce_expiry,
@@ -213,6 +219,120 @@ pub fn voip_enable_disable(store: &dyn Store) {
     let missing = AppId::new("wx-missing");
     assert!(!store.set_voip_enabled(&missing, true).expect("missing app"));
     assert_eq!(store.app(&missing).expect("get"), None);
+}
+
+/// `set_app_secret` replaces the secret of an existing app, keeps every other field and
+/// every other app, and reports a missing one.
+pub fn app_secret_rotation(store: &dyn Store) {
+    let mut a = app("wx1", 1);
+    a.voip_enabled = true;
+    store.create_app(&a).expect("create");
+    let other = app("wx2", 2);
+    store.create_app(&other).expect("create");
+
+    let fresh = Secret::new("a-new-secret");
+    assert!(store.set_app_secret(&a.app_id, &fresh).expect("rotate"));
+    let got = store.app(&a.app_id).expect("get").expect("exists");
+    assert_eq!(got.secret, fresh, "the new secret is the one read back");
+    assert_ne!(got.secret, a.secret);
+    assert_eq!(
+        (got.name, got.voip_enabled, got.created_at),
+        (a.name.clone(), a.voip_enabled, a.created_at),
+        "other fields are kept"
+    );
+    assert_eq!(store.app(&other.app_id).expect("get"), Some(other.clone()));
+    let listed = store.list_apps().expect("list");
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].secret, fresh, "list_apps sees the new secret too");
+
+    // Rotating again replaces again; the same value is allowed.
+    let again = Secret::new("yet another");
+    assert!(store.set_app_secret(&a.app_id, &again).expect("rotate"));
+    assert!(store.set_app_secret(&a.app_id, &again).expect("same value"));
+    assert_eq!(
+        store.app(&a.app_id).expect("get").expect("exists").secret,
+        again
+    );
+
+    let missing = AppId::new("wx-missing");
+    assert!(!store.set_app_secret(&missing, &fresh).expect("missing app"));
+    assert_eq!(store.app(&missing).expect("get"), None);
+}
+
+/// `delete_app` removes the app, its users' session keys, their nonces and its room counts,
+/// and nothing of other apps; a missing app is reported; a new app with the same id starts
+/// empty.
+pub fn delete_app_removes_its_data(store: &dyn Store) {
+    let (a, b) = (app("wx1", 1), app("wx2", 2));
+    store.create_app(&a).expect("create");
+    store.create_app(&b).expect("create");
+    let u = OpenId::new("user-1");
+    let (now, exp) = (1_700_000_000, 1_700_000_600);
+    for id in [&a.app_id, &b.app_id] {
+        store
+            .put_session_key(id, &u, &Secret::new("k"), now)
+            .expect("put");
+        assert!(store.consume_nonce(id, &u, "n", exp, now).expect("nonce"));
+        assert!(store.take_room_quota(id, "d", 10).expect("quota").granted);
+    }
+
+    assert!(store.delete_app(&a.app_id).expect("delete"));
+    assert_eq!(store.app(&a.app_id).expect("get"), None);
+    assert_eq!(store.list_apps().expect("list"), vec![b.clone()]);
+    assert_eq!(store.session_key(&a.app_id, &u).expect("key"), None);
+    assert_eq!(store.rooms_created(&a.app_id, "d").expect("count"), 0);
+    assert!(
+        store
+            .consume_nonce(&a.app_id, &u, "n", exp, now)
+            .expect("nonce"),
+        "the deleted app's nonces are forgotten"
+    );
+
+    // The other app keeps everything.
+    assert_eq!(store.app(&b.app_id).expect("get"), Some(b.clone()));
+    assert_eq!(
+        store.session_key(&b.app_id, &u).expect("key"),
+        Some(Secret::new("k"))
+    );
+    assert_eq!(store.rooms_created(&b.app_id, "d").expect("count"), 1);
+    assert!(!store
+        .consume_nonce(&b.app_id, &u, "n", exp, now)
+        .expect("nonce"));
+
+    // Deleting again, or an app that never existed, is refused and changes nothing.
+    assert!(!store.delete_app(&a.app_id).expect("delete again"));
+    assert!(!store
+        .delete_app(&AppId::new("wx-missing"))
+        .expect("missing"));
+    assert_eq!(store.list_apps().expect("list"), vec![b]);
+
+    // The id can be registered again, and starts with nothing.
+    let reborn = app("wx1", 3);
+    store.create_app(&reborn).expect("create again");
+    assert_eq!(
+        store.app(&reborn.app_id).expect("get"),
+        Some(reborn.clone())
+    );
+    assert_eq!(store.session_key(&reborn.app_id, &u).expect("key"), None);
+    assert_eq!(store.rooms_created(&reborn.app_id, "d").expect("count"), 0);
+}
+
+/// Of concurrent deletions of one app, exactly one reports that it deleted it.
+pub fn delete_app_is_atomic(store: &dyn Store) {
+    let a = app("wxrace", 1);
+    store.create_app(&a).expect("create");
+    let deleted = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| store.delete_app(&a.app_id).expect("delete")))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .filter(|&d| d)
+            .count()
+    });
+    assert_eq!(deleted, 1);
+    assert_eq!(store.list_apps().expect("list"), vec![]);
 }
 
 /// One current key per (app, user); putting a new one removes the old.

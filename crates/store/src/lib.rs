@@ -79,8 +79,13 @@ pub struct QuotaDecision {
 ///
 /// - [`create_app`](Store::create_app): check-and-insert. Of two concurrent creations of one
 ///   app id exactly one succeeds; the other gets [`StoreError::AppExists`].
-/// - [`set_voip_enabled`](Store::set_voip_enabled), [`put_session_key`](Store::put_session_key):
-///   single-record writes; the last writer wins.
+/// - [`set_voip_enabled`](Store::set_voip_enabled), [`set_app_secret`](Store::set_app_secret),
+///   [`put_session_key`](Store::put_session_key): single-record writes; the last writer wins.
+/// - [`set_app_secret`](Store::set_app_secret) replaces: after it returns, no reader sees the
+///   old secret again.
+/// - [`delete_app`](Store::delete_app): the app and everything recorded for it (session keys,
+///   nonces, room counts) go in one step; no reader sees the app without its data or the data
+///   without its app. Of two concurrent deletions of one app exactly one returns `true`.
 /// - [`put_session_key`](Store::put_session_key) replaces: after it returns, no reader sees
 ///   the old key again.
 /// - [`consume_nonce`](Store::consume_nonce): test-and-set. Of any number of concurrent calls
@@ -104,6 +109,17 @@ pub trait Store: Send + Sync + 'static {
     /// Turns VoIP on or off for an app. Returns `false` (and changes nothing) if there is no
     /// such app.
     fn set_voip_enabled(&self, app_id: &AppId, enabled: bool) -> Result<bool, StoreError>;
+
+    /// Replaces the app's secret (rotation: the old one stops existing, so backend calls made
+    /// with it fail from now on). Every other field is kept. Returns `false` (and changes
+    /// nothing) if there is no such app.
+    fn set_app_secret(&self, app_id: &AppId, secret: &Secret) -> Result<bool, StoreError>;
+
+    /// Removes the app and everything recorded under its id: the session keys of its users,
+    /// their used nonces and its daily room counts, as one atomic step. Other apps are not
+    /// touched. Returns `false` (and changes nothing) if there is no such app. An app created
+    /// later with the same id starts empty.
+    fn delete_app(&self, app_id: &AppId) -> Result<bool, StoreError>;
 
     /// Replaces the user's one current session key (rotation: the old one stops existing).
     /// `now_unix` is recorded as the time of issue.

@@ -214,6 +214,32 @@ impl Store for SqliteStore {
         Ok(changed > 0)
     }
 
+    fn set_app_secret(&self, app_id: &AppId, secret: &Secret) -> Result<bool, StoreError> {
+        let changed = self.conn().execute(
+            "UPDATE apps SET secret = ?2 WHERE app_id = ?1",
+            params![app_id.as_str(), secret.expose()],
+        )?;
+        Ok(changed > 0)
+    }
+
+    fn delete_app(&self, app_id: &AppId) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let deleted = tx.execute("DELETE FROM apps WHERE app_id = ?1", [app_id.as_str()])?;
+        if deleted == 0 {
+            // Nothing written; dropping the transaction rolls it back.
+            return Ok(false);
+        }
+        for table in ["session_keys", "nonces", "room_quota"] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE app_id = ?1"),
+                [app_id.as_str()],
+            )?;
+        }
+        tx.commit()?;
+        Ok(true)
+    }
+
     fn put_session_key(
         &self,
         app_id: &AppId,
@@ -375,6 +401,12 @@ mod tests {
         }
         fn set_voip_enabled(&self, app_id: &AppId, enabled: bool) -> Result<bool, StoreError> {
             self.store.set_voip_enabled(app_id, enabled)
+        }
+        fn set_app_secret(&self, app_id: &AppId, secret: &Secret) -> Result<bool, StoreError> {
+            self.store.set_app_secret(app_id, secret)
+        }
+        fn delete_app(&self, app_id: &AppId) -> Result<bool, StoreError> {
+            self.store.delete_app(app_id)
         }
         fn put_session_key(
             &self,
