@@ -6,12 +6,13 @@ cd "$(dirname "$0")/.."
 start=$(date +%s)
 
 # --- what the tests need from Debian ---------------------------------------------------
-# sox/espeak-ng/opus-tools make sound fixtures; chromium drives the browser tests; node and
+# sox/espeak-ng/opus-tools make sound fixtures, ffmpeg video ones; chromium drives the browser tests. node and
 # python3 run the example game backends of examples/ in them.
 need_pkgs=()
 command -v opusenc >/dev/null || need_pkgs+=(opus-tools)
 command -v sox >/dev/null || need_pkgs+=(sox)
 command -v espeak-ng >/dev/null || need_pkgs+=(espeak-ng)
+command -v ffmpeg >/dev/null || need_pkgs+=(ffmpeg)       # VP8 IVF files, fake camera y4m
 command -v node >/dev/null || need_pkgs+=(nodejs npm)
 command -v python3 >/dev/null || need_pkgs+=(python3)     # examples/python-backend
 command -v ip >/dev/null || need_pkgs+=(iproute2)         # loopback-only namespaces

@@ -38,4 +38,4 @@ pub use client::{
 pub use ivf::{read_ivf, IvfFrame, IvfHeader, IvfWriter};
 pub use ogg_opus::{read_ogg_opus, OggOpusError, OggOpusWriter, OpusPacket};
 pub use opus::file_audio_level;
-pub use record::{Recording, RoomRecorder};
+pub use record::{Recording, RoomRecorder, VideoRecorder, VideoRecording};

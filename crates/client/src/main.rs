@@ -15,8 +15,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use voipchat_client::{
-    file_audio_level, read_ogg_opus, AudioSender, Client, ClientError, ClientEvent, JoinOptions,
-    OpusPacket, RoomRecorder,
+    file_audio_level, read_ivf, read_ogg_opus, AudioSender, Client, ClientError, ClientEvent,
+    IvfFrame, IvfHeader, JoinOptions, OpusPacket, RoomRecorder, VideoRecorder,
 };
 use voipchat_proto::{AppId, GroupId, MuteConfig, OpenId, RoomType, Secret};
 
@@ -78,10 +78,18 @@ struct JoinArgs {
     /// none: send nothing]
     #[arg(long, value_name = "FILE.opus")]
     send: Option<PathBuf>,
-    /// Play the --send file again and again [default: off: play it once]
-    #[arg(long = "loop", requires = "send")]
+    /// Play the --send file (and the --send-video file) again and again [default: off: play
+    /// it once]
+    #[arg(long = "loop")]
     repeat: bool,
-    /// Record every other member into DIR/<openId>.opus [default: none: record nothing]
+    /// A VP8 IVF file to send as this member's camera in a video room, in real time from
+    /// when connected; a keyframe request from the server restarts it at its first (key)
+    /// frame (make one with `ffmpeg -i in.y4m -c:v libvpx -b:v 300k out.ivf`) [default:
+    /// none: send no video]
+    #[arg(long, value_name = "FILE.ivf")]
+    send_video: Option<PathBuf>,
+    /// Record every other member into DIR/<openId>.opus, and in a video room their video
+    /// into DIR/<openId>.ivf [default: none: record nothing]
     #[arg(long, value_name = "DIR")]
     record_dir: Option<PathBuf>,
     /// Leave (with exit) after this many seconds [default: none: stay until Ctrl-C, SIGTERM
@@ -278,6 +286,28 @@ async fn join(args: JoinArgs) -> ExitCode {
         None => None,
     };
 
+    let video = match &args.send_video {
+        Some(_) if !matches!(args.room_type, RoomTypeArg::Video) => {
+            return fail("--send-video needs --room-type video")
+        }
+        Some(path) => match std::fs::File::open(path).and_then(read_ivf) {
+            Ok((_, frames)) if frames.is_empty() => {
+                return fail(format!("{}: no video frames", path.display()))
+            }
+            Ok((header, frames)) => Some((header, frames)),
+            Err(e) => return fail(format!("{}: {e}", path.display())),
+        },
+        None => None,
+    };
+    let mut video_recorder = match (&args.record_dir, &args.room_type) {
+        (Some(dir), RoomTypeArg::Video) => match VideoRecorder::new(dir) {
+            Ok(r) => Some(r),
+            Err(e) => return fail(format!("{}: {e}", dir.display())),
+        },
+        _ => None,
+    };
+    let keyframe_wanted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+
     let (mut client, _members) = match Client::join(options(&args)).await {
         Ok(joined) => joined,
         Err(ClientError::Refused { err_code, err_msg }) => {
@@ -291,6 +321,7 @@ async fn join(args: JoinArgs) -> ExitCode {
         .duration
         .map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s.max(0.0)));
     let mut player: Option<tokio::task::JoinHandle<()>> = None;
+    let mut camera: Option<tokio::task::JoinHandle<()>> = None;
     let mut heard: HashSet<(Option<OpenId>, String)> = HashSet::new();
     let mut terminate = signal_terminate();
 
@@ -320,11 +351,39 @@ async fn join(args: JoinArgs) -> ExitCode {
                     }
                 }
             }
+            ClientEvent::Video {
+                from,
+                mid,
+                frame,
+                rtp_time,
+            } => {
+                if heard.insert((from.clone(), mid.clone())) {
+                    emit(json!({"event": "videoStarted", "openId": from, "mid": mid}));
+                }
+                if let (Some(rec), Some(from)) = (video_recorder.as_mut(), from.as_ref()) {
+                    if let Err(e) = rec.record(from, &frame, rtp_time) {
+                        tracing::warn!(%from, "recording video: {e}");
+                    }
+                }
+            }
+            ClientEvent::KeyframeRequested => {
+                keyframe_wanted.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             ClientEvent::Connected => {
                 emit(event_json(&ClientEvent::Connected));
                 if let (Some(packets), None) = (&packets, &player) {
                     let sender = client.audio_sender();
                     player = Some(tokio::spawn(play(sender, packets.clone(), args.repeat)));
+                }
+                if let (Some((header, frames)), None) = (&video, &camera) {
+                    let sender = client.audio_sender();
+                    camera = Some(tokio::spawn(play_video(
+                        sender,
+                        *header,
+                        frames.clone(),
+                        args.repeat,
+                        keyframe_wanted.clone(),
+                    )));
                 }
             }
             ClientEvent::Closed => {
@@ -337,6 +396,9 @@ async fn join(args: JoinArgs) -> ExitCode {
 
     if let Some(p) = player.take() {
         p.abort();
+    }
+    if let Some(c) = camera.take() {
+        c.abort();
     }
     let stats = client.stats();
     let code = match stop {
@@ -383,8 +445,63 @@ async fn join(args: JoinArgs) -> ExitCode {
             Err(e) => tracing::warn!("finishing recordings: {e}"),
         }
     }
+    if let Some(rec) = video_recorder.take() {
+        match rec.finish() {
+            Ok(recordings) => {
+                summary["videoRecordings"] = recordings
+                    .iter()
+                    .map(|r| json!({"openId": r.open_id, "path": r.path, "frames": r.frames}))
+                    .collect();
+            }
+            Err(e) => tracing::warn!("finishing video recordings: {e}"),
+        }
+    }
     emit(summary);
     code
+}
+
+/// Sends an IVF file's frames in real time, each for the time to the next frame's
+/// timestamp (the file's time base; 1/30 s when the file says nothing usable). A keyframe
+/// request restarts the file at its first frame, which encoders make a key frame.
+async fn play_video(
+    sender: AudioSender,
+    header: IvfHeader,
+    frames: Vec<IvfFrame>,
+    repeat: bool,
+    keyframe_wanted: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    let tick = |ts: u64| -> Duration {
+        if header.rate == 0 || header.scale == 0 {
+            return Duration::from_millis(33) * ts as u32;
+        }
+        Duration::from_secs_f64(ts as f64 * f64::from(header.scale) / f64::from(header.rate))
+    };
+    let frame_time = |i: usize| -> Duration {
+        match (frames.get(i), frames.get(i + 1)) {
+            (Some(a), Some(b)) if b.timestamp > a.timestamp => tick(b.timestamp - a.timestamp),
+            _ => Duration::from_millis(33),
+        }
+    };
+    let mut next = tokio::time::Instant::now();
+    let mut i = 0;
+    loop {
+        if keyframe_wanted.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            i = 0;
+        }
+        if i >= frames.len() {
+            if !repeat {
+                return;
+            }
+            i = 0;
+        }
+        tokio::time::sleep_until(next).await;
+        let d = frame_time(i);
+        if sender.send_vp8(frames[i].data.clone(), d).is_err() {
+            return;
+        }
+        next += d;
+        i += 1;
+    }
 }
 
 /// Plays the packets in real time: packet n goes out at start + the durations of packets

@@ -194,3 +194,92 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// Writes every member's received video into `DIR/<openId>.ivf` (VP8, time base 1/90000,
+/// timestamps from the RTP clock, starting at 0), the frames unchanged, so a test compares
+/// them byte for byte with what the sender's IVF file held.
+pub struct VideoRecorder {
+    dir: PathBuf,
+    tracks: HashMap<OpenId, VideoTrack>,
+}
+
+struct VideoTrack {
+    writer: crate::ivf::IvfWriter<BufWriter<File>>,
+    first_rtp: u64,
+    frames: u64,
+    path: PathBuf,
+}
+
+/// What [`VideoRecorder::finish`] wrote for one member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VideoRecording {
+    pub open_id: OpenId,
+    pub path: PathBuf,
+    pub frames: u64,
+}
+
+impl VideoRecorder {
+    /// Records into `dir`, which is created if missing.
+    pub fn new(dir: impl Into<PathBuf>) -> io::Result<VideoRecorder> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir)?;
+        Ok(VideoRecorder {
+            dir,
+            tracks: HashMap::new(),
+        })
+    }
+
+    /// The file a member's video goes to.
+    pub fn path_for(&self, open_id: &OpenId) -> PathBuf {
+        self.dir
+            .join(format!("{}.ivf", file_stem(open_id.as_str())))
+    }
+
+    /// Appends one frame of `from` (RTP time at 90 kHz).
+    pub fn record(&mut self, from: &OpenId, frame: &[u8], rtp_time: u64) -> io::Result<()> {
+        if !self.tracks.contains_key(from) {
+            let path = self.path_for(from);
+            let header = crate::ivf::IvfHeader {
+                fourcc: *b"VP80",
+                width: 0,
+                height: 0,
+                rate: 90_000,
+                scale: 1,
+            };
+            let writer = crate::ivf::IvfWriter::new(BufWriter::new(File::create(&path)?), header)?;
+            self.tracks.insert(
+                from.clone(),
+                VideoTrack {
+                    writer,
+                    first_rtp: rtp_time,
+                    frames: 0,
+                    path,
+                },
+            );
+        }
+        // Inserted just above when missing.
+        let track = self.tracks.get_mut(from).expect("track exists");
+        track.writer.write_frame(&crate::ivf::IvfFrame {
+            timestamp: rtp_time.saturating_sub(track.first_rtp),
+            data: frame.to_vec(),
+        })?;
+        track.frames += 1;
+        Ok(())
+    }
+
+    /// Flushes every file.
+    pub fn finish(self) -> io::Result<Vec<VideoRecording>> {
+        let mut out = Vec::new();
+        for (open_id, track) in self.tracks {
+            use std::io::Write as _;
+            track.writer.into_inner().flush()?;
+            out.push(VideoRecording {
+                open_id,
+                path: track.path,
+                frames: track.frames,
+            });
+        }
+        out.sort_by(|a, b| a.open_id.cmp(&b.open_id));
+        Ok(out)
+    }
+}

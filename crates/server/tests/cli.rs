@@ -222,6 +222,101 @@ async fn cli_peers_send_an_ogg_opus_file_and_record_it_byte_for_byte() {
     server.stop().await;
 }
 
+/// The video path end to end: ffmpeg and libvpx make a real VP8 IVF file, one CLI
+/// peer sends it as its camera in a video room, the other records what it receives into
+/// DIR/<openId>.ivf, and the recording holds the file's frames byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_peers_send_a_vp8_ivf_file_and_record_it_byte_for_byte() {
+    let work = tempfile::tempdir().unwrap();
+    let ivf = work.path().join("cam.ivf");
+    let ok = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-f", "lavfi", "-i"])
+        .arg("testsrc=size=160x120:rate=15:duration=2")
+        .args(["-c:v", "libvpx", "-b:v", "200k", "-g", "30"])
+        .arg(&ivf)
+        .status()
+        .expect("ffmpeg is installed (scripts/test.sh installs it)");
+    assert!(ok.success());
+    let (_, source) = voipchat_client::read_ivf(std::fs::File::open(&ivf).unwrap()).unwrap();
+    assert!(source.len() >= 25, "2 s at 15 fps: {}", source.len());
+    assert_eq!(source[0].data[0] & 1, 0, "ffmpeg starts with a key frame");
+
+    let data = common::data_dir();
+    let server = common::TestServer::start(data.path(), |_| {}).await;
+    let (app, secret) = server.create_app(true);
+    let kb = server.session_key(&app, &secret, "bob").await;
+    let ka = server.session_key(&app, &secret, "alice").await;
+    let cli = client_cli();
+    let rec = work.path().join("rec");
+    let ws = server.ws_url();
+    let run = |open_id: &str, key: &str, extra: Vec<String>| {
+        let mut c = tokio::process::Command::new(&cli);
+        c.args(["join", "--server", &ws, "--app-id", app.as_str()])
+            .args(["--open-id", open_id, "--group-id", "cli-video"])
+            .args(["--session-key", key, "--room-type", "video"])
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        c.spawn().expect("client cli starts")
+    };
+    let bob = run(
+        "bob",
+        kb.expose(),
+        vec![
+            "--record-dir".into(),
+            rec.to_str().unwrap().into(),
+            "--duration".into(),
+            "5".into(),
+        ],
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let alice = run(
+        "alice",
+        ka.expose(),
+        vec![
+            "--send-video".into(),
+            ivf.to_str().unwrap().into(),
+            "--loop".into(),
+            "--duration".into(),
+            "4".into(),
+        ],
+    );
+    let alice = alice.wait_with_output().await.unwrap();
+    let bob = bob.wait_with_output().await.unwrap();
+    assert!(
+        alice.status.success(),
+        "alice: {}",
+        String::from_utf8_lossy(&alice.stderr)
+    );
+    assert!(
+        bob.status.success(),
+        "bob: {}",
+        String::from_utf8_lossy(&bob.stderr)
+    );
+    let bob_out = String::from_utf8_lossy(&bob.stdout);
+    assert!(bob_out.contains("\"videoStarted\""), "{bob_out}");
+    assert!(bob_out.contains("\"videoRecordings\""), "{bob_out}");
+
+    let (_, recorded) =
+        voipchat_client::read_ivf(std::fs::File::open(rec.join("alice.ivf")).unwrap()).unwrap();
+    assert!(recorded.len() >= 30, "{} frames recorded", recorded.len());
+    // The sender loops the file and restarts it at its key frame when asked for one, so the
+    // recording is a series of runs of the file, each from the file's first frame: every
+    // frame is the file's next one or its first.
+    let index = |d: &[u8]| source.iter().position(|f| f.data == d);
+    let mut at = index(&recorded[0].data).expect("the first recorded frame is the file's");
+    assert_eq!(at, 0, "the recording starts at the file's key frame");
+    for (n, f) in recorded.iter().enumerate().skip(1) {
+        let i = index(&f.data).unwrap_or_else(|| panic!("frame {n} is not one of the file's"));
+        assert!(
+            i == (at + 1) % source.len() || i == 0,
+            "frame {n} is file frame {i} after {at}"
+        );
+        at = i;
+    }
+    server.stop().await;
+}
+
 /// Drops ANSI colour sequences from a log line.
 fn plain(line: &str) -> String {
     let mut out = String::new();
