@@ -63,6 +63,22 @@ pub fn media_sections(text: &str) -> Vec<(&str, Option<&str>)> {
     out
 }
 
+/// The codec names (`a=rtpmap` encoding names, e.g. "VP8") in the m-sections of `kind`.
+pub fn section_codecs<'a>(text: &'a str, kind: &str) -> Vec<&'a str> {
+    let mut in_kind = false;
+    let mut out = Vec::new();
+    for line in text.split('\n').map(|l| l.trim_end_matches('\r')) {
+        if let Some(rest) = line.strip_prefix("m=") {
+            in_kind = rest.split(' ').next() == Some(kind);
+        } else if let Some(map) = line.strip_prefix("a=rtpmap:").filter(|_| in_kind) {
+            if let Some(name) = map.split(' ').nth(1).and_then(|c| c.split('/').next()) {
+                out.push(name);
+            }
+        }
+    }
+    out
+}
+
 /// A video room's offer publishes a microphone and at most one camera: exactly one audio
 /// m-line and at most one video m-line.
 pub fn check_video_offer(text: &str) -> Result<(), String> {

@@ -266,3 +266,51 @@ fn room_type_is_fixed_and_video_offers_are_checked() {
         ServerMsg::SubscribeVideoMembersResult { status }
             if status.err_code == ErrorCode::UnexpectedMessage.code())));
 }
+
+#[test]
+fn a_camera_without_a_codec_the_server_forwards_is_refused() {
+    let mut net = Net::new(10);
+    let a = net.add_peer("vp9-only");
+    let offer = {
+        let p = &mut net.peers[a];
+        p.rtc = str0m::Rtc::builder()
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp9(true)
+            .build(net.now);
+        let mut api = p.rtc.sdp_api();
+        use str0m::media::{Direction, MediaKind};
+        api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        api.apply().unwrap().0.to_sdp_string()
+    };
+    let req = voipchat_proto::JoinRequest {
+        app_id: voipchat_proto::AppId::from("app"),
+        open_id: OpenId::from("vp9-only"),
+        group_id: voipchat_proto::GroupId::from("g"),
+        nonce_str: "n".into(),
+        time_stamp: 1,
+        signature: "0".repeat(64),
+        room_type: voipchat_proto::RoomType::Video,
+        mute_config: MuteConfig::default(),
+        sdp: offer,
+    };
+    let conn = net.peers[a].conn;
+    net.engine.handle_join(net.now, conn, req);
+    net.settle();
+    assert_eq!(net.join_code(a), Some(ErrorCode::InvalidSdp.code()));
+    let msg = net.peers[a]
+        .messages
+        .iter()
+        .find_map(|m| match m {
+            ServerMsg::JoinResult { status, .. } => Some(status.err_msg.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(msg.contains("VP8") && msg.contains("H.264"), "{msg}");
+    assert_eq!(
+        net.engine.room_count(),
+        0,
+        "the refused creator leaves no room"
+    );
+}

@@ -76,6 +76,27 @@ impl Engine {
                 );
             }
         };
+        let answer_sdp = answer.to_sdp_string();
+        if room_type == RoomType::Video
+            && sdp::media_sections(&req.sdp)
+                .iter()
+                .any(|(k, _)| *k == "video")
+        {
+            let codecs = sdp::section_codecs(&answer_sdp, "video");
+            if !codecs
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case("VP8") || c.eq_ignore_ascii_case("H264"))
+            {
+                return self.reply_join_fail(
+                    conn,
+                    Failure::with_detail(
+                        ErrorCode::InvalidSdp,
+                        "the offer's camera has no codec this server forwards: offer VP8 or \
+                         H.264 constrained baseline (profile-level-id 42e01f, packetization-mode 1)",
+                    ),
+                );
+            }
+        }
         let opus_pt = rtc
             .codec_config()
             .find(|p| p.spec().codec == Codec::Opus)
@@ -146,7 +167,7 @@ impl Engine {
                 status: Status::ok(api::JOIN),
                 open_id_list: list.clone(),
                 muted_open_id_list: muted.clone(),
-                sdp: Some(answer.to_sdp_string()),
+                sdp: Some(answer_sdp),
             },
         );
         // Speakers are announced on change only: a newcomer learns who already speaks.
