@@ -1,6 +1,6 @@
 // An example game backend for voipchat: Node 20, standard library only (node:http, fetch).
 //
-//   GET  /                       the game's page (index.html next to this file)
+//   GET  /                       the game's page (../page/index.html, shared by the examples)
 //   GET  /my-backend/config      {voipchatUrl, appId}: what the page needs to load the SDK
 //   POST /my-backend/voip-sign   {groupId, openId} → {nonceStr, timeStamp, signature}
 //
@@ -28,7 +28,7 @@ if (!APP_ID || !APP_SECRET) {
   process.exit(2);
 }
 const AUTH = 'Basic ' + Buffer.from(`${APP_ID}:${APP_SECRET}`).toString('base64');
-const PAGE = await readFile(new URL('./index.html', import.meta.url));
+const PAGE = await readFile(new URL('../page/index.html', import.meta.url));
 
 /** POSTs to voipchat's backend API; resolves with {status, body}. */
 async function voipchat(path, payload) {

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """An example game backend for voipchat: Python 3.11, standard library only.
 
-  GET  /                       the game's page (index.html next to this file)
+  GET  /                       the game's page (../page/index.html, shared by the examples)
   GET  /my-backend/config      {voipchatUrl, appId}: what the page needs to load the SDK
   POST /my-backend/voip-sign   {groupId, openId} -> {nonceStr, timeStamp, signature}
 
@@ -37,7 +37,7 @@ HOST = os.environ.get("HOST", "127.0.0.1")
 if not APP_ID or not APP_SECRET:
     sys.exit("set APP_ID and APP_SECRET (printed by `voipchat app create`)")
 AUTH = "Basic " + base64.b64encode(f"{APP_ID}:{APP_SECRET}".encode()).decode()
-PAGE = (Path(__file__).parent / "index.html").read_bytes()
+PAGE = (Path(__file__).parent.parent / "page" / "index.html").read_bytes()
 
 
 def voipchat(path, payload):

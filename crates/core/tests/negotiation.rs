@@ -6,7 +6,7 @@ use common::Net;
 use std::time::Duration;
 use str0m::media::Mid;
 use voipchat_core::ConnId;
-use voipchat_proto::{AppId, GroupId, JoinRequest, OpenId, RoomType, ServerMsg};
+use voipchat_proto::{RoomType, ServerMsg};
 
 fn sdps(net: &Net, idx: usize) -> Vec<String> {
     net.peers[idx]
@@ -53,17 +53,7 @@ fn voice_negotiates_no_transport_cc() {
 }
 
 fn join_with_sdp(net: &mut Net, conn: u64, sdp: &str) -> (i32, String) {
-    let req = JoinRequest {
-        app_id: AppId::from("app"),
-        open_id: OpenId::new(format!("u{conn}")),
-        group_id: GroupId::from("g"),
-        nonce_str: "n".into(),
-        time_stamp: 1,
-        signature: "0".repeat(64),
-        room_type: RoomType::Voice,
-        mute_config: Default::default(),
-        sdp: sdp.into(),
-    };
+    let req = Net::request(&format!("u{conn}"), "g", RoomType::Voice, sdp.into());
     net.engine.handle_join(net.now, ConnId(1000 + conn), req);
     loop {
         match net.engine.poll_output() {

@@ -241,20 +241,7 @@ fn room_type_is_fixed_and_video_offers_are_checked() {
         api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
         api.apply().unwrap().0.to_sdp_string()
     };
-    let req = voipchat_proto::JoinRequest {
-        app_id: voipchat_proto::AppId::from("app"),
-        open_id: OpenId::from("two-cams"),
-        group_id: voipchat_proto::GroupId::from("g"),
-        nonce_str: "n".into(),
-        time_stamp: 1,
-        signature: "0".repeat(64),
-        room_type: voipchat_proto::RoomType::Video,
-        mute_config: MuteConfig::default(),
-        sdp: offer,
-    };
-    let conn = net.peers[two].conn;
-    net.engine.handle_join(net.now, conn, req);
-    net.settle();
+    net.join_with_offer(two, "g", voipchat_proto::RoomType::Video, offer);
     assert_eq!(net.join_code(two), Some(ErrorCode::InvalidSdp.code()));
     assert_eq!(net.engine.room_members(&Net::key("g")), ids(&["a"]));
     // Subscribing in a voice room is refused with its own code.
@@ -284,20 +271,7 @@ fn a_camera_without_a_codec_the_server_forwards_is_refused() {
         api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
         api.apply().unwrap().0.to_sdp_string()
     };
-    let req = voipchat_proto::JoinRequest {
-        app_id: voipchat_proto::AppId::from("app"),
-        open_id: OpenId::from("vp9-only"),
-        group_id: voipchat_proto::GroupId::from("g"),
-        nonce_str: "n".into(),
-        time_stamp: 1,
-        signature: "0".repeat(64),
-        room_type: voipchat_proto::RoomType::Video,
-        mute_config: MuteConfig::default(),
-        sdp: offer,
-    };
-    let conn = net.peers[a].conn;
-    net.engine.handle_join(net.now, conn, req);
-    net.settle();
+    net.join_with_offer(a, "g", voipchat_proto::RoomType::Video, offer);
     assert_eq!(net.join_code(a), Some(ErrorCode::InvalidSdp.code()));
     let msg = net.peers[a]
         .messages

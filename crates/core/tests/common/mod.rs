@@ -148,6 +148,30 @@ impl Net {
         idx
     }
 
+    /// A join as the tests send it (the engine gets joins already authenticated).
+    pub fn request(open_id: &str, group: &str, kind: RoomType, sdp: String) -> JoinRequest {
+        JoinRequest {
+            app_id: AppId::from("app"),
+            open_id: OpenId::from(open_id),
+            group_id: GroupId::from(group),
+            nonce_str: "n".into(),
+            time_stamp: 1,
+            signature: "0".repeat(64),
+            room_type: kind,
+            mute_config: MuteConfig::default(),
+            sdp,
+        }
+    }
+
+    /// Peer `idx` joins `group` with an offer of its own making (no answer is applied).
+    pub fn join_with_offer(&mut self, idx: usize, group: &str, kind: RoomType, sdp: String) {
+        let p = &self.peers[idx];
+        let req = Net::request(p.open_id.as_str(), group, kind, sdp);
+        let conn = p.conn;
+        self.engine.handle_join(self.now, conn, req);
+        self.settle();
+    }
+
     pub fn send_join_typed(&mut self, idx: usize, group: &str, mute: MuteConfig, kind: RoomType) {
         let p = &mut self.peers[idx];
         let mut api = p.rtc.sdp_api();
@@ -158,17 +182,8 @@ impl Net {
         p.send_mid = Some(mid);
         p.video_mid = video_mid;
         p.pending = Some(pending);
-        let req = JoinRequest {
-            app_id: AppId::from("app"),
-            open_id: p.open_id.clone(),
-            group_id: GroupId::from(group),
-            nonce_str: "n".into(),
-            time_stamp: 1,
-            signature: "0".repeat(64),
-            room_type: kind,
-            mute_config: mute,
-            sdp: offer.to_sdp_string(),
-        };
+        let mut req = Net::request(p.open_id.as_str(), group, kind, offer.to_sdp_string());
+        req.mute_config = mute;
         let conn = p.conn;
         self.engine.handle_join(self.now, conn, req);
         self.settle();
