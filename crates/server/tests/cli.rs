@@ -109,6 +109,34 @@ fn client_cli() -> std::path::PathBuf {
     path
 }
 
+/// Starts `voipchat-client join` for one member, its output piped.
+fn cli_peer(
+    cli: &std::path::Path,
+    ws: &str,
+    app: &str,
+    open_id: &str,
+    group: &str,
+    key: &str,
+    extra: Vec<String>,
+) -> tokio::process::Child {
+    tokio::process::Command::new(cli)
+        .args([
+            "join",
+            "--server",
+            ws,
+            "--app-id",
+            app,
+            "--open-id",
+            open_id,
+        ])
+        .args(["--group-id", group, "--session-key", key])
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("client cli starts")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_peers_send_an_ogg_opus_file_and_record_it_byte_for_byte() {
     let work = tempfile::tempdir().unwrap();
@@ -140,21 +168,7 @@ async fn cli_peers_send_an_ogg_opus_file_and_record_it_byte_for_byte() {
     let rec = work.path().join("rec");
     let ws = server.ws_url();
     let run = |open_id: &str, key: &str, extra: Vec<String>| {
-        let mut c = tokio::process::Command::new(&cli);
-        c.args([
-            "join",
-            "--server",
-            &ws,
-            "--app-id",
-            app.as_str(),
-            "--open-id",
-            open_id,
-        ])
-        .args(["--group-id", "cli-room", "--session-key", key])
-        .args(extra)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-        c.spawn().expect("client cli starts")
+        cli_peer(&cli, &ws, app.as_str(), open_id, "cli-room", key, extra)
     };
     let bob = run(
         "bob",
@@ -249,15 +263,9 @@ async fn cli_peers_send_a_vp8_ivf_file_and_record_it_byte_for_byte() {
     let cli = client_cli();
     let rec = work.path().join("rec");
     let ws = server.ws_url();
-    let run = |open_id: &str, key: &str, extra: Vec<String>| {
-        let mut c = tokio::process::Command::new(&cli);
-        c.args(["join", "--server", &ws, "--app-id", app.as_str()])
-            .args(["--open-id", open_id, "--group-id", "cli-video"])
-            .args(["--session-key", key, "--room-type", "video"])
-            .args(extra)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        c.spawn().expect("client cli starts")
+    let run = |open_id: &str, key: &str, mut extra: Vec<String>| {
+        extra.extend(["--room-type".into(), "video".into()]);
+        cli_peer(&cli, &ws, app.as_str(), open_id, "cli-video", key, extra)
     };
     let bob = run(
         "bob",
