@@ -34,6 +34,9 @@ pub struct AppState {
     pub media: mpsc::UnboundedSender<media::Command>,
     /// Turns true when the server is stopping.
     pub shutdown: watch::Receiver<bool>,
+    /// Held by every WebSocket connection task; `run` returns once all are gone (or after a
+    /// bound), so a stopping server's last frames are read before its sockets close.
+    pub connections: mpsc::Sender<()>,
 }
 
 /// The sockets the server runs on, bound by the caller.
@@ -132,11 +135,13 @@ pub async fn run(
     ));
 
     let test_hooks = config.test_hooks;
+    let (connections, mut connections_gone) = mpsc::channel::<()>(1);
     let state = AppState {
         config: Arc::new(config),
         store,
         media: cmd_tx,
         shutdown: stop_rx.clone(),
+        connections,
     };
     let app = router(state);
     tracing::info!(
@@ -168,8 +173,9 @@ pub async fn run(
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = media_task.await;
-    // Connections get a moment to deliver their last messages.
+    // Connections get a moment to deliver their last messages and to see them read.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(3), server).await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(3), connections_gone.recv()).await;
     Ok(())
 }
 

@@ -20,6 +20,10 @@ use crate::{clock, AppState};
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
+/// How long a connection keeps reading after the server started to stop, for the client's
+/// answer to the server's Close.
+const SHUTDOWN_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
     // Accept somewhat more than MAX_FRAME_BYTES so an oversize frame gets a typed error
     // instead of a dropped connection.
@@ -29,6 +33,7 @@ pub async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Res
 }
 
 async fn connection(state: AppState, socket: WebSocket) {
+    let _live = state.connections.clone();
     let conn = ConnId(NEXT_CONN.fetch_add(1, Ordering::Relaxed));
     let (mut sink, mut stream) = socket.split();
     let (outbox, mut inbox) = mpsc::unbounded_channel::<ServerMsg>();
@@ -61,15 +66,30 @@ async fn connection(state: AppState, socket: WebSocket) {
 
     let mut shutdown = state.shutdown.clone();
     let mut server_stopping = false;
+    let linger_end = tokio::time::sleep(std::time::Duration::MAX);
+    tokio::pin!(linger_end);
     loop {
         let frame = tokio::select! {
             f = stream.next() => f,
-            _ = shutdown.wait_for(|stop| *stop) => {
+            _ = shutdown.wait_for(|stop| *stop), if !server_stopping => {
                 server_stopping = true;
-                break;
+                linger_end
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + SHUTDOWN_LINGER);
+                continue;
             }
+            _ = &mut linger_end, if server_stopping => break,
         };
         let Some(Ok(frame)) = frame else { break };
+        if server_stopping {
+            // Still read, and drop, what the client sends until its Close answers ours: a
+            // socket closed with unread input is reset, and the reset can destroy the last
+            // frames (the interruption) before the client has read them.
+            if matches!(frame, Message::Close(_)) {
+                break;
+            }
+            continue;
+        }
         let text = match frame {
             Message::Text(t) => t,
             Message::Binary(_) => {
