@@ -7,6 +7,7 @@
 
 pub mod engine;
 pub mod keyframe;
+pub mod layers;
 pub mod rules;
 pub mod sdp;
 pub mod speakers;

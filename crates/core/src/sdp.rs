@@ -80,7 +80,7 @@ pub fn section_codecs<'a>(text: &'a str, kind: &str) -> Vec<&'a str> {
 }
 
 /// A video room's offer publishes a microphone and at most one camera: exactly one audio
-/// m-line and at most one video m-line.
+/// m-line and at most one video m-line; the camera may be simulcast (`check_simulcast`).
 pub fn check_video_offer(text: &str) -> Result<(), String> {
     let sections = media_sections(text);
     let count = |kind: &str| sections.iter().filter(|(k, _)| *k == kind).count();
@@ -90,6 +90,132 @@ pub fn check_video_offer(text: &str) -> Result<(), String> {
             "a video room's offer has one audio m-line and at most one video m-line \
              (this one has {audio} audio and {video} video)"
         ));
+    }
+    check_simulcast(text)
+}
+
+/// Most simulcast layers a camera may send.
+pub const MAX_SIMULCAST_LAYERS: usize = 3;
+
+/// Longest rid the server keeps apart from others (str0m's `Rid` holds 8 characters).
+pub const MAX_RID_CHARS: usize = 8;
+
+/// Simulcast as a video room accepts it: on the camera m-line only, as a browser writes it
+/// for `sendEncodings` — `a=simulcast:send` naming 1 to `MAX_SIMULCAST_LAYERS` rids
+/// separated by `;`, each with an `a=rid:<rid> send` line; rids of 1 to `MAX_RID_CHARS`
+/// letters, digits, `-` or `_`. A camera without `a=rid` and `a=simulcast` is a camera with
+/// one layer. Anything else is refused with the reason, rather than half understood.
+pub fn check_simulcast(text: &str) -> Result<(), String> {
+    /// One m-section's simulcast lines.
+    struct Section<'a> {
+        kind: &'a str,
+        /// `a=rid` lines: the rid and its direction.
+        rids: Vec<(&'a str, &'a str)>,
+        /// `a=simulcast` values.
+        simulcast: Vec<&'a str>,
+    }
+    let mut sections: Vec<Section> = Vec::new();
+    for line in text.split('\n').map(|l| l.trim_end_matches('\r')) {
+        if let Some(rest) = line.strip_prefix("m=") {
+            sections.push(Section {
+                kind: rest.split(' ').next().unwrap_or(""),
+                rids: Vec::new(),
+                simulcast: Vec::new(),
+            });
+        } else if let Some(last) = sections.last_mut() {
+            if let Some(rid) = line.strip_prefix("a=rid:") {
+                let mut words = rid.split_whitespace();
+                last.rids
+                    .push((words.next().unwrap_or(""), words.next().unwrap_or("")));
+            } else if let Some(sim) = line.strip_prefix("a=simulcast:") {
+                last.simulcast.push(sim.trim());
+            }
+        }
+    }
+    for Section {
+        kind,
+        rids,
+        simulcast,
+    } in &sections
+    {
+        if rids.is_empty() && simulcast.is_empty() {
+            continue;
+        }
+        if *kind != "video" {
+            return Err(format!(
+                "simulcast (a=rid, a=simulcast) is for the camera's video m-line only, \
+                 not on an {kind} m-line"
+            ));
+        }
+        let send = match simulcast.as_slice() {
+            [] => {
+                return Err(
+                    "the camera m-line has a=rid lines but no a=simulcast: offer \
+                            a=simulcast:send with its rids (sendEncodings with rids), or no \
+                            a=rid"
+                        .into(),
+                )
+            }
+            [one] => *one,
+            _ => return Err("the camera m-line has more than one a=simulcast line".into()),
+        };
+        let Some(list) = send.strip_prefix("send ").map(str::trim) else {
+            return Err(format!(
+                "the camera only sends: its simulcast must be a=simulcast:send <rids>, not \
+                 a=simulcast:{}",
+                clip(send)
+            ));
+        };
+        if list.contains(char::is_whitespace) {
+            return Err(
+                "the camera only sends: a=simulcast with a recv part is not accepted".into(),
+            );
+        }
+        let layers: Vec<&str> = list.split(';').collect();
+        if layers.len() > MAX_SIMULCAST_LAYERS {
+            return Err(format!(
+                "the camera offers {} simulcast layers; at most {MAX_SIMULCAST_LAYERS} are \
+                 accepted",
+                layers.len()
+            ));
+        }
+        let mut seen: Vec<String> = Vec::new();
+        for rid in &layers {
+            if rid.contains(',') {
+                return Err(format!(
+                    "alternative rids in a=simulcast ({}) are not accepted: one rid per layer",
+                    clip(rid)
+                ));
+            }
+            let ok_chars = rid
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if rid.is_empty() || rid.chars().count() > MAX_RID_CHARS || !ok_chars {
+                return Err(format!(
+                    "rid {} must be 1 to {MAX_RID_CHARS} letters, digits, - or _",
+                    quote(rid)
+                ));
+            }
+            // str0m keeps '-' as '_': two rids that differ only there would be one.
+            let key = rid.replace('-', "_");
+            if seen.contains(&key) {
+                return Err(format!("rid {} is in a=simulcast twice", quote(rid)));
+            }
+            seen.push(key);
+            if !rids.iter().any(|(r, dir)| r == rid && *dir == "send") {
+                return Err(format!(
+                    "rid {} is in a=simulcast but has no a=rid:{rid} send line",
+                    quote(rid)
+                ));
+            }
+        }
+        if let Some((r, _)) = rids.iter().find(|(r, _)| !layers.contains(r)) {
+            return Err(format!(
+                "a=rid:{} is not in a=simulcast:send {}",
+                clip(r),
+                clip(list)
+            ));
+        }
     }
     Ok(())
 }
@@ -161,6 +287,69 @@ mod tests {
         );
         assert!(is_one_clean_line(&msg), "{msg}");
         assert_eq!(msg, "the offer was refused: Parse error at");
+    }
+
+    fn camera(lines: &str) -> String {
+        format!(
+            "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n\
+             m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\n{lines}"
+        )
+    }
+
+    #[test]
+    fn simulcast_as_browsers_offer_it_is_accepted() {
+        let three = "a=rid:q send\r\na=rid:h send\r\na=rid:f send\r\na=simulcast:send q;h;f\r\n";
+        assert_eq!(check_video_offer(&camera(three)), Ok(()));
+        let one = "a=rid:f send\r\na=simulcast:send f\r\n";
+        assert_eq!(check_video_offer(&camera(one)), Ok(()));
+        assert_eq!(check_video_offer(&camera("")), Ok(()), "no simulcast");
+    }
+
+    #[test]
+    fn simulcast_shapes_the_server_does_not_take_are_refused_in_words() {
+        let cases = [
+            ("a=rid:q send\r\na=rid:h send\r\n", "no a=simulcast"),
+            ("a=simulcast:send q;h\r\n", "no a=rid:q send"),
+            (
+                "a=rid:a send\r\na=rid:b send\r\na=rid:c send\r\na=rid:d send\r\n\
+                 a=simulcast:send a;b;c;d\r\n",
+                "4 simulcast layers; at most 3",
+            ),
+            ("a=rid:q recv\r\na=simulcast:recv q\r\n", "only sends"),
+            (
+                "a=rid:q send\r\na=rid:r recv\r\na=simulcast:send q recv r\r\n",
+                "recv part",
+            ),
+            (
+                "a=rid:q send\r\na=rid:h send\r\na=simulcast:send q,h\r\n",
+                "alternative",
+            ),
+            (
+                "a=rid:toolongrid send\r\na=simulcast:send toolongrid\r\n",
+                "1 to 8",
+            ),
+            (
+                "a=rid:a-b send\r\na=rid:a_b send\r\na=simulcast:send a-b;a_b\r\n",
+                "twice",
+            ),
+            (
+                "a=rid:q send\r\na=rid:h send\r\na=simulcast:send q\r\n",
+                "not in a=simulcast",
+            ),
+            (
+                "a=rid:q send\r\na=simulcast:send q\r\na=simulcast:send q\r\n",
+                "more than one",
+            ),
+        ];
+        for (lines, why) in cases {
+            let msg = check_video_offer(&camera(lines)).unwrap_err();
+            assert!(msg.contains(why), "{lines:?}: {msg}");
+            assert!(is_one_clean_line(&msg), "{msg}");
+        }
+        let audio = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rid:q send\r\n\
+                     a=simulcast:send q\r\n";
+        let msg = check_video_offer(audio).unwrap_err();
+        assert!(msg.contains("not on an audio m-line"), "{msg}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The forwarding path: one packet from a sender to every receiver the rules allow, with no
 //! lock, no await, no store call and no allocation per receiver.
 
+use super::slots::Gate;
 use super::*;
 use crate::keyframe::{starts_keyframe, VideoCodec};
 
@@ -79,13 +80,14 @@ impl Engine {
     }
 
     /// The video path: a camera packet to every receiver with a video slot for its sender.
-    /// A slot that starts (or restarts) waits for a keyframe's first packet; a receiver that
-    /// did not negotiate the sender's codec gets none of its video.
+    /// Each slot forwards one layer of the camera (`Slot::video_gate`): it starts, and
+    /// switches to the layer `choose_layers` picked, only where a keyframe begins. A receiver
+    /// that did not negotiate the sender's codec gets none of its video.
     fn forward_video(&mut self, now: Instant, sender: MemberId, packet: RtpPacket) {
         let Some(s) = self.members.get(&sender) else {
             return;
         };
-        if s.mute.mute_camera || s.video.is_none() {
+        if s.video.is_none() {
             return;
         }
         let Some(codec) = s
@@ -101,10 +103,23 @@ impl Engine {
             Codec::H264 => VideoCodec::H264,
             _ => return,
         };
+        let muted = s.mute.mute_camera;
+        // Measured even while muted: the layers' bitrates are ready when the camera is back.
+        let Some(layer) = self.camera_layer(now, sender, packet.header.ssrc, packet.payload.len())
+        else {
+            return;
+        };
+        if muted {
+            return;
+        }
         let keyframe = starts_keyframe(video_codec, &packet.payload);
         let mut receivers = std::mem::take(&mut self.scratch);
         receivers.clear();
-        if let Some(room) = self.rooms.get(&s.room) {
+        if let Some(room) = self
+            .members
+            .get(&sender)
+            .and_then(|s| self.rooms.get(&s.room))
+        {
             receivers.extend_from_slice(&room.members);
         }
         for &receiver in &receivers {
@@ -138,15 +153,15 @@ impl Engine {
             if slot.settle_until.is_some() {
                 continue;
             }
-            if slot.wait_keyframe {
-                if !keyframe {
-                    continue;
-                }
-                slot.wait_keyframe = false;
+            match slot.video_gate(layer, keyframe) {
+                Gate::Drop => continue,
+                Gate::Forward => {}
+                Gate::Switch => slot.continue_numbering(packet.timestamp),
             }
             let Some((seq, time)) = slot.map(&packet) else {
                 continue;
             };
+            slot.wrote(packet.timestamp);
             tx.write_rtp(
                 RtpWrite::new(pt, seq, time, packet.timestamp, packet.payload.clone())
                     .marker(packet.header.marker)

@@ -101,15 +101,19 @@ impl Engine {
             .codec_config()
             .find(|p| p.spec().codec == Codec::Opus)
             .map(|p| p.pt());
-        let video = (room_type == RoomType::Video).then(|| MemberVideo {
-            mid: sdp::media_sections(&req.sdp)
+        let video = (room_type == RoomType::Video).then(|| {
+            let mid = sdp::media_sections(&req.sdp)
                 .into_iter()
                 .find(|(kind, _)| *kind == "video")
                 .and_then(|(_, mid)| mid)
-                .map(Mid::from),
-            subscription: None,
-            last_keyframe_request: None,
-            keyframe_owed: false,
+                .map(Mid::from);
+            MemberVideo {
+                mid,
+                subscription: None,
+                layers: simulcast::camera_layers(&rtc, mid),
+                ssrc_layers: Vec::new(),
+                downlink: Downlink::default(),
+            }
         });
 
         let id = MemberId(self.next_member);

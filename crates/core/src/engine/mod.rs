@@ -15,7 +15,7 @@ use str0m::config::DtlsCert;
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive, Transmit};
-use str0m::rtp::{Extension, ExtensionValues, RtpPacket, RtpWrite, SeqNo};
+use str0m::rtp::{Extension, ExtensionValues, RtpPacket, RtpWrite, SeqNo, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output as RtcOutput, Rtc};
 use tracing::{debug, info, warn};
 use voipchat_proto::signal::api;
@@ -29,11 +29,13 @@ use crate::sdp;
 
 mod forward;
 mod membership;
+mod simulcast;
 mod slots;
 mod subscriptions;
 
 use crate::speakers::{SpeakerConfig, SpeakerState};
 use membership::Leave;
+use simulcast::{Downlink, Layer};
 use slots::Slot;
 
 /// A signaling connection, numbered by the caller. One connection is in at most one room.
@@ -154,10 +156,14 @@ struct MemberVideo {
     /// The members whose video it asked for (`subscribeVideoMembers`); None: the default,
     /// the first two other members in join order.
     subscription: Option<Vec<OpenId>>,
-    /// When a keyframe was last asked of this publisher (requests are throttled), and
-    /// whether one is still owed to a receiver that asked meanwhile.
-    last_keyframe_request: Option<Instant>,
-    keyframe_owed: bool,
+    /// The camera's layers: one per rid with simulcast, else one (rid None). Each has its
+    /// measured bitrate and its own keyframe-request throttle.
+    layers: Vec<Layer>,
+    /// Which layer each of the camera's SSRCs carries, learned from str0m's streams (the
+    /// rid header extension only comes with a stream's first packets).
+    ssrc_layers: Vec<(Ssrc, usize)>,
+    /// What this member can receive: its bandwidth estimates (transport-cc, REMB).
+    downlink: Downlink,
 }
 
 /// The engine. See the module documentation for the call order.
@@ -442,19 +448,19 @@ impl Engine {
 
     /// Asks the occupant of each of `receiver`'s video slots still waiting for a keyframe.
     fn ask_keyframes_for_waiting_slots(&mut self, now: Instant, receiver: MemberId) {
-        let waiting: Vec<MemberId> = self
-            .members
-            .get(&receiver)
-            .map(|r| {
-                r.slots
-                    .iter()
-                    .filter(|s| s.wait_keyframe)
-                    .filter_map(|s| s.occupant)
-                    .collect()
-            })
-            .unwrap_or_default();
-        for publisher in waiting {
-            self.ask_keyframe(now, publisher);
+        let mut waiting: Vec<(MemberId, Option<usize>)> = Vec::new();
+        if let Some(r) = self.members.get_mut(&receiver) {
+            for s in r.slots.iter_mut().filter(|s| s.wait_keyframe) {
+                if let Some(o) = s.occupant {
+                    // A slot with no layer chosen yet asks every layer; its choice
+                    // follows at the next tick.
+                    s.asked_at = Some(now);
+                    waiting.push((o, s.target.layer));
+                }
+            }
+        }
+        for (publisher, layer) in waiting {
+            self.ask_keyframe(now, publisher, layer);
         }
     }
 
@@ -627,16 +633,28 @@ impl Engine {
                 .codec_config()
                 .add_h264(108.into(), Some(109.into()), true, 0x42e01f);
         }
+        // Voice needs the level for speakers and the mid for BUNDLE; no transport-cc:
+        // audio runs without bandwidth estimation, so neither the header extension nor
+        // the codec's feedback is negotiated.
         let mut config = config
-            // Voice needs the level for speakers and the mid for BUNDLE; no transport-cc:
-            // audio runs without bandwidth estimation, so neither the header extension nor
-            // the codec's feedback is negotiated.
             .clear_extension_map()
             .set_extension(1, Extension::AudioLevel)
             .set_extension(4, Extension::RtpMid)
             .set_stats_interval(None);
+        if room_type == RoomType::Video {
+            // Simulcast: the rid of each layer and of its repairs. Bandwidth estimation
+            // toward the receivers (str0m's BWE on transport-cc feedback) chooses their
+            // layers. str0m's extension map is per session, so the transport-wide sequence
+            // number rides on a video room's audio too; the feedback is asked for video only.
+            config = config
+                .set_extension(3, Extension::TransportSequenceNumber)
+                .set_extension(10, Extension::RtpStreamId)
+                .set_extension(11, Extension::RepairedRtpStreamId)
+                .enable_bwe(Some(simulcast::INITIAL_ESTIMATE));
+        }
         for params in config.codec_config().iter_mut() {
-            params.set_fb_transport_cc(false);
+            let video = params.spec().codec.is_video();
+            params.set_fb_transport_cc(video && room_type == RoomType::Video);
         }
         config.build(now)
     }
@@ -652,6 +670,7 @@ impl Engine {
             .map(|(id, _)| *id)
             .collect();
         self.end_slot_settles(now);
+        self.choose_layers(now);
         self.send_owed_keyframe_requests(now);
         for id in expired {
             if let Some(m) = self.members.get(&id).filter(|m| !m.connected) {
@@ -725,6 +744,7 @@ impl Engine {
                     self.remove_member(now, id, Leave::Interrupted(ErrorCode::MediaTimeout));
                 }
                 Event::KeyframeRequest(req) => self.on_keyframe_request(now, id, req.mid),
+                Event::EgressBitrateEstimate(kind) => self.on_estimate(id, kind),
                 _ => {}
             }
         }

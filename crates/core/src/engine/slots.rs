@@ -1,9 +1,11 @@
 //! Negotiation by receive slots: each member's session gets one `sendonly` m-line (a slot) per
 //! other member and kind — audio from everyone, video from those it receives — added by server
 //! offers and reused through `tracks` when occupants change. A slot keeps its SSRC for life;
-//! `Rebase` makes each slot one continuous RTP stream whoever occupies it.
+//! `Rebase` makes each slot one continuous RTP stream whoever occupies it, and whichever of
+//! the occupant's simulcast layers it carries.
 
 use super::*;
+use crate::layers::Target;
 
 /// One receive slot in a member's session: an m-line the server sends on.
 pub(super) struct Slot {
@@ -24,6 +26,39 @@ pub(super) struct Slot {
     /// occupant continues where the previous one stopped.
     next_seq: u64,
     last_time: u32,
+    /// The timestamp gap the next rebase leaves after `last_time`.
+    next_gap: u32,
+    /// When the last packet written on this slot arrived from its publisher.
+    last_arrival: Option<Instant>,
+    /// Video: the occupant's layer this slot forwards now (None before its first keyframe).
+    pub(super) layer: Option<usize>,
+    /// Video: the layer it should forward (`layers::choose_layer`); the slot moves there at
+    /// the next keyframe start of that layer, the current layer flowing meanwhile.
+    pub(super) target: Target,
+    /// When the target's keyframe was last asked for on this slot's behalf.
+    pub(super) asked_at: Option<Instant>,
+}
+
+/// What a video slot does with one packet of its occupant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Gate {
+    /// Not for this slot (another layer, or before the keyframe it waits for).
+    Drop,
+    /// The layer it forwards: write it.
+    Forward,
+    /// The first packet of a keyframe on the target layer: the slot now carries that layer
+    /// (its first, another, or the same again after a pause), numbered on from where the
+    /// slot stopped.
+    Switch,
+}
+
+/// The timestamp gap left when a slot changes occupant: one Opus frame (20 ms at 48 kHz) or
+/// one video frame at 30 fps (90 kHz).
+fn switch_gap(kind: TrackKind) -> u32 {
+    match kind {
+        TrackKind::Audio => 960,
+        TrackKind::Video => 3000,
+    }
 }
 
 /// How long a reused video slot stays silent after its `tracks` went out.
@@ -49,6 +84,11 @@ impl Slot {
             settle_until: None,
             next_seq: 1,
             last_time: 0,
+            next_gap: switch_gap(kind),
+            last_arrival: None,
+            layer: None,
+            target: Target::default(),
+            asked_at: None,
         }
     }
 
@@ -57,8 +97,10 @@ impl Slot {
     pub(super) fn occupy(&mut self, now: Instant, occupant: MemberId) {
         self.occupant = Some(occupant);
         self.rebase = None;
+        self.next_gap = switch_gap(self.kind);
         self.wait_keyframe = self.kind == TrackKind::Video;
         self.settle_until = self.wait_keyframe.then(|| now + SLOT_SETTLE);
+        self.forget_layers();
     }
 
     /// No occupant: the slot is free for the next one.
@@ -66,23 +108,59 @@ impl Slot {
         self.occupant = None;
         self.rebase = None;
         self.settle_until = None;
+        self.forget_layers();
     }
 
-    /// The timestamp gap left when the slot changes occupant: one Opus frame (20 ms at
-    /// 48 kHz) or one video frame at 30 fps (90 kHz).
-    fn switch_gap(&self) -> u32 {
-        match self.kind {
-            TrackKind::Audio => 960,
-            TrackKind::Video => 3000,
+    fn forget_layers(&mut self) {
+        self.layer = None;
+        self.target = Target::default();
+        self.asked_at = None;
+    }
+
+    /// Video: whether a packet of the occupant's `layer` is written, `keyframe` saying if it
+    /// begins a keyframe. A slot starts (and restarts, after a mute) and switches layers
+    /// only there, so the receiver's decoder always continues from a keyframe of the layer
+    /// it gets; a frame of the old layer left unfinished by a switch is never completed,
+    /// and receivers drop incomplete frames.
+    pub(super) fn video_gate(&mut self, layer: usize, keyframe: bool) -> Gate {
+        if !self.wait_keyframe && self.layer == Some(layer) {
+            return Gate::Forward;
         }
+        let wanted = self.target.layer.or(self.layer);
+        if !keyframe || wanted != Some(layer) {
+            return Gate::Drop;
+        }
+        self.wait_keyframe = false;
+        self.layer = Some(layer);
+        Gate::Switch
+    }
+
+    /// The numbering restarts at the next packet (a layer has its own sequence numbers and
+    /// timestamps), continuing the slot's without a gap: the timestamp advances by the time
+    /// that passed since the last packet written (at least 1 ms at 90 kHz), so the receiver
+    /// sees one stream at the pace it was captured.
+    pub(super) fn continue_numbering(&mut self, arrival: Instant) {
+        let elapsed = self
+            .last_arrival
+            .map(|t| arrival.saturating_duration_since(t))
+            .unwrap_or(Duration::from_millis(33));
+        let ticks = elapsed.as_micros().clamp(1_000, 10_000_000) * 90 / 1_000;
+        self.next_gap = ticks as u32;
+        self.rebase = None;
+    }
+
+    /// Remembers when the packet just written arrived (for `continue_numbering`).
+    pub(super) fn wrote(&mut self, arrival: Instant) {
+        self.last_arrival = Some(arrival);
     }
 
     /// The slot's sequence number and timestamp for a packet of its occupant, or None for a
-    /// packet older than the occupant's first on this slot.
+    /// packet older than the first the slot took of the occupant (of its current layer, for
+    /// video).
     pub(super) fn map(&mut self, packet: &RtpPacket) -> Option<(SeqNo, u32)> {
         let src_seq = *packet.seq_no;
         let src_time = packet.header.timestamp;
-        let gap = self.switch_gap();
+        let gap = self.next_gap;
         let rebase = *self.rebase.get_or_insert_with(|| Rebase {
             seq_offset: self.next_seq as i64 - src_seq as i64,
             time_offset: self.last_time.wrapping_add(gap).wrapping_sub(src_time),

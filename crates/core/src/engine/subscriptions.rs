@@ -7,13 +7,7 @@
 
 use std::collections::HashSet;
 
-use str0m::media::KeyframeRequestKind;
-
 use super::*;
-
-/// Least time between two keyframe requests to one publisher; a request inside it is owed
-/// and sent at the next tick.
-const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(250);
 
 impl Engine {
     /// `subscribeVideoMembers`: replaces whose video the member receives.
@@ -156,6 +150,7 @@ impl Engine {
         let Some(room) = self.rooms.get(key) else {
             return;
         };
+        let mut layers: Vec<Option<usize>> = Vec::new();
         for other in room.members.clone() {
             if let Some(o) = self.members.get_mut(&other) {
                 for slot in o
@@ -164,43 +159,18 @@ impl Engine {
                     .filter(|s| s.kind == TrackKind::Video && s.occupant == Some(id))
                 {
                     slot.wait_keyframe = true;
+                    let layer = slot.target.layer.or(slot.layer);
+                    if !layers.contains(&layer) {
+                        layers.push(layer);
+                    }
                 }
             }
         }
-        self.ask_keyframe(now, id);
+        // The layers its receivers will restart on (every layer for one not chosen yet).
+        for layer in layers {
+            self.ask_keyframe(now, id, layer);
+        }
         self.announce_video_members(key);
-    }
-
-    /// Asks `publisher` for a keyframe (PLI), at most once per `KEYFRAME_REQUEST_INTERVAL`;
-    /// a request inside it is owed and sent by `send_owed_keyframe_requests`.
-    pub(super) fn ask_keyframe(&mut self, now: Instant, publisher: MemberId) {
-        let Some(m) = self.members.get_mut(&publisher) else {
-            return;
-        };
-        let Some(video) = &mut m.video else {
-            return;
-        };
-        let Some(mid) = video.mid else {
-            return;
-        };
-        let recent = video
-            .last_keyframe_request
-            .is_some_and(|t| now.saturating_duration_since(t) < KEYFRAME_REQUEST_INTERVAL);
-        if recent {
-            video.keyframe_owed = true;
-            return;
-        }
-        let mut direct = m.rtc.direct_api();
-        match direct.stream_rx_by_mid(mid, None) {
-            Some(rx) => {
-                rx.request_keyframe(KeyframeRequestKind::Pli);
-                video.last_keyframe_request = Some(now);
-                video.keyframe_owed = false;
-            }
-            // No packet from the camera yet: ask again once it is there.
-            None => video.keyframe_owed = true,
-        }
-        self.drain(now, publisher);
     }
 
     /// Reused video slots whose mapping has settled: their occupant is asked for the keyframe
@@ -211,38 +181,29 @@ impl Engine {
             for slot in &mut m.slots {
                 if slot.settle_until.is_some_and(|t| t <= now) {
                     slot.settle_until = None;
-                    settled.extend(slot.occupant);
+                    if let Some(o) = slot.occupant {
+                        slot.asked_at = Some(now);
+                        settled.push((o, slot.target.layer));
+                    }
                 }
             }
         }
-        for publisher in settled {
-            self.ask_keyframe(now, publisher);
-        }
-    }
-
-    /// The keyframe requests that the throttle (or a camera not yet sending) held back.
-    pub(super) fn send_owed_keyframe_requests(&mut self, now: Instant) {
-        let owed: Vec<MemberId> = self
-            .members
-            .iter()
-            .filter(|(_, m)| m.video.as_ref().is_some_and(|v| v.keyframe_owed))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in owed {
-            self.ask_keyframe(now, id);
+        for (publisher, layer) in settled {
+            self.ask_keyframe(now, publisher, layer);
         }
     }
 
     /// A receiver's PLI or FIR on one of its video slots goes to the slot's occupant.
     pub(super) fn on_keyframe_request(&mut self, now: Instant, receiver: MemberId, mid: Mid) {
+        // The layer the receiver decodes (or the one it waits for).
         let occupant = self.members.get(&receiver).and_then(|r| {
             r.slots
                 .iter()
                 .find(|s| s.mid == mid && s.kind == TrackKind::Video)
-                .and_then(|s| s.occupant)
+                .and_then(|s| s.occupant.map(|o| (o, s.layer.or(s.target.layer))))
         });
-        if let Some(publisher) = occupant {
-            self.ask_keyframe(now, publisher);
+        if let Some((publisher, layer)) = occupant {
+            self.ask_keyframe(now, publisher, layer);
         }
     }
 }

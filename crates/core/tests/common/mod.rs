@@ -3,13 +3,14 @@
 
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use str0m::bwe::Bitrate;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind, Mid};
+use str0m::media::{Direction, MediaKind, Mid, Rid, Simulcast, SimulcastLayer};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output as RtcOutput, Rtc};
 use voipchat_core::{ConnId, Engine, EngineConfig, Output, QuotaAnswer};
@@ -40,11 +41,85 @@ pub struct Peer {
     pub track_kinds: HashMap<String, TrackKind>,
     /// Keyframe requests (PLI/FIR) the server sent this peer's camera.
     pub keyframe_requests: usize,
+    /// The same, by the layer (rid) they asked for.
+    pub keyframe_requests_by_rid: HashMap<Option<Rid>, usize>,
+    /// The simulcast layers this peer's camera offers (empty: no simulcast).
+    pub simulcast_rids: Vec<String>,
+    /// Every video frame received, with its numbering, in order.
+    pub frames: Vec<Frame>,
+    /// The SDP of the last offer this peer sent (its join) and the answer it got.
+    pub last_offer: Option<String>,
+    pub last_answer: Option<String>,
+    /// Rewrites the server's SDP (the joinResult's answer and later offers) before the peer
+    /// applies it: tests that make a peer believe in more layers than the server accepted.
+    pub sdp_rewrite: Option<fn(&str) -> String>,
+    /// A bottleneck on the way from the server to this peer.
+    pub downlink: Option<Link>,
     video_time: u64,
     rtp_time: u64,
     pub connected: bool,
     /// When false the peer's packets are dropped (a vanished client).
     pub online: bool,
+}
+
+/// One video frame as a receiver's str0m gave it.
+#[derive(Clone, Debug)]
+pub struct Frame {
+    pub from: Option<OpenId>,
+    pub mid: String,
+    pub data: Vec<u8>,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    /// RTP time (90 kHz), extended.
+    pub time: u64,
+    /// str0m's word that no packet is missing since the previous frame.
+    pub contiguous: bool,
+}
+
+/// A bottleneck link: packets leave at `rate` one after another; a packet that would wait
+/// longer than `max_queue` is dropped (a router's full buffer).
+pub struct Link {
+    pub rate: Bitrate,
+    pub max_queue: Duration,
+    busy_until: Option<Instant>,
+    queue: VecDeque<(Instant, SocketAddr, Vec<u8>)>,
+    pub dropped: usize,
+    pub passed: usize,
+}
+
+impl Link {
+    pub fn new(rate: Bitrate, max_queue: Duration) -> Link {
+        Link {
+            rate,
+            max_queue,
+            busy_until: None,
+            queue: VecDeque::new(),
+            dropped: 0,
+            passed: 0,
+        }
+    }
+
+    fn push(&mut self, now: Instant, source: SocketAddr, bytes: Vec<u8>) {
+        let start = self.busy_until.map_or(now, |b| b.max(now));
+        if start.saturating_duration_since(now) > self.max_queue {
+            self.dropped += 1;
+            return;
+        }
+        let bits = (bytes.len() as u64 + 28) * 8;
+        let micros = bits * 1_000_000 / self.rate.as_u64().max(1);
+        let done = start + Duration::from_micros(micros);
+        self.busy_until = Some(done);
+        self.queue.push_back((done, source, bytes));
+    }
+
+    fn pop_due(&mut self, now: Instant) -> Option<(SocketAddr, Vec<u8>)> {
+        if self.queue.front().is_some_and(|(t, _, _)| *t <= now) {
+            let (_, src, bytes) = self.queue.pop_front()?;
+            self.passed += 1;
+            return Some((src, bytes));
+        }
+        None
+    }
 }
 
 pub struct Net {
@@ -58,6 +133,9 @@ pub struct Net {
     pub opened: Vec<RoomKey>,
     pub closed: Vec<RoomKey>,
     next_conn: u64,
+    /// The step `advance` moves time by (10 ms unless a test needs finer timing, as
+    /// bandwidth estimation does).
+    pub step: Duration,
 }
 
 impl Net {
@@ -81,6 +159,7 @@ impl Net {
             opened: Vec::new(),
             closed: Vec::new(),
             next_conn: 1,
+            step: Duration::from_millis(10),
         }
     }
 
@@ -129,6 +208,13 @@ impl Net {
             received_video: Vec::new(),
             track_kinds: HashMap::new(),
             keyframe_requests: 0,
+            keyframe_requests_by_rid: HashMap::new(),
+            simulcast_rids: Vec::new(),
+            frames: Vec::new(),
+            last_offer: None,
+            last_answer: None,
+            sdp_rewrite: None,
+            downlink: None,
             video_time: 0,
             rtp_time: 0,
             connected: false,
@@ -172,17 +258,57 @@ impl Net {
         self.settle();
     }
 
+    /// A video-room peer whose camera publishes simulcast layers with these rids.
+    pub fn join_simulcast(&mut self, open_id: &str, group: &str, rids: &[&str]) -> usize {
+        let idx = self.add_video_peer(open_id);
+        self.peers[idx].simulcast_rids = rids.iter().map(|r| r.to_string()).collect();
+        self.send_join_typed(idx, group, MuteConfig::default(), RoomType::Video);
+        idx
+    }
+
+    /// Peer `idx`'s own join offer (its pending change takes the answer), rewritten by
+    /// `edit` before it goes to the server.
+    pub fn send_join_edited(
+        &mut self,
+        idx: usize,
+        group: &str,
+        kind: RoomType,
+        edit: impl FnOnce(String) -> String,
+    ) {
+        self.send_join_inner(idx, group, MuteConfig::default(), kind, edit)
+    }
+
     pub fn send_join_typed(&mut self, idx: usize, group: &str, mute: MuteConfig, kind: RoomType) {
+        self.send_join_inner(idx, group, mute, kind, |s| s)
+    }
+
+    fn send_join_inner(
+        &mut self,
+        idx: usize,
+        group: &str,
+        mute: MuteConfig,
+        kind: RoomType,
+        edit: impl FnOnce(String) -> String,
+    ) {
         let p = &mut self.peers[idx];
+        let simulcast = (!p.simulcast_rids.is_empty()).then(|| {
+            let mut s = Simulcast::new();
+            for rid in &p.simulcast_rids {
+                s.add_send_layer(SimulcastLayer::new(rid));
+            }
+            s
+        });
         let mut api = p.rtc.sdp_api();
         let mid = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
         let video_mid = (kind == RoomType::Video)
-            .then(|| api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None));
+            .then(|| api.add_media(MediaKind::Video, Direction::SendOnly, None, None, simulcast));
         let (offer, pending) = api.apply().unwrap();
         p.send_mid = Some(mid);
         p.video_mid = video_mid;
         p.pending = Some(pending);
-        let mut req = Net::request(p.open_id.as_str(), group, kind, offer.to_sdp_string());
+        let sdp = edit(offer.to_sdp_string());
+        p.last_offer = Some(sdp.clone());
+        let mut req = Net::request(p.open_id.as_str(), group, kind, sdp);
         req.mute_config = mute;
         let conn = p.conn;
         self.engine.handle_join(self.now, conn, req);
@@ -202,18 +328,12 @@ impl Net {
                     Output::Timeout(_) => break,
                     Output::Transmit(t) => {
                         busy = true;
+                        let now = self.now;
                         if let Some(p) = self.peers.iter_mut().find(|p| p.addr == t.destination) {
-                            if p.online {
-                                let input = Input::Receive(
-                                    self.now,
-                                    Receive {
-                                        proto: Protocol::Udp,
-                                        source: t.source,
-                                        destination: t.destination,
-                                        contents: (&t.contents[..]).try_into().unwrap(),
-                                    },
-                                );
-                                p.rtc.handle_input(input).unwrap();
+                            if let Some(link) = &mut p.downlink {
+                                link.push(now, t.source, t.contents.to_vec());
+                            } else if p.online {
+                                deliver_datagram(p, now, t.source, &t.contents);
                             }
                         }
                     }
@@ -230,6 +350,15 @@ impl Net {
                     }
                     Output::RoomOpened(k) => self.opened.push(k),
                     Output::RoomClosed(k) => self.closed.push(k),
+                }
+            }
+            let now = self.now;
+            for p in &mut self.peers {
+                while let Some((src, bytes)) = p.downlink.as_mut().and_then(|l| l.pop_due(now)) {
+                    busy = true;
+                    if p.online {
+                        deliver_datagram(p, now, src, &bytes);
+                    }
                 }
             }
             for i in 0..self.peers.len() {
@@ -251,6 +380,11 @@ impl Net {
         p.messages.push(msg.clone());
         match msg {
             ServerMsg::JoinResult { sdp: Some(sdp), .. } => {
+                p.last_answer = Some(sdp.clone());
+                let sdp = match p.sdp_rewrite {
+                    Some(rewrite) => rewrite(&sdp),
+                    None => sdp,
+                };
                 let answer = SdpAnswer::from_sdp_string(&sdp).unwrap();
                 let pending = p.pending.take().unwrap();
                 p.rtc.sdp_api().accept_answer(pending, answer).unwrap();
@@ -260,6 +394,10 @@ impl Net {
             }
             ServerMsg::Offer { sdp, tracks } => {
                 set_tracks(p, &tracks);
+                let sdp = match p.sdp_rewrite {
+                    Some(rewrite) => rewrite(&sdp),
+                    None => sdp,
+                };
                 let offer = SdpOffer::from_sdp_string(&sdp).unwrap();
                 let answer = p.rtc.sdp_api().accept_offer(offer).unwrap();
                 let conn = p.conn;
@@ -292,23 +430,35 @@ impl Net {
                         let from = p.tracks.get(&mid).cloned().flatten();
                         match p.track_kinds.get(&mid) {
                             Some(TrackKind::Video) => {
+                                p.frames.push(Frame {
+                                    from: from.clone(),
+                                    mid,
+                                    data: d.data.to_vec(),
+                                    first_seq: **d.seq_range.start(),
+                                    last_seq: **d.seq_range.end(),
+                                    time: d.time.numer(),
+                                    contiguous: d.contiguous,
+                                });
                                 p.received_video.push((from, d.data.to_vec()))
                             }
                             _ => p.received.push((from, d.data.to_vec())),
                         }
                     }
-                    Event::KeyframeRequest(_) => p.keyframe_requests += 1,
+                    Event::KeyframeRequest(r) => {
+                        p.keyframe_requests += 1;
+                        *p.keyframe_requests_by_rid.entry(r.rid).or_default() += 1;
+                    }
                     _ => {}
                 },
             }
         }
     }
 
-    /// Moves time forward in 10 ms steps, driving everyone.
+    /// Moves time forward in steps of `step`, driving everyone.
     pub fn advance(&mut self, d: Duration) {
         let end = self.now + d;
         while self.now < end {
-            self.now += Duration::from_millis(10);
+            self.now += self.step;
             let now = self.now;
             self.engine.handle_timeout(now);
             for p in &mut self.peers {
@@ -400,6 +550,49 @@ impl Net {
         self.settle();
     }
 
+    /// Writes one frame per simulcast layer (the same picture time on every layer) from
+    /// peer `idx`'s camera and delivers them.
+    pub fn send_layers(&mut self, idx: usize, frames: &[(&str, Vec<u8>)]) {
+        let now = self.now;
+        let p = &mut self.peers[idx];
+        let mid = p.video_mid.expect("a video-room peer");
+        let pt = p
+            .rtc
+            .codec_config()
+            .find(|c| c.spec().codec == Codec::Vp8)
+            .unwrap()
+            .pt();
+        p.video_time += 3000;
+        let time = str0m::media::MediaTime::new(p.video_time, str0m::media::Frequency::NINETY_KHZ);
+        for (rid, frame) in frames {
+            p.rtc
+                .writer(mid)
+                .unwrap()
+                .rid((*rid).into())
+                .write(pt, now, time, frame.clone())
+                .unwrap();
+        }
+        self.settle();
+    }
+
+    /// Peer `idx` tells the server, by REMB on its video slots, that it can receive at most
+    /// `bitrate`.
+    pub fn send_remb(&mut self, idx: usize, bitrate: Bitrate) {
+        let p = &mut self.peers[idx];
+        let video: Vec<Mid> = p
+            .track_kinds
+            .iter()
+            .filter(|(_, k)| **k == TrackKind::Video)
+            .map(|(m, _)| m.as_str().into())
+            .collect();
+        for mid in video {
+            if let Some(rx) = p.rtc.direct_api().stream_rx_by_mid(mid, None) {
+                rx.request_remb(bitrate);
+            }
+        }
+        self.settle();
+    }
+
     pub fn members_seen(&self, idx: usize) -> Vec<Vec<OpenId>> {
         self.peers[idx]
             .messages
@@ -436,6 +629,19 @@ impl Net {
             _ => None,
         })
     }
+}
+
+fn deliver_datagram(p: &mut Peer, now: Instant, source: SocketAddr, bytes: &[u8]) {
+    let input = Input::Receive(
+        now,
+        Receive {
+            proto: Protocol::Udp,
+            source,
+            destination: p.addr,
+            contents: bytes.try_into().unwrap(),
+        },
+    );
+    p.rtc.handle_input(input).unwrap();
 }
 
 fn set_tracks(p: &mut Peer, tracks: &[TrackSlot]) {

@@ -1,0 +1,332 @@
+//! Simulcast in the engine: a camera's layers (one per rid, or one without simulcast), their
+//! measured bitrates, each receiver's bandwidth estimate, and applying the layer choice of
+//! `crate::layers` to every video slot. Keyframes are asked per layer, throttled per layer.
+//!
+//! The choice itself is `layers::choose_layer` (pure); this module only feeds it and acts on
+//! it: a slot whose target differs from the layer it forwards asks the publisher for a
+//! keyframe of the target and switches when that keyframe begins (`Slot::video_gate`).
+
+use str0m::bwe::{Bitrate, BweKind};
+use str0m::media::{KeyframeRequestKind, Rid, Rids};
+
+use super::*;
+use crate::layers::{self, LayerInput, RateMeter};
+
+/// The first bandwidth estimate toward a receiver, before transport-cc feedback has said
+/// more; str0m's probes take it up (or down) from there within a second or two.
+pub(super) const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(1_500);
+
+/// Most layers a camera may publish (`sdp::check_video_offer` refuses more).
+pub(super) const MAX_LAYERS: usize = 3;
+
+/// Least time between two keyframe requests for one layer; a request inside it is owed and
+/// sent at the next tick.
+const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(250);
+
+/// A slot still waiting for the keyframe of its target asks again after this long (the
+/// request or the keyframe may have been lost).
+const KEYFRAME_RETRY: Duration = Duration::from_millis(1000);
+
+/// Bytes counted per packet on top of its payload (RTP header and extensions, SRTP tag,
+/// UDP/IP), so layer bitrates compare with the transport-level estimate.
+const PACKET_OVERHEAD: usize = 50;
+
+/// How many SSRC-to-layer mappings a camera keeps (a browser that restarts its encoder
+/// gets new SSRCs; the oldest mapping goes).
+const MAX_SSRC_MAPPINGS: usize = 2 * MAX_LAYERS + 2;
+
+/// What str0m's estimator is asked to discover (by probing): this share of the received
+/// videos' top layers.
+const DESIRED_PERCENT: u64 = 125;
+
+/// One layer of a camera.
+pub(super) struct Layer {
+    /// Its rid; None for a camera without simulcast.
+    pub(super) rid: Option<Rid>,
+    rate: RateMeter,
+    /// When a keyframe was last asked for (requests are throttled), and whether one is owed
+    /// to a receiver that asked meanwhile.
+    last_keyframe_request: Option<Instant>,
+    keyframe_owed: bool,
+}
+
+impl Layer {
+    fn new(rid: Option<Rid>) -> Layer {
+        Layer {
+            rid,
+            rate: RateMeter::default(),
+            last_keyframe_request: None,
+            keyframe_owed: false,
+        }
+    }
+}
+
+/// A receiver's bandwidth estimates. The layer choice uses the lower of the two it has.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Downlink {
+    /// str0m's estimate from the receiver's transport-cc feedback.
+    twcc: Option<u64>,
+    /// The receiver's own REMB (browsers send it when transport-cc is not negotiated).
+    remb: Option<u64>,
+    /// What str0m's estimator was last told: the rate to sustain (with padding) so the
+    /// estimate can grow to the next layer up, and the rate the videos could use at best.
+    minimum: u64,
+    desired: u64,
+}
+
+impl Downlink {
+    fn estimate(&self) -> Option<u64> {
+        match (self.twcc, self.remb) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Decides what str0m's estimator is told; true when that changed (by a tenth or
+    /// more, so the estimator is not retuned every tick). `needed`: the estimate the
+    /// receiver needs to move up one layer on the videos that have one above (None: all at
+    /// their top); `best`: the sum of the received videos' top layers.
+    ///
+    /// Below the top, the estimate is kept proven up to `needed`: str0m pads up to
+    /// `minimum`, never beyond its estimate and never while the link is congested, so the
+    /// estimate can grow to the next layer once the link allows (without it the estimate
+    /// stays near 1.5 times what is sent, short of any higher layer). At the top, media
+    /// alone keeps it. `desired`, what str0m's probes try to discover, is `best` with
+    /// headroom.
+    fn tune(&mut self, needed: Option<u64>, best: u64) -> bool {
+        let minimum = needed.unwrap_or(0);
+        let desired = best * DESIRED_PERCENT / 100;
+        let moved = |old: u64, new: u64| new.abs_diff(old) * 10 > old;
+        if !moved(self.minimum, minimum) && !moved(self.desired, desired) {
+            return false;
+        }
+        self.minimum = minimum;
+        self.desired = desired;
+        true
+    }
+}
+
+/// The layers of the camera m-line `mid` as the session negotiated them: one per rid of its
+/// `a=simulcast`, else one without a rid.
+pub(super) fn camera_layers(rtc: &Rtc, mid: Option<Mid>) -> Vec<Layer> {
+    let rids = mid
+        .and_then(|mid| rtc.media(mid))
+        .and_then(|m| match m.rids_rx() {
+            Rids::Specific(rids) if !rids.is_empty() => Some(rids.clone()),
+            _ => None,
+        });
+    match rids {
+        Some(rids) => rids
+            .into_iter()
+            .take(MAX_LAYERS)
+            .map(|r| Layer::new(Some(r)))
+            .collect(),
+        None => vec![Layer::new(None)],
+    }
+}
+
+impl Engine {
+    /// The layer of `publisher`'s camera that a packet on `ssrc` belongs to, counting its
+    /// bytes into that layer's bitrate. None for a packet no layer claims.
+    pub(super) fn camera_layer(
+        &mut self,
+        now: Instant,
+        publisher: MemberId,
+        ssrc: Ssrc,
+        bytes: usize,
+    ) -> Option<usize> {
+        let m = self.members.get_mut(&publisher)?;
+        let video = m.video.as_mut()?;
+        let known = video
+            .ssrc_layers
+            .iter()
+            .find(|(s, _)| *s == ssrc)
+            .map(|(_, l)| *l);
+        let layer = match known {
+            Some(l) => l,
+            None => {
+                // A new SSRC: str0m knows its rid from the stream's first packets.
+                let rid = m.rtc.direct_api().stream_rx(&ssrc).and_then(|s| s.rid());
+                let l = video.layers.iter().position(|l| l.rid == rid)?;
+                if video.ssrc_layers.len() >= MAX_SSRC_MAPPINGS {
+                    video.ssrc_layers.remove(0);
+                }
+                video.ssrc_layers.push((ssrc, l));
+                l
+            }
+        };
+        video
+            .layers
+            .get_mut(layer)?
+            .rate
+            .add(now, bytes + PACKET_OVERHEAD);
+        Some(layer)
+    }
+
+    /// A new bandwidth estimate toward `receiver`.
+    pub(super) fn on_estimate(&mut self, receiver: MemberId, kind: BweKind) {
+        let Some(video) = self
+            .members
+            .get_mut(&receiver)
+            .and_then(|m| m.video.as_mut())
+        else {
+            return;
+        };
+        match kind {
+            // Without the means to probe (no transport-cc toward this receiver), str0m's
+            // figure is its starting guess, not a measurement: REMB, if any, decides.
+            BweKind::Twcc {
+                estimate,
+                can_probe,
+            } => video.downlink.twcc = can_probe.then(|| estimate.as_u64()),
+            BweKind::Remb { estimate, .. } => video.downlink.remb = Some(estimate.as_u64()),
+            _ => {}
+        }
+    }
+
+    /// Every video slot's target layer, from its receiver's estimate and its publisher's
+    /// layers; a slot whose target is not the layer it forwards asks for the target's
+    /// keyframe. Then each receiver's estimator is told what to sustain and aim for.
+    pub(super) fn choose_layers(&mut self, now: Instant) {
+        // The layer bitrates of every camera, measured once.
+        let mut rates: Vec<(MemberId, [u64; MAX_LAYERS], usize)> = Vec::new();
+        for (id, m) in &self.members {
+            if let Some(v) = &m.video {
+                let mut r = [0; MAX_LAYERS];
+                for (slot, layer) in r.iter_mut().zip(&v.layers) {
+                    *slot = layer.rate.bitrate(now);
+                }
+                rates.push((*id, r, v.layers.len().min(MAX_LAYERS)));
+            }
+        }
+        let bitrates_of = |publisher: MemberId| {
+            rates
+                .iter()
+                .find(|(p, _, _)| *p == publisher)
+                .map(|(_, r, n)| &r[..*n])
+        };
+        let mut asks: Vec<(MemberId, Option<usize>)> = Vec::new();
+        let mut retune: Vec<MemberId> = Vec::new();
+        for (id, r) in self.members.iter_mut() {
+            let Some(video) = &mut r.video else {
+                continue;
+            };
+            // The videos that share the estimate: those whose camera is sending.
+            let videos = r
+                .slots
+                .iter()
+                .filter(|s| s.kind == TrackKind::Video)
+                .filter_map(|s| s.occupant.and_then(bitrates_of))
+                .filter(|b| layers::top_bitrate(b) > 0)
+                .count();
+            let estimate = video.downlink.estimate();
+            let (mut sustain, mut upgrade, mut best) = (Vec::new(), false, 0);
+            for slot in r.slots.iter_mut().filter(|s| s.kind == TrackKind::Video) {
+                let Some(publisher) = slot.occupant else {
+                    continue;
+                };
+                let Some(bitrates) = bitrates_of(publisher) else {
+                    continue;
+                };
+                let input = LayerInput {
+                    estimate,
+                    videos,
+                    bitrates,
+                };
+                let before = slot.target.layer;
+                slot.target = layers::choose_layer(slot.target, &input, now);
+                best += layers::top_bitrate(bitrates);
+                let next = layers::upgrade_bitrate(bitrates, slot.target.layer);
+                upgrade |= next.is_some();
+                let current = slot.target.layer.and_then(|l| bitrates.get(l).copied());
+                sustain.push(next.or(current).unwrap_or(0));
+                let pending = slot.wait_keyframe || slot.target.layer != slot.layer;
+                if slot.target.layer.is_none() || !pending || slot.settle_until.is_some() {
+                    continue;
+                }
+                let due = slot.target.layer != before
+                    || slot
+                        .asked_at
+                        .is_none_or(|t| now.saturating_duration_since(t) >= KEYFRAME_RETRY);
+                if due {
+                    slot.asked_at = Some(now);
+                    asks.push((publisher, slot.target.layer));
+                }
+            }
+            let needed = upgrade.then(|| layers::estimate_needed(sustain));
+            if video.downlink.tune(needed, best) {
+                retune.push(*id);
+            }
+        }
+        for id in retune {
+            if let Some(m) = self.members.get_mut(&id) {
+                let (minimum, desired) = m
+                    .video
+                    .as_ref()
+                    .map_or((0, 0), |v| (v.downlink.minimum, v.downlink.desired));
+                m.rtc
+                    .bwe()
+                    .set_bitrate(Bitrate::bps(minimum), Bitrate::bps(desired.max(1)));
+            }
+            self.drain(now, id);
+        }
+        for (publisher, layer) in asks {
+            self.ask_keyframe(now, publisher, layer);
+        }
+    }
+
+    /// Asks `publisher` for a keyframe (PLI) of one layer, or of every layer (None), at
+    /// most once per `KEYFRAME_REQUEST_INTERVAL` per layer; a request inside it is owed and
+    /// sent by `send_owed_keyframe_requests`.
+    pub(super) fn ask_keyframe(&mut self, now: Instant, publisher: MemberId, layer: Option<usize>) {
+        let Some(m) = self.members.get_mut(&publisher) else {
+            return;
+        };
+        let Some(video) = &mut m.video else {
+            return;
+        };
+        let Some(mid) = video.mid else {
+            return;
+        };
+        let mut direct = m.rtc.direct_api();
+        for (i, l) in video.layers.iter_mut().enumerate() {
+            if layer.is_some_and(|wanted| wanted != i) {
+                continue;
+            }
+            let recent = l
+                .last_keyframe_request
+                .is_some_and(|t| now.saturating_duration_since(t) < KEYFRAME_REQUEST_INTERVAL);
+            if recent {
+                l.keyframe_owed = true;
+                continue;
+            }
+            match direct.stream_rx_by_mid(mid, l.rid) {
+                Some(rx) => {
+                    rx.request_keyframe(KeyframeRequestKind::Pli);
+                    l.last_keyframe_request = Some(now);
+                    l.keyframe_owed = false;
+                }
+                // Nothing from this layer yet: ask again once it is there.
+                None => l.keyframe_owed = true,
+            }
+        }
+        self.drain(now, publisher);
+    }
+
+    /// The keyframe requests that the throttle (or a layer not yet sending) held back.
+    pub(super) fn send_owed_keyframe_requests(&mut self, now: Instant) {
+        let mut owed: Vec<(MemberId, usize)> = Vec::new();
+        for (id, m) in &self.members {
+            if let Some(v) = &m.video {
+                for (i, l) in v.layers.iter().enumerate() {
+                    if l.keyframe_owed {
+                        owed.push((*id, i));
+                    }
+                }
+            }
+        }
+        for (id, layer) in owed {
+            self.ask_keyframe(now, id, Some(layer));
+        }
+    }
+}
