@@ -35,8 +35,12 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo test"
-cargo test --workspace 2>&1 | tee target/test-output.txt | grep -E '^(test result|running|error|failures:|---- )|panicked|FAILED' || true
+# pipefail would turn a failing cargo test into the `|| true` branch (whose PIPESTATUS is 0),
+# so the exit status is taken with errexit and pipefail off.
+set +e +o pipefail
+cargo test --workspace 2>&1 | tee target/test-output.txt | grep -E '^(test result|running|error|failures:|---- )|panicked|FAILED'
 status=${PIPESTATUS[0]}
+set -e -o pipefail
 if [ "$status" -ne 0 ]; then
   echo "cargo test failed; full output in target/test-output.txt"
   grep -A30 -E '^failures:' target/test-output.txt | head -80 || true
@@ -76,3 +80,5 @@ b_failed=$(grep -E '^(ℹ|#) fail [0-9]+' target/browser-test-output.txt | awk '
 echo "== wall time: $(( $(date +%s) - start )) s"
 echo "cargo: $passed passed, $failed failed; browser: $b_passed passed, $b_failed failed"
 echo "total: $(( passed + b_passed )) passed, $(( failed + b_failed )) failed"
+# A second guard: no run with a failed test ends green.
+[ $(( failed + b_failed )) -eq 0 ] || exit 1

@@ -10,10 +10,27 @@ export interface OpenIdListResult extends GeneralResult {
   openIdList: string[];
 }
 
+/** joinVoIPChat's success and onVoIPChatMembersChanged: the members, and who of them is muted. */
+export interface MembersResult extends OpenIdListResult {
+  /** The members whose microphone is muted now (this user included); [] from servers that do not report mutes. */
+  mutedOpenIdList: string[];
+}
+
+/** onVoIPChatMuteChanged: a member muted or unmuted their microphone. */
+export interface MuteChangedResult extends GeneralResult {
+  /** Every member of the room whose microphone is muted now (this user included). */
+  mutedOpenIdList: string[];
+}
+
 export interface MuteConfig {
   muteMicrophone?: boolean;
   muteEarphone?: boolean;
+  /** Extension, video rooms: the camera is closed and the server forwards none of this user's video. */
+  muteCamera?: boolean;
 }
+
+/** onVoIPVideoMembersChanged: the members of a video room whose camera is on, in order of joining. */
+export interface VideoMembersResult extends OpenIdListResult {}
 
 /** The wx callback trio every call accepts, next to the returned Promise. */
 export interface Callbacks<T> {
@@ -47,6 +64,12 @@ export interface VoIPClientOptions {
   sign?: (request: { groupId: string; appId: string; openId: string }) => Promise<SignedJoin> | SignedJoin;
   /** getUserMedia audio constraints (default true). */
   audio?: boolean | MediaTrackConstraints;
+  /**
+   * getUserMedia video constraints of the camera in video rooms (default true; `facingMode`
+   * follows a <voip-room mode="camera" device-position> unless given here). false: join
+   * video rooms without a camera (receive only).
+   */
+  video?: boolean | MediaTrackConstraints;
   /** Where the <audio> elements of received members go (default document.body). */
   audioContainer?: Element;
   /** Rejoin when the connection drops (needs `sign`); false switches it off. */
@@ -61,14 +84,20 @@ export interface VoIPClientOptions {
   pingIntervalMs?: number;
 }
 
-export interface JoinVoIPChatOptions extends Callbacks<OpenIdListResult> {
+export interface JoinVoIPChatOptions extends Callbacks<MembersResult> {
   groupId: string;
   /** Give all three, or none and let the client's `sign` callback sign. */
   signature?: string;
   nonceStr?: string;
   timeStamp?: number;
+  /** 'video' also sends the camera (one getUserMedia for both); default 'voice'. */
   roomType?: 'voice' | 'video';
   muteConfig?: MuteConfig;
+}
+
+export interface SubscribeVoIPVideoMembersOptions extends Callbacks<GeneralResult> {
+  /** Whose video to receive from now on, instead of the default (the first two others); at most 9. */
+  openIdList: string[];
 }
 
 export interface UpdateVoIPChatMuteConfigOptions extends Callbacks<GeneralResult> {
@@ -117,9 +146,30 @@ export interface ReceivedStats {
 
 export interface Slot {
   mid: string;
+  kind: 'audio' | 'video';
   openId: string | null;
+  /** The <audio> element of an audio slot (null for video slots). */
   audio: HTMLAudioElement | null;
   receiver: RTCRtpReceiver | null;
+  track: MediaStreamTrack | null;
+}
+
+/** One video receive slot, from its inbound-rtp stats (getVideoStats). */
+export interface VideoSlotStats {
+  mid: string;
+  /** Whose video the slot carries now; null while it is free. */
+  openId: string | null;
+  /** The slot shows its occupant (the occupant's first key frame on the slot was decoded). */
+  showing: boolean;
+  packetsReceived: number;
+  bytesReceived: number;
+  framesDecoded: number;
+  keyFramesDecoded: number;
+  frameWidth: number;
+  frameHeight: number;
+  framesPerSecond: number;
+  /** e.g. "video/VP8"; null before the first packet. */
+  mimeType: string | null;
 }
 
 export declare class VoIPChatError extends Error {
@@ -134,11 +184,21 @@ export interface VoIPClient {
   readonly openId: string;
   readonly state: 'idle' | 'joining' | 'joined' | 'reconnecting';
   readonly groupId: string | null;
+  /** The roomType of the last join. */
+  readonly roomType: 'voice' | 'video';
   readonly muteConfig: Required<MuteConfig>;
   /** The room's members as last reported. */
   readonly members: string[];
   /** The room's speakers as last reported. */
   readonly speakers: string[];
+  /** The members whose microphone is muted, as last reported. */
+  readonly mutedMembers: string[];
+  /** Video rooms: the members whose camera is on, as last reported. */
+  readonly videoMembers: string[];
+  /** Video rooms: the openIdList of the last successful subscribeVoIPVideoMembers (kept across rejoins), or null. */
+  readonly videoSubscription: string[] | null;
+  /** 'front' or 'back', as the last <voip-room mode="camera" device-position> asked. */
+  readonly cameraPosition: 'front' | 'back';
   /** True after the browser refused to start playback without a user gesture. */
   readonly autoplayBlocked: boolean;
   /** The current RTCPeerConnection (a new one after each rejoin), e.g. for getStats(). */
@@ -147,29 +207,86 @@ export interface VoIPClient {
   readonly ws: WebSocket | null;
   readonly slots: Slot[];
   readonly micTrack: MediaStreamTrack | null;
+  /** The camera's track being sent (video rooms); null while muteCamera is set. */
+  readonly cameraTrack: MediaStreamTrack | null;
 
   /** wx.joinVoIPChat */
-  joinVoIPChat(options: JoinVoIPChatOptions): Promise<OpenIdListResult>;
+  joinVoIPChat(options: JoinVoIPChatOptions): Promise<MembersResult>;
   /** wx.exitVoIPChat */
   exitVoIPChat(options?: Callbacks<GeneralResult>): Promise<GeneralResult>;
   /** wx.updateVoIPChatMuteConfig */
   updateVoIPChatMuteConfig(options: UpdateVoIPChatMuteConfigOptions): Promise<GeneralResult>;
+  /** wx.subscribeVoIPVideoMembers (video rooms). */
+  subscribeVoIPVideoMembers(options: SubscribeVoIPVideoMembersOptions): Promise<GeneralResult>;
 
-  onVoIPChatMembersChanged(listener: (result: OpenIdListResult) => void): void;
+  onVoIPChatMembersChanged(listener: (result: MembersResult) => void): void;
   /** Without a listener: removes all. */
-  offVoIPChatMembersChanged(listener?: (result: OpenIdListResult) => void): void;
+  offVoIPChatMembersChanged(listener?: (result: MembersResult) => void): void;
   onVoIPChatSpeakersChanged(listener: (result: OpenIdListResult) => void): void;
   offVoIPChatSpeakersChanged(listener?: (result: OpenIdListResult) => void): void;
   onVoIPChatInterrupted(listener: (result: GeneralResult) => void): void;
   offVoIPChatInterrupted(listener?: (result: GeneralResult) => void): void;
   onVoIPChatStateChanged(listener: (result: StateChangedResult) => void): void;
   offVoIPChatStateChanged(listener?: (result: StateChangedResult) => void): void;
+  /** A member muted or unmuted their microphone (not part of wx). */
+  onVoIPChatMuteChanged(listener: (result: MuteChangedResult) => void): void;
+  offVoIPChatMuteChanged(listener?: (result: MuteChangedResult) => void): void;
+  /** wx.onVoIPVideoMembersChanged: whose camera is on (video rooms). */
+  onVoIPVideoMembersChanged(listener: (result: VideoMembersResult) => void): void;
+  offVoIPVideoMembersChanged(listener?: (result: VideoMembersResult) => void): void;
 
   /** Inbound audio per member, from the receivers' getStats(). */
   getStatsByOpenId(): Promise<Record<string, ReceivedStats>>;
+  /** Every video receive slot, free ones included. */
+  getVideoStats(): Promise<VideoSlotStats[]>;
+  /** The received track of `openId`'s video once its slot shows that member, else null. */
+  videoTrackOf(openId: string): MediaStreamTrack | null;
+  /** Whether a video slot carries `openId` (its first frame may still be on the way). */
+  receivesVideoOf(openId: string): boolean;
+  /** Calls `listener` when videos, members, the camera or the state change (what <voip-room> uses); returns a function that stops it. */
+  watchVideo(listener: () => void): () => void;
+  /** The camera to send, reopened at once if another one is open (what device-position sets). */
+  setCameraPosition(position: 'front' | 'back'): Promise<void>;
+}
+
+/** The `error` event of <voip-room>. */
+export type VoIPRoomErrorEvent = CustomEvent<GeneralResult>;
+
+/**
+ * `<voip-room>`, defined when the module is imported. Attributes: `mode` ('camera', the
+ * default: this user's camera; 'video': the member `openid`), `openid`, `device-position`
+ * ('front' | 'back', camera mode), `object-fit` ('fill' default | 'contain' | 'cover').
+ * Sets the `active` attribute while a frame shows. Fires `error` (VoIPRoomErrorEvent): -2
+ * camera cannot be opened; -10013 the member is not in the room, has no camera on, or its
+ * video is not received; -10007 no openid in video mode.
+ */
+export declare class VoIPRoomElement extends HTMLElement {
+  /** The client whose videos it shows; default: the client created last on the page. */
+  client: VoIPClient | null;
+  openid: string;
+  mode: 'camera' | 'video';
+  devicePosition: 'front' | 'back';
+  objectFit: 'fill' | 'contain' | 'cover';
+  /** The inner <video> (e.g. to draw into a canvas). */
+  readonly video: HTMLVideoElement;
+  /** A video frame shows now. */
+  readonly active: boolean;
+  addEventListener(type: 'error', listener: (ev: VoIPRoomErrorEvent) => void, options?: boolean | AddEventListenerOptions): void;
+  addEventListener(type: string, listener: EventListenerOrEventListenerObject, options?: boolean | AddEventListenerOptions): void;
+}
+
+declare global {
+  interface HTMLElementTagNameMap {
+    'voip-room': VoIPRoomElement;
+  }
 }
 
 export declare function createVoIPClient(options: VoIPClientOptions): VoIPClient;
+/**
+ * Why this page cannot open a microphone at all (not a secure context: neither https nor
+ * http on localhost / 127.0.0.1), or null. joinVoIPChat then fails with -2 and this reason.
+ */
+export declare function microphoneUnavailableReason(): string | null;
 /** "https://host" → "wss://host/ws"; ws(s) URLs unchanged. */
 export declare function signalingUrl(server?: string): string;
 export default createVoIPClient;

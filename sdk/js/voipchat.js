@@ -1,4 +1,5 @@
-// voipchat browser SDK: multi-party voice rooms with the calls of wx.joinVoIPChat.
+// voipchat browser SDK: multi-party voice and video rooms with the calls of wx.joinVoIPChat,
+// and the <voip-room> element that shows a member's video (or this user's camera).
 //
 //   import { createVoIPClient } from 'https://your-server/sdk/voipchat.js';
 //   const voip = createVoIPClient({ server: 'https://your-server', appId, openId, sign });
@@ -7,7 +8,12 @@
 //
 // An ES module without dependencies or build step. Reference: docs/js-api.md; wire protocol:
 // docs/protocol.md. Every call takes success/fail/complete callbacks and also returns a
-// Promise; payloads are those of wx ({errCode, errMsg, openIdList}).
+// Promise; payloads are those of wx ({errCode, errMsg, openIdList}), plus mutedOpenIdList
+// (who has muted their microphone) where this server reports it.
+//
+// Video rooms: joinVoIPChat({groupId, roomType: 'video'}) also sends the camera; place
+// <voip-room mode="video" openid="…"> elements where the members' videos should show and
+// <voip-room mode="camera"> for this user's own preview (importing this module defines them).
 
 /** `code` values of onVoIPChatStateChanged (see docs/js-api.md). */
 export const VoIPChatStateCode = Object.freeze({
@@ -42,6 +48,8 @@ const EVENTS = [
   'VoIPChatSpeakersChanged',
   'VoIPChatInterrupted',
   'VoIPChatStateChanged',
+  'VoIPChatMuteChanged',
+  'VoIPVideoMembersChanged',
 ];
 
 /** Codes the SDK reports itself (the server's codes are in docs/errors.md). */
@@ -52,7 +60,41 @@ const E = Object.freeze({
   SYSTEM: -1000,
   INVALID_FIELD: -10007,
   NOT_IN_ROOM: -10009,
+  VIDEO_NOT_SHOWN: -10013,
+  UNEXPECTED: -12003,
 });
+
+/** How long a <voip-room> waits for the room to settle before it reports a video it cannot show. */
+const VIDEO_SETTLE_MS = 1000;
+/** A video slot that changes occupant shows nothing until the new occupant's key frame is
+ * decoded (else it would show the last frame of the one before); at most this long. */
+const KEYFRAME_WAIT_MS = 3000;
+/** How often the video receivers' stats are read while the session has video slots. */
+const VIDEO_POLL_MS = 200;
+/** Most members one subscribeVoIPVideoMembers may name (everyone else in a full room). */
+const MAX_SUBSCRIBED = 9;
+
+/** errMsg of -2 when the page may not use the microphone at all (not a secure context). */
+const INSECURE_CONTEXT_REASON =
+  'microphone needs a secure context: open the page over https, or over http on localhost / 127.0.0.1';
+
+/**
+ * Why this page cannot open a microphone at all, or null: browsers give getUserMedia only to
+ * secure contexts (https, or http on localhost / 127.0.0.1), and navigator.mediaDevices is
+ * undefined elsewhere.
+ */
+export function microphoneUnavailableReason() {
+  if (typeof window !== 'undefined' && window.isSecureContext === false) return INSECURE_CONTEXT_REASON;
+  if (typeof navigator === 'undefined' || !navigator.mediaDevices || typeof navigator.mediaDevices.getUserMedia !== 'function') {
+    return INSECURE_CONTEXT_REASON;
+  }
+  return null;
+}
+
+/** The client created last: the one a <voip-room> without a `client` property shows. */
+let lastClient = null;
+/** The <voip-room> elements in a document now. */
+const roomElements = new Set();
 
 /** The server's interruption for a member whose media stopped arriving. */
 const MEDIA_TIMEOUT = -11003;
@@ -140,7 +182,8 @@ function callSafely(fn, arg) {
 
 /**
  * One connection to the server for one join: the WebSocket, the peer connection and the
- * received slots. A rejoin makes a new Session; the microphone stream outlives them.
+ * received slots. A rejoin makes a new Session; the microphone and camera streams outlive
+ * them.
  */
 class Session {
   constructor(client, url) {
@@ -148,12 +191,18 @@ class Session {
     this.url = url;
     this.ws = null;
     this.pc = null;
-    /** mid → {mid, openId, transceiver, audio} */
+    /**
+     * mid → {mid, kind, openId, transceiver, track, audio}; video slots also keep
+     * {ready, keyFrames, framesDecoded, keyBase, waitSince} (see occupy).
+     */
     this.slots = new Map();
     this.closed = false;
     this.joined = false;
     this.sdpChain = Promise.resolve();
-    this.waiters = { joinResult: [], exitResult: [], muteConfigResult: [] };
+    this.waiters = { joinResult: [], exitResult: [], muteConfigResult: [], subscribeVideoMembersResult: [] };
+    /** The camera's sendonly transceiver (video rooms). */
+    this.cameraTransceiver = null;
+    this.videoPollTimer = null;
     this.lastMessageAt = Date.now();
     this.pingTimer = null;
     this.onDrop = null; // set by the client: called once if the socket drops unexpectedly
@@ -236,7 +285,11 @@ class Session {
     });
   }
 
-  createPeerConnection(micTrack, micStream) {
+  /**
+   * The peer connection with its send m-lines: the microphone, and in a video room one video
+   * m-line for the camera (`cameraTrack`, or none yet while the camera is muted).
+   */
+  createPeerConnection(micTrack, micStream, video, cameraTrack, cameraStream) {
     const config = Object.assign(
       { iceServers: [], bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' },
       this.client.options.rtcConfiguration || {},
@@ -244,6 +297,12 @@ class Session {
     const pc = new RTCPeerConnection(config);
     this.pc = pc;
     pc.addTransceiver(micTrack, { direction: 'sendonly', streams: [micStream] });
+    if (video) {
+      this.cameraTransceiver = pc.addTransceiver(cameraTrack || 'video', {
+        direction: 'sendonly',
+        streams: cameraStream ? [cameraStream] : [],
+      });
+    }
     pc.ontrack = (ev) => this.addSlot(ev.transceiver, ev.track);
     pc.onconnectionstatechange = () => {
       if (this.closed || this.client.session !== this) return;
@@ -288,6 +347,9 @@ class Session {
       if (w) {
         clearTimeout(w.timer);
         w.resolve(msg);
+      } else if (msg.errCode) {
+        // A result nobody waits for (the subscription the SDK renews after a rejoin).
+        console.warn(`voipchat: ${msg.type} ${msg.errCode}: ${msg.errMsg}`);
       }
       return;
     }
@@ -307,6 +369,8 @@ class Session {
         break;
       case 'membersChanged':
       case 'speakersChanged':
+      case 'muteChanged':
+      case 'videoMembersChanged':
         // Events that arrive while the join completes are delivered right after it.
         if (!this.joined) this.pendingEvents.push(msg);
         else if (client.session === this) client.roomEvent(msg);
@@ -329,14 +393,27 @@ class Session {
     }
   }
 
+  newSlot(mid, kind) {
+    const slot = { mid, kind, openId: null, transceiver: null, track: null, audio: null };
+    if (kind === 'video') {
+      Object.assign(slot, { ready: false, keyFrames: 0, framesDecoded: 0, keyBase: 0, waitSince: 0 });
+    }
+    this.slots.set(mid, slot);
+    return slot;
+  }
+
   addSlot(transceiver, track) {
     const mid = transceiver.mid;
     let slot = this.slots.get(mid);
-    if (!slot) {
-      slot = { mid, openId: null, transceiver, audio: null };
-      this.slots.set(mid, slot);
-    }
+    if (!slot) slot = this.newSlot(mid, track.kind);
     slot.transceiver = transceiver;
+    slot.track = track;
+    if (slot.kind === 'video') {
+      // Shown by <voip-room> elements; no element of the SDK's own.
+      this.startVideoPoll();
+      this.client.videoChanged();
+      return;
+    }
     if (!slot.audio) {
       const audio = document.createElement('audio');
       audio.autoplay = true;
@@ -364,16 +441,74 @@ class Session {
   }
 
   applyTracks(tracks) {
+    let video = false;
     for (const t of tracks || []) {
-      if (t.kind !== 'audio') continue;
-      let slot = this.slots.get(t.mid);
-      if (!slot) {
-        slot = { mid: t.mid, openId: null, transceiver: null, audio: null };
-        this.slots.set(t.mid, slot);
+      if (t.kind !== 'audio' && t.kind !== 'video') continue;
+      const slot = this.slots.get(t.mid) || this.newSlot(t.mid, t.kind);
+      if (slot.kind === 'video') {
+        if (slot.openId !== t.openId) {
+          video = true;
+          this.occupy(slot, t.openId);
+        }
+        continue;
       }
       slot.openId = t.openId;
       this.updateSlotElement(slot);
     }
+    if (video) this.client.videoChanged();
+  }
+
+  /**
+   * A video slot's occupant changes. The slot's track keeps showing the last frame it
+   * decoded until the new occupant's first key frame is decoded (the server starts each
+   * occupant on a key frame), so a slot that has decoded frames before waits for one more
+   * key frame than it had decoded (at most KEYFRAME_WAIT_MS) before it counts as showing
+   * the new occupant.
+   */
+  occupy(slot, openId) {
+    slot.openId = openId;
+    if (openId === null) {
+      slot.ready = false;
+    } else if (slot.framesDecoded > 0) {
+      slot.ready = false;
+      slot.keyBase = slot.keyFrames;
+      slot.waitSince = Date.now();
+    } else {
+      slot.ready = true;
+    }
+  }
+
+  /** The received video slots' stats, read every VIDEO_POLL_MS: key frames for `occupy`. */
+  startVideoPoll() {
+    if (this.videoPollTimer || this.closed) return;
+    let busy = false;
+    this.videoPollTimer = setInterval(async () => {
+      if (busy || this.closed) return;
+      busy = true;
+      try {
+        let changed = false;
+        for (const slot of this.slots.values()) {
+          if (slot.kind !== 'video' || !slot.transceiver) continue;
+          const s = await inboundRtp(slot.transceiver.receiver);
+          if (this.closed) return;
+          if (s) {
+            slot.keyFrames = s.keyFramesDecoded || 0;
+            slot.framesDecoded = s.framesDecoded || 0;
+          }
+          if (slot.openId !== null && !slot.ready) {
+            if (slot.keyFrames > slot.keyBase || Date.now() - slot.waitSince > KEYFRAME_WAIT_MS) {
+              slot.ready = true;
+              changed = true;
+            }
+          }
+        }
+        if (changed) this.client.videoChanged();
+      } catch {
+        /* the peer connection closed meanwhile */
+      } finally {
+        busy = false;
+      }
+    }, VIDEO_POLL_MS);
   }
 
   socketClosed(ev) {
@@ -392,12 +527,14 @@ class Session {
     }
   }
 
-  /** Ends everything of this session; the microphone stays open. */
+  /** Ends everything of this session; the microphone and the camera stay open. */
   close() {
     if (this.closed) return;
     this.closed = true;
     this.onDrop = null;
     if (this.pingTimer) clearInterval(this.pingTimer);
+    if (this.videoPollTimer) clearInterval(this.videoPollTimer);
+    this.videoPollTimer = null;
     if (this.abortOpen) this.abortOpen();
     this.abortOpen = null;
     if (this.ws) {
@@ -424,6 +561,7 @@ class Session {
         slot.audio.remove();
       }
     }
+    const hadVideo = [...this.slots.values()].some((s) => s.kind === 'video');
     this.slots.clear();
     for (const list of Object.values(this.waiters)) {
       for (const w of list.splice(0)) {
@@ -431,11 +569,24 @@ class Session {
         w.reject(new Error('closed'));
       }
     }
+    if (hadVideo) this.client.videoChanged();
   }
+}
+
+/** The inbound-rtp entry of a receiver's stats, or null. */
+async function inboundRtp(receiver) {
+  const report = await receiver.getStats();
+  for (const s of report.values()) if (s.type === 'inbound-rtp') return s;
+  return null;
 }
 
 function payload(msg) {
   return { openIdList: msg.openIdList.slice(), errCode: msg.errCode, errMsg: msg.errMsg };
+}
+
+/** The muted members a joinResult / membersChanged / muteChanged names ([] if none given). */
+function mutedList(msg) {
+  return Array.isArray(msg.mutedOpenIdList) ? msg.mutedOpenIdList.slice() : [];
 }
 
 class VoIPClient {
@@ -452,11 +603,27 @@ class VoIPClient {
     /** 'idle' | 'joining' | 'joined' | 'reconnecting' */
     this.state = 'idle';
     this.groupId = null;
-    this.muteConfig = { muteMicrophone: false, muteEarphone: false };
+    /** 'voice' | 'video', of the room joined last. */
+    this.roomType = 'voice';
+    this.muteConfig = { muteMicrophone: false, muteEarphone: false, muteCamera: false };
     this.members = [];
     this.speakers = [];
+    this.mutedMembers = [];
+    /** Video rooms: the members whose camera is on, as last reported. */
+    this.videoMembers = [];
+    /** Video rooms: the openIdList of the last successful subscribeVoIPVideoMembers, or null. */
+    this.videoSubscription = null;
     this.session = null;
     this.micStream = null;
+    /** Video rooms: the camera being sent (null while muteCamera is set, and outside video rooms). */
+    this.cameraStream = null;
+    /** 'front' | 'back': the camera a <voip-room mode="camera" device-position> asked for. */
+    this.cameraPosition = 'front';
+    /** Whether cameraStream was opened for cameraPosition (a switch reopens it). */
+    this.cameraOpenedFor = null;
+    /** <voip-room> elements (and others) told when videos, members or the camera change. */
+    this.videoWatchers = new Set();
+    this.videoNotifyQueued = false;
     this.autoplayBlocked = false;
     this.listeners = {};
     for (const name of EVENTS) {
@@ -472,6 +639,8 @@ class VoIPClient {
     }
     this.joinAttempt = null; // {aborted} while joinVoIPChat runs
     this.reconnectRun = null; // {cancelled} while rejoining
+    lastClient = this;
+    for (const el of roomElements) el.clientChanged();
   }
 
   /** The current RTCPeerConnection (a new one after each rejoin), for getStats(). */
@@ -484,14 +653,16 @@ class VoIPClient {
     return this.session ? this.session.ws : null;
   }
 
-  /** The receive slots now: [{mid, openId, audio, receiver}]. */
+  /** The receive slots now: [{mid, kind, openId, audio, receiver, track}]. */
   get slots() {
     if (!this.session) return [];
     return [...this.session.slots.values()].map((s) => ({
       mid: s.mid,
+      kind: s.kind,
       openId: s.openId,
       audio: s.audio,
       receiver: s.transceiver ? s.transceiver.receiver : null,
+      track: s.track,
     }));
   }
 
@@ -500,10 +671,59 @@ class VoIPClient {
     return this.micStream ? this.micStream.getAudioTracks()[0] || null : null;
   }
 
+  /** The camera's track being sent (video rooms; null while the camera is muted). */
+  get cameraTrack() {
+    return this.cameraStream ? this.cameraStream.getVideoTracks()[0] || null : null;
+  }
+
+  /**
+   * The track of `openId`'s video as this client receives it now, or null: only once the
+   * slot shows that member (after its first key frame on the slot).
+   */
+  videoTrackOf(openId) {
+    if (!this.session) return null;
+    for (const s of this.session.slots.values()) {
+      if (s.kind === 'video' && s.openId === openId && s.ready && s.track) return s.track;
+    }
+    return null;
+  }
+
+  /** Whether a video slot carries `openId` (whether or not its first frame is there yet). */
+  receivesVideoOf(openId) {
+    if (!this.session) return false;
+    for (const s of this.session.slots.values()) if (s.kind === 'video' && s.openId === openId) return true;
+    return false;
+  }
+
+  /** Calls `fn()` whenever videos, members, the camera or the state change; returns an unsubscribe. */
+  watchVideo(fn) {
+    this.videoWatchers.add(fn);
+    return () => this.videoWatchers.delete(fn);
+  }
+
+  /** Tells the watchers, once per turn of the event loop however many changes came. */
+  videoChanged() {
+    if (this.videoNotifyQueued) return;
+    this.videoNotifyQueued = true;
+    queueMicrotask(() => {
+      this.videoNotifyQueued = false;
+      for (const fn of [...this.videoWatchers]) callSafely(fn);
+    });
+  }
+
   roomEvent(msg) {
     if (msg.type === 'membersChanged') {
       this.members = msg.openIdList.slice();
-      this.emit('VoIPChatMembersChanged', payload(msg));
+      this.videoChanged();
+      this.mutedMembers = mutedList(msg);
+      this.emit('VoIPChatMembersChanged', Object.assign(payload(msg), { mutedOpenIdList: mutedList(msg) }));
+    } else if (msg.type === 'muteChanged') {
+      this.mutedMembers = mutedList(msg);
+      this.emit('VoIPChatMuteChanged', { mutedOpenIdList: mutedList(msg), errCode: msg.errCode, errMsg: msg.errMsg });
+    } else if (msg.type === 'videoMembersChanged') {
+      this.videoMembers = msg.openIdList.slice();
+      this.videoChanged();
+      this.emit('VoIPVideoMembersChanged', payload(msg));
     } else {
       this.speakers = msg.openIdList.slice();
       this.emit('VoIPChatSpeakersChanged', payload(msg));
@@ -515,6 +735,7 @@ class VoIPClient {
   }
 
   emitState(code, data) {
+    this.videoChanged();
     this.emit('VoIPChatStateChanged', {
       code,
       data: Object.assign({ state: STATE_NAMES[code] }, data || {}),
@@ -535,6 +756,9 @@ class VoIPClient {
     if (typeof opts.groupId !== 'string' || !opts.groupId) {
       throw fail(api, E.INVALID_FIELD, 'groupId must be a non-empty string');
     }
+    if (opts.roomType !== undefined && opts.roomType !== 'voice' && opts.roomType !== 'video') {
+      throw fail(api, E.INVALID_FIELD, `roomType must be 'voice' or 'video', not ${JSON.stringify(opts.roomType)}`);
+    }
     const haveSignature = opts.signature !== undefined || opts.nonceStr !== undefined || opts.timeStamp !== undefined;
     if (!haveSignature && typeof this.options.sign !== 'function') {
       throw fail(api, E.INVALID_FIELD, 'signature, nonceStr and timeStamp are required (or give createVoIPClient a sign callback)');
@@ -545,17 +769,13 @@ class VoIPClient {
     this.groupId = opts.groupId;
     this.roomType = opts.roomType || 'voice';
     const mc = opts.muteConfig || {};
-    this.muteConfig = { muteMicrophone: !!mc.muteMicrophone, muteEarphone: !!mc.muteEarphone };
+    this.muteConfig = { muteMicrophone: !!mc.muteMicrophone, muteEarphone: !!mc.muteEarphone, muteCamera: !!mc.muteCamera };
+    this.videoSubscription = null;
     this.emitState(VoIPChatStateCode.CONNECTING, { groupId: opts.groupId });
     try {
-      try {
-        this.micStream = await navigator.mediaDevices.getUserMedia({
-          audio: this.options.audio === undefined ? true : this.options.audio,
-          video: false,
-        });
-      } catch (e) {
-        throw fail(api, E.MICROPHONE, `microphone is busy or not allowed (${e && e.name ? e.name : e})`);
-      }
+      const unavailable = microphoneUnavailableReason();
+      if (unavailable) throw fail(api, E.MICROPHONE, unavailable);
+      await this.openDevices(api, this.publishesVideo() && !this.muteConfig.muteCamera);
       this.checkAborted(attempt);
       this.micTrack.enabled = !this.muteConfig.muteMicrophone;
       const signed = haveSignature
@@ -565,10 +785,16 @@ class VoIPClient {
       const result = await this.connect(signed, attempt);
       this.state = 'joined';
       this.members = result.openIdList.slice();
+      this.mutedMembers = mutedList(result);
       this.emitState(VoIPChatStateCode.CONNECTED, { openIdList: result.openIdList.slice() });
       const session = this.session;
       setTimeout(() => session.flushPendingEvents(), 0);
-      return { openIdList: result.openIdList.slice(), errCode: 0, errMsg: result.errMsg };
+      return {
+        openIdList: result.openIdList.slice(),
+        mutedOpenIdList: mutedList(result),
+        errCode: 0,
+        errMsg: result.errMsg,
+      };
     } catch (e) {
       if (this.joinAttempt === attempt) {
         const aborted = attempt.aborted;
@@ -583,6 +809,117 @@ class VoIPClient {
     } finally {
       if (this.joinAttempt === attempt) this.joinAttempt = null;
     }
+  }
+
+  /** Whether this client sends a camera m-line: in video rooms, unless `video: false`. */
+  publishesVideo() {
+    return this.roomType === 'video' && this.options.video !== false;
+  }
+
+  /** getUserMedia video constraints: the `video` option, facing the chosen camera position. */
+  cameraConstraints() {
+    const v = this.options.video;
+    const c = v && typeof v === 'object' ? Object.assign({}, v) : {};
+    if (c.facingMode === undefined) c.facingMode = this.cameraPosition === 'back' ? 'environment' : 'user';
+    return c;
+  }
+
+  /**
+   * Opens the microphone, and the camera too when `withCamera` (one getUserMedia, so the
+   * browser asks once). When that fails, the microphone alone is tried to say which
+   * device is missing or refused: -2 either way.
+   */
+  async openDevices(api, withCamera) {
+    const audio = this.options.audio === undefined ? true : this.options.audio;
+    const reason = (e) => (e && e.name ? e.name : e);
+    if (!withCamera) {
+      try {
+        this.micStream = await navigator.mediaDevices.getUserMedia({ audio, video: false });
+      } catch (e) {
+        throw fail(api, E.MICROPHONE, `microphone is busy or not allowed (${reason(e)})`);
+      }
+      return;
+    }
+    let stream;
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({ audio, video: this.cameraConstraints() });
+    } catch (e) {
+      let microphoneWorks = false;
+      try {
+        const probe = await navigator.mediaDevices.getUserMedia({ audio, video: false });
+        for (const t of probe.getTracks()) t.stop();
+        microphoneWorks = true;
+      } catch {
+        /* the microphone fails too */
+      }
+      if (microphoneWorks) throw fail(api, E.MICROPHONE, `camera is busy or not allowed (${reason(e)})`);
+      throw fail(api, E.MICROPHONE, `microphone is busy or not allowed (${reason(e)})`);
+    }
+    this.micStream = new MediaStream(stream.getAudioTracks());
+    this.cameraStream = new MediaStream(stream.getVideoTracks());
+    this.cameraOpenedFor = this.cameraPosition;
+    this.videoChanged();
+  }
+
+  /** Opens the camera alone (unmuting it, or switching to the other position). */
+  async openCamera() {
+    const stream = await navigator.mediaDevices.getUserMedia({ audio: false, video: this.cameraConstraints() });
+    this.stopCamera();
+    this.cameraStream = stream;
+    this.cameraOpenedFor = this.cameraPosition;
+    await this.attachCamera();
+  }
+
+  stopCamera() {
+    if (this.cameraStream) for (const t of this.cameraStream.getTracks()) t.stop();
+    this.cameraStream = null;
+    this.cameraOpenedFor = null;
+    this.videoChanged();
+  }
+
+  /** Puts the current camera track (or none) on the session's video sender. */
+  async attachCamera() {
+    this.videoChanged();
+    const tr = this.session && this.session.cameraTransceiver;
+    if (!tr || tr.sender.track === this.cameraTrack) return;
+    try {
+      await tr.sender.replaceTrack(this.cameraTrack);
+    } catch (e) {
+      console.warn('voipchat: could not switch the camera track', e);
+    }
+  }
+
+  /**
+   * 'front' or 'back' (a <voip-room mode="camera" device-position>): the camera sent from
+   * now on, reopened at once if another one is open.
+   */
+  async setCameraPosition(position) {
+    if (position !== 'front' && position !== 'back') return;
+    if (this.cameraPosition === position) return;
+    this.cameraPosition = position;
+    if (!this.cameraStream || this.cameraOpenedFor === position) return;
+    // Phones open one camera at a time: the old one closes first.
+    this.stopCamera();
+    try {
+      const stream = await navigator.mediaDevices.getUserMedia({ audio: false, video: this.cameraConstraints() });
+      if (this.state === 'idle' || this.muteConfig.muteCamera || this.cameraStream || this.cameraPosition !== position) {
+        for (const t of stream.getTracks()) t.stop();
+        return;
+      }
+      this.cameraStream = stream;
+      this.cameraOpenedFor = position;
+      await this.attachCamera();
+    } catch (e) {
+      console.warn(`voipchat: could not open the ${position} camera`, e);
+      await this.attachCamera();
+    }
+  }
+
+  /** muteConfig as the wire has it: muteCamera only in video rooms (or when set). */
+  wireMuteConfig() {
+    const m = { muteMicrophone: this.muteConfig.muteMicrophone, muteEarphone: this.muteConfig.muteEarphone };
+    if (this.roomType === 'video' || this.muteConfig.muteCamera) m.muteCamera = this.muteConfig.muteCamera;
+    return m;
   }
 
   checkAborted(attempt) {
@@ -612,7 +949,7 @@ class VoIPClient {
     session.onDrop = (ev) => this.dropped(session, ev);
     await session.open();
     if (attempt) this.checkAborted(attempt);
-    session.createPeerConnection(this.micTrack, this.micStream);
+    session.createPeerConnection(this.micTrack, this.micStream, this.publishesVideo(), this.cameraTrack, this.cameraStream);
     const sdp = await session.offer();
     if (attempt) this.checkAborted(attempt);
     const joinResult = session.waitFor('joinResult', this.options.joinTimeoutMs);
@@ -625,7 +962,7 @@ class VoIPClient {
       timeStamp: signed.timeStamp,
       signature: signed.signature,
       roomType: this.roomType,
-      muteConfig: Object.assign({}, this.muteConfig),
+      muteConfig: this.wireMuteConfig(),
       sdp,
     });
     const result = await joinResult;
@@ -683,12 +1020,27 @@ class VoIPClient {
         this.reconnectRun = null;
         this.state = 'joined';
         this.members = result.openIdList.slice();
+        const mutedBefore = this.mutedMembers;
+        this.mutedMembers = mutedList(result);
         this.emitState(VoIPChatStateCode.RECONNECTED, { attempt: i, openIdList: result.openIdList.slice() });
         this.emit('VoIPChatMembersChanged', {
           openIdList: result.openIdList.slice(),
+          mutedOpenIdList: mutedList(result),
           errCode: 0,
           errMsg: 'onVoIPChatMembersChanged:ok',
         });
+        if (JSON.stringify(mutedBefore) !== JSON.stringify(this.mutedMembers)) {
+          // Mutes that changed while this client was away.
+          this.emit('VoIPChatMuteChanged', {
+            mutedOpenIdList: this.mutedMembers.slice(),
+            errCode: 0,
+            errMsg: 'onVoIPChatMuteChanged:ok',
+          });
+        }
+        if (this.videoSubscription) {
+          // The new membership starts with the default videos: ask for the chosen ones again.
+          this.session.send({ type: 'subscribeVideoMembers', openIdList: this.videoSubscription.slice() });
+        }
         this.session.flushPendingEvents();
         return;
       } catch (e) {
@@ -723,9 +1075,14 @@ class VoIPClient {
     this.session = null;
     if (this.micStream) for (const t of this.micStream.getTracks()) t.stop();
     this.micStream = null;
+    this.stopCamera();
     this.state = 'idle';
     this.members = [];
     this.speakers = [];
+    this.mutedMembers = [];
+    this.videoMembers = [];
+    this.videoSubscription = null;
+    this.videoChanged();
   }
 
   /** wx.exitVoIPChat */
@@ -776,11 +1133,30 @@ class VoIPClient {
     const api = 'updateVoIPChatMuteConfig';
     if (!muteConfig || typeof muteConfig !== 'object') throw fail(api, E.INVALID_FIELD, 'muteConfig is required');
     for (const k of Object.keys(muteConfig)) {
-      if (k !== 'muteMicrophone' && k !== 'muteEarphone') throw fail(api, E.INVALID_FIELD, `unknown muteConfig key ${k}`);
+      if (k !== 'muteMicrophone' && k !== 'muteEarphone' && k !== 'muteCamera') {
+        throw fail(api, E.INVALID_FIELD, `unknown muteConfig key ${k}`);
+      }
     }
     if (this.state === 'idle' || this.state === 'joining') throw fail(api, E.NOT_IN_ROOM, 'not in a room');
     // As on the wire, the whole configuration is replaced: an omitted flag is false.
-    this.muteConfig = { muteMicrophone: !!muteConfig.muteMicrophone, muteEarphone: !!muteConfig.muteEarphone };
+    const next = {
+      muteMicrophone: !!muteConfig.muteMicrophone,
+      muteEarphone: !!muteConfig.muteEarphone,
+      muteCamera: !!muteConfig.muteCamera,
+    };
+    if (this.publishesVideo() && !next.muteCamera && !this.cameraStream) {
+      // The camera was closed while muted: open it again before the others can see it.
+      try {
+        await this.openCamera();
+      } catch (e) {
+        throw fail(api, E.MICROPHONE, `camera is busy or not allowed (${e && e.name ? e.name : e})`);
+      }
+      if (this.state === 'idle') {
+        this.stopCamera();
+        throw fail(api, E.NOT_IN_ROOM, 'not in a room');
+      }
+    }
+    this.muteConfig = next;
     this.applyLocalMute();
     if (this.state === 'reconnecting') {
       // Sent with the rejoin's join.
@@ -788,7 +1164,7 @@ class VoIPClient {
     }
     const session = this.session;
     const result = session.waitFor('muteConfigResult', this.options.resultTimeoutMs);
-    session.send({ type: 'updateMuteConfig', muteConfig: Object.assign({}, this.muteConfig) });
+    session.send({ type: 'updateMuteConfig', muteConfig: this.wireMuteConfig() });
     let reply;
     try {
       reply = await result;
@@ -807,6 +1183,42 @@ class VoIPClient {
         if (slot.audio) slot.audio.muted = this.muteConfig.muteEarphone;
       }
     }
+    // A muted camera is closed (its light goes off), not only disabled; unmuting reopens it.
+    if (this.muteConfig.muteCamera && this.cameraStream) this.stopCamera();
+    this.attachCamera();
+  }
+
+  /** wx.subscribeVoIPVideoMembers */
+  subscribeVoIPVideoMembers(opts) {
+    opts = opts || {};
+    return wxCall(opts, () => this.subscribeVideo(opts.openIdList));
+  }
+
+  async subscribeVideo(list) {
+    const api = 'subscribeVoIPVideoMembers';
+    if (!Array.isArray(list) || list.some((o) => typeof o !== 'string' || !o)) {
+      throw fail(api, E.INVALID_FIELD, 'openIdList must be an array of openIds');
+    }
+    if (list.length > MAX_SUBSCRIBED) throw fail(api, E.INVALID_FIELD, `openIdList names at most ${MAX_SUBSCRIBED} members`);
+    if (this.state === 'idle' || this.state === 'joining') throw fail(api, E.NOT_IN_ROOM, 'not in a room');
+    if (this.roomType !== 'video') throw fail(api, E.UNEXPECTED, 'subscribeVoIPVideoMembers needs a video room');
+    if (this.state === 'reconnecting') {
+      // Sent after the rejoin.
+      this.videoSubscription = list.slice();
+      return { errCode: 0, errMsg: `${api}:ok` };
+    }
+    const session = this.session;
+    const result = session.waitFor('subscribeVideoMembersResult', this.options.resultTimeoutMs);
+    session.send({ type: 'subscribeVideoMembers', openIdList: list.slice() });
+    let reply;
+    try {
+      reply = await result;
+    } catch (e) {
+      throw fail(api, E.SYSTEM, `system error (${e.message})`);
+    }
+    if (reply.errCode !== 0) throw { errCode: reply.errCode, errMsg: reply.errMsg };
+    this.videoSubscription = list.slice();
+    return { errCode: 0, errMsg: reply.errMsg };
   }
 
   /**
@@ -817,7 +1229,7 @@ class VoIPClient {
     const out = {};
     if (!this.session) return out;
     for (const slot of this.session.slots.values()) {
-      if (!slot.openId || !slot.transceiver) continue;
+      if (slot.kind !== 'audio' || !slot.openId || !slot.transceiver) continue;
       const report = await slot.transceiver.receiver.getStats();
       for (const s of report.values()) {
         if (s.type !== 'inbound-rtp') continue;
@@ -833,6 +1245,354 @@ class VoIPClient {
     }
     return out;
   }
+
+  /**
+   * Every video receive slot now, free ones included: [{mid, openId, showing,
+   * packetsReceived, bytesReceived, framesDecoded, keyFramesDecoded, frameWidth,
+   * frameHeight, framesPerSecond, mimeType}] from its inbound-rtp stats. `showing`: the slot
+   * shows its occupant (the occupant's first key frame on it was decoded).
+   */
+  async getVideoStats() {
+    const out = [];
+    if (!this.session) return out;
+    for (const slot of [...this.session.slots.values()]) {
+      if (slot.kind !== 'video' || !slot.transceiver) continue;
+      let report;
+      try {
+        report = await slot.transceiver.receiver.getStats();
+      } catch {
+        continue; // closed meanwhile
+      }
+      let s = {};
+      for (const r of report.values()) if (r.type === 'inbound-rtp') s = r;
+      const codec = s.codecId ? report.get(s.codecId) : null;
+      out.push({
+        mid: slot.mid,
+        openId: slot.openId,
+        showing: slot.openId !== null && slot.ready,
+        packetsReceived: s.packetsReceived || 0,
+        bytesReceived: s.bytesReceived || 0,
+        framesDecoded: s.framesDecoded || 0,
+        keyFramesDecoded: s.keyFramesDecoded || 0,
+        frameWidth: s.frameWidth || 0,
+        frameHeight: s.frameHeight || 0,
+        framesPerSecond: s.framesPerSecond || 0,
+        mimeType: codec ? codec.mimeType : null,
+      });
+    }
+    return out;
+  }
+}
+
+const OBJECT_FITS = new Set(['fill', 'contain', 'cover']);
+const HTMLElementBase = typeof HTMLElement === 'undefined' ? class {} : HTMLElement;
+
+/**
+ * `<voip-room>`: one video of a video room, as wx's voip-room component.
+ *
+ *   <voip-room mode="video" openid="bob" object-fit="cover"></voip-room>   bob's video
+ *   <voip-room mode="camera" device-position="front"></voip-room>         this user's camera
+ *
+ * It shows what its client (the `client` property, else the client created last on the
+ * page) sends or receives; a video that is not there yet shows when it arrives. In camera
+ * mode, while the client sends no camera (not in a video room yet), it opens a preview of
+ * its own. `error` (a CustomEvent, detail {errCode, errMsg}): -2 when the camera cannot be
+ * opened; -10013 when the member is not in the room, has no camera on, or its video is not
+ * among those this client receives (reported once the room has settled, about a second).
+ * Removing the element closes its preview and lets go of the video.
+ */
+export class VoIPRoomElement extends HTMLElementBase {
+  static get observedAttributes() {
+    return ['openid', 'mode', 'device-position', 'object-fit'];
+  }
+
+  constructor() {
+    super();
+    const root = this.attachShadow({ mode: 'open' });
+    root.innerHTML =
+      '<style>' +
+      ':host { display: block; position: relative; overflow: hidden; background: #000; aspect-ratio: 4 / 3; }' +
+      ':host([hidden]) { display: none; }' +
+      'video { display: block; width: 100%; height: 100%; object-fit: fill; }' +
+      'video.mirror { transform: scaleX(-1); }' +
+      'video:not([data-live]) { visibility: hidden; }' +
+      '</style><video autoplay muted playsinline part="video"></video>';
+    this._video = root.querySelector('video');
+    this._live = false; // a frame of `_shown` is on the <video>
+    const loaded = () => {
+      if (this._shown && this._video.readyState >= 2 && !this._live) {
+        this._live = true;
+        this.toggleAttribute('active', true);
+      }
+    };
+    this._video.addEventListener('loadeddata', loaded);
+    this._video.addEventListener('resize', loaded);
+    this._client = null; // the `client` property
+    this._bound = null; // the client watched now
+    this._unwatch = null;
+    this._preview = null; // {stream, position}: a camera of its own (camera mode, no camera sent)
+    this._previewOpening = null; // {position} while getUserMedia runs
+    this._previewFailed = null; // the position whose camera could not be opened
+    this._shown = null; // the track on the <video>
+    this._reported = null; // key of the failure last reported: each is reported once
+    this._pending = null; // {key, errCode, errMsg, timer}: reported if it lasts VIDEO_SETTLE_MS
+  }
+
+  /** The client whose videos this element shows (default: the client created last). */
+  get client() {
+    return this._client || lastClient;
+  }
+
+  set client(c) {
+    this._client = c || null;
+    this.update();
+  }
+
+  get openid() {
+    return this.getAttribute('openid') || '';
+  }
+
+  set openid(v) {
+    this.setAttribute('openid', v);
+  }
+
+  /** 'camera' (this user's camera; the default, as in wx) or 'video' (the member `openid`). */
+  get mode() {
+    return this.getAttribute('mode') === 'video' ? 'video' : 'camera';
+  }
+
+  set mode(v) {
+    this.setAttribute('mode', v);
+  }
+
+  /** 'front' (default) or 'back': the camera to use, in camera mode. */
+  get devicePosition() {
+    return this.getAttribute('device-position') === 'back' ? 'back' : 'front';
+  }
+
+  set devicePosition(v) {
+    this.setAttribute('device-position', v);
+  }
+
+  /** 'fill' (default, as in wx), 'contain' or 'cover'. */
+  get objectFit() {
+    const v = this.getAttribute('object-fit');
+    return OBJECT_FITS.has(v) ? v : 'fill';
+  }
+
+  set objectFit(v) {
+    this.setAttribute('object-fit', v);
+  }
+
+  /** The inner <video> element (e.g. to draw it into a canvas). */
+  get video() {
+    return this._video;
+  }
+
+  /** Whether a video frame shows now (also the `active` attribute, for styling). */
+  get active() {
+    return this._live;
+  }
+
+  connectedCallback() {
+    roomElements.add(this);
+    this._previewFailed = null;
+    this.update();
+  }
+
+  disconnectedCallback() {
+    roomElements.delete(this);
+    if (this._unwatch) this._unwatch();
+    this._unwatch = null;
+    this._bound = null;
+    this.releasePreview();
+    this.show(null, false);
+    this.settled();
+  }
+
+  attributeChangedCallback(name, before, after) {
+    if (before === after) return;
+    if (name === 'device-position' || name === 'mode') this._previewFailed = null;
+    if (name === 'openid' || name === 'mode') this.settled();
+    this.update();
+  }
+
+  /** A new client was created: an element without a `client` property follows it. */
+  clientChanged() {
+    if (!this._client) this.update();
+  }
+
+  /** Shows what the element should show now; called on every change of its client. */
+  update() {
+    if (!this.isConnected) return;
+    const c = this.client;
+    if (c !== this._bound) {
+      if (this._unwatch) this._unwatch();
+      this._unwatch = null;
+      this._bound = c;
+      this.settled();
+      if (c) this._unwatch = c.watchVideo(() => this.update());
+    }
+    this._video.style.objectFit = this.objectFit;
+    const own = this.mode === 'camera' || (c && this.openid === c.openId);
+    if (own) this.updateCamera(c);
+    else this.updateVideo(c);
+  }
+
+  updateCamera(c) {
+    const position = this.devicePosition;
+    if (c && this.hasAttribute('device-position')) c.setCameraPosition(position);
+    // A front camera's picture is mirrored, as people expect to see themselves.
+    const mirror = position === 'front';
+    const track = c && c.cameraTrack && c.cameraTrack.readyState === 'live' ? c.cameraTrack : null;
+    if (track) {
+      this.releasePreview();
+      this.settled();
+      this.show(track, c.cameraPosition === 'front');
+      return;
+    }
+    if (c && c.state !== 'idle' && c.publishesVideo()) {
+      // In a video room with the camera muted (or being opened): nothing to show.
+      this.releasePreview();
+      this.settled();
+      this.show(null, false);
+      return;
+    }
+    // No camera sent: a preview of its own.
+    const p = this._preview;
+    if (p && p.position === position && p.stream.getVideoTracks()[0].readyState === 'live') {
+      this.show(p.stream.getVideoTracks()[0], mirror);
+      return;
+    }
+    if ((this._previewOpening && this._previewOpening.position === position) || this._previewFailed === position) return;
+    this.releasePreview();
+    this.show(null, false);
+    const unavailable = microphoneUnavailableReason();
+    if (unavailable) {
+      this._previewFailed = position;
+      this.fail('camera', E.MICROPHONE, `voip-room:fail ${unavailable.replace(/^microphone/, 'camera')}`, true);
+      return;
+    }
+    const opening = { position };
+    this._previewOpening = opening;
+    const constraints = c ? c.cameraConstraints() : {};
+    constraints.facingMode = position === 'back' ? 'environment' : 'user';
+    navigator.mediaDevices.getUserMedia({ audio: false, video: constraints }).then(
+      (stream) => {
+        if (this._previewOpening !== opening || !this.isConnected) {
+          for (const t of stream.getTracks()) t.stop();
+          return;
+        }
+        this._previewOpening = null;
+        this._preview = { stream, position };
+        this.update();
+      },
+      (e) => {
+        if (this._previewOpening !== opening) return;
+        this._previewOpening = null;
+        this._previewFailed = position;
+        this.fail('camera', E.MICROPHONE, `voip-room:fail camera is busy or not allowed (${e && e.name ? e.name : e})`, true);
+      },
+    );
+  }
+
+  updateVideo(c) {
+    this.releasePreview();
+    const id = this.openid;
+    if (!c) {
+      this.show(null, false);
+      return;
+    }
+    if (!id) {
+      this.show(null, false);
+      this.fail('openid', E.INVALID_FIELD, 'voip-room:fail openid is required in mode "video"', true);
+      return;
+    }
+    const cameraOn = c.videoMembers.includes(id);
+    const track = cameraOn ? c.videoTrackOf(id) : null;
+    if (track) {
+      this.settled();
+      this.show(track, false);
+      return;
+    }
+    this.show(null, false);
+    if (c.state !== 'joined') {
+      // Not in a room (yet), or rejoining: wait for the room.
+      this.settled();
+      return;
+    }
+    if (c.roomType !== 'video') {
+      this.fail('voice', E.VIDEO_NOT_SHOWN, `voip-room:fail ${id}: this is a voice room, it has no video`);
+    } else if (!c.members.includes(id)) {
+      this.fail('absent', E.VIDEO_NOT_SHOWN, `voip-room:fail ${id} is not in the room`);
+    } else if (!cameraOn) {
+      this.fail('off', E.VIDEO_NOT_SHOWN, `voip-room:fail ${id} has no camera on`);
+    } else if (!c.receivesVideoOf(id)) {
+      this.fail(
+        'unreceived',
+        E.VIDEO_NOT_SHOWN,
+        `voip-room:fail this client does not receive the video of ${id} (see subscribeVoIPVideoMembers)`,
+      );
+    } else {
+      this.settled(); // the slot is there; its first key frame is on the way
+    }
+  }
+
+  /** Reports a failure once; unless `now`, only if it still holds after VIDEO_SETTLE_MS. */
+  fail(key, errCode, errMsg, now = false) {
+    if (this._reported === key) return;
+    if (this._pending && this._pending.key === key) return;
+    this.settled();
+    if (now) {
+      this.report(key, errCode, errMsg);
+      return;
+    }
+    const pending = { key, errCode, errMsg, timer: null };
+    pending.timer = setTimeout(() => {
+      if (this._pending !== pending) return;
+      this._pending = null;
+      this.report(key, errCode, errMsg);
+    }, VIDEO_SETTLE_MS);
+    this._pending = pending;
+  }
+
+  report(key, errCode, errMsg) {
+    this._reported = key;
+    this.dispatchEvent(new CustomEvent('error', { detail: { errCode, errMsg } }));
+  }
+
+  /** No failure now: forget the one pending or reported (a recurrence is reported again). */
+  settled() {
+    if (this._pending) clearTimeout(this._pending.timer);
+    this._pending = null;
+    this._reported = null;
+  }
+
+  /** Puts `track` (or nothing) on the <video>; `active` once its first frame is there. */
+  show(track, mirror) {
+    if (this._shown !== track) {
+      this._shown = track;
+      this._live = false;
+      this.toggleAttribute('active', false);
+      this._video.srcObject = track ? new MediaStream([track]) : null;
+      if (track) {
+        const played = this._video.play();
+        if (played && played.catch) played.catch(() => {});
+      }
+    }
+    this._video.classList.toggle('mirror', !!track && mirror);
+    this._video.toggleAttribute('data-live', !!track);
+  }
+
+  releasePreview() {
+    this._previewOpening = null;
+    if (this._preview) for (const t of this._preview.stream.getTracks()) t.stop();
+    this._preview = null;
+  }
+}
+
+if (typeof customElements !== 'undefined' && !customElements.get('voip-room')) {
+  customElements.define('voip-room', VoIPRoomElement);
 }
 
 /**

@@ -1,5 +1,5 @@
 // The demo page at / of `voipchat serve` (demo mode), driven through its UI, and the SDK
-// files the server embeds.
+// files the server embeds. Ann's microphone plays a 440 Hz tone, Ben's is silent.
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -36,9 +36,10 @@ describe('the demo page', () => {
     }
   });
 
-  async function openDemo(browser, name, room) {
-    const page = await (await browser.newContext({ viewport: { width: 640, height: 560 } })).newPage();
-    await page.goto(`${server.base}/`);
+  async function openDemo(browser, name, room, { base = server.base, context } = {}) {
+    const ctx = context || (await browser.newContext({ viewport: { width: 640, height: 560 } }));
+    const page = await ctx.newPage();
+    await page.goto(`${base}/`);
     await page.fill('#name', name);
     await page.fill('#room', room);
     await page.click('#join');
@@ -48,6 +49,17 @@ describe('the demo page', () => {
 
   const memberNames = (page) => page.$$eval('#members li', (lis) => lis.map((li) => li.dataset.openId));
   const speaking = (page) => page.$$eval('#members li.speaking', (lis) => lis.map((li) => li.dataset.openId));
+  // Members shown with the muted marker (the row's class and its visible "muted" tag agree).
+  const shownMuted = (page) =>
+    page.$$eval('#members li', (lis) =>
+      lis.filter((li) => {
+        const tag = li.querySelector('.tag.muted');
+        const visible = !!tag && !tag.hidden && getComputedStyle(tag).display !== 'none';
+        if (visible !== li.classList.contains('muted')) throw new Error(`row ${li.dataset.openId}: class and tag disagree`);
+        return visible;
+      }).map((li) => li.dataset.openId),
+    );
+  const micMeter = (page) => page.$eval('#mic-level > div', (d) => parseFloat(d.style.width) || 0);
 
   it('two people join, see each other and who is speaking; a screenshot shows it', async () => {
     // Ben (silent) is first; Ann (a tone) joins and starts speaking, which both are told.
@@ -87,6 +99,164 @@ describe('the demo page', () => {
     await ben.click('#leave');
     await ben.waitForSelector('#join-card:not(.hidden)');
     await h.waitFor(async () => JSON.stringify(await memberNames(ann)) === '["Ann"]', { what: 'Ben left' });
+  });
+
+  it('a member who mutes is marked muted for everyone; the own microphone level is shown', async () => {
+    const ann = await openDemo(browsers.ann, 'Ann', 'mute-room');
+    // Ann's own meter follows her microphone, by a WebAudio analyser on the track she sends
+    // (in dB: -60 dBFS empty, 0 dBFS full; the browser's processing turns the 0.5 tone down
+    // to about -25 dBFS within seconds).
+    await h.waitFor(async () => (await micMeter(ann)) > 30, { what: "Ann's own microphone meter" });
+    await ann.click('#mute-mic');
+    await h.waitFor(async () => (await ann.textContent('#mute-mic')) === 'Unmute microphone', { what: "Ann's mute button" });
+    // Muted: the meter drops to nothing, and Ann's own row says so.
+    await h.waitFor(async () => (await micMeter(ann)) === 0, { timeout: 3000, what: "Ann's meter at rest while muted" });
+    assert.deepEqual(await shownMuted(ann), ['Ann']);
+
+    // Ben joins while Ann is muted: his joinVoIPChat result names her.
+    const ben = await openDemo(browsers.ben, 'Ben', 'mute-room');
+    await h.waitFor(async () => JSON.stringify(await memberNames(ben)) === '["Ann","Ben"]', { what: 'Ben sees both' });
+    await h
+      .waitFor(async () => JSON.stringify(await shownMuted(ben)) === '["Ann"]', { timeout: 3000, what: 'Ann marked muted at Ben' })
+      .catch(async (e) => {
+        const reported = await ben.evaluate(() => window.voipClient.mutedMembers);
+        assert.fail(`${e.message}; the SDK's mutedMembers at Ben: ${JSON.stringify(reported)} (does the server send mutedOpenIdList?)`);
+      });
+    // Ben's microphone is silent: his own meter stays empty although he is not muted.
+    await h.sleep(400); // a few meter updates
+    assert.equal(await micMeter(ben), 0, "Ben's meter");
+
+    // Ann unmutes and mutes again: Ben's page follows each change (muteChanged).
+    await ann.click('#mute-mic');
+    await h.waitFor(async () => (await shownMuted(ben)).length === 0, { timeout: 3000, what: 'Ann unmarked at Ben' });
+    await h.waitFor(async () => (await micMeter(ann)) > 30, { what: "Ann's meter back" });
+    await ann.click('#mute-mic');
+    await h.waitFor(async () => JSON.stringify(await shownMuted(ben)) === '["Ann"]', { timeout: 3000, what: 'Ann marked again at Ben' });
+    // Ben mutes too: both pages mark both.
+    await ben.click('#mute-mic');
+    for (const page of [ann, ben]) {
+      await h.waitFor(async () => JSON.stringify(await shownMuted(page)) === '["Ann","Ben"]', { timeout: 3000, what: 'both marked' });
+    }
+    const shot = join(h.ensureArtifacts(), 'demo-muted.png');
+    await ann.screenshot({ path: shot, fullPage: true });
+    for (const page of [ann, ben]) {
+      await page.click('#leave');
+      await page.context().close();
+    }
+  });
+
+  it('a second tab gets a name of its own; a reload keeps the tab\'s name', async () => {
+    const context = await browsers.ben.newContext();
+    const first = await context.newPage();
+    await first.goto(`${server.base}/`);
+    const name = await first.inputValue('#name');
+    assert.match(name, /^guest-\d{4}$/);
+    await first.click('#join'); // remembers the name for this tab
+    await first.waitForSelector('#room-card:not(.hidden)');
+    await first.click('#leave');
+    await first.reload();
+    assert.equal(await first.inputValue('#name'), name, 'the tab keeps its name');
+    // Same browser profile, another tab: its own default name, not the first tab's.
+    const second = await context.newPage();
+    await second.goto(`${server.base}/`);
+    const other = await second.inputValue('#name');
+    assert.match(other, /^guest-\d{4}$/);
+    assert.notEqual(other, name, 'the second tab must not reuse the first tab\'s name');
+    assert.equal(await second.evaluate(() => localStorage.length), 0, 'nothing in localStorage');
+    await context.close();
+  });
+
+  it('interruptions are told in sentences', async () => {
+    // The same name in a second tab replaces the first tab's membership (-11002).
+    const context = await browsers.ben.newContext();
+    const first = await openDemo(browsers.ben, 'Twin', 'twin-room', { context });
+    const second = await openDemo(browsers.ben, 'Twin', 'twin-room', { context });
+    await first.waitForSelector('#join-card:not(.hidden)');
+    assert.equal(await first.textContent('#error'), 'You joined this room from another tab or device, so this one left it.');
+    assert.equal(await second.textContent('#error'), '');
+    await second.click('#leave');
+    await context.close();
+
+    // Every interruption code has its sentence; a refused rejoin says why.
+    const page = await (await browsers.ben.newContext()).newPage();
+    await page.goto(`${server.base}/`);
+    const texts = await page.evaluate(() => {
+      const d = window.voipDemo.describeInterruption;
+      return {
+        kicked: d(-11001, 'onVoIPChatInterrupted:fail removed from the room'),
+        replaced: d(-11002, 'onVoIPChatInterrupted:fail replaced by a new connection of the same openId'),
+        timeout: d(-11003, 'onVoIPChatInterrupted:fail no media for too long'),
+        shutdown: d(-11004, 'onVoIPChatInterrupted:fail server is shutting down'),
+        lost: d(-1000, 'onVoIPChatInterrupted:fail connection closed (1006); rejoin failed'),
+        full: d(-10008, 'onVoIPChatInterrupted:fail rejoin failed: joinVoIPChat:fail room is full (10 members)'),
+      };
+    });
+    assert.deepEqual(texts, {
+      kicked: 'You were removed from the room by the server operator.',
+      replaced: 'You joined this room from another tab or device, so this one left it.',
+      timeout: 'The connection to the server was lost: no audio got through for too long.',
+      shutdown: 'The server is restarting. Join again in a moment.',
+      lost: 'The connection to the server was lost and could not be restored.',
+      full: 'The connection dropped and the room could not be rejoined: room is full (10 members).',
+    });
+    for (const t of Object.values(texts)) assert.doesNotMatch(t, /onVoIPChatInterrupted|:fail/);
+    await page.context().close();
+
+    // A server that shuts down (SIGTERM) interrupts with -11004: the page says so.
+    const other = await h.startServer({});
+    try {
+      const p = await openDemo(browsers.ben, 'Stayer', 'bye-room', { base: other.base });
+      await other.stop();
+      await p.waitForSelector('#join-card:not(.hidden)');
+      assert.equal(await p.textContent('#error'), 'The server is restarting. Join again in a moment.');
+      await p.context().close();
+    } finally {
+      await other.stop();
+    }
+  });
+
+  it('loading the page and joining fetches nothing that fails (no favicon 404)', async () => {
+    // Through a recording proxy: it sees every request of the browser, /favicon.ico included.
+    const proxy = await h.recordingProxy(server.base);
+    try {
+      const page = await openDemo(browsers.ben, 'Fav', 'fav-room', { base: proxy.base });
+      await h.sleep(1000); // the browser asks for an icon after the load
+      await page.click('#leave');
+      await page.waitForSelector('#join-card:not(.hidden)');
+      const bad = proxy.requests.filter((r) => r.status === null || r.status >= 400);
+      assert.deepEqual(bad, [], JSON.stringify(proxy.requests));
+      const urls = proxy.requests.map((r) => r.url.split('?')[0]);
+      for (const u of ['/', '/sdk/voipchat.js', '/demo/sign', '/ws']) assert.ok(urls.includes(u), `${u} in ${urls}`);
+      assert.ok(!urls.includes('/favicon.ico'), 'the page declares its icon inline');
+      assert.match(await page.$eval('link[rel=icon]', (l) => l.href), /^data:/);
+      await page.context().close();
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('on an insecure origin the page explains that https or localhost is needed', async () => {
+    // http://voip.test:PORT/ resolves to 127.0.0.1 but is not a secure context: the browser
+    // gives it no navigator.mediaDevices.
+    const insecure = await h.launchVoice(fixtures.tone440, ['--host-resolver-rules=MAP voip.test 127.0.0.1']);
+    try {
+      const page = await insecure.newPage();
+      await page.goto(`http://voip.test:${new URL(server.base).port}/`);
+      assert.deepEqual(await page.evaluate(() => [window.isSecureContext, typeof navigator.mediaDevices]), [false, 'undefined']);
+      await page.waitForSelector('#notice:not(.hidden)');
+      assert.match(await page.textContent('#notice'), /not a secure context.*https.*localhost/);
+      await page.fill('#name', 'Insecure');
+      await page.click('#join');
+      await h.waitFor(async () => (await page.textContent('#error')).length > 0, { what: 'the join error' });
+      assert.equal(
+        await page.textContent('#error'),
+        'Could not join (-2): microphone needs a secure context: open the page over https, or over http on localhost / 127.0.0.1',
+      );
+      assert.doesNotMatch(await page.textContent('#error'), /busy/);
+      assert.equal(await page.evaluate(() => window.voipClient.state), 'idle');
+    } finally {
+      await insecure.close();
+    }
   });
 
   it('the demo signer signs for the demo app only', async () => {

@@ -56,11 +56,11 @@ describe('a room of browsers', () => {
   it('three pages join one room and hear each other', async () => {
     const { alice, bob, carol } = pages;
     const ja = await h.join(alice, GROUP);
-    assert.deepEqual(ja, { openIdList: ['alice'], errCode: 0, errMsg: 'joinVoIPChat:ok' });
+    assert.deepEqual(ja, { openIdList: ['alice'], mutedOpenIdList: [], errCode: 0, errMsg: 'joinVoIPChat:ok' });
     const jb = await h.join(bob, GROUP);
     assert.deepEqual(jb.openIdList, ['alice', 'bob']);
     const jc = await h.join(carol, GROUP);
-    assert.deepEqual(jc, { openIdList: ['alice', 'bob', 'carol'], errCode: 0, errMsg: 'joinVoIPChat:ok' });
+    assert.deepEqual(jc, { openIdList: ['alice', 'bob', 'carol'], mutedOpenIdList: [], errCode: 0, errMsg: 'joinVoIPChat:ok' });
 
     // Every page has a receive slot for each of the two others.
     for (const [me, p] of Object.entries({ alice, bob, carol })) {

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Runs the browser tests (node --test) inside a loopback-only network namespace, as
-# ../../shared/TESTING-MEDIA.md requires: Chromium gathers ICE candidates on every interface,
-# and the server announces only 127.0.0.1.
+# Runs the browser tests (node --test) inside a loopback-only network namespace: Chromium
+# gathers ICE candidates on every interface, and the server announces only 127.0.0.1.
 # Needs: /usr/bin/chromium (or $CHROMIUM), `npm ci` done here, target/debug/voipchat and
-# target/debug/voipchat-client built, sox, espeak-ng, opus-tools, and root (or unprivileged
-# user namespaces, then `unshare -rn` is used). Arguments: test files (default: all).
+# target/debug/voipchat-client built, sox, espeak-ng, opus-tools, python3 (the Python example
+# backend), and root (or unprivileged user namespaces, then `unshare -rn` is used).
+# Arguments: test files (default: all).
 set -euo pipefail
 cd "$(dirname "$0")"
 files=("$@")

@@ -60,6 +60,115 @@ describe('the SDK API', () => {
     }
   });
 
+  it('on an insecure origin joinVoIPChat fails with -2 saying a secure context is needed', async () => {
+    // http://voip.test:PORT/ resolves to 127.0.0.1 but is no secure context (neither https nor
+    // localhost / 127.0.0.1): the browser has no navigator.mediaDevices there.
+    const insecure = await h.launchVoice(fixtures.silence, ['--host-resolver-rules=MAP voip.test 127.0.0.1']);
+    try {
+      const page = await insecure.newPage();
+      await page.goto(`http://voip.test:${new URL(server.base).port}/healthz`);
+      const r = await page.evaluate(async ({ appId, url }) => {
+        const sdk = await import('/sdk/voipchat.js');
+        const client = sdk.createVoIPClient({
+          server: url,
+          appId,
+          openId: 'insecure',
+          sign: () => {
+            throw new Error('sign must not be asked: the microphone check comes first');
+          },
+        });
+        const states = [];
+        client.onVoIPChatStateChanged((p) => states.push([p.data.state, p.data.errCode]));
+        const failed = await client.joinVoIPChat({ groupId: 'insecure-room' }).catch((e) => ({ errCode: e.errCode, errMsg: e.errMsg }));
+        return {
+          secure: window.isSecureContext,
+          reason: sdk.microphoneUnavailableReason(),
+          failed,
+          state: client.state,
+          states,
+        };
+      }, { appId: app.appId, url: `ws://voip.test:${new URL(server.base).port}/ws` });
+      assert.equal(r.secure, false);
+      const reason = 'microphone needs a secure context: open the page over https, or over http on localhost / 127.0.0.1';
+      assert.equal(r.reason, reason);
+      assert.deepEqual(r.failed, { errCode: -2, errMsg: `joinVoIPChat:fail ${reason}` });
+      assert.equal(r.state, 'idle');
+      assert.deepEqual(r.states, [['connecting', undefined], ['disconnected', -2]]);
+      // On 127.0.0.1 (a secure context) nothing is unavailable.
+      const c = await h.openClient(browser, server, { appId: app.appId, openId: 'secure', sign, pageErrors });
+      assert.equal(await c.page.evaluate(() => window.sdk.microphoneUnavailableReason()), null);
+      await c.context.close();
+    } finally {
+      await insecure.close();
+    }
+  });
+
+  it('mutes are reported: mutedOpenIdList in the join result and members events, onVoIPChatMuteChanged on changes', async () => {
+    const a = await h.openClient(browser, server, { appId: app.appId, openId: 'mute-a', sign, pageErrors });
+    const b = await h.openClient(browser, server, { appId: app.appId, openId: 'mute-b', sign, pageErrors });
+    for (const c of [a, b]) {
+      await c.page.evaluate(() => {
+        window.muteEvents = [];
+        window.onMute = (p) => window.muteEvents.push(p);
+        window.client.onVoIPChatMuteChanged(window.onMute);
+      });
+    }
+    const events = (c) => c.page.evaluate(() => window.muteEvents);
+    const muteEvent = (list) => ({ mutedOpenIdList: list, errCode: 0, errMsg: 'onVoIPChatMuteChanged:ok' });
+
+    // a joins muted; b then learns it from its join result, a from the members event.
+    const ja = await h.join(a, 'mute-sdk', { muteMicrophone: true });
+    assert.deepEqual(ja, { openIdList: ['mute-a'], mutedOpenIdList: ['mute-a'], errCode: 0, errMsg: 'joinVoIPChat:ok' });
+    const jb = await h.join(b, 'mute-sdk');
+    assert.deepEqual(jb, { openIdList: ['mute-a', 'mute-b'], mutedOpenIdList: ['mute-a'], errCode: 0, errMsg: 'joinVoIPChat:ok' });
+    await h.waitFor(async () => (await h.pageLog(a)).members.length === 1, { what: "a's members event" });
+    const { t, ...joinedEvent } = (await h.pageLog(a)).members[0];
+    assert.ok(t);
+    assert.deepEqual(joinedEvent, {
+      openIdList: ['mute-a', 'mute-b'],
+      mutedOpenIdList: ['mute-a'],
+      errCode: 0,
+      errMsg: 'onVoIPChatMembersChanged:ok',
+    });
+    assert.deepEqual(await b.page.evaluate(() => window.client.mutedMembers), ['mute-a']);
+
+    // b mutes: both pages are told, b included.
+    await b.page.evaluate(() => window.client.updateVoIPChatMuteConfig({ muteConfig: { muteMicrophone: true } }));
+    for (const c of [a, b]) {
+      await h.waitFor(async () => (await events(c)).length === 1, { timeout: 3000, what: `${c.openId} told of b's mute` });
+      assert.deepEqual(await events(c), [muteEvent(['mute-a', 'mute-b'])]);
+    }
+    // An earphone mute is private: no event.
+    await a.page.evaluate(() => window.client.updateVoIPChatMuteConfig({ muteConfig: { muteMicrophone: true, muteEarphone: true } }));
+    // a unmutes: both are told.
+    await a.page.evaluate(() => window.client.updateVoIPChatMuteConfig({ muteConfig: {} }));
+    for (const c of [a, b]) {
+      await h.waitFor(async () => (await events(c)).length === 2, { timeout: 3000, what: `${c.openId} told of a's unmute` });
+      assert.deepEqual((await events(c))[1], muteEvent(['mute-b']));
+      assert.deepEqual(await c.page.evaluate(() => window.client.mutedMembers), ['mute-b']);
+    }
+
+    // off…(fn) removes the listener; the SDK still keeps the list.
+    await a.page.evaluate(() => window.client.offVoIPChatMuteChanged(window.onMute));
+    await b.page.evaluate(() => window.client.updateVoIPChatMuteConfig({ muteConfig: {} }));
+    await h.waitFor(async () => (await events(b)).length === 3, { timeout: 3000, what: "b's unmute at b" });
+    assert.deepEqual((await events(b))[2], muteEvent([]));
+    await h.waitFor(() => a.page.evaluate(() => window.client.mutedMembers.length === 0), { what: "a's list follows" });
+    assert.equal((await events(a)).length, 2);
+
+    // b leaves muted: a's members event carries the list without b.
+    await b.page.evaluate(() => window.client.updateVoIPChatMuteConfig({ muteConfig: { muteMicrophone: true } }));
+    await h.waitFor(() => a.page.evaluate(() => JSON.stringify(window.client.mutedMembers) === '["mute-b"]'), { what: 'b muted at a' });
+    await b.page.evaluate(() => window.client.exitVoIPChat());
+    await h.waitFor(async () => (await h.pageLog(a)).members.length === 2, { what: 'b left' });
+    const left = (await h.pageLog(a)).members[1];
+    assert.deepEqual([left.openIdList, left.mutedOpenIdList], [['mute-a'], []]);
+    assert.deepEqual(await b.page.evaluate(() => window.client.mutedMembers), [], 'idle clients know of no mutes');
+    await a.page.evaluate(() => window.client.exitVoIPChat());
+    await a.context.close();
+    await b.context.close();
+  });
+
   it('every call takes success/fail/complete and returns a Promise with the same payload', async () => {
     const c = await h.openClient(browser, server, { appId: app.appId, openId: 'cb', sign, pageErrors });
     const r = await c.page.evaluate(async () => {
@@ -85,7 +194,7 @@ describe('the SDK API', () => {
       out.muteIdle = await client.updateVoIPChatMuteConfig({ muteConfig: {} }).catch((e) => ({ errCode: e.errCode, errMsg: e.errMsg }));
       return out;
     });
-    assert.deepEqual(r.joined, { openIdList: ['cb'], errCode: 0, errMsg: 'joinVoIPChat:ok' });
+    assert.deepEqual(r.joined, { openIdList: ['cb'], mutedOpenIdList: [], errCode: 0, errMsg: 'joinVoIPChat:ok' });
     assert.deepEqual(r.joinCalls, [['success', r.joined], ['complete', r.joined]]);
     assert.deepEqual(r.again, { errCode: -1, errMsg: 'joinVoIPChat:fail already in a room' });
     assert.deepEqual(r.mute, { errCode: 0, errMsg: 'updateVoIPChatMuteConfig:ok' });

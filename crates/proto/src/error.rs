@@ -48,6 +48,9 @@ pub enum ErrorCode {
     /// The room exists with the other `roomType`: a room's type is fixed by the join that
     /// created it.
     RoomTypeMismatch,
+    /// Client SDKs only: a `<voip-room>` cannot show the member's video (not in the room,
+    /// camera off, or not among the videos this client receives).
+    VideoNotShown,
     /// Interrupted: an operator or the backend removed the member.
     Kicked,
     /// Interrupted: the same openId joined the room on another connection.
@@ -72,7 +75,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation checks and exhaustive tests.
-    pub const ALL: [ErrorCode; 27] = [
+    pub const ALL: [ErrorCode; 28] = [
         ErrorCode::AlreadyInRoom,
         ErrorCode::MicrophoneBusy,
         ErrorCode::ExitedWhileJoining,
@@ -90,6 +93,7 @@ impl ErrorCode {
         ErrorCode::InvalidSdp,
         ErrorCode::UnsupportedRoomType,
         ErrorCode::RoomTypeMismatch,
+        ErrorCode::VideoNotShown,
         ErrorCode::Kicked,
         ErrorCode::Replaced,
         ErrorCode::MediaTimeout,
@@ -122,6 +126,7 @@ impl ErrorCode {
             ErrorCode::InvalidSdp => -10010,
             ErrorCode::UnsupportedRoomType => -10011,
             ErrorCode::RoomTypeMismatch => -10012,
+            ErrorCode::VideoNotShown => -10013,
             ErrorCode::Kicked => -11001,
             ErrorCode::Replaced => -11002,
             ErrorCode::MediaTimeout => -11003,
@@ -155,6 +160,7 @@ impl ErrorCode {
             ErrorCode::InvalidSdp => "invalid sdp",
             ErrorCode::UnsupportedRoomType => "unsupported roomType",
             ErrorCode::RoomTypeMismatch => "the room has the other roomType",
+            ErrorCode::VideoNotShown => "the member's video is not received",
             ErrorCode::Kicked => "removed from the room",
             ErrorCode::Replaced => "replaced by a new connection of the same openId",
             ErrorCode::MediaTimeout => "no media for too long",
@@ -265,6 +271,7 @@ mod tests {
             InvalidSdp,
             UnsupportedRoomType,
             RoomTypeMismatch,
+            VideoNotShown,
             Kicked,
             Replaced,
             MediaTimeout,

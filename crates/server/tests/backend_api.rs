@@ -229,177 +229,6 @@ async fn backend_refusals() {
     server.stop().await;
 }
 
-/// A log sink for one test: `tracing` output of the current thread into a buffer.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).to_string()
-    }
-}
-
-/// One raw HTTP/1.1 request with exactly these extra header lines; returns status and body.
-async fn raw_request(
-    addr: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[&str],
-) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for h in headers {
-        req.push_str(h);
-        req.push_str("\r\n");
-    }
-    req.push_str("Content-Length: 0\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).await.unwrap();
-    let text = String::from_utf8_lossy(&resp).to_string();
-    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (status, body.to_string())
-}
-
-fn failure(body: &str) -> (i64, String) {
-    let v: serde_json::Value = serde_json::from_str(body)
-        .unwrap_or_else(|e| panic!("{{errCode, errMsg}} JSON ({e}): {body}"));
-    assert_eq!(v.as_object().unwrap().len(), 2, "{body}");
-    (
-        v["errCode"].as_i64().unwrap(),
-        v["errMsg"].as_str().unwrap().to_string(),
-    )
-}
-
-/// Every refused authentication is logged at info with its code and the appId tried, never
-/// the secret; a call without credentials is told that they are missing, distinct from wrong
-/// ones. A current-thread runtime keeps every server task on this thread, so the thread's
-/// log subscriber sees them all and no other test's lines.
-#[tokio::test]
-async fn authentication_failures_are_explained_and_logged_without_secrets() {
-    let log = Captured::default();
-    let sink = log.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || sink.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-
-    let dir = common::data_dir();
-    let server = TestServer::start(dir.path(), |_| {}).await;
-    let (app, secret) = server.create_app(true);
-    let body = r#"{"openId":"alice"}"#;
-    let code = ErrorCode::BadCredentials.code() as i64;
-
-    // No credentials at all.
-    let (status, resp) = server
-        .http_request("POST", "/api/v1/session-key", None, Some(body))
-        .await;
-    assert_eq!(status, 401);
-    let (c, msg) = failure(&resp);
-    assert_eq!(c, code);
-    assert_eq!(
-        msg,
-        "api:fail missing credentials: use HTTP Basic appId:appSecret"
-    );
-
-    // A wrong secret, and an unknown appId: the same answer, which does not say which.
-    let wrong = Secret::new("wrong-secret-0123456789");
-    let (status, resp) = server
-        .http_request("GET", "/api/v1/quota", Some((&app, &wrong)), None)
-        .await;
-    assert_eq!(status, 401);
-    assert_eq!(
-        failure(&resp),
-        (
-            code,
-            "api:fail appId and appSecret do not match".to_string()
-        )
-    );
-    let stranger = voipchat_proto::AppId::new("wxstranger0000000");
-    let (status, resp2) = server
-        .http_request("GET", "/api/v1/quota", Some((&stranger, &secret)), None)
-        .await;
-    assert_eq!((status, resp2), (401, resp));
-
-    // Not HTTP Basic.
-    for header in [
-        "Authorization: Bearer abc",
-        "Authorization: Basic !!!notbase64",
-        // base64("only-a-secret-no-colon")
-        "Authorization: Basic b25seS1hLXNlY3JldC1uby1jb2xvbg==",
-    ] {
-        let (status, resp) = raw_request(server.http, "GET", "/api/v1/quota", &[header]).await;
-        assert_eq!(status, 401, "{header}");
-        assert_eq!(
-            failure(&resp),
-            (
-                code,
-                "api:fail Authorization is not HTTP Basic appId:appSecret".to_string()
-            ),
-            "{header}"
-        );
-    }
-    // The right ones still work, and are not logged as failures.
-    let (status, _) = server
-        .http_request("GET", "/api/v1/quota", Some((&app, &secret)), None)
-        .await;
-    assert_eq!(status, 200);
-    server.stop().await;
-
-    let text = log.text();
-    let failures: Vec<&str> = text
-        .lines()
-        .filter(|l| l.contains("authentication failed"))
-        .collect();
-    assert_eq!(failures.len(), 6, "one line per refusal: {text}");
-    for line in &failures {
-        assert!(line.contains(" INFO "), "logged at info: {line}");
-        assert!(line.contains("err_code=-12004"), "{line}");
-    }
-    assert!(
-        failures[0].contains("reason=\"no credentials\""),
-        "{}",
-        failures[0]
-    );
-    assert!(
-        failures[1].contains(&format!("app_id=\"{app}\""))
-            && failures[1].contains("wrong appSecret"),
-        "{}",
-        failures[1]
-    );
-    assert!(
-        failures[2].contains("app_id=\"wxstranger0000000\"")
-            && failures[2].contains("unknown appId"),
-        "{}",
-        failures[2]
-    );
-    assert!(failures[3..]
-        .iter()
-        .all(|l| l.contains("malformed credentials")));
-    for secret_text in [
-        wrong.expose(),
-        secret.expose(),
-        "only-a-secret-no-colon",
-        "b25seS1hLXNlY3JldC1uby1jb2xvbg",
-    ] {
-        assert!(!text.contains(secret_text), "a secret was logged: {text}");
-    }
-}
-
 /// Unknown paths and wrong methods answer the API's `{errCode, errMsg}` JSON.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_routes_and_wrong_methods_answer_json() {
@@ -416,7 +245,7 @@ async fn unknown_routes_and_wrong_methods_answer_json() {
             .await;
         assert_eq!(status, 404, "{method} {path}: {body}");
         assert_eq!(
-            failure(&body),
+            common::api_failure(&body),
             (
                 ErrorCode::UnknownRoute.code() as i64,
                 format!("api:fail no such route: {method} {path}")
@@ -434,7 +263,7 @@ async fn unknown_routes_and_wrong_methods_answer_json() {
             .await;
         assert_eq!(status, 405, "{method} {path}: {body}");
         assert_eq!(
-            failure(&body),
+            common::api_failure(&body),
             (
                 ErrorCode::MethodNotAllowed.code() as i64,
                 format!("api:fail method not allowed on this route: {method} {path}")
@@ -447,6 +276,9 @@ async fn unknown_routes_and_wrong_methods_answer_json() {
     let server = TestServer::start(dir.path(), |c| c.demo = false).await;
     let (status, body) = server.http_request("POST", "/demo/sign", None, None).await;
     assert_eq!(status, 404, "{body}");
-    assert_eq!(failure(&body).0, ErrorCode::UnknownRoute.code() as i64);
+    assert_eq!(
+        common::api_failure(&body).0,
+        ErrorCode::UnknownRoute.code() as i64
+    );
     server.stop().await;
 }

@@ -2,11 +2,13 @@
 // ephemeral ports with a temp data dir, a game backend (session keys + signing through the
 // backend API), and headless Chromium pages driving the SDK.
 //
-// Everything must run inside a loopback-only network namespace (see ../README.md and
-// ../../shared/TESTING-MEDIA.md): Chromium gathers ICE candidates on every interface.
+// Everything must run inside a loopback-only network namespace (see ../README.md):
+// Chromium gathers ICE candidates on every interface.
 
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, existsSync, mkdirSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join as pathJoin, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -76,6 +78,44 @@ export function makeFixtures() {
   sox(raw, '-r', '48000', '-c', '1', '-b', '16', f.speechWav);
   execFileSync('opusenc', ['--quiet', f.speechWav, f.speechOpus]);
   return f;
+}
+
+/**
+ * Solid colours for fake cameras: the sRGB a page should see, and the same colour in
+ * BT.601 limited-range YCbCr (what the y4m file holds).
+ */
+export const CAMERA_COLOURS = {
+  red: { rgb: [255, 0, 0], yuv: [81, 90, 240] },
+  green: { rgb: [0, 255, 0], yuv: [145, 54, 34] },
+  blue: { rgb: [0, 0, 255], yuv: [41, 240, 110] },
+  yellow: { rgb: [255, 255, 0], yuv: [210, 16, 146] },
+};
+
+/**
+ * Writes a solid-colour Y4M video (I420, `width`x`height`, `fps`, `seconds` long) for
+ * Chromium's `--use-file-for-fake-video-capture`, which loops it. Y4M is a text header and
+ * raw planes, so no encoder is needed.
+ */
+export function writeY4m(path, [y, u, v], { width = 160, height = 120, fps = 15, seconds = 2 } = {}) {
+  const header = Buffer.from(`YUV4MPEG2 W${width} H${height} F${fps}:1 Ip A1:1 C420jpeg\n`);
+  const luma = width * height;
+  const chroma = (width / 2) * (height / 2);
+  const frame = Buffer.alloc(6 + luma + 2 * chroma);
+  frame.write('FRAME\n');
+  frame.fill(y, 6, 6 + luma);
+  frame.fill(u, 6 + luma, 6 + luma + chroma);
+  frame.fill(v, 6 + luma + chroma);
+  const frames = Array.from({ length: fps * seconds }, () => frame);
+  writeFileSync(path, Buffer.concat([header, ...frames]));
+  return path;
+}
+
+/** One solid-colour camera file per colour of CAMERA_COLOURS: {dir, red, green, …}. */
+export function makeCameraFixtures() {
+  const dir = mkdtempSync(pathJoin(tmpdir(), 'voipchat-cameras-'));
+  const out = { dir };
+  for (const [name, { yuv }] of Object.entries(CAMERA_COLOURS)) out[name] = writeY4m(pathJoin(dir, `${name}.y4m`), yuv);
+  return out;
 }
 
 /**
@@ -206,6 +246,23 @@ export async function launchVoice(wav, extraArgs = []) {
   });
 }
 
+/**
+ * One Chromium process whose microphone plays `wav` and whose camera plays `y4m` (one
+ * camera per process), or has no camera at all when `y4m` is null.
+ */
+export async function launchMember(wav, y4m, extraArgs = []) {
+  const camera = y4m
+    ? [`--use-file-for-fake-video-capture=${y4m}`]
+    : // The fake device factory with no cameras: the microphone works, getUserMedia video fails.
+      ['--use-fake-device-for-media-stream=device-count=0'];
+  const args = [...CHROMIUM_ARGS.filter((a) => y4m || a !== '--use-fake-device-for-media-stream'), ...camera];
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [...args, `--use-file-for-fake-audio-capture=${wav}`, ...extraArgs],
+  });
+}
+
 /** The pids of a process and all its descendants (from /proc). */
 function processTree(root) {
   const children = new Map();
@@ -309,9 +366,12 @@ export async function join(client, groupId, muteConfig) {
   );
 }
 
-/** What a page receives from each member now (getStatsByOpenId of the SDK). */
+/**
+ * What a page receives from each member now (getStatsByOpenId of the SDK client in
+ * `window[client.global]`, default `window.client`).
+ */
 export function stats(client) {
-  return client.page.evaluate(() => window.client.getStatsByOpenId());
+  return client.page.evaluate((g) => window[g].getStatsByOpenId(), client.global || 'client');
 }
 
 /**
@@ -347,4 +407,111 @@ export function pageLog(client) {
 export function ensureArtifacts() {
   mkdirSync(ARTIFACTS, { recursive: true });
   return ARTIFACTS;
+}
+
+/**
+ * An HTTP (and WebSocket) pass-through proxy on 127.0.0.1 in front of `target` that records
+ * every request the browser makes, favicon requests included (which playwright's response
+ * events do not show): {base, requests: [{method, url, status}], close()}.
+ */
+export async function recordingProxy(target) {
+  const to = new URL(target);
+  const requests = [];
+  const proxy = http.createServer((req, res) => {
+    const entry = { method: req.method, url: req.url, status: null };
+    requests.push(entry);
+    const up = http.request(
+      { host: to.hostname, port: to.port, method: req.method, path: req.url, headers: { ...req.headers, host: to.host } },
+      (r) => {
+        entry.status = r.statusCode;
+        res.writeHead(r.statusCode, r.headers);
+        r.pipe(res);
+      },
+    );
+    up.on('error', () => {
+      entry.status = 502;
+      res.writeHead(502).end();
+    });
+    req.pipe(up);
+  });
+  proxy.on('upgrade', (req, socket, head) => {
+    requests.push({ method: req.method, url: req.url, status: 101 });
+    const up = net.connect(Number(to.port), to.hostname, () => {
+      const lines = [`${req.method} ${req.url} HTTP/1.1`];
+      for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+      up.write(lines.join('\r\n') + '\r\n\r\n');
+      if (head && head.length) up.write(head);
+      up.pipe(socket);
+      socket.pipe(up);
+    });
+    up.on('error', () => socket.destroy());
+    socket.on('error', () => up.destroy());
+  });
+  await new Promise((r) => proxy.listen(0, '127.0.0.1', r));
+  return {
+    base: `http://127.0.0.1:${proxy.address().port}`,
+    requests,
+    close: () =>
+      new Promise((r) => {
+        proxy.closeAllConnections();
+        proxy.close(() => r());
+      }),
+  };
+}
+
+/** The example game backends of examples/: how to start each. */
+export const EXAMPLES = {
+  node: { cmd: 'node', args: [pathJoin(ROOT, 'examples/node-backend/server.mjs')] },
+  python: { cmd: process.env.PYTHON || 'python3', args: [pathJoin(ROOT, 'examples/python-backend/server.py')] },
+};
+
+/**
+ * Starts an example game backend (`node` or `python`) for `app` of `server` on a free port;
+ * resolves when it prints its address: {base, proc, logs(), stop()}.
+ */
+export async function startExample(kind, server, app) {
+  const { cmd, args } = EXAMPLES[kind];
+  const proc = spawn(cmd, args, {
+    env: { ...process.env, VOIPCHAT_URL: server.base, APP_ID: app.appId, APP_SECRET: app.appSecret, PORT: '0', HOST: '127.0.0.1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const out = [];
+  let base;
+  await new Promise((resolveStart, rejectStart) => {
+    const timer = setTimeout(() => rejectStart(new Error(`${kind} example did not start:\n${out.join('')}`)), 15000);
+    const onData = (chunk) => {
+      out.push(chunk);
+      const m = out.join('').match(/listening on (http:\/\/127\.0\.0\.1:\d+)\//);
+      if (m && !base) {
+        base = m[1];
+        clearTimeout(timer);
+        resolveStart();
+      }
+    };
+    proc.stdout.setEncoding('utf8');
+    proc.stderr.setEncoding('utf8');
+    proc.stdout.on('data', onData);
+    proc.stderr.on('data', onData);
+    proc.on('exit', (code) => {
+      clearTimeout(timer);
+      if (!base) rejectStart(new Error(`${kind} example exited with ${code}:\n${out.join('')}`));
+    });
+  });
+  return {
+    base,
+    proc,
+    logs: () => out.join(''),
+    async stop() {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      const exited = new Promise((r) => proc.once('exit', r));
+      proc.kill('SIGTERM');
+      let timer;
+      await Promise.race([exited, new Promise((r) => (timer = setTimeout(r, 5000)))]);
+      clearTimeout(timer);
+      if (proc.exitCode === null && proc.signalCode === null) {
+        proc.kill('SIGKILL');
+        await exited;
+      }
+    },
+  };
 }

@@ -276,3 +276,14 @@ pub fn unix_now() -> u64 {
 }
 
 pub mod peers;
+
+/// The `{errCode, errMsg}` of a backend API refusal (nothing else in the body).
+pub fn api_failure(body: &str) -> (i64, String) {
+    let v: serde_json::Value = serde_json::from_str(body)
+        .unwrap_or_else(|e| panic!("{{errCode, errMsg}} JSON ({e}): {body}"));
+    assert_eq!(v.as_object().unwrap().len(), 2, "{body}");
+    (
+        v["errCode"].as_i64().unwrap(),
+        v["errMsg"].as_str().unwrap().to_string(),
+    )
+}
