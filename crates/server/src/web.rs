@@ -43,6 +43,8 @@ use crate::{clock, AppState};
 
 /// The SDK, an ES module.
 pub const SDK_JS: &str = include_str!("../../../sdk/js/voipchat.js");
+/// The `<voip-room>` element, a module the SDK imports (`./voip-room.js`).
+pub const SDK_ROOM_JS: &str = include_str!("../../../sdk/js/voip-room.js");
 /// The SDK's TypeScript declarations.
 pub const SDK_DTS: &str = include_str!("../../../sdk/js/voipchat.d.ts");
 /// The demo page.
@@ -55,6 +57,7 @@ pub const DEMO_APP_ID: &str = "wxdemo0000000000";
 pub fn routes(demo: bool) -> Router<AppState> {
     let router = Router::new()
         .route("/sdk/voipchat.js", get(sdk_js))
+        .route("/sdk/voip-room.js", get(sdk_room_js))
         .route("/sdk/voipchat.d.ts", get(sdk_dts));
     if demo {
         router
@@ -67,6 +70,10 @@ pub fn routes(demo: bool) -> Router<AppState> {
 
 async fn sdk_js() -> Response {
     asset("text/javascript; charset=utf-8", SDK_JS)
+}
+
+async fn sdk_room_js() -> Response {
+    asset("text/javascript; charset=utf-8", SDK_ROOM_JS)
 }
 
 async fn sdk_dts() -> Response {

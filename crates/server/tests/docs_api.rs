@@ -76,6 +76,7 @@ async fn every_sh_example_of_the_api_doc_works_when_pasted() {
         "/api/v1/rooms/room-42/kick",
         "/healthz",
         "/sdk/voipchat.js",
+        "/sdk/voip-room.js",
         "/sdk/voipchat.d.ts",
         "/",
         "/demo/sign",

@@ -163,6 +163,11 @@ async fn serves_the_sdk_and_the_demo_page() {
     assert_eq!(status, 200);
     assert!(ty.starts_with("text/javascript"), "{ty}");
     assert!(body.contains("export function createVoIPClient"));
+    assert!(body.contains("from './voip-room.js'"));
+    let (status, ty, body) = server.request("GET", "/sdk/voip-room.js", None).await;
+    assert_eq!(status, 200);
+    assert!(ty.starts_with("text/javascript"), "{ty}");
+    assert!(body.contains("export class VoIPRoomElement"));
     let (status, ty, body) = server.request("GET", "/sdk/voipchat.d.ts", None).await;
     assert_eq!(status, 200);
     assert!(ty.starts_with("application/typescript"), "{ty}");
