@@ -137,6 +137,52 @@ fn cli_peer(
         .expect("client cli starts")
 }
 
+/// A server and two CLI peers in `group` (with `common` flags): bob records into `rec` for
+/// `bob_secs`; half a second later alice joins with `alice_args` for `alice_secs`. Both must
+/// exit 0. Returns the server (still running), its data dir and bob's stdout.
+async fn alice_sends_bob_records(
+    group: &str,
+    common: &[&str],
+    rec: &std::path::Path,
+    bob_secs: u32,
+    alice_args: Vec<String>,
+    alice_secs: u32,
+) -> (common::TestServer, tempfile::TempDir, String) {
+    let data = common::data_dir();
+    let server = common::TestServer::start(data.path(), |_| {}).await;
+    let (app, secret) = server.create_app(true);
+    let kb = server.session_key(&app, &secret, "bob").await;
+    let ka = server.session_key(&app, &secret, "alice").await;
+    let cli = client_cli();
+    let ws = server.ws_url();
+    let run = |open_id: &str, key: &str, mut extra: Vec<String>, secs: u32| {
+        extra.extend(common.iter().map(|a| a.to_string()));
+        extra.extend(["--duration".into(), secs.to_string()]);
+        cli_peer(&cli, &ws, app.as_str(), open_id, group, key, extra)
+    };
+    let record = vec!["--record-dir".into(), rec.to_str().unwrap().into()];
+    let bob = run("bob", kb.expose(), record, bob_secs);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let alice = run("alice", ka.expose(), alice_args, alice_secs);
+    let alice = alice.wait_with_output().await.unwrap();
+    let bob = bob.wait_with_output().await.unwrap();
+    assert!(
+        alice.status.success(),
+        "alice: {}",
+        String::from_utf8_lossy(&alice.stderr)
+    );
+    assert!(
+        bob.status.success(),
+        "bob: {}",
+        String::from_utf8_lossy(&bob.stderr)
+    );
+    (
+        server,
+        data,
+        String::from_utf8_lossy(&bob.stdout).to_string(),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_peers_send_an_ogg_opus_file_and_record_it_byte_for_byte() {
     let work = tempfile::tempdir().unwrap();
@@ -159,51 +205,16 @@ async fn cli_peers_send_an_ogg_opus_file_and_record_it_byte_for_byte() {
     let source = voipchat_client::read_ogg_opus(&opus).unwrap();
     assert!(source.len() >= 140, "3 s of 20 ms packets");
 
-    let data = common::data_dir();
-    let server = common::TestServer::start(data.path(), |_| {}).await;
-    let (app, secret) = server.create_app(true);
-    let kb = server.session_key(&app, &secret, "bob").await;
-    let ka = server.session_key(&app, &secret, "alice").await;
-    let cli = client_cli();
     let rec = work.path().join("rec");
-    let ws = server.ws_url();
-    let run = |open_id: &str, key: &str, extra: Vec<String>| {
-        cli_peer(&cli, &ws, app.as_str(), open_id, "cli-room", key, extra)
-    };
-    let bob = run(
-        "bob",
-        kb.expose(),
-        vec![
-            "--record-dir".into(),
-            rec.to_str().unwrap().into(),
-            "--duration".into(),
-            "6".into(),
-        ],
-    );
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let alice = run(
-        "alice",
-        ka.expose(),
-        vec![
-            "--send".into(),
-            opus.to_str().unwrap().into(),
-            "--duration".into(),
-            "5".into(),
-        ],
-    );
-    let alice = alice.wait_with_output().await.unwrap();
-    let bob = bob.wait_with_output().await.unwrap();
-    let bob_out = String::from_utf8_lossy(&bob.stdout);
-    assert!(
-        alice.status.success(),
-        "alice: {}",
-        String::from_utf8_lossy(&alice.stderr)
-    );
-    assert!(
-        bob.status.success(),
-        "bob: {}",
-        String::from_utf8_lossy(&bob.stderr)
-    );
+    let (server, _data, bob_out) = alice_sends_bob_records(
+        "cli-room",
+        &[],
+        &rec,
+        6,
+        vec!["--send".into(), opus.to_str().unwrap().into()],
+        5,
+    )
+    .await;
     assert!(
         bob_out.contains("\"membersChanged\""),
         "bob printed events: {bob_out}"
@@ -255,53 +266,20 @@ async fn cli_peers_send_a_vp8_ivf_file_and_record_it_byte_for_byte() {
     assert!(source.len() >= 25, "2 s at 15 fps: {}", source.len());
     assert_eq!(source[0].data[0] & 1, 0, "ffmpeg starts with a key frame");
 
-    let data = common::data_dir();
-    let server = common::TestServer::start(data.path(), |_| {}).await;
-    let (app, secret) = server.create_app(true);
-    let kb = server.session_key(&app, &secret, "bob").await;
-    let ka = server.session_key(&app, &secret, "alice").await;
-    let cli = client_cli();
     let rec = work.path().join("rec");
-    let ws = server.ws_url();
-    let run = |open_id: &str, key: &str, mut extra: Vec<String>| {
-        extra.extend(["--room-type".into(), "video".into()]);
-        cli_peer(&cli, &ws, app.as_str(), open_id, "cli-video", key, extra)
-    };
-    let bob = run(
-        "bob",
-        kb.expose(),
-        vec![
-            "--record-dir".into(),
-            rec.to_str().unwrap().into(),
-            "--duration".into(),
-            "5".into(),
-        ],
-    );
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let alice = run(
-        "alice",
-        ka.expose(),
+    let (server, _data, bob_out) = alice_sends_bob_records(
+        "cli-video",
+        &["--room-type", "video"],
+        &rec,
+        5,
         vec![
             "--send-video".into(),
             ivf.to_str().unwrap().into(),
             "--loop".into(),
-            "--duration".into(),
-            "4".into(),
         ],
-    );
-    let alice = alice.wait_with_output().await.unwrap();
-    let bob = bob.wait_with_output().await.unwrap();
-    assert!(
-        alice.status.success(),
-        "alice: {}",
-        String::from_utf8_lossy(&alice.stderr)
-    );
-    assert!(
-        bob.status.success(),
-        "bob: {}",
-        String::from_utf8_lossy(&bob.stderr)
-    );
-    let bob_out = String::from_utf8_lossy(&bob.stdout);
+        4,
+    )
+    .await;
     assert!(bob_out.contains("\"videoStarted\""), "{bob_out}");
     assert!(bob_out.contains("\"videoRecordings\""), "{bob_out}");
 
