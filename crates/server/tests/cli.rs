@@ -303,24 +303,6 @@ async fn cli_peers_send_a_vp8_ivf_file_and_record_it_byte_for_byte() {
     server.stop().await;
 }
 
-/// Drops ANSI colour sequences from a log line.
-fn plain(line: &str) -> String {
-    let mut out = String::new();
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_stops_cleanly_on_sigterm_and_members_are_told() {
     use tokio::io::AsyncBufReadExt;
@@ -340,7 +322,7 @@ async fn serve_stops_cleanly_on_sigterm_and_members_are_told() {
             .expect("server starts")
             .unwrap()
             .expect("a log line");
-        let line = plain(&line);
+        let line = common::plain(&line);
         if let Some(rest) = line.split("http=").nth(1) {
             break rest.split_whitespace().next().unwrap().parse().unwrap();
         }
@@ -448,7 +430,7 @@ async fn startup_lines(
             .expect("server starts")
             .unwrap()
             .unwrap_or_else(|| panic!("server exited: {seen:#?}"));
-        let line = plain(&line);
+        let line = common::plain(&line);
         seen.push(line.clone());
         if let Some(rest) = line.split("http=").nth(1) {
             let http = rest.split_whitespace().next().unwrap().parse().unwrap();

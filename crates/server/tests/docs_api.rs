@@ -3,24 +3,9 @@
 //! for this build's binary and the server's port for 7880), and the answers are the ones the
 //! page shows. Skipped, with a message, where curl is missing.
 
-use std::process::{Command, Stdio};
+mod common;
 
-fn plain(line: &str) -> String {
-    let mut out = String::new();
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+use std::process::{Command, Stdio};
 
 /// The fenced blocks of `doc` whose info string is `lang`, in order.
 fn blocks<'a>(doc: &'a str, lang: &str) -> Vec<Vec<&'a str>> {
@@ -112,7 +97,7 @@ async fn every_sh_example_of_the_api_doc_works_when_pasted() {
             .expect("server starts")
             .unwrap()
             .expect("a log line");
-        if let Some(rest) = plain(&line).split("http=").nth(1) {
+        if let Some(rest) = common::plain(&line).split("http=").nth(1) {
             break rest.split_whitespace().next().unwrap().parse().unwrap();
         }
     };

@@ -287,3 +287,21 @@ pub fn api_failure(body: &str) -> (i64, String) {
         v["errMsg"].as_str().unwrap().to_string(),
     )
 }
+
+/// Drops ANSI colour sequences from a log line.
+pub fn plain(line: &str) -> String {
+    let mut out = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
