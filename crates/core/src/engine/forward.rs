@@ -27,17 +27,7 @@ impl Engine {
             voice_activity: packet.header.ext_vals.voice_activity,
             ..Default::default()
         };
-        // The room's member ids, copied into a buffer the engine keeps, so the sessions can
-        // be borrowed mutably below without cloning the room key or allocating.
-        let mut receivers = std::mem::take(&mut self.scratch);
-        receivers.clear();
-        if let Some(room) = self
-            .members
-            .get(&sender)
-            .and_then(|s| self.rooms.get(&s.room))
-        {
-            receivers.extend_from_slice(&room.members);
-        }
+        let receivers = self.take_room_members(sender);
         for &receiver in &receivers {
             let Some(r) = self.members.get_mut(&receiver) else {
                 continue;
@@ -113,15 +103,7 @@ impl Engine {
             return;
         }
         let keyframe = starts_keyframe(video_codec, &packet.payload);
-        let mut receivers = std::mem::take(&mut self.scratch);
-        receivers.clear();
-        if let Some(room) = self
-            .members
-            .get(&sender)
-            .and_then(|s| self.rooms.get(&s.room))
-        {
-            receivers.extend_from_slice(&room.members);
-        }
+        let receivers = self.take_room_members(sender);
         for &receiver in &receivers {
             if receiver == sender {
                 continue;
@@ -170,5 +152,21 @@ impl Engine {
             self.drain(now, receiver);
         }
         self.scratch = receivers;
+    }
+
+    /// The ids of `member`'s room, copied into the buffer the engine keeps (hand it back to
+    /// `self.scratch`), so the sessions can be borrowed mutably while the list is walked,
+    /// without cloning the room key or allocating.
+    fn take_room_members(&mut self, member: MemberId) -> Vec<MemberId> {
+        let mut ids = std::mem::take(&mut self.scratch);
+        ids.clear();
+        if let Some(room) = self
+            .members
+            .get(&member)
+            .and_then(|m| self.rooms.get(&m.room))
+        {
+            ids.extend_from_slice(&room.members);
+        }
+        ids
     }
 }
