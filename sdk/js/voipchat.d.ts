@@ -70,6 +70,12 @@ export interface VoIPClientOptions {
    * video rooms without a camera (receive only).
    */
   video?: boolean | MediaTrackConstraints;
+  /**
+   * The camera's simulcast layers in video rooms: true (default) SIMULCAST_LAYERS, false a
+   * single layer, or your own 1 to 3 encodings (each with a rid). The browser sends as many
+   * as the capture size allows; the server gives each receiver the layer its bandwidth fits.
+   */
+  simulcast?: boolean | SimulcastLayer[];
   /** Where the <audio> elements of received members go (default document.body). */
   audioContainer?: Element;
   /** Rejoin when the connection drops (needs `sign`); false switches it off. */
@@ -168,9 +174,39 @@ export interface VideoSlotStats {
   frameWidth: number;
   frameHeight: number;
   framesPerSecond: number;
+  packetsLost: number;
+  /** NACKs this receiver sent, and the retransmissions (RTX) that repaired loss. */
+  nackCount: number;
+  retransmittedPacketsReceived: number;
+  freezeCount: number;
+  /** Seconds. */
+  totalFreezesDuration: number;
   /** e.g. "video/VP8"; null before the first packet. */
   mimeType: string | null;
 }
+
+/** One layer the camera sends, from its outbound-rtp stats (getCameraStats). */
+export interface CameraLayerStats {
+  /** The simulcast layer's rid ("q", "h", "f" by default); null without simulcast. */
+  rid: string | null;
+  /** false: the browser pauses this layer (the capture is too small for it). */
+  active: boolean;
+  bytesSent: number;
+  framesEncoded: number;
+  frameWidth: number;
+  frameHeight: number;
+  framesPerSecond: number;
+  /** "none", "cpu", "bandwidth" or "other". */
+  qualityLimitationReason: string;
+}
+
+/** One simulcast layer of the camera: an RTCRtpEncodingParameters with its rid. */
+export interface SimulcastLayer extends RTCRtpEncodingParameters {
+  rid: string;
+}
+
+/** The default layers: rid q (¼ size), h (½) and f (full size); the browser sets their bitrates. */
+export declare const SIMULCAST_LAYERS: readonly SimulcastLayer[];
 
 export declare class VoIPChatError extends Error {
   errCode: number;
@@ -239,6 +275,8 @@ export interface VoIPClient {
   getStatsByOpenId(): Promise<Record<string, ReceivedStats>>;
   /** Every video receive slot, free ones included. */
   getVideoStats(): Promise<VideoSlotStats[]>;
+  /** What the camera sends, one entry per simulcast layer, smallest first; [] without a camera. */
+  getCameraStats(): Promise<CameraLayerStats[]>;
   /** The received track of `openId`'s video once its slot shows that member, else null. */
   videoTrackOf(openId: string): MediaStreamTrack | null;
   /** Whether a video slot carries `openId` (its first frame may still be on the way). */

@@ -83,6 +83,67 @@ const INSECURE_CONTEXT_REASON =
   'microphone needs a secure context: open the page over https, or over http on localhost / 127.0.0.1';
 
 /**
+ * The camera's simulcast layers: the same picture at full, half and quarter size, so the
+ * server can give each receiver the one its bandwidth carries. The browser picks each layer's
+ * bitrate for its size, and sends as many layers as the capture size allows (Chromium: two
+ * at 640x360, three from 960x540), pausing the rest.
+ */
+export const SIMULCAST_LAYERS = Object.freeze([
+  Object.freeze({ rid: 'q', scaleResolutionDownBy: 4 }),
+  Object.freeze({ rid: 'h', scaleResolutionDownBy: 2 }),
+  Object.freeze({ rid: 'f', scaleResolutionDownBy: 1 }),
+]);
+
+/**
+ * The `sendEncodings` of the camera for the `simulcast` option: `true`/undefined the
+ * default layers, `false` one layer (null: the browser's own single encoding), or the
+ * caller's own list (each with a `rid`; at most 3, the server refuses more).
+ */
+function simulcastLayers(option) {
+  if (option === false) return null;
+  if (option === undefined || option === true) return SIMULCAST_LAYERS.map((l) => Object.assign({}, l));
+  if (!Array.isArray(option) || option.length === 0 || option.length > 3 || option.some((l) => !l || typeof l.rid !== 'string')) {
+    throw new TypeError('createVoIPClient: simulcast must be true, false or 1 to 3 encodings, each with a rid');
+  }
+  return option.map((l) => Object.assign({}, l));
+}
+
+/**
+ * How many simulcast layers Chromium sends for a capture of `width`x`height`: three from
+ * 960x540, two from 480x270, else one. It sends the first that many encodings and pauses
+ * the rest, so `fitLayers` puts the full size among them.
+ */
+function layersFor(width, height) {
+  const pixels = width * height;
+  if (pixels >= 960 * 540) return 3;
+  if (pixels >= 480 * 270) return 2;
+  return 1;
+}
+
+/**
+ * Fits the default layers to the camera's capture size: as many as the browser sends at that
+ * size, the last of them full size and each one below it half the size of the next; the
+ * others paused. Without it a 640x360 camera would send a quarter and a half size only.
+ */
+async function fitLayers(sender, track) {
+  const settings = track && track.getSettings ? track.getSettings() : {};
+  if (!settings.width || !settings.height) return;
+  try {
+    const params = sender.getParameters();
+    const encodings = params.encodings || [];
+    if (encodings.length < 2) return;
+    const n = Math.min(layersFor(settings.width, settings.height), encodings.length);
+    encodings.forEach((e, i) => {
+      e.active = i < n;
+      if (i < n) e.scaleResolutionDownBy = 2 ** (n - 1 - i);
+    });
+    await sender.setParameters(params);
+  } catch (e) {
+    console.warn('voipchat: could not fit the simulcast layers to the camera', e);
+  }
+}
+
+/**
  * Why this page cannot open a microphone at all, or null: browsers give getUserMedia only to
  * secure contexts (https, or http on localhost / 127.0.0.1), and navigator.mediaDevices is
  * undefined elsewhere.
@@ -302,10 +363,14 @@ class Session {
     this.pc = pc;
     pc.addTransceiver(micTrack, { direction: 'sendonly', streams: [micStream] });
     if (video) {
-      this.cameraTransceiver = pc.addTransceiver(cameraTrack || 'video', {
-        direction: 'sendonly',
-        streams: cameraStream ? [cameraStream] : [],
-      });
+      const init = { direction: 'sendonly', streams: cameraStream ? [cameraStream] : [] };
+      const option = this.client.options.simulcast;
+      const layers = simulcastLayers(option);
+      if (layers) init.sendEncodings = layers;
+      this.cameraTransceiver = pc.addTransceiver(cameraTrack || 'video', init);
+      // The default layers follow the camera's size; the caller's own are sent as given.
+      this.fitsLayers = option === undefined || option === true;
+      if (this.fitsLayers && cameraTrack) this.layersFitted = fitLayers(this.cameraTransceiver.sender, cameraTrack);
     }
     pc.ontrack = (ev) => this.addSlot(ev.transceiver, ev.track);
     pc.onconnectionstatechange = () => {
@@ -323,6 +388,7 @@ class Session {
   }
 
   async offer() {
+    if (this.layersFitted) await this.layersFitted;
     const offer = await this.pc.createOffer();
     await this.pc.setLocalDescription(offer);
     return this.pc.localDescription.sdp;
@@ -598,6 +664,7 @@ class VoIPClient {
     if (!options || !options.appId || !options.openId) {
       throw new TypeError('createVoIPClient: appId and openId are required');
     }
+    simulcastLayers(options.simulcast); // a bad value throws here, not at the first video join
     this.options = Object.assign({}, DEFAULTS, options);
     this.options.reconnect =
       options.reconnect === false ? false : Object.assign({}, DEFAULTS.reconnect, options.reconnect || {});
@@ -891,6 +958,7 @@ class VoIPClient {
     } catch (e) {
       console.warn('voipchat: could not switch the camera track', e);
     }
+    if (this.session.fitsLayers && this.cameraTrack) await fitLayers(tr.sender, this.cameraTrack);
   }
 
   /**
@@ -1253,7 +1321,8 @@ class VoIPClient {
   /**
    * Every video receive slot now, free ones included: [{mid, openId, showing,
    * packetsReceived, bytesReceived, framesDecoded, keyFramesDecoded, frameWidth,
-   * frameHeight, framesPerSecond, mimeType}] from its inbound-rtp stats. `showing`: the slot
+   * frameHeight, framesPerSecond, packetsLost, nackCount, retransmittedPacketsReceived,
+   * freezeCount, totalFreezesDuration, mimeType}] from its inbound-rtp stats. `showing`: the slot
    * shows its occupant (the occupant's first key frame on it was decoded).
    */
   async getVideoStats() {
@@ -1281,10 +1350,46 @@ class VoIPClient {
         frameWidth: s.frameWidth || 0,
         frameHeight: s.frameHeight || 0,
         framesPerSecond: s.framesPerSecond || 0,
+        packetsLost: s.packetsLost || 0,
+        nackCount: s.nackCount || 0,
+        retransmittedPacketsReceived: s.retransmittedPacketsReceived || 0,
+        freezeCount: s.freezeCount || 0,
+        totalFreezesDuration: s.totalFreezesDuration || 0,
         mimeType: codec ? codec.mimeType : null,
       });
     }
     return out;
+  }
+
+  /**
+   * What this user's camera sends: one entry per simulcast layer (by rid; one entry without
+   * a rid when simulcast is off), from its outbound-rtp stats. [] outside a video room or
+   * while the camera is muted.
+   */
+  async getCameraStats() {
+    const t = this.session && this.session.cameraTransceiver;
+    if (!t || !t.sender.track) return [];
+    let report;
+    try {
+      report = await t.sender.getStats();
+    } catch {
+      return []; // closed meanwhile
+    }
+    const out = [];
+    for (const r of report.values()) {
+      if (r.type !== 'outbound-rtp') continue;
+      out.push({
+        rid: r.rid || null,
+        active: r.active !== false,
+        bytesSent: r.bytesSent || 0,
+        framesEncoded: r.framesEncoded || 0,
+        frameWidth: r.frameWidth || 0,
+        frameHeight: r.frameHeight || 0,
+        framesPerSecond: r.framesPerSecond || 0,
+        qualityLimitationReason: r.qualityLimitationReason || 'none',
+      });
+    }
+    return out.sort((a, b) => a.frameHeight - b.frameHeight);
   }
 }
 

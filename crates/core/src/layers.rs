@@ -27,8 +27,15 @@ pub const HEADROOM_PERCENT: u64 = 90;
 /// Width of one bucket of the rolling window.
 const BUCKET: Duration = Duration::from_millis(100);
 
-/// Buckets in the rolling window (`BUCKETS` × `BUCKET` = 1 s).
-const BUCKETS: usize = 10;
+/// Buckets in the rolling window (`BUCKETS` × `BUCKET` = 3 s). A keyframe is many times a
+/// delta frame (a browser's 360p keyframe can be 50 KB, 400 kbit): over one second it would
+/// read as a rate spike that moves receivers with room to spare down a layer; over three it
+/// weighs a third of that.
+const BUCKETS: usize = 30;
+
+/// A layer with no packet for this long reads 0 (not arriving), whatever its window holds,
+/// so a receiver on a layer the browser paused moves at once.
+const STOPPED_AFTER: Duration = Duration::from_millis(500);
 
 /// A layer's bitrate over the last second, from the bytes of its packets.
 #[derive(Clone, Debug, Default)]
@@ -39,12 +46,15 @@ pub struct RateMeter {
     newest: u64,
     /// When the first packet was counted; None: nothing yet.
     origin: Option<Instant>,
+    /// When the last one was.
+    last: Option<Instant>,
 }
 
 impl RateMeter {
     /// Counts `bytes` that arrived at `now`.
     pub fn add(&mut self, now: Instant, bytes: usize) {
         let origin = *self.origin.get_or_insert(now);
+        self.last = Some(self.last.map_or(now, |l| l.max(now)));
         let n = bucket_number(origin, now);
         if n > self.newest {
             // Clear the buckets skipped since the newest (at most the whole window).
@@ -60,12 +70,15 @@ impl RateMeter {
         self.bytes[idx] = self.bytes[idx].saturating_add(bytes as u64);
     }
 
-    /// Bits per second over the last second (or since the first packet, if that is more
-    /// recent, but never less than one bucket). 0 when nothing arrived in the window.
+    /// Bits per second over the window (or since the first packet, if that is more recent,
+    /// but never less than one bucket). 0 when nothing arrived for `STOPPED_AFTER`.
     pub fn bitrate(&self, now: Instant) -> u64 {
-        let Some(origin) = self.origin else {
+        let (Some(origin), Some(last)) = (self.origin, self.last) else {
             return 0;
         };
+        if now.saturating_duration_since(last) >= STOPPED_AFTER {
+            return 0;
+        }
         let n = bucket_number(origin, now);
         // Valid buckets: written (≤ newest, > newest - BUCKETS) and inside the window ending
         // at `n`.
@@ -320,20 +333,22 @@ mod tests {
     }
 
     #[test]
-    fn rate_meter_measures_the_last_second() {
+    fn rate_meter_measures_the_last_three_seconds() {
         let t0 = Instant::now();
         let mut m = RateMeter::default();
         assert_eq!(m.bitrate(t0), 0);
-        // 1250 bytes every 10 ms = 1 Mbps, for 3 s.
-        for i in 0..300 {
+        // 1250 bytes every 10 ms = 1 Mbps, for 5 s.
+        for i in 0..500 {
             m.add(t0 + i * 10 * MS, 1250);
         }
-        let r = m.bitrate(t0 + 2999 * MS);
-        assert!((900_000..=1_100_000).contains(&r), "{r}");
-        // Half a second of silence halves it; two seconds clear it.
-        let r = m.bitrate(t0 + 3500 * MS);
-        assert!((400_000..=600_000).contains(&r), "{r}");
-        assert_eq!(m.bitrate(t0 + 5 * 1000 * MS), 0);
+        let r = m.bitrate(t0 + 4999 * MS);
+        assert!((950_000..=1_050_000).contains(&r), "{r}");
+        // A short pause lowers it by its share of the window; half a second reads 0 (the
+        // layer stopped).
+        let r = m.bitrate(t0 + 5300 * MS);
+        assert!((800_000..=950_000).contains(&r), "{r}");
+        assert_eq!(m.bitrate(t0 + 5500 * MS), 0);
+        assert_eq!(m.bitrate(t0 + 9 * 1000 * MS), 0);
         // Early on, the rate is over the time since the first packet.
         let mut m = RateMeter::default();
         for i in 0..30 {
@@ -345,6 +360,23 @@ mod tests {
         m.add(t0 + 60 * 1000 * MS, 100);
         let r = m.bitrate(t0 + 60 * 1000 * MS);
         assert!(r <= 1_000, "{r}");
+    }
+
+    #[test]
+    fn a_keyframe_is_no_rate_spike() {
+        // 700 kbps of delta frames at 15 fps for 4 s, then a 50 KB keyframe.
+        let t0 = Instant::now();
+        let mut m = RateMeter::default();
+        let frame = 700_000 / 8 / 15;
+        for i in 0..60 {
+            m.add(t0 + i * 66 * MS, frame);
+        }
+        let before = m.bitrate(t0 + 3960 * MS);
+        m.add(t0 + 4000 * MS, 50_000);
+        let after = m.bitrate(t0 + 4000 * MS);
+        assert!((650_000..=750_000).contains(&before), "{before}");
+        // Read over one second it would be 1.1 Mbps; over the window it stays within 20 %.
+        assert!(after < before * 6 / 5, "{before} -> {after}");
     }
 
     #[test]

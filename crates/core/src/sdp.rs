@@ -171,7 +171,12 @@ pub fn check_simulcast(text: &str) -> Result<(), String> {
                 "the camera only sends: a=simulcast with a recv part is not accepted".into(),
             );
         }
-        let layers: Vec<&str> = list.split(';').collect();
+        // A rid marked `~` is a layer the browser pauses for now (RFC 8853: Chromium marks
+        // the encodings it keeps inactive); it is a layer all the same.
+        let layers: Vec<&str> = list
+            .split(';')
+            .map(|r| r.strip_prefix('~').unwrap_or(r))
+            .collect();
         if layers.len() > MAX_SIMULCAST_LAYERS {
             return Err(format!(
                 "the camera offers {} simulcast layers; at most {MAX_SIMULCAST_LAYERS} are \
@@ -300,6 +305,8 @@ mod tests {
     fn simulcast_as_browsers_offer_it_is_accepted() {
         let three = "a=rid:q send\r\na=rid:h send\r\na=rid:f send\r\na=simulcast:send q;h;f\r\n";
         assert_eq!(check_video_offer(&camera(three)), Ok(()));
+        let paused = "a=rid:q send\r\na=rid:h send\r\na=rid:f send\r\na=simulcast:send q;h;~f\r\n";
+        assert_eq!(check_video_offer(&camera(paused)), Ok(()), "a paused layer");
         let one = "a=rid:f send\r\na=simulcast:send f\r\n";
         assert_eq!(check_video_offer(&camera(one)), Ok(()));
         assert_eq!(check_video_offer(&camera("")), Ok(()), "no simulcast");

@@ -119,10 +119,11 @@ export function makeCameraFixtures() {
 }
 
 /**
- * Starts target/debug/voipchat on 127.0.0.1 ports chosen by the kernel, with a temp data dir.
+ * Starts target/debug/voipchat on `host` (default 127.0.0.1), ports chosen by the kernel, with a
+ * temp data dir.
  * `apps`: names of apps to create (VoIP enabled) before it starts.
  */
-export async function startServer({ testHooks = true, demo = true, apps = [], extraArgs = [] } = {}) {
+export async function startServer({ testHooks = true, demo = true, apps = [], extraArgs = [], host = '127.0.0.1' } = {}) {
   if (!existsSync(BIN)) throw new Error(`${BIN} is missing: run cargo build first`);
   const dataDir = mkdtempSync(pathJoin(tmpdir(), 'voipchat-data-'));
   const created = {};
@@ -132,7 +133,7 @@ export async function startServer({ testHooks = true, demo = true, apps = [], ex
     execFileSync(BIN, ['--data-dir', dataDir, 'app', 'enable-voip', app.appId], { stdio: 'pipe' });
     created[name] = app;
   }
-  const args = ['--data-dir', dataDir, 'serve', '--http-addr', '127.0.0.1:0', '--media-addr', '127.0.0.1:0'];
+  const args = ['--data-dir', dataDir, 'serve', '--http-addr', `${host}:0`, '--media-addr', `${host}:0`];
   if (testHooks) args.push('--test-hooks');
   if (!demo) args.push('--no-demo');
   args.push(...extraArgs);
@@ -141,7 +142,7 @@ export async function startServer({ testHooks = true, demo = true, apps = [], ex
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   const logs = [];
-  let http;
+  let http, mediaPort;
   await new Promise((resolveStart, rejectStart) => {
     const timer = setTimeout(() => rejectStart(new Error(`server did not start:\n${logs.join('')}`)), 15000);
     proc.stderr.setEncoding('utf8');
@@ -149,9 +150,10 @@ export async function startServer({ testHooks = true, demo = true, apps = [], ex
       logs.push(chunk);
       // eslint-disable-next-line no-control-regex
       const text = logs.join('').replace(/\x1b\[[0-9;]*m/g, '');
-      const m = text.match(/http=(127\.0\.0\.1:\d+)/);
+      const m = text.match(/http=(\d+\.\d+\.\d+\.\d+:\d+)/);
       if (m && !http) {
         http = m[1];
+        mediaPort = Number((text.match(/media=[\d.]+:(\d+)/) || [])[1]);
         clearTimeout(timer);
         resolveStart();
       }
@@ -165,6 +167,8 @@ export async function startServer({ testHooks = true, demo = true, apps = [], ex
   const server = {
     base,
     ws: `ws://${http}/ws`,
+    /** The UDP port of the server's media. */
+    mediaPort,
     proc,
     dataDir,
     apps: created,
@@ -512,6 +516,82 @@ export async function startExample(kind, server, app) {
         proc.kill('SIGKILL');
         await exited;
       }
+    },
+  };
+}
+
+/**
+ * A second network namespace joined to this one by a veth pair, for a member whose link is
+ * made bad: loss with nftables inside it, a bandwidth limit with tc tbf on the veth end here
+ * (what the server sends it). This namespace gets `hostIp`, the other `peerIp`; the server
+ * must bind and announce `hostIp` (which members here reach as a local address).
+ * `launch(wav, y4m, extraArgs)` starts a member's Chromium inside it.
+ */
+export async function sideNetwork({ hostIp = '10.77.0.1', peerIp = '10.77.0.2', name = 'vc' } = {}) {
+  // The namespace lives as long as this sleeping process (its own PID namespace would not
+  // outlive the test either: run.sh's namespace dies with the test run).
+  const holder = spawn('unshare', ['-n', '--', 'sleep', '100000'], { stdio: 'ignore' });
+  await new Promise((r, j) => {
+    holder.once('spawn', r);
+    holder.once('error', j);
+  });
+  await sleep(100); // unshare has switched namespaces and exec'd sleep
+  const pid = String(holder.pid);
+  const sh = (...args) => execFileSync(args[0], args.slice(1), { stdio: 'pipe', encoding: 'utf8' });
+  const inside = (...args) => sh('nsenter', '-t', pid, '-n', ...args);
+  const here = `${name}h`;
+  const there = `${name}p`;
+  sh('ip', 'link', 'add', here, 'type', 'veth', 'peer', 'name', there);
+  sh('ip', 'link', 'set', there, 'netns', pid);
+  sh('ip', 'addr', 'add', `${hostIp}/24`, 'dev', here);
+  sh('ip', 'link', 'set', here, 'up');
+  inside('ip', 'link', 'set', 'lo', 'up');
+  inside('ip', 'addr', 'add', `${peerIp}/24`, 'dev', there);
+  inside('ip', 'link', 'set', there, 'up');
+  // Chromium started through nsenter: playwright talks to it over a pipe, which crosses
+  // namespaces.
+  const dir = mkdtempSync(pathJoin(tmpdir(), 'voipchat-sidenet-'));
+  const wrapper = pathJoin(dir, 'chromium');
+  writeFileSync(wrapper, `#!/bin/sh\nexec nsenter -t ${pid} -n ${CHROMIUM} "$@"\n`, { mode: 0o755 });
+  return {
+    hostIp,
+    peerIp,
+    /** Runs a command inside the namespace; returns its stdout. */
+    inside,
+    /** Drops `percent` % of the UDP packets from `port` arriving inside (nftables numgen). */
+    lossFrom(port, percent) {
+      inside('nft', 'add', 'table', 'inet', 'lossy');
+      inside('nft', 'add', 'chain', 'inet', 'lossy', 'in', '{ type filter hook input priority 0; }');
+      inside('nft', 'add', 'rule', 'inet', 'lossy', 'in', 'udp', 'sport', String(port), 'numgen', 'random', 'mod', '100', '<', String(percent), 'counter', 'drop');
+    },
+    /** How many packets the loss rule dropped so far. */
+    dropped() {
+      const out = inside('nft', 'list', 'table', 'inet', 'lossy');
+      const m = out.match(/counter packets (\d+)/);
+      return m ? Number(m[1]) : 0;
+    },
+    clearLoss() {
+      inside('nft', 'delete', 'table', 'inet', 'lossy');
+    },
+    /** Limits what this namespace sends into the other one (tc tbf on the veth end here). */
+    limit(rate) {
+      sh('tc', 'qdisc', 'replace', 'dev', here, 'root', 'tbf', 'rate', rate, 'burst', '16kbit', 'latency', '50ms');
+    },
+    unlimit() {
+      sh('tc', 'qdisc', 'del', 'dev', here, 'root');
+    },
+    async launch(wav, y4m, extraArgs = []) {
+      const args = [...CHROMIUM_ARGS, `--use-file-for-fake-video-capture=${y4m}`, `--use-file-for-fake-audio-capture=${wav}`, ...extraArgs];
+      return chromium.launch({ executablePath: wrapper, headless: true, args });
+    },
+    async close() {
+      try {
+        sh('ip', 'link', 'del', here);
+      } catch {
+        /* gone with the namespace */
+      }
+      holder.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }
