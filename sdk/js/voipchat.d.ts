@@ -76,6 +76,11 @@ export interface VoIPClientOptions {
    * as the capture size allows; the server gives each receiver the layer its bandwidth fits.
    */
   simulcast?: boolean | SimulcastLayer[];
+  /**
+   * The camera's codec in video rooms: 'VP8' or 'H264' (constrained baseline,
+   * packetization-mode 1). Default: the browser offers all it has and the server takes VP8.
+   */
+  videoCodec?: 'VP8' | 'H264';
   /** Where the <audio> elements of received members go (default document.body). */
   audioContainer?: Element;
   /** Rejoin when the connection drops (needs `sign`); false switches it off. */

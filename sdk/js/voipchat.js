@@ -109,6 +109,28 @@ function simulcastLayers(option) {
 }
 
 /**
+ * The camera offers only `codec` ('VP8' or 'H264': constrained baseline, packetization-mode
+ * 1, the H.264 the server takes), with its retransmission codec; undefined leaves the
+ * browser's list, of which the server picks VP8.
+ */
+function preferCodec(transceiver, codec) {
+  if (codec === undefined) return;
+  const caps = typeof RTCRtpSender.getCapabilities === 'function' ? RTCRtpSender.getCapabilities('video') : null;
+  if (!caps || typeof transceiver.setCodecPreferences !== 'function') {
+    throw fail('joinVoIPChat', E.INVALID_FIELD, `this browser cannot choose its video codec (videoCodec ${codec})`);
+  }
+  const wanted = caps.codecs.filter((c) => {
+    const fmtp = c.sdpFmtpLine || '';
+    if (codec === 'VP8') return c.mimeType === 'video/VP8';
+    return c.mimeType === 'video/H264' && /packetization-mode=1/.test(fmtp) && /profile-level-id=42e01f/i.test(fmtp);
+  });
+  if (wanted.length === 0) {
+    throw fail('joinVoIPChat', E.INVALID_FIELD, `this browser cannot send ${codec} video`);
+  }
+  transceiver.setCodecPreferences([...wanted, ...caps.codecs.filter((c) => c.mimeType === 'video/rtx')]);
+}
+
+/**
  * How many simulcast layers Chromium sends for a capture of `width`x`height`: three from
  * 960x540, two from 480x270, else one. It sends the first that many encodings and pauses
  * the rest, so `fitLayers` puts the full size among them.
@@ -368,6 +390,7 @@ class Session {
       const layers = simulcastLayers(option);
       if (layers) init.sendEncodings = layers;
       this.cameraTransceiver = pc.addTransceiver(cameraTrack || 'video', init);
+      preferCodec(this.cameraTransceiver, this.client.options.videoCodec);
       // The default layers follow the camera's size; the caller's own are sent as given.
       this.fitsLayers = option === undefined || option === true;
       if (this.fitsLayers && cameraTrack) this.layersFitted = fitLayers(this.cameraTransceiver.sender, cameraTrack);
@@ -665,6 +688,9 @@ class VoIPClient {
       throw new TypeError('createVoIPClient: appId and openId are required');
     }
     simulcastLayers(options.simulcast); // a bad value throws here, not at the first video join
+    if (options.videoCodec !== undefined && options.videoCodec !== 'VP8' && options.videoCodec !== 'H264') {
+      throw new TypeError(`createVoIPClient: videoCodec must be 'VP8' or 'H264', not ${options.videoCodec}`);
+    }
     this.options = Object.assign({}, DEFAULTS, options);
     this.options.reconnect =
       options.reconnect === false ? false : Object.assign({}, DEFAULTS.reconnect, options.reconnect || {});

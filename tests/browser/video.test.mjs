@@ -433,6 +433,52 @@ describe('video rooms in the browser', () => {
     }
   });
 
+  it('H.264: a camera that offers only H.264 shows by its colour at a receiver that offers both', async () => {
+    // Second pages in carol's browser (blue camera) and bob's, in a room of their own.
+    const sender = await h.openClient(browsers.carol, server, { appId: app.appId, openId: 'carol-h264', sign, pageErrors, options: { videoCodec: 'H264' } });
+    const receiver = await h.openClient(browsers.bob, server, { appId: app.appId, openId: 'bob-h264', sign, pageErrors });
+    try {
+      for (const p of [sender, receiver]) await p.page.evaluate(installTiles);
+      const bad = await sender.page.evaluate(() => {
+        try {
+          window.sdk.createVoIPClient({ appId: 'a', openId: 'b', videoCodec: 'VP9' });
+          return 'accepted';
+        } catch (e) {
+          return e instanceof TypeError ? e.message : `${e}`;
+        }
+      });
+      assert.match(bad, /videoCodec must be 'VP8' or 'H264'/);
+      const joinH264 = (p, muteConfig) =>
+        p.page.evaluate(
+          ({ muteConfig }) =>
+            window.client
+              .joinVoIPChat({ groupId: 'video-h264', roomType: 'video', muteConfig })
+              .catch((e) => ({ errCode: e.errCode, errMsg: e.errMsg })),
+          { muteConfig },
+        );
+      assert.equal((await joinH264(sender)).errCode, 0);
+      assert.equal((await joinH264(receiver, { muteCamera: true })).errCode, 0);
+      const sent = await sender.page.evaluate(() => window.client.session.cameraTransceiver.sender.getParameters().codecs.map((c) => c.mimeType));
+      assert.equal(sent[0], 'video/H264', `the camera sends H.264: ${sent}`);
+      await receiver.page.evaluate(() => window.placeTile('c', { mode: 'video', openid: 'carol-h264' }));
+      await h.waitFor(async () => near((await receiver.page.evaluate(() => window.tileState('c'))).colour, 'blue'), {
+        timeout: 10000,
+        what: "bob-h264's tile showing carol-h264's blue",
+      });
+      const slot = async () => (await receiver.page.evaluate(() => window.client.getVideoStats())).find((x) => x.openId === 'carol-h264');
+      const a = await slot();
+      await h.sleep(1000);
+      const b = await slot();
+      assert.equal(b.mimeType, 'video/H264');
+      assert.ok(b.framesDecoded > a.framesDecoded, `frames keep being decoded: ${a.framesDecoded} -> ${b.framesDecoded}`);
+    } finally {
+      for (const p of [sender, receiver]) {
+        await p.page.evaluate(() => window.client.exitVoIPChat().catch(() => {})).catch(() => {});
+        await p.context.close().catch(() => {});
+      }
+    }
+  });
+
   it('the demo page in a video room: tiles by name, own camera, speaking, camera toggle, subscribe picker', async () => {
     // The SDK pages go; three of the browsers (and their cameras) open the demo page.
     await Promise.all(NAMES.map((n) => pages[n].context.close()));

@@ -322,7 +322,7 @@ export function killVoice(wav) {
  * A page at the server's origin with a client of the SDK in `window.client` and every event
  * recorded in `window.log`. `sign` runs in node (the game backend).
  */
-export async function openClient(browser, server, { appId, openId, sign, tag = openId, pageErrors = [] }) {
+export async function openClient(browser, server, { appId, openId, sign, tag = openId, pageErrors = [], options = {} }) {
   const context = await browser.newContext();
   const page = await context.newPage();
   page.on('pageerror', (e) => pageErrors.push(`${openId}: ${e.message}`));
@@ -332,9 +332,10 @@ export async function openClient(browser, server, { appId, openId, sign, tag = o
   await page.exposeFunction('backendSign', (req) => sign(req));
   await page.goto(`${server.base}/healthz`);
   await page.evaluate(
-    async ({ url, appId, openId }) => {
+    async ({ url, appId, openId, options }) => {
       const sdk = await import('/sdk/voipchat.js');
       const client = sdk.createVoIPClient({
+        ...options,
         server: url,
         appId,
         openId,
@@ -351,7 +352,7 @@ export async function openClient(browser, server, { appId, openId, sign, tag = o
       window.log = log;
       window.sdk = sdk;
     },
-    { url: `${server.ws}?tag=${encodeURIComponent(tag)}`, appId, openId },
+    { url: `${server.ws}?tag=${encodeURIComponent(tag)}`, appId, openId, options },
   );
   return { page, context, browser, openId };
 }
