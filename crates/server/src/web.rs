@@ -47,6 +47,21 @@ pub const SDK_JS: &str = include_str!("../../../sdk/js/voipchat.js");
 pub const SDK_ROOM_JS: &str = include_str!("../../../sdk/js/voip-room.js");
 /// The SDK's TypeScript declarations.
 pub const SDK_DTS: &str = include_str!("../../../sdk/js/voipchat.d.ts");
+/// The `wx`-shaped shim (`installWx`) and its declarations.
+pub const SDK_WX_JS: &str = include_str!("../../../sdk/js/wx.js");
+pub const SDK_WX_DTS: &str = include_str!("../../../sdk/js/wx.d.ts");
+
+const JS: &str = "text/javascript; charset=utf-8";
+const TS: &str = "application/typescript; charset=utf-8";
+
+/// Every file of the browser SDK the server serves: path, content type, body.
+pub const SDK_FILES: [(&str, &str, &str); 5] = [
+    ("/sdk/voipchat.js", JS, SDK_JS),
+    ("/sdk/voip-room.js", JS, SDK_ROOM_JS),
+    ("/sdk/voipchat.d.ts", TS, SDK_DTS),
+    ("/sdk/wx.js", JS, SDK_WX_JS),
+    ("/sdk/wx.d.ts", TS, SDK_WX_DTS),
+];
 /// The demo page.
 pub const DEMO_HTML: &str = include_str!("../assets/demo.html");
 
@@ -55,10 +70,10 @@ pub const DEMO_APP_ID: &str = "wxdemo0000000000";
 
 /// The browser routes: the SDK always, the demo page and signer in demo mode.
 pub fn routes(demo: bool) -> Router<AppState> {
-    let router = Router::new()
-        .route("/sdk/voipchat.js", get(sdk_js))
-        .route("/sdk/voip-room.js", get(sdk_room_js))
-        .route("/sdk/voipchat.d.ts", get(sdk_dts));
+    let mut router = Router::new();
+    for (path, content_type, body) in SDK_FILES {
+        router = router.route(path, get(move || async move { asset(content_type, body) }));
+    }
     if demo {
         router
             .route("/", get(demo_page))
@@ -66,18 +81,6 @@ pub fn routes(demo: bool) -> Router<AppState> {
     } else {
         router
     }
-}
-
-async fn sdk_js() -> Response {
-    asset("text/javascript; charset=utf-8", SDK_JS)
-}
-
-async fn sdk_room_js() -> Response {
-    asset("text/javascript; charset=utf-8", SDK_ROOM_JS)
-}
-
-async fn sdk_dts() -> Response {
-    asset("application/typescript; charset=utf-8", SDK_DTS)
 }
 
 async fn demo_page() -> Response {

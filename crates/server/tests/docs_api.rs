@@ -63,6 +63,8 @@ async fn every_sh_example_of_the_api_doc_works_when_pasted() {
         "/sdk/voipchat.js",
         "/sdk/voip-room.js",
         "/sdk/voipchat.d.ts",
+        "/sdk/wx.js",
+        "/sdk/wx.d.ts",
         "/",
         "/demo/sign",
         "/api/v1/test/drop-ws",

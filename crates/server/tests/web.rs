@@ -172,6 +172,22 @@ async fn serves_the_sdk_and_the_demo_page() {
     assert_eq!(status, 200);
     assert!(ty.starts_with("application/typescript"), "{ty}");
     assert!(body.contains("joinVoIPChat(options: JoinVoIPChatOptions)"));
+    let (status, ty, body) = server.request("GET", "/sdk/wx.js", None).await;
+    assert_eq!(status, 200);
+    assert!(ty.starts_with("text/javascript"), "{ty}");
+    assert!(body.contains("export function installWx"));
+    let (status, ty, body) = server.request("GET", "/sdk/wx.d.ts", None).await;
+    assert_eq!(status, 200);
+    assert!(ty.starts_with("application/typescript"), "{ty}");
+    assert!(body.contains("export declare function installWx"));
+    // Every file of the package is served: what `npm pack` ships is what the server has.
+    let package: serde_json::Value =
+        serde_json::from_str(include_str!("../../../sdk/js/package.json")).unwrap();
+    for file in package["files"].as_array().unwrap() {
+        let path = format!("/sdk/{}", file.as_str().unwrap());
+        let (status, _, _) = server.request("GET", &path, None).await;
+        assert_eq!(status, 200, "{path}");
+    }
     let (status, ty, body) = server.request("GET", "/", None).await;
     assert_eq!(status, 200);
     assert!(ty.starts_with("text/html"), "{ty}");
