@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Everything `voipchat serve` can be told. Field names are the TOML keys.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// HTTP: backend API and WebSocket signaling (`/ws`).
@@ -38,6 +38,29 @@ pub struct Config {
     /// Test-only routes (`POST /api/v1/test/drop-ws`) for the browser tests. Never set this
     /// in production: anyone reaching the HTTP port could drop connections.
     pub test_hooks: bool,
+    /// How `serve` writes its log lines on stderr: `text` for people, `json` (one object per
+    /// line) for log shippers.
+    pub log_format: LogFormat,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!("log format {s:?} is not text or json")),
+        }
+    }
+}
+
+/// The shape of the log lines.
+#[derive(Clone, Copy, Debug, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 impl Default for Config {
@@ -54,6 +77,7 @@ impl Default for Config {
             media_timeout_secs: 8,
             demo: true,
             test_hooks: false,
+            log_format: LogFormat::Text,
         }
     }
 }

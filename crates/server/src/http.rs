@@ -292,8 +292,50 @@ pub async fn kick(
     Ok(Json(KickResponse { kicked }))
 }
 
+/// `/healthz`: the process is up and answering HTTP.
 pub async fn healthz() -> &'static str {
     "ok"
+}
+
+/// `/readyz`'s answer: each part, "ok" or why not.
+#[derive(serde::Serialize)]
+pub struct Readiness {
+    ready: bool,
+    store: String,
+    media: String,
+}
+
+/// `/readyz`: ready for joins. 200 when the store answers a read and the media task (which
+/// owns the bound UDP socket) runs and the server is not stopping; else 503 saying which
+/// part is not.
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    let store = state.store.clone();
+    let store = match tokio::task::spawn_blocking(move || store.ready()).await {
+        Ok(Ok(())) => "ok".to_string(),
+        Ok(Err(e)) => format!("the store does not answer: {e}"),
+        Err(_) => "the store check failed".to_string(),
+    };
+    let media = if *state.shutdown.borrow() {
+        "the server is stopping".to_string()
+    } else if state.media.is_closed() {
+        "the media task has stopped".to_string()
+    } else {
+        "ok".to_string()
+    };
+    let ready = store == "ok" && media == "ok";
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(Readiness {
+            ready,
+            store,
+            media,
+        }),
+    )
 }
 
 /// Any path no route has: 404 with -12005, in the API's `{errCode, errMsg}` form.

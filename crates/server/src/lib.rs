@@ -184,6 +184,7 @@ pub fn router(state: AppState) -> Router {
         .merge(web::routes(state.config.demo))
         .route("/ws", get(ws::upgrade))
         .route("/healthz", get(http::healthz))
+        .route("/readyz", get(http::readyz))
         .route("/api/v1/session-key", post(http::session_key))
         .route("/api/v1/voip-sign", post(http::voip_sign))
         .route("/api/v1/quota", get(http::quota))

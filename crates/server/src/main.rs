@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use voipchat_proto::{AppId, Secret};
-use voipchat_server::config::Config;
+use voipchat_server::config::{Config, LogFormat};
 use voipchat_store::{AppRecord, SqliteStore, Store};
 
 /// The environment variable naming the config file when `--config` is not given.
@@ -127,6 +127,10 @@ struct ServeArgs {
     /// test_hooks from the config, else off]
     #[arg(long)]
     test_hooks: bool,
+    /// Log lines on stderr: text, or json (one object per line, for log shippers)
+    /// [default: log_format from the config, else text]
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
 }
 
 #[derive(Subcommand)]
@@ -176,21 +180,54 @@ fn app_name(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
-fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| DEFAULT_LOG_FILTER.into()),
-        )
-        .with_writer(std::io::stderr)
+/// Set once the log is JSON: then what the binary says on stderr goes through the log too,
+/// so a log shipper reads nothing but JSON lines.
+static JSON_LOG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Says `text` on stderr: "voipchat: text" for people, or an info event of the JSON log.
+fn notice(text: &str) {
+    if JSON_LOG.load(std::sync::atomic::Ordering::Relaxed) {
+        tracing::info!("{text}");
+    } else {
+        eprintln!("voipchat: {text}");
+    }
+}
+
+/// Starts the log on stderr, in the shape `serve` was configured with (the other commands
+/// log as text). `RUST_LOG` chooses what is logged.
+fn init_logging(format: LogFormat) {
+    JSON_LOG.store(
+        format == LogFormat::Json,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| DEFAULT_LOG_FILTER.into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        // One JSON object per line: time, level, target, message and the event's fields.
+        LogFormat::Json => builder.json().flatten_event(true).init(),
         // Colour only for a person at a terminal; logs to files and pipes stay plain.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Cmd::Serve(_)) {
+        init_logging(LogFormat::Text);
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("voipchat: {e}");
+            if JSON_LOG.load(std::sync::atomic::Ordering::Relaxed) {
+                tracing::error!("{e}");
+            } else {
+                eprintln!("voipchat: {e}");
+            }
             ExitCode::FAILURE
         }
     }
@@ -255,7 +292,7 @@ fn open_store(
              same --config, VOIPCHAT_CONFIG or --data-dir"
         }
     };
-    eprintln!("voipchat: database {}{from}{new}", path.display());
+    notice(&format!("database {}{from}{new}", path.display()));
     Ok((store, path))
 }
 
@@ -333,6 +370,10 @@ fn serve(args: &ServeArgs, store_args: StoreArgs) -> Result<(), BoxError> {
     if args.test_hooks {
         config.test_hooks = true;
     }
+    if let Some(v) = args.log_format {
+        config.log_format = v;
+    }
+    init_logging(config.log_format);
     config.validate()?;
     let (store, db_path) = open_store(&config, config_file.as_deref(), false)?;
     tracing::info!(database = %db_path.display(), "store opened");
@@ -343,15 +384,17 @@ fn serve(args: &ServeArgs, store_args: StoreArgs) -> Result<(), BoxError> {
         let http = listeners.http.local_addr()?;
         let media = listeners.media.local_addr()?;
         let announce = voipchat_server::announce_addr(&config, media).ip();
-        eprintln!(
-            "voipchat: HTTP on http://{http}/ (backend API /api/v1, signaling ws://{http}/ws)"
-        );
+        notice(&format!(
+            "HTTP on http://{http}/ (backend API /api/v1, signaling ws://{http}/ws)"
+        ));
         let reach = if announce.is_loopback() {
             " (only this machine can reach that: set public_ip or media_addr for others)"
         } else {
             ""
         };
-        eprintln!("voipchat: media on UDP {media}, announced to clients as {announce}{reach}");
+        notice(&format!(
+            "media on UDP {media}, announced to clients as {announce}{reach}"
+        ));
         voipchat_server::run(listeners, config, store, shutdown_signal()).await
     })?;
     Ok(())

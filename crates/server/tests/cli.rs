@@ -733,6 +733,10 @@ fn every_flag_of_serve_and_app_has_a_description_and_its_default() {
             "--test-hooks",
             "[default: test_hooks from the config, else off]".into(),
         ),
+        (
+            "--log-format",
+            "[default: log_format from the config, else text]".into(),
+        ),
     ];
     assert!(d.demo && !d.test_hooks && d.public_ip.is_none());
     for (flag, default) in expected {

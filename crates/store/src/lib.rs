@@ -39,6 +39,10 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// The database file is no longer the one the store opened (deleted, or replaced by
+    /// another file): what is written now would be lost at the next start.
+    #[error("the database file {path} was removed or replaced while open: restart the server")]
+    FileGone { path: PathBuf },
     /// An error from SQLite.
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
@@ -97,6 +101,10 @@ pub struct QuotaDecision {
 ///   [`session_key`](Store::session_key), [`rooms_created`](Store::rooms_created)) see every
 ///   write that returned before they started.
 pub trait Store: Send + Sync + 'static {
+    /// Answers a trivial read now: what `/readyz` asks, so a load balancer stops sending
+    /// joins to a server whose database is gone.
+    fn ready(&self) -> Result<(), StoreError>;
+
     /// Registers an app. Fails with [`StoreError::AppExists`] if its id is taken; atomic.
     fn create_app(&self, app: &AppRecord) -> Result<(), StoreError>;
 

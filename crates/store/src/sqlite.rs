@@ -15,7 +15,7 @@
 
 use crate::{AppRecord, QuotaDecision, Store, StoreError};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 use voipchat_proto::{AppId, OpenId, Secret};
@@ -71,6 +71,14 @@ const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// threads run one at a time (each is short). Call it from blocking threads.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// The file opened and its identity (device, inode), for `ready`; None in memory.
+    file: Option<(PathBuf, (u64, u64))>,
+}
+
+/// A file's identity: the same (device, inode) is the same file, whatever its name.
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -94,7 +102,9 @@ impl SqliteStore {
         // journal, which is still correct, only slower under concurrent readers.
         let _mode: String =
             conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
-        Self::init(conn)
+        let mut store = Self::init(conn)?;
+        store.file = file_identity(path).map(|id| (path.to_path_buf(), id));
+        Ok(store)
     }
 
     /// A private database in memory, gone when the store is dropped. For tests.
@@ -108,6 +118,7 @@ impl SqliteStore {
         migrate(&mut conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
+            file: None,
         })
     }
 
@@ -162,6 +173,19 @@ fn app_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AppRecord> {
 }
 
 impl Store for SqliteStore {
+    fn ready(&self) -> Result<(), StoreError> {
+        // SQLite keeps writing to a file deleted under it (its data then gone at the next
+        // start), so the name must still lead to the file opened.
+        if let Some((path, id)) = &self.file {
+            if file_identity(path) != Some(*id) {
+                return Err(StoreError::FileGone { path: path.clone() });
+            }
+        }
+        self.conn()
+            .query_row("SELECT count(*) FROM apps", [], |_| Ok(()))?;
+        Ok(())
+    }
+
     fn create_app(&self, app: &AppRecord) -> Result<(), StoreError> {
         let created_at = exact_arg("created_at", app.created_at)?;
         let inserted = self.conn().execute(
@@ -390,6 +414,9 @@ mod tests {
     }
 
     impl Store for OnDisk {
+        fn ready(&self) -> Result<(), StoreError> {
+            self.store.ready()
+        }
         fn create_app(&self, app: &AppRecord) -> Result<(), StoreError> {
             self.store.create_app(app)
         }
@@ -542,6 +569,24 @@ mod tests {
         drop(conn);
         // Opening again runs no migration twice.
         drop(SqliteStore::open(&path).expect("reopen"));
+    }
+
+    #[test]
+    fn ready_until_the_file_is_deleted_or_replaced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("r.sqlite3");
+        let store = SqliteStore::open(&path).expect("open");
+        store.ready().expect("ready");
+        // Replaced by another file of the same name: not the database the store writes to.
+        std::fs::rename(&path, dir.path().join("moved.sqlite3")).expect("rename");
+        std::fs::write(&path, b"").expect("write");
+        assert!(matches!(store.ready(), Err(StoreError::FileGone { .. })));
+        std::fs::remove_file(&path).expect("rm");
+        assert!(matches!(store.ready(), Err(StoreError::FileGone { .. })));
+        SqliteStore::open_in_memory()
+            .expect("memory")
+            .ready()
+            .expect("memory is ready");
     }
 
     #[test]
