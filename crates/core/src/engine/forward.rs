@@ -95,14 +95,21 @@ impl Engine {
         };
         let muted = s.mute.mute_camera;
         // Measured even while muted: the layers' bitrates are ready when the camera is back.
-        let Some(layer) = self.camera_layer(now, sender, packet.header.ssrc, packet.payload.len())
-        else {
+        let (ssrc, seq, bytes) = (packet.header.ssrc, packet.seq_no, packet.payload.len());
+        let Some(placed) = self.camera_layer(now, sender, ssrc, seq, bytes) else {
             return;
         };
         if muted {
             return;
         }
-        let keyframe = starts_keyframe(video_codec, &packet.payload);
+        let layer = placed.layer;
+        // A keyframe start that arrives after later packets of its layer (a repair of a loss
+        // on the way in) is no place to start: the packets after it, dropped by the slots
+        // that waited for it, are gone for them. Those slots wait for the next keyframe,
+        // asked for at once.
+        let starts = starts_keyframe(video_codec, &packet.payload);
+        let keyframe = starts && placed.in_order;
+        let mut ask_again = false;
         let receivers = self.take_room_members(sender);
         for &receiver in &receivers {
             if receiver == sender {
@@ -135,8 +142,12 @@ impl Engine {
             if slot.settle_until.is_some() {
                 continue;
             }
+            slot.prepare_video_tx(tx);
             match slot.video_gate(layer, keyframe) {
-                Gate::Drop => continue,
+                Gate::Drop => {
+                    ask_again |= starts && slot.waits_for(layer);
+                    continue;
+                }
                 Gate::Forward => {}
                 Gate::Switch => slot.continue_numbering(packet.timestamp),
             }
@@ -152,6 +163,9 @@ impl Engine {
             self.drain(now, receiver);
         }
         self.scratch = receivers;
+        if ask_again {
+            self.ask_keyframe(now, sender, Some(layer));
+        }
     }
 
     /// The ids of `member`'s room, copied into the buffer the engine keeps (hand it back to

@@ -160,8 +160,9 @@ struct MemberVideo {
     /// measured bitrate and its own keyframe-request throttle.
     layers: Vec<Layer>,
     /// Which layer each of the camera's SSRCs carries, learned from str0m's streams (the
-    /// rid header extension only comes with a stream's first packets).
-    ssrc_layers: Vec<(Ssrc, usize)>,
+    /// rid header extension only comes with a stream's first packets), and the newest
+    /// sequence number seen on it.
+    ssrc_layers: Vec<simulcast::SsrcLayer>,
     /// What this member can receive: its bandwidth estimates (transport-cc, REMB).
     downlink: Downlink,
 }

@@ -4,6 +4,8 @@
 //! `Rebase` makes each slot one continuous RTP stream whoever occupies it, and whichever of
 //! the occupant's simulcast layers it carries.
 
+use str0m::rtp::StreamTx;
+
 use super::*;
 use crate::layers::Target;
 
@@ -37,6 +39,9 @@ pub(super) struct Slot {
     pub(super) target: Target,
     /// When the target's keyframe was last asked for on this slot's behalf.
     pub(super) asked_at: Option<Instant>,
+    /// Video: the session's send stream for this slot has its repair settings
+    /// (`prepare_video_tx`).
+    tx_prepared: bool,
 }
 
 /// What a video slot does with one packet of its occupant.
@@ -60,6 +65,20 @@ fn switch_gap(kind: TrackKind) -> u32 {
         TrackKind::Video => 3000,
     }
 }
+
+/// The RTX cache of a video slot: the packets kept for the receiver's NACKs (str0m's default
+/// size and age).
+const RTX_CACHE_PACKETS: usize = 2000;
+const RTX_CACHE_AGE: Duration = Duration::from_secs(3);
+
+/// The share of what a video slot sent in the last second that resends may take before
+/// str0m drops the queued ones. str0m's default, 15 %, is too tight for a forwarded stream:
+/// with 5 % loss on both legs, a receiver NACKs the server's copies it lost and the packets
+/// the server is still repairing from upstream (answered once they are in), and its resends
+/// reach the default in bursts, so a receiver's last tries for a packet went unanswered (a
+/// test with seeded loss lost frames so). A receiver that NACKs everything still cannot
+/// more than double what it gets.
+const RTX_RATIO_CAP: f32 = 0.5;
 
 /// How long a reused video slot stays silent after its `tracks` went out.
 pub(super) const SLOT_SETTLE: Duration = Duration::from_millis(100);
@@ -89,6 +108,7 @@ impl Slot {
             layer: None,
             target: Target::default(),
             asked_at: None,
+            tx_prepared: false,
         }
     }
 
@@ -115,6 +135,21 @@ impl Slot {
         self.layer = None;
         self.target = Target::default();
         self.asked_at = None;
+    }
+
+    /// Video: gives the slot's send stream its repair settings, once (setting them clears
+    /// the stream's cache).
+    pub(super) fn prepare_video_tx(&mut self, tx: &mut StreamTx) {
+        if !self.tx_prepared {
+            self.tx_prepared = true;
+            tx.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, Some(RTX_RATIO_CAP));
+        }
+    }
+
+    /// Video: the slot waits for a keyframe of `layer` to start or switch on.
+    pub(super) fn waits_for(&self, layer: usize) -> bool {
+        let pending = self.wait_keyframe || self.layer != Some(layer);
+        pending && self.target.layer.or(self.layer) == Some(layer)
     }
 
     /// Video: whether a packet of the occupant's `layer` is written, `keyframe` saying if it
