@@ -1,9 +1,11 @@
 //! The forwarding path: one packet from a sender to every receiver the rules allow, with no
-//! lock, no await, no store call and no allocation per receiver.
+//! lock, no await, no store call and no allocation per receiver (but the copy of a VP8
+//! packet whose picture numbers a slot renumbers after a switch: `Slot::vp8_payload`).
 
 use super::slots::Gate;
 use super::*;
 use crate::keyframe::{starts_keyframe, VideoCodec};
+use crate::vp8::Descriptor;
 
 impl Engine {
     /// The forwarding path: one packet from `sender` to every receiver the rules allow.
@@ -108,6 +110,10 @@ impl Engine {
         // that waited for it, are gone for them. Those slots wait for the next keyframe,
         // asked for at once.
         let starts = starts_keyframe(video_codec, &packet.payload);
+        let vp8 = match video_codec {
+            VideoCodec::Vp8 => Descriptor::parse(&packet.payload),
+            VideoCodec::H264 => None,
+        };
         let keyframe = starts && placed.in_order;
         let mut ask_again = false;
         let receivers = self.take_room_members(sender);
@@ -155,8 +161,12 @@ impl Engine {
                 continue;
             };
             slot.wrote(packet.timestamp);
+            let payload = match &vp8 {
+                Some(d) => slot.vp8_payload(d, seq, &packet.payload),
+                None => packet.payload.clone(),
+            };
             tx.write_rtp(
-                RtpWrite::new(pt, seq, time, packet.timestamp, packet.payload.clone())
+                RtpWrite::new(pt, seq, time, packet.timestamp, payload)
                     .marker(packet.header.marker)
                     .nackable(true),
             );

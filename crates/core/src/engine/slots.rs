@@ -4,10 +4,13 @@
 //! `Rebase` makes each slot one continuous RTP stream whoever occupies it, and whichever of
 //! the occupant's simulcast layers it carries.
 
+use std::sync::Arc;
+
 use str0m::rtp::StreamTx;
 
 use super::*;
 use crate::layers::Target;
+use crate::vp8::{Descriptor, Renumber};
 
 /// One receive slot in a member's session: an m-line the server sends on.
 pub(super) struct Slot {
@@ -42,6 +45,8 @@ pub(super) struct Slot {
     /// Video: the session's send stream for this slot has its repair settings
     /// (`prepare_video_tx`).
     tx_prepared: bool,
+    /// Video (VP8): the picture numbering the receiver sees, continued across runs.
+    pictures: Renumber,
 }
 
 /// What a video slot does with one packet of its occupant.
@@ -109,6 +114,7 @@ impl Slot {
             target: Target::default(),
             asked_at: None,
             tx_prepared: false,
+            pictures: Renumber::default(),
         }
     }
 
@@ -170,11 +176,13 @@ impl Slot {
         Gate::Switch
     }
 
-    /// The numbering restarts at the next packet (a layer has its own sequence numbers and
-    /// timestamps), continuing the slot's without a gap: the timestamp advances by the time
-    /// that passed since the last packet written (at least 1 ms at 90 kHz), so the receiver
-    /// sees one stream at the pace it was captured.
+    /// The numbering restarts at the next packet (a layer has its own sequence numbers,
+    /// timestamps and VP8 picture numbers), continuing the slot's without a gap: the
+    /// timestamp advances by the time that passed since the last packet written (at least
+    /// 1 ms at 90 kHz), so the receiver sees one stream at the pace it was captured, and the
+    /// next picture is one after the last.
     pub(super) fn continue_numbering(&mut self, arrival: Instant) {
+        self.pictures.restart();
         let elapsed = self
             .last_arrival
             .map(|t| arrival.saturating_duration_since(t))
@@ -182,6 +190,23 @@ impl Slot {
         let ticks = elapsed.as_micros().clamp(1_000, 10_000_000) * 90 / 1_000;
         self.next_gap = ticks as u32;
         self.rebase = None;
+    }
+
+    /// Video: the payload to write for a VP8 packet with descriptor `d`, mapped to `seq` by
+    /// `map`: its PictureID, TL0PICIDX and KEYIDX continued on this slot. The same bytes,
+    /// shared, where nothing changes (a slot that never switched); a copy where they do.
+    pub(super) fn vp8_payload(
+        &mut self,
+        d: &Descriptor,
+        seq: SeqNo,
+        payload: &Arc<[u8]>,
+    ) -> Arc<[u8]> {
+        let newest = *seq + 1 == self.next_seq;
+        let to = self.pictures.map(d.numbering, newest);
+        match d.renumbered(payload, to) {
+            Some(bytes) => bytes.into(),
+            None => payload.clone(),
+        }
     }
 
     /// Remembers when the packet just written arrived (for `continue_numbering`).

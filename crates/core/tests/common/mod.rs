@@ -16,7 +16,7 @@ use str0m::media::{
 };
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::rtcp::Rtcp;
-use str0m::rtp::RawPacket;
+use str0m::rtp::{RawPacket, RtpWrite};
 use str0m::{Candidate, Event, Input, Output as RtcOutput, Rtc};
 use voipchat_core::{ConnId, Engine, EngineConfig, Output, QuotaAnswer};
 use voipchat_proto::{
@@ -68,6 +68,8 @@ pub struct Peer {
     pub repairs: Repairs,
     video_time: u64,
     rtp_time: u64,
+    /// RTP mode: the next sequence number and the last timestamp written, per rid.
+    rtp_layers: HashMap<String, (u64, u32)>,
     pub connected: bool,
     /// When false the peer's packets are dropped (a vanished client).
     pub online: bool,
@@ -97,8 +99,10 @@ pub struct Frame {
     pub contiguous: bool,
     /// str0m's word that it is a key frame.
     pub keyframe: bool,
-    /// The VP8 PictureID of its payload descriptor, extended by str0m (None without one).
+    /// The VP8 PictureID and TL0PICIDX of its payload descriptor, extended by str0m (None
+    /// without).
     pub picture_id: Option<u64>,
+    pub tl0_pic_idx: Option<u64>,
     /// When it was complete.
     pub at: Instant,
 }
@@ -271,6 +275,10 @@ impl Net {
     }
 
     fn add_peer_with(&mut self, open_id: &str, video: bool) -> usize {
+        self.add_peer_mode(open_id, video, false)
+    }
+
+    fn add_peer_mode(&mut self, open_id: &str, video: bool, rtp_mode: bool) -> usize {
         let idx = self.peers.len();
         let addr: SocketAddr = format!("127.0.0.1:{}", 20000 + idx).parse().unwrap();
         let mut rtc = Rtc::builder()
@@ -278,6 +286,7 @@ impl Net {
             .enable_opus(true, false)
             .enable_vp8(video)
             .enable_raw_packets(video)
+            .set_rtp_mode(rtp_mode)
             .build(self.now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
         let conn = ConnId(self.next_conn);
@@ -308,6 +317,7 @@ impl Net {
             repairs: Repairs::default(),
             video_time: 0,
             rtp_time: 0,
+            rtp_layers: HashMap::new(),
             connected: false,
             online: true,
         });
@@ -355,6 +365,50 @@ impl Net {
         self.peers[idx].simulcast_rids = rids.iter().map(|r| r.to_string()).collect();
         self.send_join_typed(idx, group, MuteConfig::default(), RoomType::Video);
         idx
+    }
+
+    /// A video-room peer whose session runs in RTP mode, so that the test writes its
+    /// camera's RTP packets itself (payload descriptors and all), with simulcast layers of
+    /// these rids.
+    pub fn join_simulcast_rtp(&mut self, open_id: &str, group: &str, rids: &[&str]) -> usize {
+        let idx = self.add_peer_mode(open_id, true, true);
+        self.peers[idx].simulcast_rids = rids.iter().map(|r| r.to_string()).collect();
+        self.send_join_typed(idx, group, MuteConfig::default(), RoomType::Video);
+        idx
+    }
+
+    /// Writes one VP8 frame on layer `rid` of an RTP-mode peer's camera: `packets` are
+    /// whole RTP payloads (descriptor first), sent with one timestamp, a frame time (3000)
+    /// after the layer's last, the marker on the last. Each layer numbers its packets from
+    /// its own base (`first_seq`, taken at its first frame).
+    pub fn send_rtp_frame(&mut self, idx: usize, rid: &str, first_seq: u64, packets: &[Vec<u8>]) {
+        let now = self.now;
+        let p = &mut self.peers[idx];
+        let mid = p.video_mid.expect("a video-room peer");
+        let pt = p
+            .rtc
+            .codec_config()
+            .find(|c| c.spec().codec == Codec::Vp8)
+            .unwrap()
+            .pt();
+        let (seq, time) = p
+            .rtp_layers
+            .entry(rid.to_string())
+            .or_insert((first_seq, 90_000));
+        *time = time.wrapping_add(3000);
+        let mut direct = p.rtc.direct_api();
+        let tx = direct
+            .stream_tx_by_mid(mid, Some(rid.into()))
+            .expect("a send stream for the rid");
+        for (i, payload) in packets.iter().enumerate() {
+            tx.write_rtp(
+                RtpWrite::new(pt, (*seq).into(), *time, now, payload.clone())
+                    .marker(i + 1 == packets.len())
+                    .nackable(true),
+            );
+            *seq += 1;
+        }
+        self.settle();
     }
 
     /// Peer `idx`'s own join offer (its pending change takes the answer), rewritten by
@@ -546,9 +600,9 @@ impl Net {
                                         rx.request_keyframe(KeyframeRequestKind::Pli);
                                     }
                                 }
-                                let picture_id = match d.codec_extra {
-                                    CodecExtra::Vp8(e) => e.picture_id,
-                                    _ => None,
+                                let (picture_id, tl0_pic_idx) = match d.codec_extra {
+                                    CodecExtra::Vp8(e) => (e.picture_id, e.tl0_picture_id),
+                                    _ => (None, None),
                                 };
                                 p.frames.push(Frame {
                                     from: from.clone(),
@@ -560,6 +614,7 @@ impl Net {
                                     contiguous: d.contiguous,
                                     keyframe,
                                     picture_id,
+                                    tl0_pic_idx,
                                     at: now,
                                 });
                                 p.received_video.push((from, d.data.to_vec()))
