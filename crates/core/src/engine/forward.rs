@@ -121,7 +121,9 @@ impl Engine {
             if receiver == sender {
                 continue;
             }
-            let Some(r) = self.members.get_mut(&receiver) else {
+            // Nothing before the receiver's session is connected: a keyframe written then
+            // would open its slot but never reach it.
+            let Some(r) = self.members.get_mut(&receiver).filter(|r| r.connected) else {
                 continue;
             };
             let Some(pt) = r

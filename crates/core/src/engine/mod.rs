@@ -443,14 +443,16 @@ impl Engine {
         self.drain(now, id);
         self.process_events(now);
         self.flush_negotiation(id);
-        // Slots the answer just made writable start on a fresh keyframe.
+        // Slots the answer just made writable start on a fresh keyframe (once connected).
         self.ask_keyframes_for_waiting_slots(now, id);
     }
 
     /// Asks the occupant of each of `receiver`'s video slots still waiting for a keyframe.
+    /// Not before the receiver is connected: a keyframe asked for earlier would come before
+    /// its session can send media, and the next ask is throttled.
     fn ask_keyframes_for_waiting_slots(&mut self, now: Instant, receiver: MemberId) {
         let mut waiting: Vec<(MemberId, Option<usize>)> = Vec::new();
-        if let Some(r) = self.members.get_mut(&receiver) {
+        if let Some(r) = self.members.get_mut(&receiver).filter(|r| r.connected) {
             for s in r.slots.iter_mut().filter(|s| s.wait_keyframe) {
                 if let Some(o) = s.occupant {
                     // A slot with no layer chosen yet asks every layer; its choice
@@ -739,6 +741,7 @@ impl Engine {
                     if let Some(m) = self.members.get_mut(&id) {
                         m.connected = true;
                     }
+                    // The member can receive media now: its videos start on fresh keyframes.
                     self.ask_keyframes_for_waiting_slots(now, id);
                 }
                 Event::Closed => {

@@ -269,7 +269,9 @@ impl Engine {
                 let current = slot.target.layer.and_then(|l| bitrates.get(l).copied());
                 sustain.push(next.or(current).unwrap_or(0));
                 let pending = slot.wait_keyframe || slot.target.layer != slot.layer;
-                if slot.target.layer.is_none() || !pending || slot.settle_until.is_some() {
+                // An unconnected receiver's slots are asked for by its Connected event.
+                let ready = r.connected && slot.settle_until.is_none();
+                if slot.target.layer.is_none() || !pending || !ready {
                     continue;
                 }
                 let due = slot.target.layer != before

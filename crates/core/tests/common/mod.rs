@@ -71,6 +71,8 @@ pub struct Peer {
     /// RTP mode: the next sequence number and the last timestamp written, per rid.
     rtp_layers: HashMap<String, (u64, u32)>,
     pub connected: bool,
+    /// When its session said Connected (ICE and DTLS up: it can decrypt media).
+    pub connected_at: Option<Instant>,
     /// When false the peer's packets are dropped (a vanished client).
     pub online: bool,
 }
@@ -319,6 +321,7 @@ impl Net {
             rtp_time: 0,
             rtp_layers: HashMap::new(),
             connected: false,
+            connected_at: None,
             online: true,
         });
         idx
@@ -582,7 +585,10 @@ impl Net {
                     }
                 }
                 RtcOutput::Event(e) => match e {
-                    Event::Connected => p.connected = true,
+                    Event::Connected => {
+                        p.connected = true;
+                        p.connected_at = Some(now);
+                    }
                     Event::MediaData(d) => {
                         let mid = d.mid.to_string();
                         let from = p.tracks.get(&mid).cloned().flatten();
