@@ -66,6 +66,10 @@ pub struct Peer {
     pub uplink: Option<Link>,
     /// Repairs on this peer's wire, from str0m's raw packet events (video peers only).
     pub repairs: Repairs,
+    /// The codec its camera writes.
+    pub video_codec: Codec,
+    /// Video RTP packets with a payload received, repairs and padding aside (video peers).
+    pub video_rtp_in: usize,
     video_time: u64,
     rtp_time: u64,
     /// RTP mode: the next sequence number and the last timestamp written, per rid.
@@ -277,16 +281,25 @@ impl Net {
     }
 
     fn add_peer_with(&mut self, open_id: &str, video: bool) -> usize {
-        self.add_peer_mode(open_id, video, false)
+        let codecs: &[Codec] = if video { &[Codec::Vp8] } else { &[] };
+        self.add_peer_mode(open_id, codecs, false)
     }
 
-    fn add_peer_mode(&mut self, open_id: &str, video: bool, rtp_mode: bool) -> usize {
+    /// A peer for a video room with these video codecs (str0m's defaults for each: H.264
+    /// offers its seven profiles, as a browser does); its camera sends the first.
+    pub fn add_video_peer_codecs(&mut self, open_id: &str, codecs: &[Codec]) -> usize {
+        self.add_peer_mode(open_id, codecs, false)
+    }
+
+    fn add_peer_mode(&mut self, open_id: &str, codecs: &[Codec], rtp_mode: bool) -> usize {
         let idx = self.peers.len();
         let addr: SocketAddr = format!("127.0.0.1:{}", 20000 + idx).parse().unwrap();
+        let video = !codecs.is_empty();
         let mut rtc = Rtc::builder()
             .clear_codecs()
             .enable_opus(true, false)
-            .enable_vp8(video)
+            .enable_vp8(codecs.contains(&Codec::Vp8))
+            .enable_h264(codecs.contains(&Codec::H264))
             .enable_raw_packets(video)
             .set_rtp_mode(rtp_mode)
             .build(self.now);
@@ -317,6 +330,8 @@ impl Net {
             downlink: None,
             uplink: None,
             repairs: Repairs::default(),
+            video_codec: codecs.first().copied().unwrap_or(Codec::Vp8),
+            video_rtp_in: 0,
             video_time: 0,
             rtp_time: 0,
             rtp_layers: HashMap::new(),
@@ -374,7 +389,7 @@ impl Net {
     /// camera's RTP packets itself (payload descriptors and all), with simulcast layers of
     /// these rids.
     pub fn join_simulcast_rtp(&mut self, open_id: &str, group: &str, rids: &[&str]) -> usize {
-        let idx = self.add_peer_mode(open_id, true, true);
+        let idx = self.add_peer_mode(open_id, &[Codec::Vp8], true);
         self.peers[idx].simulcast_rids = rids.iter().map(|r| r.to_string()).collect();
         self.send_join_typed(idx, group, MuteConfig::default(), RoomType::Video);
         idx
@@ -713,17 +728,20 @@ impl Net {
             .unwrap();
     }
 
-    /// Writes one VP8 frame (the bytes of a frame, as an encoder would hand them over) from
-    /// peer `idx`'s camera and delivers it.
+    /// Writes one frame of the peer's codec (the bytes of a frame, as an encoder would hand
+    /// them over: VP8, or H.264 in Annex B) from peer `idx`'s camera and delivers it.
     pub fn send_video(&mut self, idx: usize, frame: &[u8]) {
         let now = self.now;
         let p = &mut self.peers[idx];
         let mid = p.video_mid.expect("a video-room peer");
+        let codec = p.video_codec;
         let pt = p
             .rtc
-            .codec_config()
-            .find(|c| c.spec().codec == Codec::Vp8)
+            .writer(mid)
             .unwrap()
+            .payload_params()
+            .find(|c| c.spec().codec == codec)
+            .expect("the camera's codec negotiated")
             .pt();
         p.video_time += 3000;
         let time = str0m::media::MediaTime::new(p.video_time, str0m::media::Frequency::NINETY_KHZ);
@@ -832,6 +850,17 @@ fn deliver_datagram(p: &mut Peer, now: Instant, source: SocketAddr, bytes: &[u8]
 fn count_repairs(p: &mut Peer, raw: &RawPacket) {
     let is_rtx = |pt| p.rtc.codec_config().iter().any(|c| c.resend() == Some(pt));
     let is_nack = |r: &Rtcp| matches!(r, Rtcp::Nack(_));
+    let is_video = |pt| {
+        p.rtc
+            .codec_config()
+            .iter()
+            .any(|c| c.pt() == pt && c.spec().codec.is_video())
+    };
+    if let RawPacket::RtpRx(h, data) = raw {
+        if is_video(h.payload_type) && !data.is_empty() {
+            p.video_rtp_in += 1;
+        }
+    }
     match raw {
         RawPacket::RtpRx(h, data) if is_rtx(h.payload_type) && !data.is_empty() => {
             p.repairs.rtx_in += 1
