@@ -329,7 +329,10 @@ fn a_congested_link_moves_the_receiver_down_by_transport_cc_and_back_up() {
         }
     }
     let back = back.expect("b back on the top layer");
-    assert!(back <= Duration::from_secs(8), "up after {back:?}");
+    println!("b back on the top layer {back:?} after the bottleneck was lifted");
+    // Measured 5.0 s: str0m's estimate stays near 350-580 kbps for 3 s, a probe then finds
+    // the link (830 kbps at 3.3 s), and the move up waits UP_DELAY (1.5 s) and a keyframe.
+    assert!(back <= Duration::from_millis(6_500), "up after {back:?}");
     run(&mut net, &mut [&mut cam], Duration::from_secs(1));
 
     // Frames lost on the congested link are not the server's doing; what matters is that
