@@ -3,6 +3,8 @@
 //! layer switch) is given packets only from such a packet on, so it never decodes a broken
 //! frame.
 
+use crate::vp8::Descriptor;
+
 /// Video codecs the server forwards.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VideoCodec {
@@ -19,39 +21,10 @@ pub fn starts_keyframe(codec: VideoCodec, payload: &[u8]) -> bool {
     }
 }
 
-/// RFC 7741: the payload descriptor, then (at the start of partition 0) the VP8 frame
-/// header, whose lowest bit is 0 for a key frame.
+/// RFC 7741: the payload descriptor (`vp8::Descriptor`), then (at the start of partition 0)
+/// the VP8 frame header, whose lowest bit is 0 for a key frame.
 fn vp8_starts_keyframe(p: &[u8]) -> bool {
-    let Some(&b0) = p.first() else {
-        return false;
-    };
-    let extended = b0 & 0x80 != 0;
-    let start = b0 & 0x10 != 0;
-    let partition = b0 & 0x07;
-    if !start || partition != 0 {
-        return false;
-    }
-    let mut i = 1;
-    if extended {
-        let Some(&x) = p.get(i) else {
-            return false;
-        };
-        i += 1;
-        if x & 0x80 != 0 {
-            // PictureID: 7 bits, or 15 when its first bit (M) is set.
-            let Some(&pid) = p.get(i) else {
-                return false;
-            };
-            i += if pid & 0x80 != 0 { 2 } else { 1 };
-        }
-        if x & 0x40 != 0 {
-            i += 1; // TL0PICIDX
-        }
-        if x & 0x30 != 0 {
-            i += 1; // TID / Y / KEYIDX
-        }
-    }
-    p.get(i).is_some_and(|h| h & 0x01 == 0)
+    Descriptor::parse(p).is_some_and(|d| d.starts_keyframe(p))
 }
 
 const NAL_IDR: u8 = 5;

@@ -11,6 +11,7 @@ pub mod layers;
 pub mod rules;
 pub mod sdp;
 pub mod speakers;
+pub mod vp8;
 
 pub use engine::{ConnId, Engine, EngineConfig, MemberId, Output, QuotaAnswer};
 pub use speakers::{SpeakerConfig, SpeakerState};

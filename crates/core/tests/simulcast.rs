@@ -329,7 +329,10 @@ fn a_congested_link_moves_the_receiver_down_by_transport_cc_and_back_up() {
         }
     }
     let back = back.expect("b back on the top layer");
-    assert!(back <= Duration::from_secs(8), "up after {back:?}");
+    println!("b back on the top layer {back:?} after the bottleneck was lifted");
+    // Measured 5.0 s: str0m's estimate stays near 350-580 kbps for 3 s, a probe then finds
+    // the link (830 kbps at 3.3 s), and the move up waits UP_DELAY (1.5 s) and a keyframe.
+    assert!(back <= Duration::from_millis(6_500), "up after {back:?}");
     run(&mut net, &mut [&mut cam], Duration::from_secs(1));
 
     // Frames lost on the congested link are not the server's doing; what matters is that
@@ -486,4 +489,146 @@ fn packets_of_a_rid_the_server_did_not_accept_are_dropped() {
     net.send_remb(r, Bitrate::kbps(50));
     run(&mut net, &mut [&mut cam], Duration::from_secs(2));
     assert_eq!(current_layer(&net, r, "pub"), Some(LOW));
+}
+
+/// A simulcast camera in RTP mode that writes its own VP8 payload descriptors, as a
+/// browser's encoders do: each layer counts its pictures (15-bit PictureID), base-layer
+/// pictures (TL0PICIDX) and key frames (KEYIDX) from its own base. A frame goes out in
+/// packets of at most 1000 bytes; a key frame on a layer when the server asked for one for
+/// that rid (and on the first frame).
+struct RtpCamera {
+    idx: usize,
+    answered: [usize; 3],
+    /// The VP8 frames (without descriptor) sent per layer.
+    sent: Vec<Vec<Vec<u8>>>,
+    next: [(u16, u8, u8); 3],
+    n: u32,
+}
+
+/// Where each layer's numbering starts: (PictureID, TL0PICIDX, KEYIDX). The top one wraps
+/// its PictureID within three seconds.
+const BASES: [(u16, u8, u8); 3] = [(100, 5, 3), (20_000, 77, 17), (32_700, 250, 30)];
+
+impl RtpCamera {
+    fn new(idx: usize) -> RtpCamera {
+        RtpCamera {
+            idx,
+            answered: [0; 3],
+            sent: vec![Vec::new(); 3],
+            next: BASES,
+            n: 0,
+        }
+    }
+
+    fn frame(&mut self, net: &mut Net) {
+        for (i, rid) in RIDS.iter().enumerate() {
+            let asked = net.peers[self.idx]
+                .keyframe_requests_by_rid
+                .get(&Some(Rid::from(*rid)))
+                .copied()
+                .unwrap_or(0);
+            let key = asked > self.answered[i] || self.n == 0;
+            self.answered[i] = asked;
+            let (pid, tl0, mut key_idx) = self.next[i];
+            if key {
+                key_idx = (key_idx + 1) & 0x1f;
+            }
+            let body = vp8(i as u8, self.n, key);
+            // X and S; I, L, T, K; M and the PictureID; TL0PICIDX; TID 0 with KEYIDX.
+            let descriptor = |start: bool| {
+                let s = if start { 0x10 } else { 0 };
+                [
+                    0x80 | s,
+                    0xF0,
+                    0x80 | (pid >> 8) as u8,
+                    pid as u8,
+                    tl0,
+                    key_idx,
+                ]
+            };
+            let packets: Vec<Vec<u8>> = body
+                .chunks(1000)
+                .enumerate()
+                .map(|(k, chunk)| [&descriptor(k == 0)[..], chunk].concat())
+                .collect();
+            net.send_rtp_frame(self.idx, rid, 1 + 10_000 * i as u64, &packets);
+            self.sent[i].push(body);
+            self.next[i] = ((pid + 1) & 0x7fff, tl0.wrapping_add(1), key_idx);
+        }
+        self.n += 1;
+    }
+
+    fn run(&mut self, net: &mut Net, d: Duration) {
+        let end = net.now + d;
+        while net.now < end {
+            self.frame(net);
+            net.advance(Duration::from_millis(33));
+        }
+    }
+}
+
+#[test]
+fn picture_numbers_run_on_across_layer_switches() {
+    let mut net = Net::new(10);
+    let p = net.join_simulcast_rtp("pub", "g", &RIDS);
+    let r = net.join_video("r", "g");
+    net.connect();
+    net.advance(Duration::from_millis(300));
+    net.step = Duration::from_millis(1);
+    let mut cam = RtpCamera::new(p);
+    cam.run(&mut net, Duration::from_secs(2));
+    net.send_remb(r, Bitrate::kbps(200));
+    cam.run(&mut net, Duration::from_secs(2));
+    net.send_remb(r, Bitrate::mbps(5));
+    cam.run(&mut net, Duration::from_secs(3));
+
+    let got = frames_from(&net, r, "pub");
+    let mut runs: Vec<u8> = Vec::new();
+    for f in &got {
+        let (layer, n, _) = tag(&f.data);
+        assert_eq!(
+            cam.sent[layer as usize].get(n as usize),
+            Some(&f.data),
+            "frame {n} of layer {layer} arrives as sent"
+        );
+        if runs.last() != Some(&layer) {
+            runs.push(layer);
+        }
+    }
+    assert_eq!(runs, vec![HIGH, LOW, HIGH], "down and up again");
+    // One picture on from frame to frame. The one allowed gap is at a switch that cut a
+    // frame of the old layer short (its packets were written, so the slot's sequence
+    // numbers show it): the receiver lost that picture, and its PictureID says so.
+    let ids: Vec<(u64, u64)> = got
+        .iter()
+        .map(|f| (f.picture_id.unwrap(), f.tl0_pic_idx.unwrap()))
+        .collect();
+    let mut cut = 0;
+    for (i, w) in ids.windows(2).enumerate() {
+        let (a, b) = (&got[i], &got[i + 1]);
+        let (from, to) = (tag(&a.data).0, tag(&b.data).0);
+        let step = if b.first_seq == a.last_seq + 1 {
+            1
+        } else {
+            assert_ne!(
+                from, to,
+                "frame {i}: packets between frames only at a switch"
+            );
+            cut += 1;
+            2
+        };
+        assert_eq!(
+            (w[1].0, w[1].1),
+            (w[0].0 + step, w[0].1 + step),
+            "frame {i} to {}: PictureID and TL0PICIDX {step} on (layer {from} to {to})",
+            i + 1,
+        );
+    }
+    println!(
+        "{} frames, PictureIDs {}..={} (extended) across runs {runs:?}, {cut} frame(s) cut \
+         short by a switch",
+        got.len(),
+        ids[0].0,
+        ids[ids.len() - 1].0
+    );
 }

@@ -1,9 +1,11 @@
 //! The forwarding path: one packet from a sender to every receiver the rules allow, with no
-//! lock, no await, no store call and no allocation per receiver.
+//! lock, no await, no store call and no allocation per receiver (but the copy of a VP8
+//! packet whose picture numbers a slot renumbers after a switch: `Slot::vp8_payload`).
 
 use super::slots::Gate;
 use super::*;
 use crate::keyframe::{starts_keyframe, VideoCodec};
+use crate::vp8::Descriptor;
 
 impl Engine {
     /// The forwarding path: one packet from `sender` to every receiver the rules allow.
@@ -95,20 +97,33 @@ impl Engine {
         };
         let muted = s.mute.mute_camera;
         // Measured even while muted: the layers' bitrates are ready when the camera is back.
-        let Some(layer) = self.camera_layer(now, sender, packet.header.ssrc, packet.payload.len())
-        else {
+        let (ssrc, seq, bytes) = (packet.header.ssrc, packet.seq_no, packet.payload.len());
+        let Some(placed) = self.camera_layer(now, sender, ssrc, seq, bytes) else {
             return;
         };
         if muted {
             return;
         }
-        let keyframe = starts_keyframe(video_codec, &packet.payload);
+        let layer = placed.layer;
+        // A keyframe start that arrives after later packets of its layer (a repair of a loss
+        // on the way in) is no place to start: the packets after it, dropped by the slots
+        // that waited for it, are gone for them. Those slots wait for the next keyframe,
+        // asked for at once.
+        let starts = starts_keyframe(video_codec, &packet.payload);
+        let vp8 = match video_codec {
+            VideoCodec::Vp8 => Descriptor::parse(&packet.payload),
+            VideoCodec::H264 => None,
+        };
+        let keyframe = starts && placed.in_order;
+        let mut ask_again = false;
         let receivers = self.take_room_members(sender);
         for &receiver in &receivers {
             if receiver == sender {
                 continue;
             }
-            let Some(r) = self.members.get_mut(&receiver) else {
+            // Nothing before the receiver's session is connected: a keyframe written then
+            // would open its slot but never reach it.
+            let Some(r) = self.members.get_mut(&receiver).filter(|r| r.connected) else {
                 continue;
             };
             let Some(pt) = r
@@ -135,8 +150,12 @@ impl Engine {
             if slot.settle_until.is_some() {
                 continue;
             }
+            slot.prepare_video_tx(tx);
             match slot.video_gate(layer, keyframe) {
-                Gate::Drop => continue,
+                Gate::Drop => {
+                    ask_again |= starts && slot.waits_for(layer);
+                    continue;
+                }
                 Gate::Forward => {}
                 Gate::Switch => slot.continue_numbering(packet.timestamp),
             }
@@ -144,14 +163,21 @@ impl Engine {
                 continue;
             };
             slot.wrote(packet.timestamp);
+            let payload = match &vp8 {
+                Some(d) => slot.vp8_payload(d, seq, &packet.payload),
+                None => packet.payload.clone(),
+            };
             tx.write_rtp(
-                RtpWrite::new(pt, seq, time, packet.timestamp, packet.payload.clone())
+                RtpWrite::new(pt, seq, time, packet.timestamp, payload)
                     .marker(packet.header.marker)
                     .nackable(true),
             );
             self.drain(now, receiver);
         }
         self.scratch = receivers;
+        if ask_again {
+            self.ask_keyframe(now, sender, Some(layer));
+        }
     }
 
     /// The ids of `member`'s room, copied into the buffer the engine keeps (hand it back to

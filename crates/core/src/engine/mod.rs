@@ -160,8 +160,9 @@ struct MemberVideo {
     /// measured bitrate and its own keyframe-request throttle.
     layers: Vec<Layer>,
     /// Which layer each of the camera's SSRCs carries, learned from str0m's streams (the
-    /// rid header extension only comes with a stream's first packets).
-    ssrc_layers: Vec<(Ssrc, usize)>,
+    /// rid header extension only comes with a stream's first packets), and the newest
+    /// sequence number seen on it.
+    ssrc_layers: Vec<simulcast::SsrcLayer>,
     /// What this member can receive: its bandwidth estimates (transport-cc, REMB).
     downlink: Downlink,
 }
@@ -442,14 +443,16 @@ impl Engine {
         self.drain(now, id);
         self.process_events(now);
         self.flush_negotiation(id);
-        // Slots the answer just made writable start on a fresh keyframe.
+        // Slots the answer just made writable start on a fresh keyframe (once connected).
         self.ask_keyframes_for_waiting_slots(now, id);
     }
 
     /// Asks the occupant of each of `receiver`'s video slots still waiting for a keyframe.
+    /// Not before the receiver is connected: a keyframe asked for earlier would come before
+    /// its session can send media, and the next ask is throttled.
     fn ask_keyframes_for_waiting_slots(&mut self, now: Instant, receiver: MemberId) {
         let mut waiting: Vec<(MemberId, Option<usize>)> = Vec::new();
-        if let Some(r) = self.members.get_mut(&receiver) {
+        if let Some(r) = self.members.get_mut(&receiver).filter(|r| r.connected) {
             for s in r.slots.iter_mut().filter(|s| s.wait_keyframe) {
                 if let Some(o) = s.occupant {
                     // A slot with no layer chosen yet asks every layer; its choice
@@ -738,6 +741,7 @@ impl Engine {
                     if let Some(m) = self.members.get_mut(&id) {
                         m.connected = true;
                     }
+                    // The member can receive media now: its videos start on fresh keyframes.
                     self.ask_keyframes_for_waiting_slots(now, id);
                 }
                 Event::Closed => {

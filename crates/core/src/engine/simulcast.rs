@@ -39,6 +39,22 @@ const MAX_SSRC_MAPPINGS: usize = 2 * MAX_LAYERS + 2;
 /// videos' top layers.
 const DESIRED_PERCENT: u64 = 125;
 
+/// The layer one SSRC of a camera carries, and the newest (extended) sequence number seen
+/// on it.
+pub(super) struct SsrcLayer {
+    ssrc: Ssrc,
+    layer: usize,
+    newest: u64,
+}
+
+/// A camera packet placed: its layer, and whether it is the newest of its SSRC so far (not
+/// a repair or a reordered packet arriving after later ones).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct CameraPacket {
+    pub(super) layer: usize,
+    pub(super) in_order: bool,
+}
+
 /// One layer of a camera.
 pub(super) struct Layer {
     /// Its rid; None for a camera without simulcast.
@@ -126,41 +142,53 @@ pub(super) fn camera_layers(rtc: &Rtc, mid: Option<Mid>) -> Vec<Layer> {
 }
 
 impl Engine {
-    /// The layer of `publisher`'s camera that a packet on `ssrc` belongs to, counting its
-    /// bytes into that layer's bitrate. None for a packet no layer claims.
+    /// The layer of `publisher`'s camera that a packet on `ssrc` with sequence number `seq`
+    /// belongs to, counting its bytes into that layer's bitrate. None for a packet no layer
+    /// claims.
     pub(super) fn camera_layer(
         &mut self,
         now: Instant,
         publisher: MemberId,
         ssrc: Ssrc,
+        seq: SeqNo,
         bytes: usize,
-    ) -> Option<usize> {
+    ) -> Option<CameraPacket> {
         let m = self.members.get_mut(&publisher)?;
         let video = m.video.as_mut()?;
-        let known = video
-            .ssrc_layers
-            .iter()
-            .find(|(s, _)| *s == ssrc)
-            .map(|(_, l)| *l);
-        let layer = match known {
-            Some(l) => l,
+        let seq = *seq;
+        let placed = match video.ssrc_layers.iter_mut().find(|s| s.ssrc == ssrc) {
+            Some(known) => {
+                let in_order = seq > known.newest;
+                known.newest = known.newest.max(seq);
+                CameraPacket {
+                    layer: known.layer,
+                    in_order,
+                }
+            }
             None => {
                 // A new SSRC: str0m knows its rid from the stream's first packets.
                 let rid = m.rtc.direct_api().stream_rx(&ssrc).and_then(|s| s.rid());
-                let l = video.layers.iter().position(|l| l.rid == rid)?;
+                let layer = video.layers.iter().position(|l| l.rid == rid)?;
                 if video.ssrc_layers.len() >= MAX_SSRC_MAPPINGS {
                     video.ssrc_layers.remove(0);
                 }
-                video.ssrc_layers.push((ssrc, l));
-                l
+                video.ssrc_layers.push(SsrcLayer {
+                    ssrc,
+                    layer,
+                    newest: seq,
+                });
+                CameraPacket {
+                    layer,
+                    in_order: true,
+                }
             }
         };
         video
             .layers
-            .get_mut(layer)?
+            .get_mut(placed.layer)?
             .rate
             .add(now, bytes + PACKET_OVERHEAD);
-        Some(layer)
+        Some(placed)
     }
 
     /// A new bandwidth estimate toward `receiver`.
@@ -241,7 +269,9 @@ impl Engine {
                 let current = slot.target.layer.and_then(|l| bitrates.get(l).copied());
                 sustain.push(next.or(current).unwrap_or(0));
                 let pending = slot.wait_keyframe || slot.target.layer != slot.layer;
-                if slot.target.layer.is_none() || !pending || slot.settle_until.is_some() {
+                // An unconnected receiver's slots are asked for by its Connected event.
+                let ready = r.connected && slot.settle_until.is_none();
+                if slot.target.layer.is_none() || !pending || !ready {
                     continue;
                 }
                 let due = slot.target.layer != before

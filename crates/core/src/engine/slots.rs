@@ -4,8 +4,13 @@
 //! `Rebase` makes each slot one continuous RTP stream whoever occupies it, and whichever of
 //! the occupant's simulcast layers it carries.
 
+use std::sync::Arc;
+
+use str0m::rtp::StreamTx;
+
 use super::*;
 use crate::layers::Target;
+use crate::vp8::{Descriptor, Renumber};
 
 /// One receive slot in a member's session: an m-line the server sends on.
 pub(super) struct Slot {
@@ -37,6 +42,11 @@ pub(super) struct Slot {
     pub(super) target: Target,
     /// When the target's keyframe was last asked for on this slot's behalf.
     pub(super) asked_at: Option<Instant>,
+    /// Video: the session's send stream for this slot has its repair settings
+    /// (`prepare_video_tx`).
+    tx_prepared: bool,
+    /// Video (VP8): the picture numbering the receiver sees, continued across runs.
+    pictures: Renumber,
 }
 
 /// What a video slot does with one packet of its occupant.
@@ -60,6 +70,20 @@ fn switch_gap(kind: TrackKind) -> u32 {
         TrackKind::Video => 3000,
     }
 }
+
+/// The RTX cache of a video slot: the packets kept for the receiver's NACKs (str0m's default
+/// size and age).
+const RTX_CACHE_PACKETS: usize = 2000;
+const RTX_CACHE_AGE: Duration = Duration::from_secs(3);
+
+/// The share of what a video slot sent in the last second that resends may take before
+/// str0m drops the queued ones. str0m's default, 15 %, is too tight for a forwarded stream:
+/// with 5 % loss on both legs, a receiver NACKs the server's copies it lost and the packets
+/// the server is still repairing from upstream (answered once they are in), and its resends
+/// reach the default in bursts, so a receiver's last tries for a packet went unanswered (a
+/// test with seeded loss lost frames so). A receiver that NACKs everything still cannot
+/// more than double what it gets.
+const RTX_RATIO_CAP: f32 = 0.5;
 
 /// How long a reused video slot stays silent after its `tracks` went out.
 pub(super) const SLOT_SETTLE: Duration = Duration::from_millis(100);
@@ -89,6 +113,8 @@ impl Slot {
             layer: None,
             target: Target::default(),
             asked_at: None,
+            tx_prepared: false,
+            pictures: Renumber::default(),
         }
     }
 
@@ -117,6 +143,21 @@ impl Slot {
         self.asked_at = None;
     }
 
+    /// Video: gives the slot's send stream its repair settings, once (setting them clears
+    /// the stream's cache).
+    pub(super) fn prepare_video_tx(&mut self, tx: &mut StreamTx) {
+        if !self.tx_prepared {
+            self.tx_prepared = true;
+            tx.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, Some(RTX_RATIO_CAP));
+        }
+    }
+
+    /// Video: the slot waits for a keyframe of `layer` to start or switch on.
+    pub(super) fn waits_for(&self, layer: usize) -> bool {
+        let pending = self.wait_keyframe || self.layer != Some(layer);
+        pending && self.target.layer.or(self.layer) == Some(layer)
+    }
+
     /// Video: whether a packet of the occupant's `layer` is written, `keyframe` saying if it
     /// begins a keyframe. A slot starts (and restarts, after a mute) and switches layers
     /// only there, so the receiver's decoder always continues from a keyframe of the layer
@@ -135,11 +176,13 @@ impl Slot {
         Gate::Switch
     }
 
-    /// The numbering restarts at the next packet (a layer has its own sequence numbers and
-    /// timestamps), continuing the slot's without a gap: the timestamp advances by the time
-    /// that passed since the last packet written (at least 1 ms at 90 kHz), so the receiver
-    /// sees one stream at the pace it was captured.
+    /// The numbering restarts at the next packet (a layer has its own sequence numbers,
+    /// timestamps and VP8 picture numbers), continuing the slot's without a gap: the
+    /// timestamp advances by the time that passed since the last packet written (at least
+    /// 1 ms at 90 kHz), so the receiver sees one stream at the pace it was captured, and the
+    /// next picture is one after the last.
     pub(super) fn continue_numbering(&mut self, arrival: Instant) {
+        self.pictures.restart();
         let elapsed = self
             .last_arrival
             .map(|t| arrival.saturating_duration_since(t))
@@ -147,6 +190,23 @@ impl Slot {
         let ticks = elapsed.as_micros().clamp(1_000, 10_000_000) * 90 / 1_000;
         self.next_gap = ticks as u32;
         self.rebase = None;
+    }
+
+    /// Video: the payload to write for a VP8 packet with descriptor `d`, mapped to `seq` by
+    /// `map`: its PictureID, TL0PICIDX and KEYIDX continued on this slot. The same bytes,
+    /// shared, where nothing changes (a slot that never switched); a copy where they do.
+    pub(super) fn vp8_payload(
+        &mut self,
+        d: &Descriptor,
+        seq: SeqNo,
+        payload: &Arc<[u8]>,
+    ) -> Arc<[u8]> {
+        let newest = *seq + 1 == self.next_seq;
+        let to = self.pictures.map(d.numbering, newest);
+        match d.renumbered(payload, to) {
+            Some(bytes) => bytes.into(),
+            None => payload.clone(),
+        }
     }
 
     /// Remembers when the packet just written arrived (for `continue_numbering`).

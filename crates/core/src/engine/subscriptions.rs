@@ -174,14 +174,15 @@ impl Engine {
     }
 
     /// Reused video slots whose mapping has settled: their occupant is asked for the keyframe
-    /// they start on.
+    /// they start on (once the receiver is connected: else its Connected asks).
     pub(super) fn end_slot_settles(&mut self, now: Instant) {
         let mut settled = Vec::new();
         for m in self.members.values_mut() {
+            let connected = m.connected;
             for slot in &mut m.slots {
                 if slot.settle_until.is_some_and(|t| t <= now) {
                     slot.settle_until = None;
-                    if let Some(o) = slot.occupant {
+                    if let Some(o) = slot.occupant.filter(|_| connected) {
                         slot.asked_at = Some(now);
                         settled.push((o, slot.target.layer));
                     }

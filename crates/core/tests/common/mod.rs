@@ -3,15 +3,20 @@
 
 #![allow(dead_code)]
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use str0m::bwe::Bitrate;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind, Mid, Rid, Simulcast, SimulcastLayer};
+use str0m::format::CodecExtra;
+use str0m::media::{
+    Direction, KeyframeRequestKind, MediaKind, Mid, Rid, Simulcast, SimulcastLayer,
+};
 use str0m::net::{Protocol, Receive};
+use str0m::rtp::rtcp::Rtcp;
+use str0m::rtp::{RawPacket, RtpWrite};
 use str0m::{Candidate, Event, Input, Output as RtcOutput, Rtc};
 use voipchat_core::{ConnId, Engine, EngineConfig, Output, QuotaAnswer};
 use voipchat_proto::{
@@ -47,6 +52,8 @@ pub struct Peer {
     pub simulcast_rids: Vec<String>,
     /// Every video frame received, with its numbering, in order.
     pub frames: Vec<Frame>,
+    /// The video slots (mids) that got a key frame (their decoder could start).
+    pub decoding: HashSet<String>,
     /// The SDP of the last offer this peer sent (its join) and the answer it got.
     pub last_offer: Option<String>,
     pub last_answer: Option<String>,
@@ -55,11 +62,33 @@ pub struct Peer {
     pub sdp_rewrite: Option<fn(&str) -> String>,
     /// A bottleneck on the way from the server to this peer.
     pub downlink: Option<Link>,
+    /// A link on the way from this peer to the server.
+    pub uplink: Option<Link>,
+    /// Repairs on this peer's wire, from str0m's raw packet events (video peers only).
+    pub repairs: Repairs,
+    /// The codec its camera writes.
+    pub video_codec: Codec,
+    /// Video RTP packets with a payload received, repairs and padding aside (video peers).
+    pub video_rtp_in: usize,
     video_time: u64,
     rtp_time: u64,
+    /// RTP mode: the next sequence number and the last timestamp written, per rid.
+    rtp_layers: HashMap<String, (u64, u32)>,
     pub connected: bool,
+    /// When its session said Connected (ICE and DTLS up: it can decrypt media).
+    pub connected_at: Option<Instant>,
     /// When false the peer's packets are dropped (a vanished client).
     pub online: bool,
+}
+
+/// NACKs and retransmissions (RTX packets that carry a payload: str0m's blank padding does
+/// not count, its padding by resending old packets does) a peer sent and received.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Repairs {
+    pub nacks_in: usize,
+    pub nacks_out: usize,
+    pub rtx_in: usize,
+    pub rtx_out: usize,
 }
 
 /// One video frame as a receiver's str0m gave it.
@@ -74,17 +103,52 @@ pub struct Frame {
     pub time: u64,
     /// str0m's word that no packet is missing since the previous frame.
     pub contiguous: bool,
+    /// str0m's word that it is a key frame.
+    pub keyframe: bool,
+    /// The VP8 PictureID and TL0PICIDX of its payload descriptor, extended by str0m (None
+    /// without).
+    pub picture_id: Option<u64>,
+    pub tl0_pic_idx: Option<u64>,
+    /// When it was complete.
+    pub at: Instant,
 }
 
-/// A bottleneck link: packets leave at `rate` one after another; a packet that would wait
-/// longer than `max_queue` is dropped (a router's full buffer).
+/// A link: packets leave at `rate` one after another; a packet that would wait longer than
+/// `max_queue` is dropped (a router's full buffer). Each packet then takes `delay` to arrive,
+/// and `loss` drops a share of them at random (deterministic: a seeded xorshift).
 pub struct Link {
     pub rate: Bitrate,
     pub max_queue: Duration,
+    /// One-way propagation delay, on top of the time a packet waits for the rate.
+    pub delay: Duration,
+    loss: Option<Loss>,
+    /// Drops the next RTP packet of this payload type (the RTP header travels in clear).
+    pub drop_next_rtp: Option<u8>,
     busy_until: Option<Instant>,
     queue: VecDeque<(Instant, SocketAddr, Vec<u8>)>,
+    /// Dropped by the full buffer.
     pub dropped: usize,
+    /// Dropped by random loss.
+    pub lost: usize,
     pub passed: usize,
+}
+
+/// Random loss of `percent` of the packets, the same packets for the same seed.
+struct Loss {
+    percent: u64,
+    state: u64,
+}
+
+impl Loss {
+    fn drops(&mut self) -> bool {
+        // xorshift64
+        let mut x = self.state;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.state = x;
+        x % 100 < self.percent
+    }
 }
 
 impl Link {
@@ -92,14 +156,47 @@ impl Link {
         Link {
             rate,
             max_queue,
+            delay: Duration::ZERO,
+            loss: None,
+            drop_next_rtp: None,
             busy_until: None,
             queue: VecDeque::new(),
             dropped: 0,
+            lost: 0,
             passed: 0,
         }
     }
 
+    /// A link with no bottleneck (10 Gbps), no delay and no loss, for `with_*` to shape.
+    pub fn clear() -> Link {
+        Link::new(Bitrate::gbps(10), Duration::from_secs(1))
+    }
+
+    /// Drops `percent` of the packets at random, from a seeded sequence.
+    pub fn with_loss(mut self, percent: u64, seed: u64) -> Link {
+        self.loss = Some(Loss {
+            percent,
+            state: seed.max(1),
+        });
+        self
+    }
+
+    pub fn with_delay(mut self, delay: Duration) -> Link {
+        self.delay = delay;
+        self
+    }
+
     fn push(&mut self, now: Instant, source: SocketAddr, bytes: Vec<u8>) {
+        let pt = bytes.get(1).map(|b| b & 0x7f);
+        if self.drop_next_rtp.is_some() && self.drop_next_rtp == pt && bytes[0] >> 6 == 2 {
+            self.drop_next_rtp = None;
+            self.lost += 1;
+            return;
+        }
+        if self.loss.as_mut().is_some_and(Loss::drops) {
+            self.lost += 1;
+            return;
+        }
         let start = self.busy_until.map_or(now, |b| b.max(now));
         if start.saturating_duration_since(now) > self.max_queue {
             self.dropped += 1;
@@ -109,7 +206,7 @@ impl Link {
         let micros = bits * 1_000_000 / self.rate.as_u64().max(1);
         let done = start + Duration::from_micros(micros);
         self.busy_until = Some(done);
-        self.queue.push_back((done, source, bytes));
+        self.queue.push_back((done + self.delay, source, bytes));
     }
 
     fn pop_due(&mut self, now: Instant) -> Option<(SocketAddr, Vec<u8>)> {
@@ -184,12 +281,27 @@ impl Net {
     }
 
     fn add_peer_with(&mut self, open_id: &str, video: bool) -> usize {
+        let codecs: &[Codec] = if video { &[Codec::Vp8] } else { &[] };
+        self.add_peer_mode(open_id, codecs, false)
+    }
+
+    /// A peer for a video room with these video codecs (str0m's defaults for each: H.264
+    /// offers its seven profiles, as a browser does); its camera sends the first.
+    pub fn add_video_peer_codecs(&mut self, open_id: &str, codecs: &[Codec]) -> usize {
+        self.add_peer_mode(open_id, codecs, false)
+    }
+
+    fn add_peer_mode(&mut self, open_id: &str, codecs: &[Codec], rtp_mode: bool) -> usize {
         let idx = self.peers.len();
         let addr: SocketAddr = format!("127.0.0.1:{}", 20000 + idx).parse().unwrap();
+        let video = !codecs.is_empty();
         let mut rtc = Rtc::builder()
             .clear_codecs()
             .enable_opus(true, false)
-            .enable_vp8(video)
+            .enable_vp8(codecs.contains(&Codec::Vp8))
+            .enable_h264(codecs.contains(&Codec::H264))
+            .enable_raw_packets(video)
+            .set_rtp_mode(rtp_mode)
             .build(self.now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
         let conn = ConnId(self.next_conn);
@@ -211,13 +323,20 @@ impl Net {
             keyframe_requests_by_rid: HashMap::new(),
             simulcast_rids: Vec::new(),
             frames: Vec::new(),
+            decoding: HashSet::new(),
             last_offer: None,
             last_answer: None,
             sdp_rewrite: None,
             downlink: None,
+            uplink: None,
+            repairs: Repairs::default(),
+            video_codec: codecs.first().copied().unwrap_or(Codec::Vp8),
+            video_rtp_in: 0,
             video_time: 0,
             rtp_time: 0,
+            rtp_layers: HashMap::new(),
             connected: false,
+            connected_at: None,
             online: true,
         });
         idx
@@ -264,6 +383,50 @@ impl Net {
         self.peers[idx].simulcast_rids = rids.iter().map(|r| r.to_string()).collect();
         self.send_join_typed(idx, group, MuteConfig::default(), RoomType::Video);
         idx
+    }
+
+    /// A video-room peer whose session runs in RTP mode, so that the test writes its
+    /// camera's RTP packets itself (payload descriptors and all), with simulcast layers of
+    /// these rids.
+    pub fn join_simulcast_rtp(&mut self, open_id: &str, group: &str, rids: &[&str]) -> usize {
+        let idx = self.add_peer_mode(open_id, &[Codec::Vp8], true);
+        self.peers[idx].simulcast_rids = rids.iter().map(|r| r.to_string()).collect();
+        self.send_join_typed(idx, group, MuteConfig::default(), RoomType::Video);
+        idx
+    }
+
+    /// Writes one VP8 frame on layer `rid` of an RTP-mode peer's camera: `packets` are
+    /// whole RTP payloads (descriptor first), sent with one timestamp, a frame time (3000)
+    /// after the layer's last, the marker on the last. Each layer numbers its packets from
+    /// its own base (`first_seq`, taken at its first frame).
+    pub fn send_rtp_frame(&mut self, idx: usize, rid: &str, first_seq: u64, packets: &[Vec<u8>]) {
+        let now = self.now;
+        let p = &mut self.peers[idx];
+        let mid = p.video_mid.expect("a video-room peer");
+        let pt = p
+            .rtc
+            .codec_config()
+            .find(|c| c.spec().codec == Codec::Vp8)
+            .unwrap()
+            .pt();
+        let (seq, time) = p
+            .rtp_layers
+            .entry(rid.to_string())
+            .or_insert((first_seq, 90_000));
+        *time = time.wrapping_add(3000);
+        let mut direct = p.rtc.direct_api();
+        let tx = direct
+            .stream_tx_by_mid(mid, Some(rid.into()))
+            .expect("a send stream for the rid");
+        for (i, payload) in packets.iter().enumerate() {
+            tx.write_rtp(
+                RtpWrite::new(pt, (*seq).into(), *time, now, payload.clone())
+                    .marker(i + 1 == packets.len())
+                    .nackable(true),
+            );
+            *seq += 1;
+        }
+        self.settle();
     }
 
     /// Peer `idx`'s own join offer (its pending change takes the answer), rewritten by
@@ -362,6 +525,16 @@ impl Net {
                 }
             }
             for i in 0..self.peers.len() {
+                while let Some((src, bytes)) =
+                    self.peers[i].uplink.as_mut().and_then(|l| l.pop_due(now))
+                {
+                    busy = true;
+                    if self.peers[i].online {
+                        self.engine.handle_datagram(now, src, &bytes);
+                    }
+                }
+            }
+            for i in 0..self.peers.len() {
                 busy |= self.drain_peer(i);
             }
             if !busy {
@@ -420,16 +593,38 @@ impl Net {
                     busy = true;
                     if p.online {
                         let from = p.addr;
-                        self.engine.handle_datagram(now, from, &t.contents);
+                        match &mut p.uplink {
+                            Some(link) => link.push(now, from, t.contents.to_vec()),
+                            None => self.engine.handle_datagram(now, from, &t.contents),
+                        }
                     }
                 }
                 RtcOutput::Event(e) => match e {
-                    Event::Connected => p.connected = true,
+                    Event::Connected => {
+                        p.connected = true;
+                        p.connected_at = Some(now);
+                    }
                     Event::MediaData(d) => {
                         let mid = d.mid.to_string();
                         let from = p.tracks.get(&mid).cloned().flatten();
                         match p.track_kinds.get(&mid) {
                             Some(TrackKind::Video) => {
+                                let keyframe = d.is_keyframe();
+                                // A decoder asks for a keyframe when the first frame it
+                                // gets is none (its first packets were lost), as
+                                // browsers do.
+                                if keyframe {
+                                    p.decoding.insert(mid.clone());
+                                } else if !p.decoding.contains(&mid) {
+                                    let m = d.mid;
+                                    if let Some(rx) = p.rtc.direct_api().stream_rx_by_mid(m, None) {
+                                        rx.request_keyframe(KeyframeRequestKind::Pli);
+                                    }
+                                }
+                                let (picture_id, tl0_pic_idx) = match d.codec_extra {
+                                    CodecExtra::Vp8(e) => (e.picture_id, e.tl0_picture_id),
+                                    _ => (None, None),
+                                };
                                 p.frames.push(Frame {
                                     from: from.clone(),
                                     mid,
@@ -438,12 +633,17 @@ impl Net {
                                     last_seq: **d.seq_range.end(),
                                     time: d.time.numer(),
                                     contiguous: d.contiguous,
+                                    keyframe,
+                                    picture_id,
+                                    tl0_pic_idx,
+                                    at: now,
                                 });
                                 p.received_video.push((from, d.data.to_vec()))
                             }
                             _ => p.received.push((from, d.data.to_vec())),
                         }
                     }
+                    Event::RawPacket(raw) => count_repairs(p, &raw),
                     Event::KeyframeRequest(r) => {
                         p.keyframe_requests += 1;
                         *p.keyframe_requests_by_rid.entry(r.rid).or_default() += 1;
@@ -528,17 +728,20 @@ impl Net {
             .unwrap();
     }
 
-    /// Writes one VP8 frame (the bytes of a frame, as an encoder would hand them over) from
-    /// peer `idx`'s camera and delivers it.
+    /// Writes one frame of the peer's codec (the bytes of a frame, as an encoder would hand
+    /// them over: VP8, or H.264 in Annex B) from peer `idx`'s camera and delivers it.
     pub fn send_video(&mut self, idx: usize, frame: &[u8]) {
         let now = self.now;
         let p = &mut self.peers[idx];
         let mid = p.video_mid.expect("a video-room peer");
+        let codec = p.video_codec;
         let pt = p
             .rtc
-            .codec_config()
-            .find(|c| c.spec().codec == Codec::Vp8)
+            .writer(mid)
             .unwrap()
+            .payload_params()
+            .find(|c| c.spec().codec == codec)
+            .expect("the camera's codec negotiated")
             .pt();
         p.video_time += 3000;
         let time = str0m::media::MediaTime::new(p.video_time, str0m::media::Frequency::NINETY_KHZ);
@@ -642,6 +845,33 @@ fn deliver_datagram(p: &mut Peer, now: Instant, source: SocketAddr, bytes: &[u8]
         },
     );
     p.rtc.handle_input(input).unwrap();
+}
+
+fn count_repairs(p: &mut Peer, raw: &RawPacket) {
+    let is_rtx = |pt| p.rtc.codec_config().iter().any(|c| c.resend() == Some(pt));
+    let is_nack = |r: &Rtcp| matches!(r, Rtcp::Nack(_));
+    let is_video = |pt| {
+        p.rtc
+            .codec_config()
+            .iter()
+            .any(|c| c.pt() == pt && c.spec().codec.is_video())
+    };
+    if let RawPacket::RtpRx(h, data) = raw {
+        if is_video(h.payload_type) && !data.is_empty() {
+            p.video_rtp_in += 1;
+        }
+    }
+    match raw {
+        RawPacket::RtpRx(h, data) if is_rtx(h.payload_type) && !data.is_empty() => {
+            p.repairs.rtx_in += 1
+        }
+        RawPacket::RtpTx(h, _) if is_rtx(h.payload_type) && !h.has_padding => {
+            p.repairs.rtx_out += 1
+        }
+        RawPacket::RtcpRx(r) if is_nack(r) => p.repairs.nacks_in += 1,
+        RawPacket::RtcpTx(r) if is_nack(r) => p.repairs.nacks_out += 1,
+        _ => {}
+    }
 }
 
 fn set_tracks(p: &mut Peer, tracks: &[TrackSlot]) {
