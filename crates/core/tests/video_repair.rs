@@ -302,3 +302,48 @@ fn a_keyframe_whose_first_packet_comes_late_is_not_started_on() {
     let n = assert_every_frame(&net, r3, &cam, from + FIRST_WITHIN, upto);
     println!("r3 got {n} frames from frame {}", upto - n);
 }
+
+/// The video slot of `receiver` that `from` occupies.
+fn slot_mid(net: &Net, receiver: usize, from: &str) -> String {
+    let p = &net.peers[receiver];
+    p.tracks
+        .iter()
+        .find(|(m, o)| {
+            p.track_kinds.get(*m) == Some(&voipchat_proto::TrackKind::Video)
+                && o.as_ref().map(|o| o.as_str()) == Some(from)
+        })
+        .map(|(m, _)| m.clone())
+        .expect("a video slot")
+}
+
+/// A receiver whose decoder keeps asking for keyframes (a PLI every 50 ms, as on a very bad
+/// link) gets the publisher asked about once a second, not at the 250 ms pace of the
+/// server's own requests: every keyframe is many times a delta frame, and the other
+/// receivers of that camera would pay for them.
+#[test]
+fn a_receiver_asking_for_keyframes_over_and_over_is_passed_on_once_a_second() {
+    let (mut net, p, r1, r2) = room();
+    let mut cam = Camera::new(p);
+    cam.run(&mut net, Duration::from_secs(1));
+    let mid = slot_mid(&net, r1, "pub");
+    let before = net.peers[p].keyframe_requests;
+    let end = net.now + Duration::from_secs(3);
+    while net.now < end {
+        let r = &mut net.peers[r1];
+        r.rtc
+            .direct_api()
+            .stream_rx_by_mid(mid.as_str().into(), None)
+            .expect("r1 receives on the slot")
+            .request_keyframe(str0m::media::KeyframeRequestKind::Pli);
+        cam.run(&mut net, Duration::from_millis(50));
+    }
+    let passed = net.peers[p].keyframe_requests - before;
+    println!("60 PLIs from r1 in 3 s: the publisher was asked {passed} times");
+    assert!((2..=4).contains(&passed), "asked {passed} times");
+    // r1 still gets the whole stream, as r2 does.
+    let (n1, n2) = (
+        frames_from(&net, r1, "pub").len(),
+        frames_from(&net, r2, "pub").len(),
+    );
+    assert!(n2 > 80 && n1 == n2, "r1 {n1} frames, r2 {n2}");
+}

@@ -23,6 +23,13 @@ pub(super) const MAX_LAYERS: usize = 3;
 /// sent at the next tick.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(250);
 
+/// Least time between two keyframe requests a layer gets on behalf of its receivers' own
+/// PLI/FIR (their decoders lost a picture). Each keyframe is many times a delta frame: a
+/// receiver on a bad link asking four times a second would raise that layer's bitrate for
+/// every other receiver of it, and move the ones with room to spare down a layer. The
+/// server's own requests (a receiver starting a stream) keep the shorter throttle.
+const RECEIVER_KEYFRAME_INTERVAL: Duration = Duration::from_millis(1000);
+
 /// A slot still waiting for the keyframe of its target asks again after this long (the
 /// request or the keyframe may have been lost).
 const KEYFRAME_RETRY: Duration = Duration::from_millis(1000);
@@ -63,6 +70,8 @@ pub(super) struct Layer {
     /// When a keyframe was last asked for (requests are throttled), and whether one is owed
     /// to a receiver that asked meanwhile.
     last_keyframe_request: Option<Instant>,
+    /// When a receiver's own request last led to one (`RECEIVER_KEYFRAME_INTERVAL`).
+    last_receiver_request: Option<Instant>,
     keyframe_owed: bool,
 }
 
@@ -72,6 +81,7 @@ impl Layer {
             rid,
             rate: RateMeter::default(),
             last_keyframe_request: None,
+            last_receiver_request: None,
             keyframe_owed: false,
         }
     }
@@ -341,6 +351,40 @@ impl Engine {
             }
         }
         self.drain(now, publisher);
+    }
+
+    /// A receiver's own keyframe request (its PLI or FIR) for `layer` of `publisher`: passed
+    /// on at most once per `RECEIVER_KEYFRAME_INTERVAL` per layer; one inside it is dropped
+    /// (a decoder still broken asks again).
+    pub(super) fn ask_keyframe_for_receiver(
+        &mut self,
+        now: Instant,
+        publisher: MemberId,
+        layer: Option<usize>,
+    ) {
+        let Some(video) = self
+            .members
+            .get_mut(&publisher)
+            .and_then(|m| m.video.as_mut())
+        else {
+            return;
+        };
+        let mut due = false;
+        for (i, l) in video.layers.iter_mut().enumerate() {
+            if layer.is_some_and(|wanted| wanted != i) {
+                continue;
+            }
+            let recent = l
+                .last_receiver_request
+                .is_some_and(|t| now.saturating_duration_since(t) < RECEIVER_KEYFRAME_INTERVAL);
+            if !recent {
+                l.last_receiver_request = Some(now);
+                due = true;
+            }
+        }
+        if due {
+            self.ask_keyframe(now, publisher, layer);
+        }
     }
 
     /// The keyframe requests that the throttle (or a layer not yet sending) held back.

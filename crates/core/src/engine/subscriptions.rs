@@ -204,7 +204,7 @@ impl Engine {
                 .and_then(|s| s.occupant.map(|o| (o, s.layer.or(s.target.layer))))
         });
         if let Some((publisher, layer)) = occupant {
-            self.ask_keyframe(now, publisher, layer);
+            self.ask_keyframe_for_receiver(now, publisher, layer);
         }
     }
 }
