@@ -13,5 +13,5 @@ pub mod sdp;
 pub mod speakers;
 pub mod vp8;
 
-pub use engine::{ConnId, Engine, EngineConfig, MemberId, Output, QuotaAnswer};
+pub use engine::{ConnId, Counters, Drops, Engine, EngineConfig, MemberId, Output, QuotaAnswer};
 pub use speakers::{SpeakerConfig, SpeakerState};

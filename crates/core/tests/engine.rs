@@ -387,3 +387,54 @@ fn hostile_datagrams_never_panic_and_lose_no_state() {
         .count();
     assert_eq!(from_b, 10);
 }
+
+/// The counters the server's metrics read: one forwarded audio packet per copy, the bytes of
+/// their payloads, and drops by cause (a stranger's datagram, garbage, a muted microphone).
+#[test]
+fn counters_count_forwarded_copies_and_drops_by_cause() {
+    let mut net = Net::new(10);
+    let a = net.join("a", "g");
+    let _b = net.join("b", "g");
+    let c = net.join("c", "g");
+    net.connect();
+    net.advance(Duration::from_millis(200));
+    let before = *net.engine.counters();
+    for n in 0..10 {
+        net.speak(a, &frame(a, n), -30);
+        net.advance(Duration::from_millis(20));
+    }
+    let after = *net.engine.counters();
+    // Ten packets of a's, each copied to b and c.
+    assert_eq!(
+        after.forwarded_audio_packets - before.forwarded_audio_packets,
+        20
+    );
+    let payload: u64 = (0..10).map(|n| frame(a, n).len() as u64).sum();
+    assert_eq!(after.forwarded_bytes - before.forwarded_bytes, 2 * payload);
+    assert_eq!(after.forwarded_video_packets, 0);
+    assert_eq!(after.dropped, before.dropped);
+
+    // An RTP-shaped datagram from a stranger's address, then one of no known kind from a
+    // member.
+    let stranger: std::net::SocketAddr = "127.0.0.1:40001".parse().unwrap();
+    let rtp = [0x80, 0x6f, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4];
+    net.engine.handle_datagram(net.now, stranger, &rtp);
+    net.engine
+        .handle_datagram(net.now, net.peers[a].addr, &[250, 1, 2, 3]);
+    // c mutes its microphone: its packets are dropped as muted.
+    let conn = net.peers[c].conn;
+    let mic_off = MuteConfig {
+        mute_microphone: true,
+        ..Default::default()
+    };
+    net.engine.handle_mute(net.now, conn, mic_off);
+    net.advance(Duration::from_millis(50));
+    for n in 0..5 {
+        net.speak(c, &frame(c, n), -30);
+        net.advance(Duration::from_millis(20));
+    }
+    let d = net.engine.counters().dropped;
+    assert_eq!(d.unknown_source - after.dropped.unknown_source, 1);
+    assert_eq!(d.unrecognized - after.dropped.unrecognized, 1);
+    assert_eq!(d.muted - after.dropped.muted, 5);
+}

@@ -38,6 +38,9 @@ pub struct Config {
     /// Test-only routes (`POST /api/v1/test/drop-ws`) for the browser tests. Never set this
     /// in production: anyone reaching the HTTP port could drop connections.
     pub test_hooks: bool,
+    /// Serve `/metrics` on this address alone (say, a private interface Prometheus
+    /// reaches) instead of on `http_addr`.
+    pub metrics_addr: Option<SocketAddr>,
     /// How `serve` writes its log lines on stderr: `text` for people, `json` (one object per
     /// line) for log shippers.
     pub log_format: LogFormat,
@@ -78,6 +81,7 @@ impl Default for Config {
             demo: true,
             test_hooks: false,
             log_format: LogFormat::Text,
+            metrics_addr: None,
         }
     }
 }

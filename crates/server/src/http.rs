@@ -292,6 +292,18 @@ pub async fn kick(
     Ok(Json(KickResponse { kicked }))
 }
 
+/// `/metrics`: every metric in the Prometheus text exposition format (OpenMetrics).
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
 /// `/healthz`: the process is up and answering HTTP.
 pub async fn healthz() -> &'static str {
     "ok"

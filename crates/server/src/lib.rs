@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod http;
 pub mod media;
+pub mod metrics;
 pub mod web;
 pub mod ws;
 
@@ -37,12 +38,15 @@ pub struct AppState {
     /// Held by every WebSocket connection task; `run` returns once all are gone (or after a
     /// bound), so a stopping server's last frames are read before its sockets close.
     pub connections: mpsc::Sender<()>,
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 /// The sockets the server runs on, bound by the caller.
 pub struct Listeners {
     pub http: TcpListener,
     pub media: UdpSocket,
+    /// `/metrics` alone, when `metrics_addr` is set (else it is on `http`).
+    pub metrics: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -57,7 +61,19 @@ impl Listeners {
         let media = UdpSocket::bind(config.media_addr)
             .await
             .map_err(|e| bind_error("media address (UDP)", config.media_addr, "media_addr", e))?;
-        Ok(Listeners { http, media })
+        let metrics = match config.metrics_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| bind_error("metrics address", addr, "metrics_addr", e))?,
+            ),
+            None => None,
+        };
+        Ok(Listeners {
+            http,
+            media,
+            metrics,
+        })
     }
 }
 
@@ -104,6 +120,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let media_bound = listeners.media.local_addr()?;
+    let metrics = metrics::Metrics::new();
+    let store: Arc<dyn Store> = Arc::new(metrics::TimedStore::new(store, metrics.clone()));
     {
         let store = store.clone();
         let demo = config.demo;
@@ -132,6 +150,7 @@ pub async fn run(
         cmd_tx.clone(),
         quota,
         stop_rx.clone(),
+        metrics.clone(),
     ));
 
     let test_hooks = config.test_hooks;
@@ -142,8 +161,25 @@ pub async fn run(
         media: cmd_tx,
         shutdown: stop_rx.clone(),
         connections,
+        metrics: metrics.clone(),
     };
-    let app = router(state);
+    let separate_metrics = listeners.metrics.is_some();
+    let app = router(state.clone(), !separate_metrics);
+    if let Some(listener) = listeners.metrics {
+        tracing::info!(metrics = %listener.local_addr()?, "metrics served on their own address");
+        let app = Router::new()
+            .route("/metrics", get(http::metrics))
+            .fallback(http::not_found)
+            .with_state(state);
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+        });
+    }
     tracing::info!(
         http = %listeners.http.local_addr()?,
         media = %media_bound,
@@ -179,8 +215,14 @@ pub async fn run(
     Ok(())
 }
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
+/// Every route of the HTTP address; `/metrics` too unless it has its own address.
+pub fn router(state: AppState, with_metrics: bool) -> Router {
+    let router = if with_metrics {
+        Router::new().route("/metrics", get(http::metrics))
+    } else {
+        Router::new()
+    };
+    router
         .merge(web::routes(state.config.demo))
         .route("/ws", get(ws::upgrade))
         .route("/healthz", get(http::healthz))

@@ -127,6 +127,10 @@ struct ServeArgs {
     /// test_hooks from the config, else off]
     #[arg(long)]
     test_hooks: bool,
+    /// Serve /metrics on this address alone instead of on the HTTP address [default:
+    /// metrics_addr from the config, else /metrics is on the HTTP address]
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<SocketAddr>,
     /// Log lines on stderr: text, or json (one object per line, for log shippers)
     /// [default: log_format from the config, else text]
     #[arg(long, value_name = "FORMAT")]
@@ -369,6 +373,9 @@ fn serve(args: &ServeArgs, store_args: StoreArgs) -> Result<(), BoxError> {
     }
     if args.test_hooks {
         config.test_hooks = true;
+    }
+    if args.metrics_addr.is_some() {
+        config.metrics_addr = args.metrics_addr;
     }
     if let Some(v) = args.log_format {
         config.log_format = v;

@@ -17,6 +17,7 @@ use voipchat_proto::{
 use voipchat_store::Store;
 
 use crate::clock;
+use crate::metrics::{EngineSync, Metrics};
 
 /// Where a connection's messages go; the connection task writes them to its WebSocket.
 pub type Outbox = mpsc::UnboundedSender<ServerMsg>;
@@ -58,6 +59,7 @@ pub async fn run(
     command_tx: mpsc::UnboundedSender<Command>,
     quota: QuotaPolicy,
     mut shutdown: watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
 ) {
     let mut task = Task {
         engine,
@@ -66,10 +68,15 @@ pub async fn run(
         nonces: SpentNonces::default(),
         command_tx,
         quota,
+        metrics,
+        last_wake: None,
     };
+    let mut sync = EngineSync::default();
     let mut buf = vec![0u8; 2048];
     loop {
         let deadline = task.flush().await;
+        // Work ends here: from now until something wakes the task, it is idle.
+        let idle_from = Instant::now();
         tokio::select! {
             biased;
             _ = shutdown.changed() => {
@@ -84,6 +91,7 @@ pub async fn run(
             received = task.socket.recv_from(&mut buf) => {
                 match received {
                     Ok((n, source)) => {
+                        task.metrics.datagram_in(n);
                         task.engine.handle_datagram(Instant::now(), source, &buf[..n])
                     }
                     // ICMP errors from a gone peer surface here on Linux; they are not fatal.
@@ -95,6 +103,22 @@ pub async fn run(
         let now = Instant::now();
         if now >= deadline {
             task.engine.handle_timeout(now);
+        }
+        // What ran since the last wake-up up to the wait (the previous turn's work) is
+        // busy time; the wait itself is not.
+        sync.busy(
+            &task.metrics,
+            work_since(idle_from, now, &mut task.last_wake),
+        );
+        if sync.due(now) {
+            let e = &task.engine;
+            sync.sync(
+                &task.metrics,
+                now,
+                e.counters(),
+                e.room_count(),
+                e.member_count(),
+            );
         }
     }
     // Joins that reached the queue but not the engine are refused as the engine refuses
@@ -144,6 +168,20 @@ fn deliver(
     }
 }
 
+/// The work time of the turn that ended in a wait at `idle_from`: from the previous
+/// wake-up (`last_wake`) to then. Sets `last_wake` to `now`, this turn's wake-up.
+fn work_since(
+    idle_from: Instant,
+    now: Instant,
+    last_wake: &mut Option<Instant>,
+) -> std::time::Duration {
+    let busy = last_wake.map_or(std::time::Duration::ZERO, |w| {
+        idle_from.saturating_duration_since(w)
+    });
+    *last_wake = Some(now);
+    busy
+}
+
 /// What the media task owns: the engine, the socket, and where the engine's output goes.
 struct Task {
     engine: Engine,
@@ -153,6 +191,9 @@ struct Task {
     /// To post the store's quota answers back to this task.
     command_tx: mpsc::UnboundedSender<Command>,
     quota: QuotaPolicy,
+    metrics: Arc<Metrics>,
+    /// When the task last woke from its wait (for the busy ratio).
+    last_wake: Option<Instant>,
 }
 
 /// Nonces of joins the engine has not answered yet, per connection in arrival order: a join
@@ -242,19 +283,26 @@ impl Task {
             nonces,
             command_tx,
             quota,
+            metrics,
+            ..
         } = self;
         loop {
             match engine.poll_output() {
                 Output::Transmit(t) => {
                     // try_send_to first: the common case needs no await.
-                    match socket.try_send_to(&t.contents, t.destination) {
-                        Ok(_) => {}
+                    let sent = match socket.try_send_to(&t.contents, t.destination) {
+                        Ok(_) => Ok(()),
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                            if let Err(e) = socket.send_to(&t.contents, t.destination).await {
-                                debug!("udp send to {}: {e}", t.destination);
-                            }
+                            socket.send_to(&t.contents, t.destination).await.map(|_| ())
                         }
-                        Err(e) => debug!("udp send to {}: {e}", t.destination),
+                        Err(e) => Err(e),
+                    };
+                    match sent {
+                        Ok(()) => metrics.datagram_out(t.contents.len()),
+                        Err(e) => {
+                            metrics.send_error();
+                            debug!("udp send to {}: {e}", t.destination);
+                        }
                     }
                 }
                 Output::Signal(conn, msg) => deliver(outboxes, nonces, &quota.store, conn, msg),
@@ -278,7 +326,10 @@ impl Task {
                         let _ = tx.send(Command::Quota(key, answer));
                     });
                 }
-                Output::RoomOpened(key) => info!(room = %key, "room opened"),
+                Output::RoomOpened(key) => {
+                    metrics.rooms_created.inc();
+                    info!(room = %key, "room opened")
+                }
                 Output::RoomClosed(key) => info!(room = %key, "room closed"),
                 Output::Timeout(t) => return t,
             }

@@ -47,8 +47,17 @@ async fn connection(state: AppState, socket: WebSocket) {
     // Ends after an `interrupted` (the member is out of its room and its session is gone:
     // the client reconnects afresh) or when every sender is gone (the connection closed, or
     // the server stopped); either way the client is sent a Close.
+    // When each join still unanswered arrived, oldest first (the join latency metric).
+    let joins_waiting =
+        std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
+    let metrics = state.metrics.clone();
+    let waiting = joins_waiting.clone();
     let writer = tokio::spawn(async move {
         while let Some(msg) = inbox.recv().await {
+            if let ServerMsg::JoinResult { status, .. } = &msg {
+                let since = waiting.lock().ok().and_then(|mut w| w.pop_front());
+                metrics.join_result(status.code().map_or(0, |c| i64::from(c.code())), since);
+            }
             let interrupted = matches!(msg, ServerMsg::Interrupted { .. });
             if sink
                 .send(Message::Text(msg.to_json().into()))
@@ -101,12 +110,23 @@ async fn connection(state: AppState, socket: WebSocket) {
             Message::Close(_) => break,
             Message::Ping(_) | Message::Pong(_) => continue,
         };
+        let arrived = std::time::Instant::now();
+        // A join frame: its answer's latency is measured from now. Bounded: a client whose
+        // joins are never answered cannot make it grow.
+        let join_arrived = || {
+            if let Ok(mut w) = joins_waiting.lock() {
+                if w.len() < 16 {
+                    w.push_back(arrived);
+                }
+            }
+        };
         let msg = match ClientMsg::parse(text.as_str()) {
             Ok(m) => m,
             Err(f) => {
                 // A join that does not parse is answered as a failed join, so a client
                 // waiting for its joinResult gets one.
                 let reply = if looks_like_join(text.as_str()) {
+                    join_arrived();
                     info!(?conn, code = f.code.code(), "join refused: {}", f.detail);
                     ServerMsg::join_failed(&f)
                 } else {
@@ -118,22 +138,25 @@ async fn connection(state: AppState, socket: WebSocket) {
             }
         };
         let cmd = match msg {
-            ClientMsg::Join(req) => match authenticate(&state, &req).await {
-                Ok(()) => Command::Join(conn, req.into()),
-                Err(f) => {
-                    info!(
-                        ?conn,
-                        app_id = %req.app_id,
-                        open_id = %req.open_id,
-                        group_id = %req.group_id,
-                        code = f.code.code(),
-                        "join refused: {}",
-                        f.detail
-                    );
-                    let _ = outbox.send(ServerMsg::join_failed(&f));
-                    continue;
+            ClientMsg::Join(req) => {
+                join_arrived();
+                match authenticate(&state, &req).await {
+                    Ok(()) => Command::Join(conn, req.into()),
+                    Err(f) => {
+                        info!(
+                            ?conn,
+                            app_id = %req.app_id,
+                            open_id = %req.open_id,
+                            group_id = %req.group_id,
+                            code = f.code.code(),
+                            "join refused: {}",
+                            f.detail
+                        );
+                        let _ = outbox.send(ServerMsg::join_failed(&f));
+                        continue;
+                    }
                 }
-            },
+            }
             ClientMsg::Exit => Command::Exit(conn),
             ClientMsg::UpdateMuteConfig { mute_config } => Command::Mute(conn, mute_config),
             ClientMsg::Answer { sdp } => Command::Answer(conn, sdp),

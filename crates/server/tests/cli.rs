@@ -734,11 +734,15 @@ fn every_flag_of_serve_and_app_has_a_description_and_its_default() {
             "[default: test_hooks from the config, else off]".into(),
         ),
         (
+            "--metrics-addr",
+            "[default: metrics_addr from the config, else /metrics is on the HTTP address]".into(),
+        ),
+        (
             "--log-format",
             "[default: log_format from the config, else text]".into(),
         ),
     ];
-    assert!(d.demo && !d.test_hooks && d.public_ip.is_none());
+    assert!(d.demo && !d.test_hooks && d.public_ip.is_none() && d.metrics_addr.is_none());
     for (flag, default) in expected {
         let (_, desc) = options
             .iter()

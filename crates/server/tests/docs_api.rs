@@ -61,6 +61,7 @@ async fn every_sh_example_of_the_api_doc_works_when_pasted() {
         "/api/v1/rooms/room-42/kick",
         "/healthz",
         "/readyz",
+        "/metrics",
         "/sdk/voipchat.js",
         "/sdk/voip-room.js",
         "/sdk/voipchat.d.ts",

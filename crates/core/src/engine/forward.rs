@@ -18,6 +18,7 @@ impl Engine {
             return self.forward_video(now, sender, packet);
         }
         if s.mute.mute_microphone {
+            self.counters.dropped.muted += 1;
             return;
         }
         let cfg = self.config.speakers;
@@ -61,6 +62,8 @@ impl Engine {
                     .marker(packet.header.marker)
                     .ext_vals(ext.clone()),
             );
+            self.counters.forwarded_audio_packets += 1;
+            self.counters.forwarded_bytes += packet.payload.len() as u64;
             self.drain(now, receiver);
         }
         self.scratch = receivers;
@@ -167,11 +170,14 @@ impl Engine {
                 Some(d) => slot.vp8_payload(d, seq, &packet.payload),
                 None => packet.payload.clone(),
             };
+            let bytes = payload.len() as u64;
             tx.write_rtp(
                 RtpWrite::new(pt, seq, time, packet.timestamp, payload)
                     .marker(packet.header.marker)
                     .nackable(true),
             );
+            self.counters.forwarded_video_packets += 1;
+            self.counters.forwarded_bytes += bytes;
             self.drain(now, receiver);
         }
         self.scratch = receivers;

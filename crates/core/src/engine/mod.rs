@@ -26,7 +26,9 @@ use voipchat_proto::{
 
 use crate::rules::{self, Admission};
 use crate::sdp;
+pub use counters::{Counters, Drops};
 
+mod counters;
 mod forward;
 mod membership;
 mod simulcast;
@@ -186,6 +188,7 @@ pub struct Engine {
     /// `poll_output` need not look at every session after every packet.
     earliest: Instant,
     next_tick: Instant,
+    counters: Counters,
 }
 
 const TICK: Duration = Duration::from_millis(100);
@@ -212,7 +215,13 @@ impl Engine {
             scratch: Vec::new(),
             earliest: now,
             next_tick: now + TICK,
+            counters: Counters::default(),
         }
+    }
+
+    /// What the engine forwarded and dropped since it started (the server's metrics).
+    pub fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -470,6 +479,7 @@ impl Engine {
     /// One UDP datagram from `source`.
     pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, bytes: &[u8]) {
         let Ok(contents) = bytes.try_into() else {
+            self.counters.dropped.unrecognized += 1;
             return;
         };
         let input = Input::Receive(
@@ -487,6 +497,7 @@ impl Engine {
                 // A new address: only an ICE check with a member's ufrag is accepted.
                 let Some((id, _)) = self.members.iter().find(|(_, m)| m.rtc.accepts(&input)) else {
                     debug!(%source, "datagram from an unknown address dropped");
+                    self.counters.dropped.unknown_source += 1;
                     return;
                 };
                 let id = *id;
@@ -504,6 +515,7 @@ impl Engine {
         m.last_rx = now;
         if let Err(e) = m.rtc.handle_input(input) {
             debug!(member = ?id, "input refused: {e}");
+            self.counters.dropped.refused += 1;
         }
         self.drain(now, id);
         self.process_events(now);

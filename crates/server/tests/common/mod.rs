@@ -21,6 +21,8 @@ use voipchat_store::{AppRecord, SqliteStore, Store};
 pub struct TestServer {
     pub http: SocketAddr,
     pub media: SocketAddr,
+    /// `/metrics` on its own address, when `metrics_addr` is set.
+    pub metrics: Option<SocketAddr>,
     pub config: Config,
     pub store: Arc<SqliteStore>,
     stop: Option<oneshot::Sender<()>>,
@@ -50,6 +52,7 @@ impl TestServer {
         let listeners = Listeners::bind(&config).await.expect("bind");
         let http = listeners.http.local_addr().unwrap();
         let media = listeners.media.local_addr().unwrap();
+        let metrics = listeners.metrics.as_ref().map(|l| l.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
         let dyn_store: Arc<dyn Store> = store.clone();
         let cfg = config.clone();
@@ -63,6 +66,7 @@ impl TestServer {
         TestServer {
             http,
             media,
+            metrics,
             config,
             store,
             stop: Some(stop),

@@ -1,0 +1,387 @@
+//! Prometheus metrics, served at `/metrics` in the text exposition format (OpenMetrics).
+//!
+//! Who updates what: the WebSocket writer counts join results and their latency; the media
+//! task counts datagrams as it moves them and, once a second, copies the engine's own
+//! counters (forwarded copies, drops by cause), the room and member counts and its busy
+//! ratio; `TimedStore` times every store call; the quota path sets each app's rooms used
+//! today. Nothing here is on the forwarding path of a packet but an atomic add.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use voipchat_core::Counters;
+use voipchat_proto::{AppId, OpenId, Secret};
+use voipchat_store::{AppRecord, QuotaDecision, Store, StoreError};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabel {
+    /// The joinResult's errCode (0: joined).
+    pub code: i64,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabel {
+    /// "in" or "out".
+    pub direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// "audio" or "video".
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CauseLabel {
+    pub cause: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AppLabel {
+    pub app_id: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabel {
+    /// The store call, as named in the `Store` trait.
+    pub call: &'static str,
+}
+
+/// Every metric of the server, with the registry that encodes them.
+pub struct Metrics {
+    registry: Registry,
+    pub rooms: Gauge,
+    pub members: Gauge,
+    pub rooms_created: Counter,
+    pub joins: Family<CodeLabel, Counter>,
+    pub join_seconds: Histogram,
+    pub datagrams: Family<DirectionLabel, Counter>,
+    pub datagram_bytes: Family<DirectionLabel, Counter>,
+    pub forwarded_packets: Family<KindLabel, Counter>,
+    pub forwarded_bytes: Counter,
+    pub dropped: Family<CauseLabel, Counter>,
+    pub quota_rooms_used: Family<AppLabel, Gauge>,
+    pub store_seconds: Family<CallLabel, Histogram>,
+    pub media_busy_ratio: Gauge<f64, AtomicU64>,
+    pub media_busy_seconds: Counter<f64, AtomicU64>,
+}
+
+/// Latency buckets from 100 µs to about 3.3 s (doubling).
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Metrics> {
+        let mut registry = Registry::with_prefix("voipchat");
+        let m = Metrics {
+            rooms: Gauge::default(),
+            members: Gauge::default(),
+            rooms_created: Counter::default(),
+            joins: Family::default(),
+            join_seconds: latency_histogram(),
+            datagrams: Family::default(),
+            datagram_bytes: Family::default(),
+            forwarded_packets: Family::default(),
+            forwarded_bytes: Counter::default(),
+            dropped: Family::default(),
+            quota_rooms_used: Family::default(),
+            store_seconds: Family::new_with_constructor(latency_histogram),
+            media_busy_ratio: Gauge::default(),
+            media_busy_seconds: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register("rooms", "Rooms open now", m.rooms.clone());
+        registry.register("members", "Members in rooms now", m.members.clone());
+        registry.register(
+            "rooms_created",
+            "Rooms created since the server started (each counts against its app's quota)",
+            m.rooms_created.clone(),
+        );
+        registry.register(
+            "joins",
+            "Join results sent, by errCode (0: joined)",
+            m.joins.clone(),
+        );
+        registry.register(
+            "join_duration_seconds",
+            "From a join's frame to its joinResult, seconds",
+            m.join_seconds.clone(),
+        );
+        registry.register(
+            "udp_datagrams",
+            "UDP datagrams on the media socket, by direction",
+            m.datagrams.clone(),
+        );
+        registry.register(
+            "udp_bytes",
+            "Bytes of those datagrams, by direction",
+            m.datagram_bytes.clone(),
+        );
+        registry.register(
+            "forwarded_packets",
+            "RTP packets forwarded to receivers (one per copy), by kind",
+            m.forwarded_packets.clone(),
+        );
+        registry.register(
+            "forwarded_payload_bytes",
+            "Payload bytes of the forwarded copies",
+            m.forwarded_bytes.clone(),
+        );
+        registry.register(
+            "dropped_packets",
+            "Datagrams and packets dropped, by cause (unknown_source, unrecognized, refused, \
+             muted, send_error)",
+            m.dropped.clone(),
+        );
+        registry.register(
+            "quota_rooms_used",
+            "Rooms an app created on the current quota day, as of its last room creation",
+            m.quota_rooms_used.clone(),
+        );
+        registry.register(
+            "store_call_duration_seconds",
+            "Store calls, by call, seconds",
+            m.store_seconds.clone(),
+        );
+        registry.register(
+            "media_busy_ratio",
+            "Share of the last second the media task spent working (1: saturated)",
+            m.media_busy_ratio.clone(),
+        );
+        registry.register(
+            "media_busy_seconds",
+            "Seconds the media task spent working",
+            m.media_busy_seconds.clone(),
+        );
+        Arc::new(Metrics { registry, ..m })
+    }
+
+    /// The text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// A join result sent, `since` its frame arrived (None: no join was waiting, a result
+    /// of the engine's own, e.g. after a replacement).
+    pub fn join_result(&self, code: i64, since: Option<Instant>) {
+        self.joins.get_or_create(&CodeLabel { code }).inc();
+        if let Some(t) = since {
+            self.join_seconds.observe(t.elapsed().as_secs_f64());
+        }
+    }
+
+    pub fn datagram_in(&self, bytes: usize) {
+        self.datagrams
+            .get_or_create(&DirectionLabel { direction: "in" })
+            .inc();
+        self.datagram_bytes
+            .get_or_create(&DirectionLabel { direction: "in" })
+            .inc_by(bytes as u64);
+    }
+
+    pub fn datagram_out(&self, bytes: usize) {
+        self.datagrams
+            .get_or_create(&DirectionLabel { direction: "out" })
+            .inc();
+        self.datagram_bytes
+            .get_or_create(&DirectionLabel { direction: "out" })
+            .inc_by(bytes as u64);
+    }
+
+    pub fn send_error(&self) {
+        self.dropped
+            .get_or_create(&CauseLabel {
+                cause: "send_error",
+            })
+            .inc();
+    }
+}
+
+/// What the media task copies from the engine once a second: the engine counts in plain
+/// integers, the metrics get what grew since the last copy.
+#[derive(Default)]
+pub struct EngineSync {
+    last: Counters,
+    window_start: Option<Instant>,
+    busy_in_window: Duration,
+}
+
+impl EngineSync {
+    /// How often the media task copies.
+    pub const EVERY: Duration = Duration::from_secs(1);
+
+    /// Adds `busy` to the time the media task worked.
+    pub fn busy(&mut self, metrics: &Metrics, busy: Duration) {
+        self.busy_in_window += busy;
+        metrics.media_busy_seconds.inc_by(busy.as_secs_f64());
+    }
+
+    /// Whether a copy is due at `now`.
+    pub fn due(&self, now: Instant) -> bool {
+        self.window_start
+            .is_none_or(|t| now.saturating_duration_since(t) >= Self::EVERY)
+    }
+
+    /// Copies the engine's figures into `metrics`.
+    pub fn sync(
+        &mut self,
+        metrics: &Metrics,
+        now: Instant,
+        counters: &Counters,
+        rooms: usize,
+        members: usize,
+    ) {
+        let grow = |old: u64, new: u64| new.saturating_sub(old);
+        metrics
+            .forwarded_packets
+            .get_or_create(&KindLabel { kind: "audio" })
+            .inc_by(grow(
+                self.last.forwarded_audio_packets,
+                counters.forwarded_audio_packets,
+            ));
+        metrics
+            .forwarded_packets
+            .get_or_create(&KindLabel { kind: "video" })
+            .inc_by(grow(
+                self.last.forwarded_video_packets,
+                counters.forwarded_video_packets,
+            ));
+        metrics
+            .forwarded_bytes
+            .inc_by(grow(self.last.forwarded_bytes, counters.forwarded_bytes));
+        for ((cause, new), (_, old)) in counters
+            .dropped
+            .by_cause()
+            .into_iter()
+            .zip(self.last.dropped.by_cause())
+        {
+            metrics
+                .dropped
+                .get_or_create(&CauseLabel { cause })
+                .inc_by(grow(old, new));
+        }
+        self.last = *counters;
+        metrics.rooms.set(rooms as i64);
+        metrics.members.set(members as i64);
+        if let Some(start) = self.window_start {
+            let span = now.saturating_duration_since(start).as_secs_f64();
+            if span > 0.0 {
+                let ratio = (self.busy_in_window.as_secs_f64() / span).min(1.0);
+                metrics.media_busy_ratio.set(ratio);
+            }
+        }
+        self.window_start = Some(now);
+        self.busy_in_window = Duration::ZERO;
+    }
+}
+
+/// A `Store` that times every call into `store_call_duration_seconds{call}`.
+pub struct TimedStore {
+    inner: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+}
+
+impl TimedStore {
+    pub fn new(inner: Arc<dyn Store>, metrics: Arc<Metrics>) -> TimedStore {
+        TimedStore { inner, metrics }
+    }
+
+    fn timed<T>(&self, call: &'static str, f: impl FnOnce(&dyn Store) -> T) -> T {
+        let start = Instant::now();
+        let out = f(self.inner.as_ref());
+        self.metrics
+            .store_seconds
+            .get_or_create(&CallLabel { call })
+            .observe(start.elapsed().as_secs_f64());
+        out
+    }
+}
+
+impl Store for TimedStore {
+    fn ready(&self) -> Result<(), StoreError> {
+        self.timed("ready", |s| s.ready())
+    }
+    fn create_app(&self, app: &AppRecord) -> Result<(), StoreError> {
+        self.timed("create_app", |s| s.create_app(app))
+    }
+    fn list_apps(&self) -> Result<Vec<AppRecord>, StoreError> {
+        self.timed("list_apps", |s| s.list_apps())
+    }
+    fn app(&self, app_id: &AppId) -> Result<Option<AppRecord>, StoreError> {
+        self.timed("app", |s| s.app(app_id))
+    }
+    fn set_voip_enabled(&self, app_id: &AppId, enabled: bool) -> Result<bool, StoreError> {
+        self.timed("set_voip_enabled", |s| s.set_voip_enabled(app_id, enabled))
+    }
+    fn set_app_secret(&self, app_id: &AppId, secret: &Secret) -> Result<bool, StoreError> {
+        self.timed("set_app_secret", |s| s.set_app_secret(app_id, secret))
+    }
+    fn delete_app(&self, app_id: &AppId) -> Result<bool, StoreError> {
+        self.timed("delete_app", |s| s.delete_app(app_id))
+    }
+    fn put_session_key(
+        &self,
+        app_id: &AppId,
+        open_id: &OpenId,
+        key: &Secret,
+        now_unix: u64,
+    ) -> Result<(), StoreError> {
+        self.timed("put_session_key", |s| {
+            s.put_session_key(app_id, open_id, key, now_unix)
+        })
+    }
+    fn session_key(&self, app_id: &AppId, open_id: &OpenId) -> Result<Option<Secret>, StoreError> {
+        self.timed("session_key", |s| s.session_key(app_id, open_id))
+    }
+    fn consume_nonce(
+        &self,
+        app_id: &AppId,
+        open_id: &OpenId,
+        nonce: &str,
+        expires_unix: u64,
+        now_unix: u64,
+    ) -> Result<bool, StoreError> {
+        self.timed("consume_nonce", |s| {
+            s.consume_nonce(app_id, open_id, nonce, expires_unix, now_unix)
+        })
+    }
+    fn release_nonce(
+        &self,
+        app_id: &AppId,
+        open_id: &OpenId,
+        nonce: &str,
+    ) -> Result<(), StoreError> {
+        self.timed("release_nonce", |s| s.release_nonce(app_id, open_id, nonce))
+    }
+    fn take_room_quota(
+        &self,
+        app_id: &AppId,
+        day: &str,
+        limit: u64,
+    ) -> Result<QuotaDecision, StoreError> {
+        let decision = self.timed("take_room_quota", |s| s.take_room_quota(app_id, day, limit));
+        if let Ok(d) = &decision {
+            self.metrics
+                .quota_rooms_used
+                .get_or_create(&AppLabel {
+                    app_id: app_id.as_str().to_string(),
+                })
+                .set(d.used as i64);
+        }
+        decision
+    }
+    fn rooms_created(&self, app_id: &AppId, day: &str) -> Result<u64, StoreError> {
+        self.timed("rooms_created", |s| s.rooms_created(app_id, day))
+    }
+}
