@@ -62,14 +62,6 @@ pub(super) struct CameraPacket {
     pub(super) in_order: bool,
 }
 
-/// How often a receiver whose estimate is short of its next layer has str0m probe its link.
-/// str0m probes (a burst of padding at up to twice its estimate, some 15 ms long) when the
-/// wanted rate rises above its estimate; the padding the server sends below the top keeps
-/// the link out of str0m's application-limited state, whose periodic probes would otherwise
-/// do it. Without probes an estimate whose link has recovered grows by AIMD alone: ten
-/// seconds and more from 300 kbit/s to a 360p layer.
-const PROBE_EVERY: Duration = Duration::from_millis(1000);
-
 /// One layer of a camera.
 pub(super) struct Layer {
     /// Its rid; None for a camera without simulcast.
@@ -106,10 +98,6 @@ pub(super) struct Downlink {
     /// estimate can grow to the next layer up, and the rate the videos could use at best.
     minimum: u64,
     desired: u64,
-    /// When the last probe was asked for, and whether `desired` is lowered for this one
-    /// tick (the rise back to it is what makes str0m probe).
-    probed_at: Option<Instant>,
-    lowered: bool,
 }
 
 impl Downlink {
@@ -131,29 +119,11 @@ impl Downlink {
     /// stays near 1.5 times what is sent, short of any higher layer). At the top, media
     /// alone keeps it. `desired`, what str0m's probes try to discover, is `best` with
     /// headroom.
-    ///
-    /// While the estimate is short of `needed`, every `PROBE_EVERY` `desired` is lowered by
-    /// a hundredth for one tick and then restored: the rise asks str0m for a probe.
-    fn tune(&mut self, now: Instant, needed: Option<u64>, best: u64) -> bool {
+    fn tune(&mut self, needed: Option<u64>, best: u64) -> bool {
         let minimum = needed.unwrap_or(0);
-        let mut desired = best * DESIRED_PERCENT / 100;
-        let short = needed.is_some_and(|n| self.estimate().is_some_and(|e| e < n));
-        let mut probe = false;
-        if self.lowered {
-            self.lowered = false;
-            probe = true;
-        } else if short
-            && self
-                .probed_at
-                .is_none_or(|t| now.saturating_duration_since(t) >= PROBE_EVERY)
-        {
-            desired -= desired / 100;
-            self.lowered = true;
-            self.probed_at = Some(now);
-            probe = true;
-        }
+        let desired = best * DESIRED_PERCENT / 100;
         let moved = |old: u64, new: u64| new.abs_diff(old) * 10 > old;
-        if !probe && !moved(self.minimum, minimum) && !moved(self.desired, desired) {
+        if !moved(self.minimum, minimum) && !moved(self.desired, desired) {
             return false;
         }
         self.minimum = minimum;
@@ -324,7 +294,7 @@ impl Engine {
                 }
             }
             let needed = upgrade.then(|| layers::estimate_needed(sustain));
-            if video.downlink.tune(now, needed, best) {
+            if video.downlink.tune(needed, best) {
                 retune.push(*id);
             }
         }
