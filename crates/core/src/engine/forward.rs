@@ -160,7 +160,10 @@ impl Engine {
                     continue;
                 }
                 Gate::Forward => {}
-                Gate::Switch => slot.continue_numbering(packet.timestamp),
+                Gate::Switch => {
+                    slot.switched_at = Some(now);
+                    slot.continue_numbering(packet.timestamp)
+                }
             }
             let Some((seq, time)) = slot.map(&packet) else {
                 continue;

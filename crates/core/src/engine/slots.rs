@@ -42,6 +42,10 @@ pub(super) struct Slot {
     pub(super) target: Target,
     /// When the target's keyframe was last asked for on this slot's behalf.
     pub(super) asked_at: Option<Instant>,
+    /// Video: when the slot last started or switched on a keyframe. A receiver's keyframe
+    /// request soon after (its decoder missed part of that first keyframe) is a start, not
+    /// a repair: it is not held to `RECEIVER_KEYFRAME_INTERVAL`.
+    pub(super) switched_at: Option<Instant>,
     /// Video: the session's send stream for this slot has its repair settings
     /// (`prepare_video_tx`).
     tx_prepared: bool,
@@ -113,6 +117,7 @@ impl Slot {
             layer: None,
             target: Target::default(),
             asked_at: None,
+            switched_at: None,
             tx_prepared: false,
             pictures: Renumber::default(),
         }

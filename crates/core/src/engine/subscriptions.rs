@@ -196,18 +196,34 @@ impl Engine {
 
     /// A receiver's PLI or FIR on one of its video slots goes to the slot's occupant.
     pub(super) fn on_keyframe_request(&mut self, now: Instant, receiver: MemberId, mid: Mid) {
-        // The layer the receiver decodes (or the one it waits for).
+        // The layer the receiver decodes (or the one it waits for), and whether the slot is
+        // only starting on it: waiting for its keyframe, or on it for less than a second.
         let occupant = self.members.get(&receiver).and_then(|r| {
             r.slots
                 .iter()
                 .find(|s| s.mid == mid && s.kind == TrackKind::Video)
-                .and_then(|s| s.occupant.map(|o| (o, s.layer.or(s.target.layer))))
+                .and_then(|s| {
+                    let starting = s.wait_keyframe
+                        || s.target.layer != s.layer
+                        || s.switched_at
+                            .is_none_or(|t| now.saturating_duration_since(t) < STARTING);
+                    s.occupant
+                        .map(|o| (o, s.layer.or(s.target.layer), starting))
+                })
         });
-        if let Some((publisher, layer)) = occupant {
-            self.ask_keyframe_for_receiver(now, publisher, layer);
+        match occupant {
+            Some((publisher, layer, true)) => self.ask_keyframe(now, publisher, layer),
+            Some((publisher, layer, false)) => {
+                self.ask_keyframe_for_receiver(now, publisher, layer)
+            }
+            None => {}
         }
     }
 }
+
+/// A slot this recently started (or switched) on a keyframe is still starting: its
+/// receiver's keyframe requests are asks for a first picture, passed on at once.
+const STARTING: Duration = Duration::from_millis(1000);
 
 /// The member publishes video and has not muted its camera.
 pub(super) fn camera_on(m: &Member) -> bool {
