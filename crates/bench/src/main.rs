@@ -1,0 +1,265 @@
+//! `voipchat-bench`: R rooms × M all-talking members of real WebRTC peers against the
+//! voipchat server over loopback UDP, and the same load against a crypto-free relay (the
+//! floor of this machine), in one run; one table side by side. docs/benchmark.md says how
+//! and why.
+
+mod http;
+mod media;
+mod payload;
+mod peer;
+mod relay;
+mod report;
+mod run;
+mod server;
+mod signaling;
+mod sys;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use report::Summary;
+use run::RunConfig;
+use server::{Spawned, Target};
+
+/// A failure that ends the bench with a message and a non-zero exit.
+#[derive(Debug)]
+pub struct BenchError(String);
+
+impl BenchError {
+    pub fn new(msg: impl Into<String>) -> BenchError {
+        BenchError(msg.into())
+    }
+}
+
+impl std::fmt::Display for BenchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "voipchat-bench",
+    about = "Load benchmark of the voipchat server over loopback UDP, side by side with a crypto-free relay floor"
+)]
+struct Cli {
+    /// Room counts to run, in order; the series stops at the first that saturates
+    #[arg(long, value_delimiter = ',', default_value = "1,5,10,20,40")]
+    rooms: Vec<usize>,
+    /// Members per room, all talking
+    #[arg(long, default_value_t = 10)]
+    members: usize,
+    /// Length of the measurement window, in seconds
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Time between the last join and the window, in seconds
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// The voipchat binary to start [default: `voipchat` next to this binary]
+    #[arg(long, value_name = "PATH")]
+    voipchat: Option<PathBuf>,
+    /// Target a running server instead (its HTTP address, e.g. http://127.0.0.1:7880);
+    /// needs --app-id and --app-secret of an app with VoIP enabled
+    #[arg(long, value_name = "URL", requires_all = ["app_id", "app_secret"])]
+    server_url: Option<String>,
+    #[arg(long)]
+    app_id: Option<String>,
+    #[arg(long)]
+    app_secret: Option<String>,
+    /// With --server-url: the server's process id, for its CPU and RSS
+    #[arg(long, value_name = "PID")]
+    server_pid: Option<u32>,
+    /// CPU of the server and of the floor relay
+    #[arg(long, default_value_t = 0)]
+    server_cpu: usize,
+    /// CPU of the generator (all its threads)
+    #[arg(long, default_value_t = 1)]
+    gen_cpu: usize,
+    /// Do not pin anything
+    #[arg(long)]
+    no_pin: bool,
+    /// Generator media threads
+    #[arg(long, default_value_t = 1)]
+    gen_threads: usize,
+    /// Skip the floor relay
+    #[arg(long)]
+    no_floor: bool,
+    /// Write every run's figures as JSON to this file
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Exit 1 unless every run joined everyone and lost, misrouted and mislabelled nothing
+    /// (for CI; it checks no timing)
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match bench(&cli) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("voipchat-bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn default_binary() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("voipchat")))
+        .unwrap_or_else(|| PathBuf::from("target/release/voipchat"))
+}
+
+/// The server of one R: a fresh one started by us (so RSS starts from an idle server), or
+/// the one given by URL.
+enum Server {
+    Spawned(Spawned),
+    External(Target),
+}
+
+impl Server {
+    fn target(&self) -> &Target {
+        match self {
+            Server::Spawned(s) => &s.target,
+            Server::External(t) => t,
+        }
+    }
+}
+
+fn external_target(cli: &Cli, url: &str) -> Result<Target, BenchError> {
+    let hostport = url
+        .trim_start_matches("http://")
+        .trim_start_matches("ws://")
+        .trim_end_matches('/');
+    let hostport = hostport.split('/').next().unwrap_or(hostport);
+    let http: SocketAddr = hostport.parse().map_err(|e| {
+        BenchError::new(format!("--server-url {url}: expected http://IP:PORT ({e})"))
+    })?;
+    Ok(Target {
+        http,
+        app_id: cli.app_id.clone().unwrap_or_default(),
+        app_secret: cli.app_secret.clone().unwrap_or_default(),
+        pid: cli.server_pid,
+    })
+}
+
+/// Runs the series; Ok(false) when `--check` found a problem.
+fn bench(cli: &Cli) -> Result<bool, BenchError> {
+    if cli.members < 2 {
+        return Err(BenchError::new("--members must be at least 2"));
+    }
+    if cli.rooms.is_empty() || cli.rooms.contains(&0) {
+        return Err(BenchError::new("--rooms takes room counts of at least 1"));
+    }
+    if !(cli.seconds > 0.0 && cli.seconds <= 600.0) || !(0.0..=60.0).contains(&cli.warmup) {
+        return Err(BenchError::new(
+            "--seconds must be in (0, 600], --warmup in [0, 60]",
+        ));
+    }
+    let pin = !cli.no_pin;
+    if pin {
+        // Inherited by every thread created from now on: media, signaling, stderr readers.
+        sys::pin_current_thread(cli.gen_cpu).map_err(|e| {
+            BenchError::new(format!(
+                "pinning the generator to CPU {}: {e} (try --no-pin)",
+                cli.gen_cpu
+            ))
+        })?;
+    }
+    let binary = cli.voipchat.clone().unwrap_or_else(default_binary);
+    println!(
+        "voipchat-bench: {} members per room, {} s window after {} s warm-up, generator {} on CPU {}, \
+         system under test on CPU {}",
+        cli.members,
+        cli.seconds,
+        cli.warmup,
+        if cli.gen_threads == 1 { "1 thread".to_string() } else { format!("{} threads", cli.gen_threads) },
+        if pin { cli.gen_cpu.to_string() } else { "any".into() },
+        if pin { cli.server_cpu.to_string() } else { "any".into() },
+    );
+    match &cli.server_url {
+        Some(url) => println!("voipchat: {url} (given)"),
+        None => println!("voipchat: {}", binary.display()),
+    }
+    println!("{}", report::header());
+    let mut all: Vec<Summary> = Vec::new();
+    let mut clean = true;
+    let mut stopped = None;
+    for (i, &rooms) in cli.rooms.iter().enumerate() {
+        let cfg = RunConfig {
+            rooms,
+            members: cli.members,
+            seconds: cli.seconds,
+            warmup: cli.warmup,
+            gen_threads: cli.gen_threads,
+            system_cpu: pin.then_some(cli.server_cpu),
+        };
+        let mut server = match &cli.server_url {
+            Some(url) => Server::External(external_target(cli, url)?),
+            None => Server::Spawned(Spawned::start(
+                &binary,
+                pin.then_some(cli.server_cpu),
+                cli.members.max(10),
+            )?),
+        };
+        let prefix = format!("bench-{}-{i}", std::process::id());
+        let mut out = run::run_voipchat(&cfg, server.target(), &prefix)?;
+        if let Server::Spawned(s) = &mut server {
+            s.check_alive()?;
+        }
+        drop(server);
+        let v = report::summarize(&mut out);
+        let f = if cli.no_floor {
+            None
+        } else {
+            let mut out = run::run_floor(&cfg)?;
+            Some(report::summarize(&mut out))
+        };
+        let ratio = f.as_ref().and_then(|f| report::ratio(&v, f));
+        println!("{}", report::row(&v, ratio));
+        if let Some(f) = &f {
+            println!("{}", report::row(f, None));
+        }
+        for s in [Some(&v), f.as_ref()].into_iter().flatten() {
+            for e in s.join_failures.iter().chain(&s.late_errors).take(5) {
+                println!("  {}: {e}", s.system);
+            }
+            clean &= s.is_clean();
+        }
+        let why = report::saturation(Some(&v), f.as_ref(), cli.gen_threads);
+        all.push(v);
+        all.extend(f);
+        if let Some(why) = why {
+            if i + 1 < cli.rooms.len() {
+                println!("stopped after {rooms} rooms: {why}");
+            } else {
+                println!("at {rooms} rooms: {why}");
+            }
+            stopped = Some(why);
+            break;
+        }
+    }
+    println!(
+        "columns: fwd pkt/s = copies received per second; loss = expected copies not received; \
+         misr = misrouted + mislabelled; µs/pkt = CPU of the system under test per received \
+         copy; CPU % of one core; p50/p99/max = hop latency sender→receiver; join = ms from \
+         join to first remote audio; KiB/mbr = server RSS growth per member; gen % = \
+         generator CPU; lag = generator send lag p99; ratio = voipchat/floor µs/pkt"
+    );
+    if let Some(path) = &cli.json {
+        let doc = serde_json::json!({ "runs": all, "stopped": stopped });
+        let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+        std::fs::write(path, text)
+            .map_err(|e| BenchError::new(format!("writing {}: {e}", path.display())))?;
+    }
+    if cli.check && !clean {
+        eprintln!("voipchat-bench: --check: some run lost, misrouted or failed to deliver packets");
+        return Ok(false);
+    }
+    Ok(true)
+}
