@@ -156,7 +156,7 @@ fn bench(cli: &Cli) -> Result<bool, BenchError> {
     if cli.rooms.is_empty() || cli.rooms.contains(&0) {
         return Err(BenchError::new("--rooms takes room counts of at least 1"));
     }
-    if !(cli.seconds > 0.0 && cli.seconds <= 600.0) || !(0.0..=60.0).contains(&cli.warmup) {
+    if !(cli.seconds > 0.0 && cli.seconds <= 600.0 && (0.0..=60.0).contains(&cli.warmup)) {
         return Err(BenchError::new(
             "--seconds must be in (0, 600], --warmup in [0, 60]",
         ));
@@ -249,7 +249,7 @@ fn bench(cli: &Cli) -> Result<bool, BenchError> {
          misr = misrouted + mislabelled; µs/pkt = CPU of the system under test per received \
          copy; CPU % of one core; p50/p99/max = hop latency sender→receiver; join = ms from \
          join to first remote audio; KiB/mbr = server RSS growth per member; gen % = \
-         generator CPU; lag = generator send lag p99; ratio = voipchat/floor µs/pkt"
+         generator CPU; lag = generator send lag p99; other % = CPU of other processes; ratio = voipchat/floor µs/pkt"
     );
     if let Some(path) = &cli.json {
         let doc = serde_json::json!({ "runs": all, "stopped": stopped });

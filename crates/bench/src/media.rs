@@ -1,6 +1,6 @@
 //! A generator media thread: it owns a share of the members and nothing else. One epoll
-//! wait covers all their sockets and the signaling wake-up, a 1 ms tick runs the send
-//! schedule and the sessions' timers, and no WebSocket is ever touched here (the issue's
+//! wait covers all their sockets and the signaling wake-up, a timer set to the earliest
+//! deadline runs the send schedule and the sessions' timers, and no WebSocket is ever touched here (the issue's
 //! measurement: polling a WebSocket next to the UDP socket cost 30 % of a generator).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -10,10 +10,12 @@ use std::time::{Duration, Instant};
 
 use crate::payload;
 use crate::peer::{FromSignal, Peer, PeerStats, Recorder};
-use crate::sys::{Epoll, EventFd};
+use crate::sys::{Epoll, EventFd, TimerFd};
 
-/// The send schedule and str0m's timers are served at this granularity.
-const TICK: Duration = Duration::from_millis(1);
+/// Bounds of the sleep between two timer rounds: the earliest deadline of all peers, but
+/// never a busy loop and never so long that the stop or the window goes unnoticed.
+const MIN_SLEEP: Duration = Duration::from_micros(50);
+const MAX_SLEEP: Duration = Duration::from_millis(10);
 
 /// Run-wide control shared by all threads: the measurement window and the end, in ns since
 /// the epoch (0: not set yet), and how many members are connected.
@@ -47,14 +49,18 @@ pub struct ThreadResult {
     pub recorder: Recorder,
 }
 
+/// Signaling news for a thread's members (by index) and the eventfd that announces it.
+pub type Signals = (Receiver<(usize, FromSignal)>, Arc<EventFd>);
+
 /// A media thread's inputs.
 pub struct MediaThread {
     pub peers: Vec<Peer>,
-    pub signals: Option<(Receiver<(usize, FromSignal)>, Arc<EventFd>)>,
+    pub signals: Option<Signals>,
     pub control: Arc<Control>,
 }
 
 const WAKE_TOKEN: u64 = u64::MAX;
+const TIMER_TOKEN: u64 = u64::MAX - 1;
 
 impl MediaThread {
     pub fn run(mut self) -> std::io::Result<ThreadResult> {
@@ -65,6 +71,8 @@ impl MediaThread {
         if let Some((_, wake)) = &self.signals {
             epoll.add(wake.as_ref(), WAKE_TOKEN)?;
         }
+        let timer = TimerFd::new()?;
+        epoll.add(&timer, TIMER_TOKEN)?;
         let mut rec = Recorder {
             window: (u64::MAX, u64::MAX),
             ..Recorder::default()
@@ -80,20 +88,30 @@ impl MediaThread {
                     break;
                 }
                 rec.window = self.control.window();
+                // Wake next for the earliest peer that needs it, within [MIN_SLEEP, MAX_SLEEP].
+                let mut earliest = now + MAX_SLEEP;
                 for p in &mut self.peers {
-                    let was = p.is_connected();
-                    p.on_tick(now, &mut rec);
-                    if !was && p.is_connected() {
-                        self.control.connected.fetch_add(1, Ordering::Relaxed);
+                    if p.next_due().is_some_and(|d| d <= now) {
+                        let was = p.is_connected();
+                        p.on_tick(now, &mut rec);
+                        if !was && p.is_connected() {
+                            self.control.connected.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    if let Some(d) = p.next_due() {
+                        earliest = earliest.min(d);
                     }
                 }
-                next_tick = (next_tick + TICK).max(now);
+                next_tick = earliest.max(now + MIN_SLEEP);
+                timer.arm(next_tick.saturating_duration_since(Instant::now()))?;
             }
-            epoll.wait(
-                next_tick.saturating_duration_since(Instant::now()),
-                &mut ready,
-            )?;
+            // The timer wakes us; epoll's own timeout is only a backstop.
+            epoll.wait(Duration::from_millis(50), &mut ready)?;
             for &token in &ready {
+                if token == TIMER_TOKEN {
+                    timer.clear();
+                    continue;
+                }
                 if token == WAKE_TOKEN {
                     self.on_signals(&mut rec);
                     continue;

@@ -432,6 +432,18 @@ impl Peer {
         }
     }
 
+    /// When this peer next needs [`Peer::on_tick`]: its next send or its session's timeout.
+    pub fn next_due(&self) -> Option<Instant> {
+        let timer = match &self.transport {
+            Transport::Webrtc(w) => Some(w.next_timeout),
+            Transport::Plain { hello_at, .. } => (!self.connected).then_some(*hello_at),
+        };
+        match (timer, self.next_send) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     fn schedule_first_send(&mut self, now: Instant) {
         // Spread the members over the 20 ms so that they do not all send at once.
         let offset = Duration::from_micros(rand::random::<u64>() % 20_000);

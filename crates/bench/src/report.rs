@@ -45,6 +45,8 @@ pub struct Summary {
     pub rss_kib_per_member: Option<f64>,
     pub gen_cpu_pct: f64,
     pub gen_send_lag_ms_p99: Option<f64>,
+    /// CPU of other processes on the machine during the window, % of one core.
+    pub other_cpu_pct: f64,
     pub send_errors: u64,
     pub join_failures: Vec<String>,
     pub late_errors: Vec<String>,
@@ -185,6 +187,11 @@ pub fn summarize(out: &mut RunOutput) -> Summary {
             0.0
         },
         gen_send_lag_ms_p99: quantile(&out.send_lag_ns, 0.99).map(|ns| ns / 1e6),
+        other_cpu_pct: if window_ok {
+            100.0 * out.other_cpu.as_secs_f64() / secs
+        } else {
+            0.0
+        },
         send_errors,
         join_failures: std::mem::take(&mut out.join_failures),
         late_errors: std::mem::take(&mut out.late_errors),
@@ -201,9 +208,9 @@ fn opt(v: Option<f64>, decimals: usize) -> String {
 /// The table's header.
 pub fn header() -> String {
     let h = format!(
-        "{:>5} {:>5} {:<8} {:>9} {:>7} {:>5} {:>7} {:>6} {:>6} {:>7} {:>7} {:>8} {:>8} {:>7} {:>6} {:>6} {:>8}",
+        "{:>5} {:>5} {:<8} {:>9} {:>7} {:>5} {:>7} {:>6} {:>6} {:>7} {:>7} {:>8} {:>8} {:>7} {:>6} {:>6} {:>7} {:>8}",
         "rooms", "membs", "system", "fwd pkt/s", "loss %", "misr", "µs/pkt", "CPU %", "p50 µs", "p99 µs",
-        "max µs", "join p50", "join p99", "KiB/mbr", "gen %", "lag ms", "ratio"
+        "max µs", "join p50", "join p99", "KiB/mbr", "gen %", "lag ms", "other %", "ratio"
     );
     let line = "-".repeat(h.chars().count());
     format!("{h}\n{line}")
@@ -212,7 +219,7 @@ pub fn header() -> String {
 /// One row; `ratio` is µs/pkt of voipchat over the floor of the same R.
 pub fn row(s: &Summary, ratio: Option<f64>) -> String {
     format!(
-        "{:>5} {:>5} {:<8} {:>9.0} {:>7.3} {:>5} {:>7} {:>6} {:>6} {:>7} {:>7} {:>8} {:>8} {:>7} {:>6.1} {:>6} {:>8}",
+        "{:>5} {:>5} {:<8} {:>9.0} {:>7.3} {:>5} {:>7} {:>6} {:>6} {:>7} {:>7} {:>8} {:>8} {:>7} {:>6.1} {:>6} {:>7.1} {:>8}",
         s.rooms,
         s.rooms * s.members_per_room,
         s.system,
@@ -229,6 +236,7 @@ pub fn row(s: &Summary, ratio: Option<f64>) -> String {
         opt(s.rss_kib_per_member, 0),
         s.gen_cpu_pct,
         opt(s.gen_send_lag_ms_p99, 2),
+        s.other_cpu_pct,
         ratio.map(|r| format!("{r:.2}x")).unwrap_or_else(|| "-".into()),
     )
 }

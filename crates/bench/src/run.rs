@@ -61,6 +61,8 @@ pub struct RunOutput {
     pub system_cpu: Option<Duration>,
     /// CPU of the generator (this process without the relay thread) over the window.
     pub gen_cpu: Duration,
+    /// CPU used on the machine by neither the system under test nor the generator.
+    pub other_cpu: Duration,
     pub rss_before_kib: Option<u64>,
     pub rss_with_kib: Option<u64>,
     /// Joins that failed; the run then has no window.
@@ -74,6 +76,7 @@ struct Snapshot {
     system: Option<Duration>,
     process: Duration,
     relay: Option<Duration>,
+    machine: Duration,
 }
 
 fn snapshot(server_pid: Option<u32>, relay_tid: Option<i32>) -> Result<Snapshot, BenchError> {
@@ -92,10 +95,13 @@ fn snapshot(server_pid: Option<u32>, relay_tid: Option<i32>) -> Result<Snapshot,
         })?),
         None => relay,
     };
+    let machine =
+        sys::machine_busy().map_err(|e| BenchError::new(format!("reading /proc/stat: {e}")))?;
     Ok(Snapshot {
         system,
         process,
         relay,
+        machine,
     })
 }
 
@@ -125,18 +131,19 @@ impl Threads {
         Ok(Threads { control, handles })
     }
 
-    /// Waits for every thread; they end at `control.stop`.
-    fn join(mut self) -> Result<(Vec<(Member, PeerStats)>, Vec<u32>, Vec<u32>), BenchError> {
-        let mut peers = Vec::new();
-        let mut lat = Vec::new();
-        let mut lag = Vec::new();
+    /// Waits for every thread (they end at `control.stop`); their results merged.
+    fn join(mut self) -> Result<ThreadResult, BenchError> {
+        let mut all = ThreadResult {
+            peers: Vec::new(),
+            recorder: Default::default(),
+        };
         let mut first_err = None;
         for h in self.handles.drain(..) {
             match h.join() {
                 Ok(Ok(r)) => {
-                    peers.extend(r.peers);
-                    lat.extend(r.recorder.latency_ns);
-                    lag.extend(r.recorder.send_lag_ns);
+                    all.peers.extend(r.peers);
+                    all.recorder.latency_ns.extend(r.recorder.latency_ns);
+                    all.recorder.send_lag_ns.extend(r.recorder.send_lag_ns);
                 }
                 Ok(Err(e)) => first_err = first_err.or(Some(format!("a media thread failed: {e}"))),
                 Err(_) => first_err = first_err.or(Some("a media thread panicked".to_string())),
@@ -144,7 +151,7 @@ impl Threads {
         }
         match first_err {
             Some(e) => Err(BenchError::new(e)),
-            None => Ok((peers, lat, lag)),
+            None => Ok(all),
         }
     }
 }
@@ -292,6 +299,7 @@ pub fn run_voipchat(
         send_lag_ns: Vec::new(),
         system_cpu: None,
         gen_cpu: Duration::ZERO,
+        other_cpu: Duration::ZERO,
         rss_before_kib: rss_before,
         rss_with_kib: None,
         join_failures: Vec::new(),
@@ -299,22 +307,26 @@ pub fn run_voipchat(
     };
     if let Err(failures) = joined {
         control.stop_now();
-        let (peers, _, _) = threads.join()?;
-        out.peers = peers;
+        out.peers = threads.join()?.peers;
         out.join_failures = failures;
         drop(stop_signaling);
         out.late_errors = late.lock().map(|l| l.clone()).unwrap_or_default();
         return Ok(out);
     }
     let (window, s0, s1, rss) = measure(cfg, &control, target.pid, None)?;
-    let (peers, lat, lag) = threads.join()?;
+    let result = threads.join()?;
     drop(stop_signaling);
     out.window = window;
-    out.peers = peers;
-    out.latency_ns = lat;
-    out.send_lag_ns = lag;
+    out.peers = result.peers;
+    out.latency_ns = result.recorder.latency_ns;
+    out.send_lag_ns = result.recorder.send_lag_ns;
     out.system_cpu = cpu_delta(s0.system, s1.system);
     out.gen_cpu = s1.process.saturating_sub(s0.process);
+    out.other_cpu = s1
+        .machine
+        .saturating_sub(s0.machine)
+        .saturating_sub(out.gen_cpu)
+        .saturating_sub(out.system_cpu.unwrap_or_default());
     out.rss_with_kib = rss;
     out.late_errors = late.lock().map(|l| l.clone()).unwrap_or_default();
     Ok(out)
@@ -356,7 +368,7 @@ pub fn run_floor(cfg: &RunConfig) -> Result<RunOutput, BenchError> {
     }
     let tid = relay.tid.load(Ordering::Relaxed);
     let (window, s0, s1, _) = measure(cfg, &control, None, Some(tid))?;
-    let (peers, lat, lag) = threads.join()?;
+    let result = threads.join()?;
     relay.stop();
     let relay_cpu = cpu_delta(s0.relay, s1.relay);
     let process = s1.process.saturating_sub(s0.process);
@@ -364,11 +376,15 @@ pub fn run_floor(cfg: &RunConfig) -> Result<RunOutput, BenchError> {
         system: System::Floor,
         config: cfg.clone(),
         window,
-        peers,
-        latency_ns: lat,
-        send_lag_ns: lag,
+        peers: result.peers,
+        latency_ns: result.recorder.latency_ns,
+        send_lag_ns: result.recorder.send_lag_ns,
         system_cpu: relay_cpu,
         gen_cpu: process.saturating_sub(relay_cpu.unwrap_or_default()),
+        other_cpu: s1
+            .machine
+            .saturating_sub(s0.machine)
+            .saturating_sub(process),
         rss_before_kib: None,
         rss_with_kib: None,
         join_failures: Vec::new(),

@@ -75,6 +75,31 @@ fn clock_ticks() -> u64 {
     }
 }
 
+/// Busy CPU time of the whole machine, all CPUs (/proc/stat: everything but idle and
+/// iowait). What is left after the server and the generator is someone else's load, which
+/// the report shows so that a noisy run is visible as one.
+pub fn machine_busy() -> io::Result<Duration> {
+    let text = std::fs::read_to_string("/proc/stat")?;
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .ok_or_else(|| io::Error::other("/proc/stat has no cpu line"))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest is inside user already).
+    let busy: u64 = v
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, x)| x)
+        .sum();
+    Ok(Duration::from_micros(busy * 1_000_000 / clock_ticks()))
+}
+
 /// Resident set size of process `pid` in KiB (`VmRSS` of /proc/PID/status).
 pub fn rss_kib(pid: u32) -> io::Result<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -118,7 +143,8 @@ impl Epoll {
         Ok(())
     }
 
-    /// Waits up to `timeout` (rounded up to whole milliseconds) and returns the ready tokens.
+    /// Waits up to `timeout` (rounded up to whole milliseconds; a [`TimerFd`] gives finer
+    /// deadlines) and returns the ready tokens.
     pub fn wait(&mut self, timeout: Duration, ready: &mut Vec<u64>) -> io::Result<()> {
         ready.clear();
         let ms = timeout.as_micros().div_ceil(1000).min(1000) as i32;
@@ -186,6 +212,69 @@ impl AsRawFd for EventFd {
 }
 
 impl Drop for EventFd {
+    fn drop(&mut self) {
+        // SAFETY: we own the fd.
+        unsafe { libc::close(self.fd) };
+    }
+}
+
+/// A one-shot timer as a file descriptor: epoll's own timeout has millisecond steps, which
+/// would make every send up to 2 ms late; this one wakes within microseconds.
+pub struct TimerFd {
+    fd: RawFd,
+}
+
+impl TimerFd {
+    pub fn new() -> io::Result<TimerFd> {
+        // SAFETY: plain syscall; the fd is owned by the returned value.
+        let fd = unsafe {
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(TimerFd { fd })
+    }
+
+    /// Fires once, `after` from now (at least 1 µs: zero would disarm it).
+    pub fn arm(&self, after: Duration) -> io::Result<()> {
+        let after = after.max(Duration::from_micros(1));
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: after.as_secs() as libc::time_t,
+                tv_nsec: after.subsec_nanos() as libc::c_long,
+            },
+        };
+        // SAFETY: spec lives across the call; a null old value is allowed.
+        let r = unsafe { libc::timerfd_settime(self.fd, 0, &spec, std::ptr::null_mut()) };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Consumes the expiry so that epoll stops reporting it.
+    pub fn clear(&self) {
+        let mut v: u64 = 0;
+        // SAFETY: reads 8 bytes into a live u64; EAGAIN (not expired) is fine.
+        unsafe { libc::read(self.fd, (&mut v as *mut u64).cast(), 8) };
+    }
+}
+
+impl AsRawFd for TimerFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd
+    }
+}
+
+impl Drop for TimerFd {
     fn drop(&mut self) {
         // SAFETY: we own the fd.
         unsafe { libc::close(self.fd) };
