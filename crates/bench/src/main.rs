@@ -84,6 +84,11 @@ struct Cli {
     /// Generator media threads
     #[arg(long, default_value_t = 1)]
     gen_threads: usize,
+    /// voipchat receivers decrypt one RTP packet in this many and account the others from
+    /// their clear header (slot SSRC and sequence number); the decrypted ones give the
+    /// latency and cross-check the accounting. 1 decrypts everything
+    #[arg(long, default_value_t = 10)]
+    decrypt_every: u64,
     /// Skip the floor relay
     #[arg(long)]
     no_floor: bool,
@@ -197,6 +202,7 @@ fn bench(cli: &Cli) -> Result<bool, BenchError> {
             seconds: cli.seconds,
             warmup: cli.warmup,
             gen_threads: cli.gen_threads,
+            decrypt_every: cli.decrypt_every.max(1),
             system_cpu: pin.then_some(cli.server_cpu),
         };
         let mut server = match &cli.server_url {
@@ -224,6 +230,24 @@ fn bench(cli: &Cli) -> Result<bool, BenchError> {
         println!("{}", report::row(&v, ratio));
         if let Some(f) = &f {
             println!("{}", report::row(f, None));
+        }
+        let busy = [Some(&v), f.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|s| s.other_cpu_pct)
+            .fold(0.0, f64::max);
+        if busy > report::OTHER_LOAD_WARN_PCT {
+            println!(
+                "  warning: other processes used up to {busy:.0} % of a core during these runs; \
+                 CPU and latency figures of this row are not clean"
+            );
+        }
+        if v.header_only > 0 || v.sample_mismatches > 0 {
+            println!(
+                "  voipchat: {} packets decrypted, {} accounted from the clear RTP header \
+                 (--decrypt-every {}), {} samples contradicted the accounting",
+                v.decrypted, v.header_only, cfg.decrypt_every, v.sample_mismatches
+            );
         }
         for s in [Some(&v), f.as_ref()].into_iter().flatten() {
             for e in s.join_failures.iter().chain(&s.late_errors).take(5) {

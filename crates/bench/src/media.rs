@@ -117,7 +117,7 @@ impl MediaThread {
                     continue;
                 }
                 if let Some(p) = self.peers.get_mut(token as usize) {
-                    if p.read_all(&mut buf, &mut rec) {
+                    if p.read_one(&mut buf, &mut rec) {
                         self.control.connected.fetch_add(1, Ordering::Relaxed);
                     }
                 }

@@ -7,7 +7,6 @@
 //! transport is plain RTP with no crypto and a one-datagram hello.
 
 use std::collections::HashMap;
-use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
@@ -16,7 +15,7 @@ use str0m::config::DtlsCert;
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::{Extension, ExtensionValues, RtpWrite, SeqNo, Ssrc};
+use str0m::rtp::{Extension, ExtensionValues, RtpWrite, SeqNo};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 use tokio::sync::mpsc::UnboundedSender;
 use voipchat_proto::TrackSlot;
@@ -85,15 +84,46 @@ pub enum ToSignal {
     Failed(String),
 }
 
-/// What one receiver counted of one sender of its room.
-#[derive(Clone, Copy, Debug, Default)]
+/// What one receiver counted of one sender of its room: the set of the sender's sequence
+/// numbers that arrived, so that the report can count exactly those of the window.
+#[derive(Clone, Debug, Default)]
 pub struct Pair {
-    /// Packets sent inside the window that arrived.
-    pub received: u32,
+    seen: Vec<u64>,
+    max_seq: Option<u32>,
     /// Arrived after a later packet of the same sender.
     pub reordered: u32,
     pub duplicates: u32,
-    last_seq: Option<u32>,
+}
+
+impl Pair {
+    /// Marks `seq` as arrived; false if it had arrived before.
+    fn mark(&mut self, seq: u32) -> bool {
+        let (word, bit) = ((seq / 64) as usize, seq % 64);
+        if word >= self.seen.len() {
+            self.seen.resize(word + 1, 0);
+        }
+        let fresh = self.seen[word] & (1 << bit) == 0;
+        self.seen[word] |= 1 << bit;
+        if !fresh {
+            self.duplicates += 1;
+        } else if self.max_seq.is_some_and(|m| seq < m) {
+            self.reordered += 1;
+        } else {
+            self.max_seq = Some(seq);
+        }
+        fresh
+    }
+
+    /// How many of `range` arrived.
+    pub fn count_in(&self, range: std::ops::Range<u32>) -> u32 {
+        range
+            .filter(|&q| {
+                self.seen
+                    .get((q / 64) as usize)
+                    .is_some_and(|w| w & (1 << (q % 64)) != 0)
+            })
+            .count() as u32
+    }
 }
 
 /// Everything a member counted; the report adds these up.
@@ -101,8 +131,17 @@ pub struct Pair {
 pub struct PeerStats {
     /// By sender position in the room.
     pub from: Vec<Pair>,
-    /// Own packets sent with a send time inside the window.
+    /// Own packets sent with a send time inside the window, and the first one's number:
+    /// the window is `first_in_window..first_in_window + sent_in_window`.
     pub sent_in_window: u32,
+    pub first_in_window: Option<u32>,
+    /// Packets this member decrypted and read the stamp of, and those accounted from their
+    /// clear RTP header alone (see `--decrypt-every`).
+    pub decrypted: u64,
+    pub header_only: u64,
+    /// Decrypted packets whose stamp disagreed with what the header accounting predicted:
+    /// the cross-check of the sampling, 0 when the accounting is right.
+    pub sample_mismatches: u64,
     /// Stamped packets from a member of another room, or from itself.
     pub misrouted: u64,
     /// Packets on a slot that the last `offer`/`tracks` gave to another member.
@@ -141,10 +180,52 @@ struct WebrtcState {
     next_timeout: Instant,
     /// Receive slot → gid of the member it carries.
     owners: HashMap<Mid, Option<u32>>,
-    /// Cache of str0m's SSRC → mid of the receive streams.
-    ssrc_mid: HashMap<Ssrc, Mid>,
+    /// Receive streams by SSRC: their mid and how their (rewritten) RTP sequence numbers
+    /// map to the sender's stamps.
+    streams: HashMap<u32, RxStream>,
+    /// Decrypt one RTP packet in this many; account the rest from the clear header.
+    decrypt_every: u64,
     rtp_seq: u64,
     to_signal: UnboundedSender<ToSignal>,
+}
+
+/// A receive slot as the header accounting sees it.
+struct RxStream {
+    mid: Mid,
+    /// Highest extended RTP sequence number seen (str0m's numbering: ROC 0 at the start).
+    last_ext: u64,
+    /// Sender's stamp seq minus extended RTP seq, learned from a decrypted packet: the server
+    /// forwards each sender's packets on its slot with consecutive numbers.
+    offset: Option<i64>,
+}
+
+impl RxStream {
+    /// Extends a 16-bit sequence number to the one nearest the last seen.
+    fn extend(&mut self, seq: u16) -> u64 {
+        let last = self.last_ext as i64;
+        let base = last & !0xffff;
+        let mut ext = base | i64::from(seq);
+        if ext - last > 0x8000 {
+            ext -= 0x1_0000;
+        } else if last - ext > 0x8000 {
+            ext += 0x1_0000;
+        }
+        let ext = ext.max(0) as u64;
+        self.last_ext = self.last_ext.max(ext);
+        ext
+    }
+}
+
+/// SSRC and sequence number of a clear RTP header; None for RTCP, STUN, DTLS.
+fn rtp_ssrc_seq(d: &[u8]) -> Option<(u32, u16)> {
+    // RFC 5761: RTP has version 2 and a second byte outside the RTCP types 192..=223.
+    if d.len() < 12 || d[0] >> 6 != 2 || (192..=223).contains(&d[1]) {
+        return None;
+    }
+    Some((
+        u32::from_be_bytes([d[8], d[9], d[10], d[11]]),
+        u16::from_be_bytes([d[2], d[3]]),
+    ))
 }
 
 enum Transport {
@@ -215,6 +296,7 @@ impl Peer {
         members_per_room: u32,
         cert: &DtlsCert,
         to_signal: UnboundedSender<ToSignal>,
+        decrypt_every: u64,
     ) -> Result<(Peer, String), BenchError> {
         let (socket, local) = Self::bind()?;
         let mut rtc = Rtc::builder()
@@ -246,7 +328,8 @@ impl Peer {
             pt: None,
             next_timeout: now,
             owners: HashMap::new(),
-            ssrc_mid: HashMap::new(),
+            streams: HashMap::new(),
+            decrypt_every: decrypt_every.max(1),
             rtp_seq: u64::from(rand::random::<u16>() % 20_000),
             to_signal,
         };
@@ -291,21 +374,16 @@ impl Peer {
         self.connected
     }
 
-    /// Reads every datagram waiting on the socket. Returns true if the peer just connected.
-    pub fn read_all(&mut self, buf: &mut [u8], rec: &mut Recorder) -> bool {
+    /// Reads one datagram: epoll is level-triggered, so it reports the socket again while
+    /// more wait, and this saves the extra `recvfrom` that would only say "empty". Returns
+    /// true if the peer just connected.
+    pub fn read_one(&mut self, buf: &mut [u8], rec: &mut Recorder) -> bool {
         let was = self.connected;
-        loop {
-            match self.socket.recv_from(buf) {
-                Ok((n, source)) => {
-                    let now = Instant::now();
-                    self.on_datagram(now, source, n, buf, rec);
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                // ICMP port unreachable from a gone server surfaces here; keep reading.
-                Err(e) if e.kind() == ErrorKind::ConnectionRefused => continue,
-                Err(_) => break,
-            }
+        if let Ok((n, source)) = self.socket.recv_from(buf) {
+            let now = Instant::now();
+            self.on_datagram(now, source, n, buf, rec);
         }
+        // WouldBlock, or an ICMP error from a gone server: nothing to read now.
         !was && self.connected
     }
 
@@ -319,6 +397,20 @@ impl Peer {
     ) {
         match &mut self.transport {
             Transport::Webrtc(w) => {
+                if w.decrypt_every > 1 {
+                    if let Some((ssrc, seq)) = rtp_ssrc_seq(&buf[..n]) {
+                        if let Some(st) = w.streams.get_mut(&ssrc) {
+                            let ext = st.extend(seq);
+                            if let Some(offset) = st.offset.filter(|_| ext % w.decrypt_every != 0) {
+                                let owner = w.owners.get(&st.mid).copied().flatten();
+                                self.stats.header_only += 1;
+                                let stamp_seq = (ext as i64 + offset).clamp(0, i64::from(u32::MAX));
+                                self.on_header_only(now, owner, stamp_seq as u32);
+                                return;
+                            }
+                        }
+                    }
+                }
                 let Ok(contents) = (&buf[..n]).try_into() else {
                     return;
                 };
@@ -383,19 +475,25 @@ impl Peer {
             self.stats.first_audio = Some(now);
         }
         let pair = &mut self.stats.from[(stamp.sender % m) as usize];
-        match pair.last_seq {
-            Some(last) if stamp.seq == last => {
-                pair.duplicates += 1;
-                return;
-            }
-            Some(last) if stamp.seq < last => pair.reordered += 1,
-            _ => pair.last_seq = Some(stamp.seq),
-        }
-        if rec.in_window(stamp.send_ns) {
-            pair.received += 1;
+        if pair.mark(stamp.seq) && rec.in_window(stamp.send_ns) {
             let lat = payload::ns(now).saturating_sub(stamp.send_ns);
             rec.latency_ns.push(lat.min(u64::from(u32::MAX)) as u32);
         }
+    }
+
+    /// A packet not decrypted: its sender is the slot's member, its number follows from
+    /// the slot's mapping; no latency (the send time is inside the ciphertext).
+    fn on_header_only(&mut self, now: Instant, owner: Option<u32>, stamp_seq: u32) {
+        let m = self.members_per_room;
+        let Some(sender) = owner.filter(|g| g / m == self.member.room && *g != self.member.gid)
+        else {
+            self.stats.misrouted += 1;
+            return;
+        };
+        if self.stats.first_audio.is_none() {
+            self.stats.first_audio = Some(now);
+        }
+        self.stats.from[(sender % m) as usize].mark(stamp_seq);
     }
 
     /// Runs the peer's timers: its session's timeout, the floor hello, and its next send.
@@ -459,6 +557,7 @@ impl Peer {
         };
         self.seq += 1;
         if rec.in_window(send_ns) {
+            self.stats.first_in_window.get_or_insert(stamp.seq);
             self.stats.sent_in_window += 1;
             let lag = now.saturating_duration_since(due).as_nanos();
             rec.send_lag_ns.push(lag.min(u128::from(u32::MAX)) as u32);
@@ -552,19 +651,39 @@ impl Peer {
                     self.schedule_first_send(now);
                 }
                 Output::Event(Event::RtpPacket(p)) => {
-                    let ssrc = p.header.ssrc;
-                    let mid = match w.ssrc_mid.get(&ssrc) {
-                        Some(m) => Some(*m),
-                        None => {
-                            let m = w.rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid());
-                            if let Some(m) = m {
-                                w.ssrc_mid.insert(ssrc, m);
-                            }
-                            m
+                    let ssrc = *p.header.ssrc;
+                    let ext = *p.seq_no;
+                    if !w.streams.contains_key(&ssrc) {
+                        if let Some(mid) = w
+                            .rtc
+                            .direct_api()
+                            .stream_rx(&p.header.ssrc)
+                            .map(|s| s.mid())
+                        {
+                            w.streams.insert(
+                                ssrc,
+                                RxStream {
+                                    mid,
+                                    last_ext: ext,
+                                    offset: None,
+                                },
+                            );
                         }
-                    };
-                    let owner = mid.map(|m| w.owners.get(&m).copied().flatten());
+                    }
                     let stamp = payload::decode(&p.payload);
+                    self.stats.decrypted += 1;
+                    let st = w.streams.get_mut(&ssrc);
+                    let owner = st
+                        .as_ref()
+                        .map(|st| w.owners.get(&st.mid).copied().flatten());
+                    if let (Some(st), Some(stamp)) = (st, stamp) {
+                        st.last_ext = st.last_ext.max(ext);
+                        let offset = i64::from(stamp.seq) - ext as i64;
+                        if st.offset.is_some_and(|o| o != offset) {
+                            self.stats.sample_mismatches += 1;
+                        }
+                        st.offset = Some(offset);
+                    }
                     self.on_media(now, owner, stamp, rec);
                 }
                 Output::Event(_) => {}

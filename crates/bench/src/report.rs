@@ -12,6 +12,8 @@ pub const GEN_SATURATED_LAG_MS: f64 = 5.0;
 /// The system under test is saturated above this loss or this share of its core.
 pub const SYSTEM_SATURATED_LOSS_PCT: f64 = 0.5;
 pub const SYSTEM_SATURATED_CPU_PCT: f64 = 95.0;
+/// Other processes above this share of a core during a window make its figures suspect.
+pub const OTHER_LOAD_WARN_PCT: f64 = 10.0;
 
 /// The figures of one run.
 #[derive(Clone, Debug, Serialize)]
@@ -32,6 +34,11 @@ pub struct Summary {
     pub duplicates: u64,
     /// (receiver, sender) pairs of a room where nothing of the window arrived.
     pub unheard_pairs: u64,
+    /// Packets the receivers decrypted, and those accounted from the clear header only.
+    pub decrypted: u64,
+    pub header_only: u64,
+    /// Decrypted samples that contradicted the header accounting (must be 0).
+    pub sample_mismatches: u64,
     pub forwarded_per_sec: f64,
     pub system_cpu_pct: Option<f64>,
     pub cpu_us_per_packet: Option<f64>,
@@ -78,6 +85,7 @@ impl Summary {
             && self.mislabelled == 0
             && self.unstamped == 0
             && self.unheard_pairs == 0
+            && self.sample_mismatches == 0
     }
 }
 
@@ -101,32 +109,40 @@ fn quantile_f(sorted: &[f64], q: f64) -> Option<f64> {
 pub fn summarize(out: &mut RunOutput) -> Summary {
     let m = out.config.members;
     let secs = out.window.as_secs_f64();
-    let mut sent_by_gid = vec![0u64; out.config.rooms * m];
+    // Each sender's packets of the window: a range of its sequence numbers.
+    let mut window_of = vec![0..0u32; out.config.rooms * m];
     for (member, st) in &out.peers {
-        if let Some(s) = sent_by_gid.get_mut(member.gid as usize) {
-            *s = u64::from(st.sent_in_window);
+        if let (Some(w), Some(first)) = (window_of.get_mut(member.gid as usize), st.first_in_window)
+        {
+            *w = first..first + st.sent_in_window;
         }
     }
     let (mut expected, mut received, mut unheard) = (0u64, 0u64, 0u64);
     let (mut misrouted, mut mislabelled, mut unstamped, mut reordered, mut dups, mut send_errors) =
         (0, 0, 0, 0, 0, 0);
+    let (mut decrypted, mut header_only, mut mismatches) = (0, 0, 0);
     let mut joins = Vec::new();
     for (member, st) in &out.peers {
         misrouted += st.misrouted;
         mislabelled += st.mislabelled;
         unstamped += st.unstamped;
         send_errors += st.send_errors;
+        decrypted += st.decrypted;
+        header_only += st.header_only;
+        mismatches += st.sample_mismatches;
         for (pos, pair) in st.from.iter().enumerate() {
             if pos as u32 == member.pos {
                 continue;
             }
             let sender = member.room as usize * m + pos;
-            let sent = sent_by_gid.get(sender).copied().unwrap_or(0);
+            let window = window_of.get(sender).cloned().unwrap_or(0..0);
+            let sent = u64::from(window.end - window.start);
+            let got = u64::from(pair.count_in(window));
             expected += sent;
-            received += u64::from(pair.received);
+            received += got;
             reordered += u64::from(pair.reordered);
             dups += u64::from(pair.duplicates);
-            if sent > 0 && pair.received == 0 {
+            if sent > 0 && got == 0 {
                 unheard += 1;
             }
         }
@@ -161,6 +177,9 @@ pub fn summarize(out: &mut RunOutput) -> Summary {
         reordered,
         duplicates: dups,
         unheard_pairs: unheard,
+        decrypted,
+        header_only,
+        sample_mismatches: mismatches,
         forwarded_per_sec: if window_ok {
             received as f64 / secs
         } else {

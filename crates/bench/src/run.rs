@@ -45,6 +45,8 @@ pub struct RunConfig {
     pub seconds: f64,
     pub warmup: f64,
     pub gen_threads: usize,
+    /// voipchat receivers decrypt one packet in this many (1: all).
+    pub decrypt_every: u64,
     /// CPU of the system under test (the server, or the relay thread), if pinning.
     pub system_cpu: Option<usize>,
 }
@@ -239,7 +241,7 @@ pub fn run_voipchat(
             let member = Member::new(r, p, m);
             let t = member.gid as usize % threads;
             let (to_sig, from_media) = tokio::sync::mpsc::unbounded_channel();
-            let (peer, offer) = Peer::webrtc(now, member, m, &cert, to_sig)?;
+            let (peer, offer) = Peer::webrtc(now, member, m, &cert, to_sig, cfg.decrypt_every)?;
             signals.push(MemberSignal {
                 member,
                 offer,
