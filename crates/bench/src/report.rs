@@ -237,6 +237,18 @@ pub fn header() -> String {
 
 /// One row; `ratio` is µs/pkt of voipchat over the floor of the same R.
 pub fn row(s: &Summary, ratio: Option<f64>) -> String {
+    if !s.join_failures.is_empty() {
+        return format!(
+            "{:>5} {:>5} {:<8} no window: {} of {} members failed to join (join p50 {} ms, p99 {} ms)",
+            s.rooms,
+            s.rooms * s.members_per_room,
+            s.system,
+            s.join_failures.len(),
+            s.rooms * s.members_per_room,
+            opt(s.join_to_audio_ms_p50, 1),
+            opt(s.join_to_audio_ms_p99, 1),
+        );
+    }
     format!(
         "{:>5} {:>5} {:<8} {:>9.0} {:>7.3} {:>5} {:>7} {:>6} {:>6} {:>7} {:>7} {:>8} {:>8} {:>7} {:>6.1} {:>6} {:>7.1} {:>8}",
         s.rooms,

@@ -29,6 +29,18 @@ pub fn pin(pid: libc::pid_t, cpu: usize) -> io::Result<()> {
     Ok(())
 }
 
+/// Sets the nice value of the calling thread (inherited by the threads and processes it
+/// creates afterwards). A negative value keeps other work on the machine from taking the
+/// cores of the measured processes; it needs root or CAP_SYS_NICE.
+pub fn set_nice(nice: i32) -> io::Result<()> {
+    // SAFETY: plain syscall on the calling thread (Linux: PRIO_PROCESS with 0 is the thread).
+    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// The kernel's id of the calling thread, to find it under /proc/self/task.
 pub fn gettid() -> libc::pid_t {
     // SAFETY: gettid has no arguments and cannot fail.
