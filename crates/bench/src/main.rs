@@ -1,11 +1,9 @@
 //! `voipchat-bench`: R rooms × M all-talking members of real WebRTC peers against the
 //! voipchat server over loopback UDP, and the same load against a crypto-free relay (the
-//! floor of this machine) and against Janus's VideoRoom when installed, in one run; one
-//! table side by side. docs/benchmark.md says how
+//! floor of this machine), in one run; one table side by side. docs/benchmark.md says how
 //! and why.
 
 mod http;
-mod janus;
 mod media;
 mod payload;
 mod peer;
@@ -95,13 +93,6 @@ struct Cli {
     /// latency and cross-check the accounting. 1 decrypts everything
     #[arg(long, default_value_t = 10)]
     decrypt_every: u64,
-    /// Also run Janus (Debian package `janus`, e.g. /usr/bin/janus); experimental: its
-    /// candidates are never on 127.0.0.1, so on a loopback-only machine it does not connect
-    #[arg(long, value_name = "PATH")]
-    janus: Option<PathBuf>,
-    /// Leave Janus out
-    #[arg(long)]
-    no_janus: bool,
     /// Skip the floor relay
     #[arg(long)]
     no_floor: bool,
@@ -216,13 +207,6 @@ fn bench(cli: &Cli) -> Result<bool, BenchError> {
     }
     println!("{}", report::header());
     let mut all: Vec<Summary> = Vec::new();
-    // Opt-in: on a loopback-only run Janus offers no 127.0.0.1 candidate (see janus.rs).
-    let janus_binary = cli.janus.clone().filter(|_| !cli.no_janus);
-    if let Some(p) = &janus_binary {
-        println!("janus: {}", p.display());
-    }
-    let mut janus_on = janus_binary.is_some();
-    let mut floor_on = !cli.no_floor;
     let mut clean = true;
     let mut stopped = None;
     for (i, &rooms) in cli.rooms.iter().enumerate() {
@@ -250,75 +234,43 @@ fn bench(cli: &Cli) -> Result<bool, BenchError> {
         }
         drop(server);
         let v = report::summarize(&mut out);
-        let j = match (&janus_binary, janus_on) {
-            (Some(bin), true) => {
-                let janus = janus::Janus::start(bin, pin.then_some(cli.server_cpu))?;
-                let mut out = run::run_janus(&cfg, janus.http, janus.pid)?;
-                drop(janus);
-                Some(report::summarize(&mut out))
-            }
-            _ => None,
-        };
-        let f = if floor_on {
+        let f = if cli.no_floor {
+            None
+        } else {
             let mut out = run::run_floor(&cfg)?;
             Some(report::summarize(&mut out))
-        } else {
-            None
         };
-        let ratio = |s: &Summary| f.as_ref().and_then(|f| report::ratio(s, f));
-        println!("{}", report::row(&v, ratio(&v)));
-        for s in [j.as_ref(), f.as_ref()].into_iter().flatten() {
-            println!(
-                "{}",
-                report::row(s, ratio(s).filter(|_| s.system != "floor"))
-            );
+        let ratio = f.as_ref().and_then(|f| report::ratio(&v, f));
+        println!("{}", report::row(&v, ratio));
+        if let Some(f) = &f {
+            println!("{}", report::row(f, None));
         }
-        let runs: Vec<&Summary> = [Some(&v), j.as_ref(), f.as_ref()]
+        let busy = [Some(&v), f.as_ref()]
             .into_iter()
             .flatten()
-            .collect();
-        if let Some(j) = &j {
-            if let Some(r) = report::ratio(&v, j) {
-                println!("  voipchat/janus CPU per forwarded packet: {r:.2}x");
-            }
-        }
-        let busy = runs.iter().map(|s| s.other_cpu_pct).fold(0.0, f64::max);
+            .map(|s| s.other_cpu_pct)
+            .fold(0.0, f64::max);
         if busy > report::OTHER_LOAD_WARN_PCT {
             println!(
                 "  warning: other processes used up to {busy:.0} % of a core during these runs; \
                  CPU and latency figures of this row are not clean"
             );
         }
-        for s in &runs {
-            if s.join_failures.is_empty() && (s.header_only > 0 || s.sample_mismatches > 0) {
-                println!(
-                    "  {}: {} packets decrypted, {} accounted from the clear RTP header \
-                     (--decrypt-every {}), {} samples contradicted the accounting",
-                    s.system, s.decrypted, s.header_only, cfg.decrypt_every, s.sample_mismatches
-                );
-            }
+        if v.join_failures.is_empty() && (v.header_only > 0 || v.sample_mismatches > 0) {
+            println!(
+                "  voipchat: {} packets decrypted, {} accounted from the clear RTP header \
+                 (--decrypt-every {}), {} samples contradicted the accounting",
+                v.decrypted, v.header_only, cfg.decrypt_every, v.sample_mismatches
+            );
+        }
+        for s in [Some(&v), f.as_ref()].into_iter().flatten() {
             for e in s.join_failures.iter().chain(&s.late_errors).take(5) {
                 println!("  {}: {e}", s.system);
             }
             clean &= s.is_clean();
         }
-        // The series stops when the generator or voipchat saturates; a saturated Janus or
-        // floor is only left out of the larger room counts.
-        let why = report::saturation(&runs, cli.gen_threads);
-        for other in [j.as_ref(), f.as_ref()].into_iter().flatten() {
-            if why.is_none() && other.system_saturated() {
-                println!(
-                    "  {} saturated at {rooms} rooms: left out from here on",
-                    other.system
-                );
-                match other.system {
-                    "janus" => janus_on = false,
-                    _ => floor_on = false,
-                }
-            }
-        }
+        let why = report::saturation(Some(&v), f.as_ref(), cli.gen_threads);
         all.push(v);
-        all.extend(j);
         all.extend(f);
         if let Some(why) = why {
             if i + 1 < cli.rooms.len() {
@@ -335,7 +287,7 @@ fn bench(cli: &Cli) -> Result<bool, BenchError> {
          misr = misrouted + mislabelled; µs/pkt = CPU of the system under test per received \
          copy; CPU % of one core; p50/p99/max = hop latency sender→receiver; join = ms from \
          join to first remote audio; KiB/mbr = server RSS growth per member; gen % = \
-         generator CPU; lag = generator send lag p99; other % = CPU of other processes; ratio = µs/pkt over the floor's"
+         generator CPU; lag = generator send lag p99; other % = CPU of other processes; ratio = voipchat/floor µs/pkt"
     );
     if let Some(path) = &cli.json {
         let doc = serde_json::json!({ "runs": all, "stopped": stopped });

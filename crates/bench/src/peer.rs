@@ -71,9 +71,6 @@ pub enum FromSignal {
     Offer { sdp: String, tracks: Vec<TrackSlot> },
     /// A new slot mapping without renegotiation.
     Tracks(Vec<TrackSlot>),
-    /// The join was sent now, for a session that gets an offer instead of an answer
-    /// (a Janus subscriber).
-    JoinSent(Instant),
 }
 
 /// What a session tells its signaling task.
@@ -129,29 +126,9 @@ impl Pair {
     }
 }
 
-/// What a session does: voipchat and the floor carry both directions on one session; Janus
-/// members have a publisher session (send) and a subscriber session (receive).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    Both,
-    SendOnly,
-    ReceiveOnly,
-}
-
-impl Role {
-    pub fn sends(self) -> bool {
-        self != Role::ReceiveOnly
-    }
-
-    pub fn receives(self) -> bool {
-        self != Role::SendOnly
-    }
-}
-
 /// Everything a member counted; the report adds these up.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct PeerStats {
-    pub role: Role,
     /// By sender position in the room.
     pub from: Vec<Pair>,
     /// Own packets sent with a send time inside the window, and the first one's number:
@@ -197,8 +174,7 @@ impl Recorder {
 
 struct WebrtcState {
     rtc: Rtc,
-    /// The m-line we send on; None for a receive-only session.
-    send_mid: Option<Mid>,
+    send_mid: Mid,
     pending: Option<SdpPendingOffer>,
     pt: Option<Pt>,
     next_timeout: Instant,
@@ -294,7 +270,6 @@ impl Peer {
         socket: UdpSocket,
         local: SocketAddr,
         transport: Transport,
-        role: Role,
     ) -> Peer {
         Peer {
             member,
@@ -307,27 +282,14 @@ impl Peer {
             seq: 0,
             rtp_time: rand::random(),
             stats: PeerStats {
-                role,
                 from: vec![Pair::default(); members_per_room as usize],
-                sent_in_window: 0,
-                first_in_window: None,
-                decrypted: 0,
-                header_only: 0,
-                sample_mismatches: 0,
-                misrouted: 0,
-                mislabelled: 0,
-                unstamped: 0,
-                join_sent: None,
-                connected_at: None,
-                first_audio: None,
-                send_errors: 0,
+                ..PeerStats::default()
             },
         }
     }
 
-    /// A str0m session with Opus and the audio level and mid header extensions (as the
-    /// server negotiates). A sending one has one sendonly m-line and returns its offer; a
-    /// receive-only one (a Janus subscriber) waits for the other side's offer.
+    /// A str0m session with one sendonly Opus m-line (audio level and mid header
+    /// extensions, as the server negotiates) and its join offer.
     pub fn webrtc(
         now: Instant,
         member: Member,
@@ -335,8 +297,7 @@ impl Peer {
         cert: &DtlsCert,
         to_signal: UnboundedSender<ToSignal>,
         decrypt_every: u64,
-        role: Role,
-    ) -> Result<(Peer, Option<String>), BenchError> {
+    ) -> Result<(Peer, String), BenchError> {
         let (socket, local) = Self::bind()?;
         let mut rtc = Rtc::builder()
             .set_rtp_mode(true)
@@ -355,20 +316,15 @@ impl Peer {
                 "{local} is not usable as a host candidate"
             )));
         }
-        let (send_mid, offer, pending) = if role.sends() {
-            let mut change = rtc.sdp_api();
-            let mid = change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
-            let (offer, pending) = change
-                .apply()
-                .ok_or_else(|| BenchError::new("str0m made no offer for one m-line"))?;
-            (Some(mid), Some(offer.to_sdp_string()), Some(pending))
-        } else {
-            (None, None, None)
-        };
+        let mut change = rtc.sdp_api();
+        let send_mid = change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        let (offer, pending) = change
+            .apply()
+            .ok_or_else(|| BenchError::new("str0m made no offer for one m-line"))?;
         let state = WebrtcState {
             rtc,
             send_mid,
-            pending,
+            pending: Some(pending),
             pt: None,
             next_timeout: now,
             owners: HashMap::new(),
@@ -383,9 +339,8 @@ impl Peer {
             socket,
             local,
             Transport::Webrtc(Box::new(state)),
-            role,
         );
-        Ok((peer, offer))
+        Ok((peer, offer.to_sdp_string()))
     }
 
     /// A plain-RTP member of the floor relay at `relay`.
@@ -408,7 +363,6 @@ impl Peer {
             socket,
             local,
             transport,
-            Role::Both,
         ))
     }
 
@@ -589,9 +543,6 @@ impl Peer {
     }
 
     fn schedule_first_send(&mut self, now: Instant) {
-        if !self.stats.role.sends() {
-            return;
-        }
         // Spread the members over the 20 ms so that they do not all send at once.
         let offset = Duration::from_micros(rand::random::<u64>() % 20_000);
         self.next_send = Some(now + offset);
@@ -636,10 +587,7 @@ impl Peer {
                 let seq: SeqNo = w.rtp_seq.into();
                 w.rtp_seq += 1;
                 let mut direct = w.rtc.direct_api();
-                let Some(tx) = w
-                    .send_mid
-                    .and_then(|mid| direct.stream_tx_by_mid(mid, None))
-                else {
+                let Some(tx) = direct.stream_tx_by_mid(w.send_mid, None) else {
                     self.stats.send_errors += 1;
                     return;
                 };
@@ -776,10 +724,6 @@ impl Peer {
             }
             FromSignal::Tracks(tracks) => {
                 set_owners(&mut w.owners, &tracks);
-                Ok(())
-            }
-            FromSignal::JoinSent(t) => {
-                self.stats.join_sent = Some(t);
                 Ok(())
             }
         };

@@ -131,7 +131,7 @@ pub fn summarize(out: &mut RunOutput) -> Summary {
         header_only += st.header_only;
         mismatches += st.sample_mismatches;
         for (pos, pair) in st.from.iter().enumerate() {
-            if pos as u32 == member.pos || !st.role.receives() {
+            if pos as u32 == member.pos {
                 continue;
             }
             let sender = member.room as usize * m + pos;
@@ -272,36 +272,51 @@ pub fn row(s: &Summary, ratio: Option<f64>) -> String {
     )
 }
 
-/// Why a series stops at this R, if it must: a saturated generator in any run, or a
-/// saturated voipchat.
-pub fn saturation(runs: &[&Summary], gen_threads: usize) -> Option<String> {
-    if let Some(s) = runs.iter().find(|s| s.generator_saturated(gen_threads)) {
-        return Some(format!(
-            "the generator saturated while driving {} ({:.0} % CPU, send lag p99 {} ms)",
-            s.system,
-            s.gen_cpu_pct,
-            opt(s.gen_send_lag_ms_p99, 2)
-        ));
+/// Why a series stopped at this R, if it must.
+pub fn saturation(
+    voipchat: Option<&Summary>,
+    floor: Option<&Summary>,
+    gen_threads: usize,
+) -> Option<String> {
+    let gen = [voipchat, floor]
+        .into_iter()
+        .flatten()
+        .filter(|s| s.generator_saturated(gen_threads))
+        .map(|s| {
+            format!(
+                "the generator saturated while driving {} ({:.0} % CPU, send lag p99 {} ms)",
+                s.system,
+                s.gen_cpu_pct,
+                opt(s.gen_send_lag_ms_p99, 2)
+            )
+        })
+        .next();
+    if gen.is_some() {
+        return gen;
     }
-    let s = runs
-        .iter()
-        .find(|s| s.system == "voipchat" && s.system_saturated())?;
-    Some(match s.join_failures.first() {
-        Some(f) => format!(
-            "{} saturated: {} joins failed, the first: {f}",
-            s.system,
-            s.join_failures.len()
-        ),
-        None => format!(
-            "{} saturated ({:.2} % loss, {} % of its core)",
-            s.system,
-            s.loss_pct,
-            opt(s.system_cpu_pct, 0)
-        ),
-    })
+    [voipchat, floor]
+        .into_iter()
+        .flatten()
+        .find(|s| s.system_saturated())
+        .map(|s| {
+            if let Some(f) = s.join_failures.first() {
+                format!(
+                    "{} saturated: {} joins failed, the first: {f}",
+                    s.system,
+                    s.join_failures.len()
+                )
+            } else {
+                format!(
+                    "{} saturated ({:.2} % loss, {} % of its core)",
+                    s.system,
+                    s.loss_pct,
+                    opt(s.system_cpu_pct, 0)
+                )
+            }
+        })
 }
 
-/// The µs/pkt ratio of two systems of the same R.
+/// The µs/pkt ratio voipchat / floor.
 pub fn ratio(voipchat: &Summary, floor: &Summary) -> Option<f64> {
     Some(voipchat.cpu_us_per_packet? / floor.cpu_us_per_packet?)
 }

@@ -11,13 +11,12 @@ use std::time::{Duration, Instant};
 
 use crate::media::{Control, MediaThread, ThreadResult};
 use crate::payload;
-use crate::peer::{Member, Peer, PeerStats, Role};
+use crate::peer::{Member, Peer, PeerStats};
 use crate::relay::Relay;
 use crate::server::Target;
 use crate::signaling::{self, MediaLink, MemberSignal};
 use crate::sys::{self, EventFd};
 use crate::BenchError;
-use str0m::config::DtlsCert;
 
 /// Time after the window for packets still in flight.
 const DRAIN: Duration = Duration::from_millis(500);
@@ -28,7 +27,6 @@ const FLOOR_JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum System {
     Voipchat,
     Floor,
-    Janus,
 }
 
 impl System {
@@ -36,7 +34,6 @@ impl System {
         match self {
             System::Voipchat => "voipchat",
             System::Floor => "floor",
-            System::Janus => "janus",
         }
     }
 }
@@ -205,89 +202,77 @@ fn cpu_delta(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
     Some(b?.saturating_sub(a?))
 }
 
-/// The media threads of a WebRTC run while its members are being made.
-pub struct Generator {
-    pub cert: DtlsCert,
-    control: Arc<Control>,
-    media: Vec<MediaThread>,
-    links: Vec<MediaLink>,
-}
-
-impl Generator {
-    pub fn new(cfg: &RunConfig) -> Result<Generator, BenchError> {
-        let provider = str0m::crypto::from_feature_flags();
-        provider.clone().install_process_default();
-        // One certificate for all members: generating one per session costs milliseconds.
-        let cert = provider
-            .dtls_provider
-            .generate_certificate()
-            .ok_or_else(|| BenchError::new("str0m's crypto provider made no DTLS certificate"))?;
-        let control = Arc::new(Control::default());
-        let mut links = Vec::new();
-        let mut media = Vec::new();
-        for _ in 0..cfg.gen_threads.max(1) {
-            let (tx, rx) = mpsc::channel();
-            let wake =
-                Arc::new(EventFd::new().map_err(|e| BenchError::new(format!("eventfd: {e}")))?);
-            links.push(MediaLink {
-                tx,
-                wake: wake.clone(),
-            });
-            media.push(MediaThread {
-                peers: Vec::new(),
-                signals: Some((rx, wake)),
-                control: control.clone(),
-            });
-        }
-        Ok(Generator {
-            cert,
-            control,
-            media,
-            links,
-        })
-    }
-
-    /// Hands a session to a media thread (by its member's id); returns the way to it.
-    pub fn add(&mut self, peer: Peer) -> (MediaLink, usize) {
-        let t = peer.member.gid as usize % self.media.len();
-        let index = self.media[t].peers.len();
-        self.media[t].peers.push(peer);
-        (self.links[t].clone(), index)
-    }
-}
-
-/// Starts a signaling thread: it reports the joins' outcome, then serves until stopped.
-pub type SpawnSignaling = Box<
-    dyn FnOnce(
-        mpsc::Sender<Result<(), Vec<String>>>,
-        tokio::sync::watch::Receiver<bool>,
-        signaling::LateErrors,
-    ) -> std::io::Result<JoinHandle<()>>,
->;
-
-/// Runs the members of `gen` against a WebRTC server (process `pid`): their signaling, the
-/// joins, the warm-up and the window.
-fn run_webrtc(
+/// A run against a voipchat server.
+pub fn run_voipchat(
     cfg: &RunConfig,
-    system: System,
-    gen: Generator,
-    pid: Option<u32>,
-    spawn: SpawnSignaling,
+    target: &Target,
+    group_prefix: &str,
 ) -> Result<RunOutput, BenchError> {
-    let Generator {
-        control,
-        media,
-        links,
-        ..
-    } = gen;
+    let provider = str0m::crypto::from_feature_flags();
+    provider.clone().install_process_default();
+    // One certificate for all members: generating one per session costs milliseconds.
+    let cert = provider
+        .dtls_provider
+        .generate_certificate()
+        .ok_or_else(|| BenchError::new("str0m's crypto provider made no DTLS certificate"))?;
+    let control = Arc::new(Control::default());
+    let threads = cfg.gen_threads.max(1);
+    let mut links = Vec::new();
+    let mut media: Vec<MediaThread> = Vec::new();
+    for _ in 0..threads {
+        let (tx, rx) = mpsc::channel();
+        let wake = Arc::new(EventFd::new().map_err(|e| BenchError::new(format!("eventfd: {e}")))?);
+        links.push(MediaLink {
+            tx,
+            wake: wake.clone(),
+        });
+        media.push(MediaThread {
+            peers: Vec::new(),
+            signals: Some((rx, wake)),
+            control: control.clone(),
+        });
+    }
+    let now = Instant::now();
+    let m = cfg.members as u32;
+    let mut rooms = Vec::new();
+    for r in 0..cfg.rooms as u32 {
+        let mut signals = Vec::new();
+        for p in 0..m {
+            let member = Member::new(r, p, m);
+            let t = member.gid as usize % threads;
+            let (to_sig, from_media) = tokio::sync::mpsc::unbounded_channel();
+            let (peer, offer) = Peer::webrtc(now, member, m, &cert, to_sig, cfg.decrypt_every)?;
+            signals.push(MemberSignal {
+                member,
+                offer,
+                link: links[t].clone(),
+                index: media[t].peers.len(),
+                from_media,
+            });
+            media[t].peers.push(peer);
+        }
+        rooms.push(signals);
+    }
     drop(links);
-    let rss_before = pid.and_then(|p| sys::rss_kib(p).ok());
+    let rss_before = target.pid.and_then(|p| sys::rss_kib(p).ok());
     let threads = Threads::spawn(media, control.clone())?;
+    let backend = crate::http::Backend {
+        http: target.http,
+        app_id: target.app_id.clone(),
+        app_secret: target.app_secret.clone(),
+    };
     let (joined_tx, joined_rx) = mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let late = signaling::LateErrors::default();
-    let sig = spawn(joined_tx, stop_rx, late.clone())
-        .map_err(|e| BenchError::new(format!("starting the signaling thread: {e}")))?;
+    let sig = signaling::spawn(
+        backend,
+        group_prefix.to_string(),
+        rooms,
+        joined_tx,
+        stop_rx,
+        late.clone(),
+    )
+    .map_err(|e| BenchError::new(format!("starting the signaling thread: {e}")))?;
     // Stops the signaling thread on every way out.
     struct StopSignaling(tokio::sync::watch::Sender<bool>, Option<JoinHandle<()>>);
     impl Drop for StopSignaling {
@@ -300,7 +285,7 @@ fn run_webrtc(
     }
     let stop_signaling = StopSignaling(stop_tx, Some(sig));
 
-    let join_wait = signaling::JOIN_TIMEOUT * 2 * cfg.members as u32 + Duration::from_secs(10);
+    let join_wait = signaling::JOIN_TIMEOUT * cfg.members as u32 + Duration::from_secs(10);
     let joined = joined_rx.recv_timeout(join_wait).unwrap_or_else(|_| {
         Err(vec![format!(
             "the joins did not finish within {} s",
@@ -308,7 +293,7 @@ fn run_webrtc(
         )])
     });
     let mut out = RunOutput {
-        system,
+        system: System::Voipchat,
         config: cfg.clone(),
         window: Duration::ZERO,
         peers: Vec::new(),
@@ -330,7 +315,7 @@ fn run_webrtc(
         out.late_errors = late.lock().map(|l| l.clone()).unwrap_or_default();
         return Ok(out);
     }
-    let (window, s0, s1, rss) = measure(cfg, &control, pid, None)?;
+    let (window, s0, s1, rss) = measure(cfg, &control, target.pid, None)?;
     let result = threads.join()?;
     drop(stop_signaling);
     out.window = window;
@@ -347,104 +332,6 @@ fn run_webrtc(
     out.rss_with_kib = rss;
     out.late_errors = late.lock().map(|l| l.clone()).unwrap_or_default();
     Ok(out)
-}
-
-/// A run against a voipchat server.
-pub fn run_voipchat(
-    cfg: &RunConfig,
-    target: &Target,
-    group_prefix: &str,
-) -> Result<RunOutput, BenchError> {
-    let mut gen = Generator::new(cfg)?;
-    let now = Instant::now();
-    let m = cfg.members as u32;
-    let mut rooms = Vec::new();
-    for r in 0..cfg.rooms as u32 {
-        let mut signals = Vec::new();
-        for p in 0..m {
-            let member = Member::new(r, p, m);
-            let (to_sig, from_media) = tokio::sync::mpsc::unbounded_channel();
-            let (peer, offer) = Peer::webrtc(
-                now,
-                member,
-                m,
-                &gen.cert,
-                to_sig,
-                cfg.decrypt_every,
-                Role::Both,
-            )?;
-            let (link, index) = gen.add(peer);
-            signals.push(MemberSignal {
-                member,
-                offer: offer.unwrap_or_default(),
-                link,
-                index,
-                from_media,
-            });
-        }
-        rooms.push(signals);
-    }
-    let backend = crate::http::Backend {
-        http: target.http,
-        app_id: target.app_id.clone(),
-        app_secret: target.app_secret.clone(),
-    };
-    let prefix = group_prefix.to_string();
-    let spawn: SpawnSignaling = Box::new(move |joined, stop, late| {
-        signaling::spawn(backend, prefix, rooms, joined, stop, late)
-    });
-    run_webrtc(cfg, System::Voipchat, gen, target.pid, spawn)
-}
-
-/// A run against Janus's VideoRoom (process `pid`, HTTP API at `http`).
-pub fn run_janus(
-    cfg: &RunConfig,
-    http: std::net::SocketAddr,
-    pid: u32,
-) -> Result<RunOutput, BenchError> {
-    let mut gen = Generator::new(cfg)?;
-    let now = Instant::now();
-    let m = cfg.members as u32;
-    let mut rooms = Vec::new();
-    for r in 0..cfg.rooms as u32 {
-        let mut members = Vec::new();
-        for p in 0..m {
-            let member = Member::new(r, p, m);
-            let (pub_tx, pub_rx) = tokio::sync::mpsc::unbounded_channel();
-            let (publisher, offer) = Peer::webrtc(
-                now,
-                member,
-                m,
-                &gen.cert,
-                pub_tx,
-                cfg.decrypt_every,
-                Role::SendOnly,
-            )?;
-            let (sub_tx, sub_rx) = tokio::sync::mpsc::unbounded_channel();
-            let (subscriber, _) = Peer::webrtc(
-                now,
-                member,
-                m,
-                &gen.cert,
-                sub_tx,
-                cfg.decrypt_every,
-                Role::ReceiveOnly,
-            )?;
-            members.push(crate::janus::JanusMember {
-                member,
-                offer: offer.unwrap_or_default(),
-                publisher: gen.add(publisher),
-                publisher_news: pub_rx,
-                subscriber: gen.add(subscriber),
-                subscriber_news: sub_rx,
-            });
-        }
-        rooms.push(members);
-    }
-    let spawn: SpawnSignaling = Box::new(move |joined, stop, late| {
-        crate::janus::spawn_signaling(http, rooms, joined, stop, late)
-    });
-    run_webrtc(cfg, System::Janus, gen, Some(pid), spawn)
 }
 
 /// A run against the built-in relay, with the same generator.

@@ -31,7 +31,7 @@ pub struct MediaLink {
 }
 
 impl MediaLink {
-    pub fn send(&self, index: usize, msg: FromSignal) {
+    fn send(&self, index: usize, msg: FromSignal) {
         if self.tx.send((index, msg)).is_ok() {
             self.wake.wake();
         }
