@@ -190,6 +190,13 @@ fn bench(cli: &Cli) -> Result<bool, BenchError> {
         })?;
     }
     let binary = cli.voipchat.clone().unwrap_or_else(default_binary);
+    if cli.server_url.is_none() && !binary.is_file() {
+        return Err(BenchError::new(format!(
+            "the voipchat binary {} does not exist: build it (cargo build --release -p \
+             voipchat-server) or give --voipchat PATH",
+            binary.display()
+        )));
+    }
     println!(
         "voipchat-bench: {} members per room, {} s window after {} s warm-up, generator {} on CPU {}, \
          system under test on CPU {}, nice {}",
@@ -268,6 +275,15 @@ fn bench(cli: &Cli) -> Result<bool, BenchError> {
                 println!("  {}: {e}", s.system);
             }
             clean &= s.is_clean();
+        }
+        // Failing at the smallest load is the server's (or the setup's) failure, not a
+        // capacity figure.
+        if i == 0 {
+            if let Some(first) = v.join_failures.first().or(v.late_errors.first()) {
+                return Err(BenchError::new(format!(
+                    "voipchat failed at the smallest load ({rooms} rooms): {first}"
+                )));
+            }
         }
         let why = report::saturation(Some(&v), f.as_ref(), cli.gen_threads);
         all.push(v);
