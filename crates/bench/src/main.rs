@@ -96,6 +96,13 @@ struct Cli {
     /// Skip the floor relay
     #[arg(long)]
     no_floor: bool,
+    /// Before each run, wait (at most --quiet-wait-secs) until other work on the machine
+    /// uses less than this % of one core: on a shared machine, other jobs' load lands in
+    /// the figures (0: do not wait)
+    #[arg(long, default_value_t = 0.0, value_name = "PCT")]
+    wait_quiet: f64,
+    #[arg(long, default_value_t = 120)]
+    quiet_wait_secs: u64,
     /// Write every run's figures as JSON to this file
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -155,6 +162,24 @@ fn external_target(cli: &Cli, url: &str) -> Result<Target, BenchError> {
         app_secret: cli.app_secret.clone().unwrap_or_default(),
         pid: cli.server_pid,
     })
+}
+
+/// With `--wait-quiet`, waits for the machine to calm down before a run, and says so.
+fn quiet(cli: &Cli, system: &str, rooms: usize) -> Result<(), BenchError> {
+    if cli.wait_quiet <= 0.0 {
+        return Ok(());
+    }
+    let limit = std::time::Duration::from_secs(cli.quiet_wait_secs);
+    let (pct, ok) = sys::wait_quiet(cli.wait_quiet, limit)
+        .map_err(|e| BenchError::new(format!("reading /proc/stat: {e}")))?;
+    if !ok {
+        println!(
+            "  ({system} at {rooms} rooms: the machine stayed busy ({pct:.0} % of a core) for \
+             {} s; running anyway)",
+            limit.as_secs()
+        );
+    }
+    Ok(())
 }
 
 /// Runs the series; Ok(false) when `--check` found a problem.
@@ -226,6 +251,7 @@ fn bench(cli: &Cli) -> Result<bool, BenchError> {
             decrypt_every: cli.decrypt_every.max(1),
             system_cpu: pin.then_some(cli.server_cpu),
         };
+        quiet(cli, "voipchat", rooms)?;
         let mut server = match &cli.server_url {
             Some(url) => Server::External(external_target(cli, url)?),
             None => Server::Spawned(Spawned::start(
@@ -244,6 +270,7 @@ fn bench(cli: &Cli) -> Result<bool, BenchError> {
         let f = if cli.no_floor {
             None
         } else {
+            quiet(cli, "floor", rooms)?;
             let mut out = run::run_floor(&cfg)?;
             Some(report::summarize(&mut out))
         };

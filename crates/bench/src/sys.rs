@@ -112,6 +112,25 @@ pub fn machine_busy() -> io::Result<Duration> {
     Ok(Duration::from_micros(busy * 1_000_000 / clock_ticks()))
 }
 
+/// Waits until the machine is quiet: less than `max_pct` % of one core busy over a second
+/// (this process included, which idles between runs), for at most `limit`. Returns the
+/// last busy share seen, and whether it got under the bar.
+pub fn wait_quiet(max_pct: f64, limit: Duration) -> io::Result<(f64, bool)> {
+    let start = std::time::Instant::now();
+    loop {
+        let a = machine_busy()?;
+        std::thread::sleep(Duration::from_secs(1));
+        let b = machine_busy()?;
+        let pct = 100.0 * b.saturating_sub(a).as_secs_f64();
+        if pct < max_pct {
+            return Ok((pct, true));
+        }
+        if start.elapsed() >= limit {
+            return Ok((pct, false));
+        }
+    }
+}
+
 /// Resident set size of process `pid` in KiB (`VmRSS` of /proc/PID/status).
 pub fn rss_kib(pid: u32) -> io::Result<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
