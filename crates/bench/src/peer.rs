@@ -149,7 +149,6 @@ pub struct PeerStats {
     /// Media that carries no stamp of this bench.
     pub unstamped: u64,
     pub join_sent: Option<Instant>,
-    pub connected_at: Option<Instant>,
     pub first_audio: Option<Instant>,
     /// Datagrams the socket refused to send (full buffer).
     pub send_errors: u64,
@@ -432,7 +431,6 @@ impl Peer {
                 if data == WELCOME {
                     if !self.connected {
                         self.connected = true;
-                        self.stats.connected_at = Some(now);
                         self.schedule_first_send(now);
                     }
                     return;
@@ -647,7 +645,6 @@ impl Peer {
                 Output::Event(Event::Connected) => {
                     let _ = w.to_signal.send(ToSignal::Connected);
                     self.connected = true;
-                    self.stats.connected_at = Some(now);
                     self.schedule_first_send(now);
                 }
                 Output::Event(Event::RtpPacket(p)) => {
