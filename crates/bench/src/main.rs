@@ -1,0 +1,377 @@
+//! `voipchat-bench`: R rooms × M all-talking members of real WebRTC peers against the
+//! voipchat server over loopback UDP, and the same load against a crypto-free relay (the
+//! floor of this machine), in one run; one table side by side. docs/benchmark.md says how
+//! and why.
+
+mod http;
+mod media;
+mod payload;
+mod peer;
+mod relay;
+mod report;
+mod run;
+mod server;
+mod signaling;
+mod sys;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use report::Summary;
+use run::RunConfig;
+use server::{Spawned, Target};
+
+/// A failure that ends the bench with a message and a non-zero exit.
+#[derive(Debug)]
+pub struct BenchError(String);
+
+impl BenchError {
+    pub fn new(msg: impl Into<String>) -> BenchError {
+        BenchError(msg.into())
+    }
+}
+
+impl std::fmt::Display for BenchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "voipchat-bench",
+    about = "Load benchmark of the voipchat server over loopback UDP, side by side with a crypto-free relay floor"
+)]
+struct Cli {
+    /// Room counts to run, in order; the series stops at the first that saturates
+    #[arg(long, value_delimiter = ',', default_value = "1,5,10,20,40")]
+    rooms: Vec<usize>,
+    /// Members per room, all talking
+    #[arg(long, default_value_t = 10)]
+    members: usize,
+    /// Length of the measurement window, in seconds
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Time between the last join and the window, in seconds
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// The voipchat binary to start [default: `voipchat` next to this binary]
+    #[arg(long, value_name = "PATH")]
+    voipchat: Option<PathBuf>,
+    /// Target a running server instead (its HTTP address, e.g. http://127.0.0.1:7880);
+    /// needs --app-id and --app-secret of an app with VoIP enabled
+    #[arg(long, value_name = "URL", requires_all = ["app_id", "app_secret"])]
+    server_url: Option<String>,
+    #[arg(long)]
+    app_id: Option<String>,
+    #[arg(long)]
+    app_secret: Option<String>,
+    /// With --server-url: the server's process id, for its CPU and RSS
+    #[arg(long, value_name = "PID")]
+    server_pid: Option<u32>,
+    /// CPU of the server and of the floor relay
+    #[arg(long, default_value_t = 0)]
+    server_cpu: usize,
+    /// CPU of the generator (all its threads)
+    #[arg(long, default_value_t = 1)]
+    gen_cpu: usize,
+    /// Do not pin anything
+    #[arg(long)]
+    no_pin: bool,
+    /// Nice value of the server, the relay and the generator (e.g. -10 on a machine where
+    /// other work runs; negative values need root)
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    nice: i32,
+    /// Generator media threads
+    #[arg(long, default_value_t = 1)]
+    gen_threads: usize,
+    /// voipchat receivers decrypt one RTP packet in this many and account the others from
+    /// their clear header (slot SSRC and sequence number); the decrypted ones give the
+    /// latency and cross-check the accounting. 1 decrypts everything
+    #[arg(long, default_value_t = 10)]
+    decrypt_every: u64,
+    /// Skip the floor relay
+    #[arg(long)]
+    no_floor: bool,
+    /// Before each run, wait (at most --quiet-wait-secs) until other work on the machine
+    /// uses less than this % of one core: on a shared machine, other jobs' load lands in
+    /// the figures (0: do not wait)
+    #[arg(long, default_value_t = 0.0, value_name = "PCT")]
+    wait_quiet: f64,
+    #[arg(long, default_value_t = 120)]
+    quiet_wait_secs: u64,
+    /// Run a system again, up to this many times, when other processes used more than 10 %
+    /// of a core during its window (the rerun is printed; the last attempt is kept)
+    #[arg(long, default_value_t = 0)]
+    retry_noisy: usize,
+    /// Write every run's figures as JSON to this file
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Exit 1 unless every run joined everyone and lost, misrouted and mislabelled nothing
+    /// (for CI; it checks no timing)
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match bench(&cli) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("voipchat-bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn default_binary() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("voipchat")))
+        .unwrap_or_else(|| PathBuf::from("target/release/voipchat"))
+}
+
+/// The server of one R: a fresh one started by us (so RSS starts from an idle server), or
+/// the one given by URL.
+enum Server {
+    Spawned(Spawned),
+    External(Target),
+}
+
+impl Server {
+    fn target(&self) -> &Target {
+        match self {
+            Server::Spawned(s) => &s.target,
+            Server::External(t) => t,
+        }
+    }
+}
+
+fn external_target(cli: &Cli, url: &str) -> Result<Target, BenchError> {
+    let hostport = url
+        .trim_start_matches("http://")
+        .trim_start_matches("ws://")
+        .trim_end_matches('/');
+    let hostport = hostport.split('/').next().unwrap_or(hostport);
+    let http: SocketAddr = hostport.parse().map_err(|e| {
+        BenchError::new(format!("--server-url {url}: expected http://IP:PORT ({e})"))
+    })?;
+    Ok(Target {
+        http,
+        app_id: cli.app_id.clone().unwrap_or_default(),
+        app_secret: cli.app_secret.clone().unwrap_or_default(),
+        pid: cli.server_pid,
+    })
+}
+
+/// Runs one system, again (up to `--retry-noisy` times) while other work on the machine
+/// took more than `OTHER_LOAD_WARN_PCT` of a core during its window; each rerun is said.
+fn with_retries(
+    cli: &Cli,
+    mut run: impl FnMut(usize) -> Result<Summary, BenchError>,
+) -> Result<Summary, BenchError> {
+    let mut attempt = 0;
+    loop {
+        let s = run(attempt)?;
+        if s.other_cpu_pct <= report::OTHER_LOAD_WARN_PCT || attempt >= cli.retry_noisy {
+            return Ok(s);
+        }
+        attempt += 1;
+        println!(
+            "  ({} at {} rooms: other processes used {:.0} % of a core during the window; \
+             run again, {attempt} of {})",
+            s.system, s.rooms, s.other_cpu_pct, cli.retry_noisy
+        );
+    }
+}
+
+/// With `--wait-quiet`, waits for the machine to calm down before a run, and says so.
+fn quiet(cli: &Cli, system: &str, rooms: usize) -> Result<(), BenchError> {
+    if cli.wait_quiet <= 0.0 {
+        return Ok(());
+    }
+    let limit = std::time::Duration::from_secs(cli.quiet_wait_secs);
+    let (pct, ok) = sys::wait_quiet(cli.wait_quiet, limit)
+        .map_err(|e| BenchError::new(format!("reading /proc/stat: {e}")))?;
+    if !ok {
+        println!(
+            "  ({system} at {rooms} rooms: the machine stayed busy ({pct:.0} % of a core) for \
+             {} s; running anyway)",
+            limit.as_secs()
+        );
+    }
+    Ok(())
+}
+
+/// Runs the series; Ok(false) when `--check` found a problem.
+fn bench(cli: &Cli) -> Result<bool, BenchError> {
+    if cli.members < 2 {
+        return Err(BenchError::new("--members must be at least 2"));
+    }
+    if cli.rooms.is_empty() || cli.rooms.contains(&0) {
+        return Err(BenchError::new("--rooms takes room counts of at least 1"));
+    }
+    if !(cli.seconds > 0.0 && cli.seconds <= 600.0 && (0.0..=60.0).contains(&cli.warmup)) {
+        return Err(BenchError::new(
+            "--seconds must be in (0, 600], --warmup in [0, 60]",
+        ));
+    }
+    if cli.nice != 0 {
+        // Before any thread or child exists, so that all of them inherit it.
+        sys::set_nice(cli.nice).map_err(|e| {
+            BenchError::new(format!(
+                "--nice {}: {e} (negative values need root)",
+                cli.nice
+            ))
+        })?;
+    }
+    let pin = !cli.no_pin;
+    if pin {
+        // Inherited by every thread created from now on: media, signaling, stderr readers.
+        sys::pin_current_thread(cli.gen_cpu).map_err(|e| {
+            BenchError::new(format!(
+                "pinning the generator to CPU {}: {e} (try --no-pin)",
+                cli.gen_cpu
+            ))
+        })?;
+    }
+    let binary = cli.voipchat.clone().unwrap_or_else(default_binary);
+    if cli.server_url.is_none() && !binary.is_file() {
+        return Err(BenchError::new(format!(
+            "the voipchat binary {} does not exist: build it (cargo build --release -p \
+             voipchat-server) or give --voipchat PATH",
+            binary.display()
+        )));
+    }
+    println!(
+        "voipchat-bench: {} members per room, {} s window after {} s warm-up, generator {} on CPU {}, \
+         system under test on CPU {}, nice {}",
+        cli.members,
+        cli.seconds,
+        cli.warmup,
+        if cli.gen_threads == 1 { "1 thread".to_string() } else { format!("{} threads", cli.gen_threads) },
+        if pin { cli.gen_cpu.to_string() } else { "any".into() },
+        if pin { cli.server_cpu.to_string() } else { "any".into() },
+        cli.nice,
+    );
+    match &cli.server_url {
+        Some(url) => println!("voipchat: {url} (given)"),
+        None => println!("voipchat: {}", binary.display()),
+    }
+    println!("{}", report::header());
+    let mut all: Vec<Summary> = Vec::new();
+    let mut clean = true;
+    let mut stopped = None;
+    for (i, &rooms) in cli.rooms.iter().enumerate() {
+        let cfg = RunConfig {
+            rooms,
+            members: cli.members,
+            seconds: cli.seconds,
+            warmup: cli.warmup,
+            gen_threads: cli.gen_threads,
+            decrypt_every: cli.decrypt_every.max(1),
+            system_cpu: pin.then_some(cli.server_cpu),
+        };
+        let run_voipchat = |attempt: usize| -> Result<Summary, BenchError> {
+            quiet(cli, "voipchat", rooms)?;
+            let mut server = match &cli.server_url {
+                Some(url) => Server::External(external_target(cli, url)?),
+                None => Server::Spawned(Spawned::start(
+                    &binary,
+                    pin.then_some(cli.server_cpu),
+                    cli.members.max(10),
+                )?),
+            };
+            let prefix = format!("bench-{}-{i}-{attempt}", std::process::id());
+            let mut out = run::run_voipchat(&cfg, server.target(), &prefix)?;
+            if let Server::Spawned(s) = &mut server {
+                s.check_alive()?;
+            }
+            drop(server);
+            Ok(report::summarize(&mut out))
+        };
+        let run_floor = |_: usize| -> Result<Summary, BenchError> {
+            quiet(cli, "floor", rooms)?;
+            let mut out = run::run_floor(&cfg)?;
+            Ok(report::summarize(&mut out))
+        };
+        let v = with_retries(cli, run_voipchat)?;
+        let f = if cli.no_floor {
+            None
+        } else {
+            Some(with_retries(cli, run_floor)?)
+        };
+        let ratio = f.as_ref().and_then(|f| report::ratio(&v, f));
+        println!("{}", report::row(&v, ratio));
+        if let Some(f) = &f {
+            println!("{}", report::row(f, None));
+        }
+        let busy = [Some(&v), f.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|s| s.other_cpu_pct)
+            .fold(0.0, f64::max);
+        if busy > report::OTHER_LOAD_WARN_PCT {
+            println!(
+                "  warning: other processes used up to {busy:.0} % of a core during these runs; \
+                 CPU and latency figures of this row are not clean"
+            );
+        }
+        if v.join_failures.is_empty() && (v.header_only > 0 || v.sample_mismatches > 0) {
+            println!(
+                "  voipchat: {} packets decrypted, {} accounted from the clear RTP header \
+                 (--decrypt-every {}), {} samples contradicted the accounting",
+                v.decrypted, v.header_only, cfg.decrypt_every, v.sample_mismatches
+            );
+        }
+        for s in [Some(&v), f.as_ref()].into_iter().flatten() {
+            for e in s.join_failures.iter().chain(&s.late_errors).take(5) {
+                println!("  {}: {e}", s.system);
+            }
+            clean &= s.is_clean();
+        }
+        // Failing at the smallest load is the server's (or the setup's) failure, not a
+        // capacity figure.
+        if i == 0 {
+            if let Some(first) = v.join_failures.first().or(v.late_errors.first()) {
+                return Err(BenchError::new(format!(
+                    "voipchat failed at the smallest load ({rooms} rooms): {first}"
+                )));
+            }
+        }
+        let why = report::saturation(Some(&v), f.as_ref(), cli.gen_threads);
+        all.push(v);
+        all.extend(f);
+        if let Some(why) = why {
+            if i + 1 < cli.rooms.len() {
+                println!("stopped after {rooms} rooms: {why}");
+            } else {
+                println!("at {rooms} rooms: {why}");
+            }
+            stopped = Some(why);
+            break;
+        }
+    }
+    println!(
+        "columns: fwd pkt/s = copies received per second; loss = expected copies not received; \
+         misr = misrouted + mislabelled; µs/pkt = CPU of the system under test per received \
+         copy; CPU % of one core; p50/p99/max = hop latency sender→receiver; join = ms from \
+         join to first remote audio; KiB/mbr = server RSS growth per member; gen % = \
+         generator CPU; lag = generator send lag p99; other % = CPU of other processes; ratio = voipchat/floor µs/pkt"
+    );
+    if let Some(path) = &cli.json {
+        let doc = serde_json::json!({ "runs": all, "stopped": stopped });
+        let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+        std::fs::write(path, text)
+            .map_err(|e| BenchError::new(format!("writing {}: {e}", path.display())))?;
+    }
+    if cli.check && !clean {
+        eprintln!("voipchat-bench: --check: some run lost, misrouted or failed to deliver packets");
+        return Ok(false);
+    }
+    Ok(true)
+}

@@ -1,0 +1,739 @@
+//! One generated member: a UDP socket of its own (its address is its identity to the server
+//! or the relay), what it sends every 20 ms, and what it counts of what it receives.
+//!
+//! Against voipchat the transport is a real str0m session (RTP mode, controlling ICE agent,
+//! DTLS client, SRTP), driven sans-IO by the media thread; its signaling runs elsewhere
+//! (`crate::signaling`) and reaches it as [`FromSignal`] messages. Against the floor the
+//! transport is plain RTP with no crypto and a one-datagram hello.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::config::DtlsCert;
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{Extension, ExtensionValues, RtpWrite, SeqNo};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+use tokio::sync::mpsc::UnboundedSender;
+use voipchat_proto::TrackSlot;
+
+use crate::payload::{self, Stamp};
+use crate::BenchError;
+
+/// A member speaks every 20 ms, as an Opus encoder does.
+pub const PACKET_INTERVAL: Duration = Duration::from_millis(20);
+/// RTP clock advance per packet: 20 ms at 48 kHz.
+const SAMPLES_PER_PACKET: u32 = 960;
+/// RFC 6464 level sent: -30 dBov, voice. Loud enough to make the member a speaker.
+const AUDIO_LEVEL: i8 = -30;
+
+/// The floor's join and its acknowledgement.
+pub const HELLO: &[u8; 4] = b"HELO";
+pub const WELCOME: &[u8; 4] = b"OKAY";
+
+/// Who a member is. `gid = room * members_per_room + pos`, and its openId is `m<gid>`, so
+/// any receiver can tell from a stamp whether the sender belongs to its room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub gid: u32,
+    pub room: u32,
+    pub pos: u32,
+}
+
+impl Member {
+    pub fn new(room: u32, pos: u32, members_per_room: u32) -> Member {
+        Member {
+            gid: room * members_per_room + pos,
+            room,
+            pos,
+        }
+    }
+
+    pub fn open_id(&self) -> String {
+        format!("m{}", self.gid)
+    }
+}
+
+/// The gid of an openId this bench made.
+pub fn gid_of(open_id: &str) -> Option<u32> {
+    open_id.strip_prefix('m')?.parse().ok()
+}
+
+/// Signaling news for a member's session, from the signaling thread.
+#[derive(Debug)]
+pub enum FromSignal {
+    /// `joinResult` ok: the answer to the join offer, and when the join was sent.
+    Joined { sdp: String, join_sent: Instant },
+    /// A server `offer` with the slot mapping after it.
+    Offer { sdp: String, tracks: Vec<TrackSlot> },
+    /// A new slot mapping without renegotiation.
+    Tracks(Vec<TrackSlot>),
+}
+
+/// What a session tells its signaling task.
+#[derive(Debug)]
+pub enum ToSignal {
+    /// Send this answer to the server's last offer.
+    Answer(String),
+    /// ICE and DTLS are up.
+    Connected,
+    /// The session cannot go on.
+    Failed(String),
+}
+
+/// What one receiver counted of one sender of its room: the set of the sender's sequence
+/// numbers that arrived, so that the report can count exactly those of the window.
+#[derive(Clone, Debug, Default)]
+pub struct Pair {
+    seen: Vec<u64>,
+    max_seq: Option<u32>,
+    /// Arrived after a later packet of the same sender.
+    pub reordered: u32,
+    pub duplicates: u32,
+}
+
+impl Pair {
+    /// Marks `seq` as arrived; false if it had arrived before.
+    fn mark(&mut self, seq: u32) -> bool {
+        let (word, bit) = ((seq / 64) as usize, seq % 64);
+        if word >= self.seen.len() {
+            self.seen.resize(word + 1, 0);
+        }
+        let fresh = self.seen[word] & (1 << bit) == 0;
+        self.seen[word] |= 1 << bit;
+        if !fresh {
+            self.duplicates += 1;
+        } else if self.max_seq.is_some_and(|m| seq < m) {
+            self.reordered += 1;
+        } else {
+            self.max_seq = Some(seq);
+        }
+        fresh
+    }
+
+    /// How many of `range` arrived.
+    pub fn count_in(&self, range: std::ops::Range<u32>) -> u32 {
+        range
+            .filter(|&q| {
+                self.seen
+                    .get((q / 64) as usize)
+                    .is_some_and(|w| w & (1 << (q % 64)) != 0)
+            })
+            .count() as u32
+    }
+}
+
+/// Everything a member counted; the report adds these up.
+#[derive(Clone, Debug, Default)]
+pub struct PeerStats {
+    /// By sender position in the room.
+    pub from: Vec<Pair>,
+    /// Own packets sent with a send time inside the window, and the first one's number:
+    /// the window is `first_in_window..first_in_window + sent_in_window`.
+    pub sent_in_window: u32,
+    pub first_in_window: Option<u32>,
+    /// Packets this member decrypted and read the stamp of, and those accounted from their
+    /// clear RTP header alone (see `--decrypt-every`).
+    pub decrypted: u64,
+    pub header_only: u64,
+    /// Decrypted packets whose stamp disagreed with what the header accounting predicted:
+    /// the cross-check of the sampling, 0 when the accounting is right.
+    pub sample_mismatches: u64,
+    /// Stamped packets from a member of another room, or from itself.
+    pub misrouted: u64,
+    /// Packets on a slot that the last `offer`/`tracks` gave to another member.
+    pub mislabelled: u64,
+    /// Media that carries no stamp of this bench.
+    pub unstamped: u64,
+    pub join_sent: Option<Instant>,
+    pub first_audio: Option<Instant>,
+    /// Datagrams the socket refused to send (full buffer).
+    pub send_errors: u64,
+}
+
+/// Per media thread: the latency samples and the send schedule slip of all its members.
+#[derive(Debug, Default)]
+pub struct Recorder {
+    /// Window bounds in ns since the epoch (`u64::MAX` until set).
+    pub window: (u64, u64),
+    /// Hop latency of every packet of the window, in ns.
+    pub latency_ns: Vec<u32>,
+    /// How late each send of the window left after its schedule, in ns.
+    pub send_lag_ns: Vec<u32>,
+}
+
+impl Recorder {
+    fn in_window(&self, t_ns: u64) -> bool {
+        t_ns >= self.window.0 && t_ns < self.window.1
+    }
+}
+
+struct WebrtcState {
+    rtc: Rtc,
+    send_mid: Mid,
+    pending: Option<SdpPendingOffer>,
+    pt: Option<Pt>,
+    next_timeout: Instant,
+    /// Receive slot → gid of the member it carries.
+    owners: HashMap<Mid, Option<u32>>,
+    /// Receive streams by SSRC: their mid and how their (rewritten) RTP sequence numbers
+    /// map to the sender's stamps.
+    streams: HashMap<u32, RxStream>,
+    /// Decrypt one RTP packet in this many; account the rest from the clear header.
+    decrypt_every: u64,
+    rtp_seq: u64,
+    to_signal: UnboundedSender<ToSignal>,
+}
+
+/// A receive slot as the header accounting sees it.
+struct RxStream {
+    mid: Mid,
+    /// Highest extended RTP sequence number seen (str0m's numbering: ROC 0 at the start).
+    last_ext: u64,
+    /// Sender's stamp seq minus extended RTP seq, learned from a decrypted packet: the server
+    /// forwards each sender's packets on its slot with consecutive numbers.
+    offset: Option<i64>,
+}
+
+impl RxStream {
+    /// Extends a 16-bit sequence number to the one nearest the last seen.
+    fn extend(&mut self, seq: u16) -> u64 {
+        let last = self.last_ext as i64;
+        let base = last & !0xffff;
+        let mut ext = base | i64::from(seq);
+        if ext - last > 0x8000 {
+            ext -= 0x1_0000;
+        } else if last - ext > 0x8000 {
+            ext += 0x1_0000;
+        }
+        let ext = ext.max(0) as u64;
+        self.last_ext = self.last_ext.max(ext);
+        ext
+    }
+}
+
+/// SSRC and sequence number of a clear RTP header; None for RTCP, STUN, DTLS.
+fn rtp_ssrc_seq(d: &[u8]) -> Option<(u32, u16)> {
+    // RFC 5761: RTP has version 2 and a second byte outside the RTCP types 192..=223.
+    if d.len() < 12 || d[0] >> 6 != 2 || (192..=223).contains(&d[1]) {
+        return None;
+    }
+    Some((
+        u32::from_be_bytes([d[8], d[9], d[10], d[11]]),
+        u16::from_be_bytes([d[2], d[3]]),
+    ))
+}
+
+enum Transport {
+    Webrtc(Box<WebrtcState>),
+    Plain {
+        relay: SocketAddr,
+        ssrc: u32,
+        rtp_seq: u16,
+        hello_at: Instant,
+    },
+}
+
+pub struct Peer {
+    pub member: Member,
+    members_per_room: u32,
+    socket: UdpSocket,
+    local: SocketAddr,
+    transport: Transport,
+    connected: bool,
+    next_send: Option<Instant>,
+    seq: u32,
+    rtp_time: u32,
+    pub stats: PeerStats,
+}
+
+impl Peer {
+    fn bind() -> Result<(UdpSocket, SocketAddr), BenchError> {
+        let socket = UdpSocket::bind("127.0.0.1:0")
+            .map_err(|e| BenchError::new(format!("binding a UDP socket on 127.0.0.1: {e}")))?;
+        socket
+            .set_nonblocking(true)
+            .map_err(|e| BenchError::new(format!("non-blocking UDP: {e}")))?;
+        let local = socket
+            .local_addr()
+            .map_err(|e| BenchError::new(format!("UDP local address: {e}")))?;
+        Ok((socket, local))
+    }
+
+    fn with(
+        member: Member,
+        members_per_room: u32,
+        socket: UdpSocket,
+        local: SocketAddr,
+        transport: Transport,
+    ) -> Peer {
+        Peer {
+            member,
+            members_per_room,
+            socket,
+            local,
+            transport,
+            connected: false,
+            next_send: None,
+            seq: 0,
+            rtp_time: rand::random(),
+            stats: PeerStats {
+                from: vec![Pair::default(); members_per_room as usize],
+                ..PeerStats::default()
+            },
+        }
+    }
+
+    /// A str0m session with one sendonly Opus m-line (audio level and mid header
+    /// extensions, as the server negotiates) and its join offer.
+    pub fn webrtc(
+        now: Instant,
+        member: Member,
+        members_per_room: u32,
+        cert: &DtlsCert,
+        to_signal: UnboundedSender<ToSignal>,
+        decrypt_every: u64,
+    ) -> Result<(Peer, String), BenchError> {
+        let (socket, local) = Self::bind()?;
+        let mut rtc = Rtc::builder()
+            .set_rtp_mode(true)
+            .set_dtls_cert(cert.clone())
+            .clear_codecs()
+            .enable_opus(true, false)
+            .clear_extension_map()
+            .set_extension(1, Extension::AudioLevel)
+            .set_extension(4, Extension::RtpMid)
+            .set_stats_interval(None)
+            .build(now);
+        let candidate = Candidate::host(local, "udp")
+            .map_err(|e| BenchError::new(format!("host candidate {local}: {e}")))?;
+        if rtc.add_local_candidate(candidate).is_none() {
+            return Err(BenchError::new(format!(
+                "{local} is not usable as a host candidate"
+            )));
+        }
+        let mut change = rtc.sdp_api();
+        let send_mid = change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        let (offer, pending) = change
+            .apply()
+            .ok_or_else(|| BenchError::new("str0m made no offer for one m-line"))?;
+        let state = WebrtcState {
+            rtc,
+            send_mid,
+            pending: Some(pending),
+            pt: None,
+            next_timeout: now,
+            owners: HashMap::new(),
+            streams: HashMap::new(),
+            decrypt_every: decrypt_every.max(1),
+            rtp_seq: u64::from(rand::random::<u16>() % 20_000),
+            to_signal,
+        };
+        let peer = Self::with(
+            member,
+            members_per_room,
+            socket,
+            local,
+            Transport::Webrtc(Box::new(state)),
+        );
+        Ok((peer, offer.to_sdp_string()))
+    }
+
+    /// A plain-RTP member of the floor relay at `relay`.
+    pub fn plain(
+        now: Instant,
+        member: Member,
+        members_per_room: u32,
+        relay: SocketAddr,
+    ) -> Result<Peer, BenchError> {
+        let (socket, local) = Self::bind()?;
+        let transport = Transport::Plain {
+            relay,
+            ssrc: rand::random(),
+            rtp_seq: rand::random(),
+            hello_at: now,
+        };
+        Ok(Self::with(
+            member,
+            members_per_room,
+            socket,
+            local,
+            transport,
+        ))
+    }
+
+    pub fn socket(&self) -> &UdpSocket {
+        &self.socket
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    /// Reads one datagram: epoll is level-triggered, so it reports the socket again while
+    /// more wait, and this saves the extra `recvfrom` that would only say "empty". Returns
+    /// true if the peer just connected.
+    pub fn read_one(&mut self, buf: &mut [u8], rec: &mut Recorder) -> bool {
+        let was = self.connected;
+        if let Ok((n, source)) = self.socket.recv_from(buf) {
+            let now = Instant::now();
+            self.on_datagram(now, source, n, buf, rec);
+        }
+        // WouldBlock, or an ICMP error from a gone server: nothing to read now.
+        !was && self.connected
+    }
+
+    fn on_datagram(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        n: usize,
+        buf: &mut [u8],
+        rec: &mut Recorder,
+    ) {
+        match &mut self.transport {
+            Transport::Webrtc(w) => {
+                if w.decrypt_every > 1 {
+                    if let Some((ssrc, seq)) = rtp_ssrc_seq(&buf[..n]) {
+                        if let Some(st) = w.streams.get_mut(&ssrc) {
+                            let ext = st.extend(seq);
+                            if let Some(offset) = st.offset.filter(|_| ext % w.decrypt_every != 0) {
+                                let owner = w.owners.get(&st.mid).copied().flatten();
+                                self.stats.header_only += 1;
+                                let stamp_seq = (ext as i64 + offset).clamp(0, i64::from(u32::MAX));
+                                self.on_header_only(now, owner, stamp_seq as u32);
+                                return;
+                            }
+                        }
+                    }
+                }
+                let Ok(contents) = (&buf[..n]).try_into() else {
+                    return;
+                };
+                let input = Input::Receive(
+                    now,
+                    Receive {
+                        proto: Protocol::Udp,
+                        source,
+                        destination: self.local,
+                        contents,
+                    },
+                );
+                if w.rtc.handle_input(input).is_ok() {
+                    self.drain(now, rec);
+                }
+            }
+            Transport::Plain { .. } => {
+                let data = &buf[..n];
+                if data == WELCOME {
+                    if !self.connected {
+                        self.connected = true;
+                        self.schedule_first_send(now);
+                    }
+                    return;
+                }
+                // 12-byte RTP header, no CSRC, no extension: what our plain senders write.
+                if n < 12 || data[0] >> 6 != 2 {
+                    self.stats.unstamped += 1;
+                    return;
+                }
+                let stamp = payload::decode(&data[12..]);
+                self.on_media(now, None, stamp, rec);
+            }
+        }
+    }
+
+    /// One media packet for this member: who sent it, whether it belongs here, and if it was
+    /// sent inside the window, its hop latency.
+    fn on_media(
+        &mut self,
+        now: Instant,
+        slot_owner: Option<Option<u32>>,
+        stamp: Option<Stamp>,
+        rec: &mut Recorder,
+    ) {
+        let Some(stamp) = stamp else {
+            self.stats.unstamped += 1;
+            return;
+        };
+        let m = self.members_per_room;
+        if stamp.sender / m != self.member.room || stamp.sender == self.member.gid {
+            self.stats.misrouted += 1;
+            return;
+        }
+        if let Some(owner) = slot_owner {
+            if owner != Some(stamp.sender) {
+                self.stats.mislabelled += 1;
+            }
+        }
+        if self.stats.first_audio.is_none() {
+            self.stats.first_audio = Some(now);
+        }
+        let pair = &mut self.stats.from[(stamp.sender % m) as usize];
+        if pair.mark(stamp.seq) && rec.in_window(stamp.send_ns) {
+            let lat = payload::ns(now).saturating_sub(stamp.send_ns);
+            rec.latency_ns.push(lat.min(u64::from(u32::MAX)) as u32);
+        }
+    }
+
+    /// A packet not decrypted: its sender is the slot's member, its number follows from
+    /// the slot's mapping; no latency (the send time is inside the ciphertext).
+    fn on_header_only(&mut self, now: Instant, owner: Option<u32>, stamp_seq: u32) {
+        let m = self.members_per_room;
+        let Some(sender) = owner.filter(|g| g / m == self.member.room && *g != self.member.gid)
+        else {
+            self.stats.misrouted += 1;
+            return;
+        };
+        if self.stats.first_audio.is_none() {
+            self.stats.first_audio = Some(now);
+        }
+        self.stats.from[(sender % m) as usize].mark(stamp_seq);
+    }
+
+    /// Runs the peer's timers: its session's timeout, the floor hello, and its next send.
+    pub fn on_tick(&mut self, now: Instant, rec: &mut Recorder) {
+        match &mut self.transport {
+            Transport::Webrtc(w) => {
+                if now >= w.next_timeout {
+                    if w.rtc.handle_input(Input::Timeout(now)).is_ok() {
+                        self.drain(now, rec);
+                    } else {
+                        w.next_timeout = now + Duration::from_millis(100);
+                    }
+                }
+            }
+            Transport::Plain {
+                relay, hello_at, ..
+            } => {
+                if !self.connected && now >= *hello_at {
+                    let mut hello = [0u8; 12];
+                    hello[..4].copy_from_slice(HELLO);
+                    hello[4..8].copy_from_slice(&self.member.room.to_le_bytes());
+                    hello[8..12].copy_from_slice(&self.member.pos.to_le_bytes());
+                    if self.socket.send_to(&hello, *relay).is_err() {
+                        self.stats.send_errors += 1;
+                    }
+                    *hello_at = now + Duration::from_millis(200);
+                }
+            }
+        }
+        if let Some(due) = self.next_send.filter(|d| now >= *d) {
+            self.send_packet(now, due, rec);
+            // Keep the schedule: a late send does not shift the ones after it.
+            self.next_send = Some(due + PACKET_INTERVAL);
+        }
+    }
+
+    /// When this peer next needs [`Peer::on_tick`]: its next send or its session's timeout.
+    pub fn next_due(&self) -> Option<Instant> {
+        let timer = match &self.transport {
+            Transport::Webrtc(w) => Some(w.next_timeout),
+            Transport::Plain { hello_at, .. } => (!self.connected).then_some(*hello_at),
+        };
+        match (timer, self.next_send) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn schedule_first_send(&mut self, now: Instant) {
+        // Spread the members over the 20 ms so that they do not all send at once.
+        let offset = Duration::from_micros(rand::random::<u64>() % 20_000);
+        self.next_send = Some(now + offset);
+    }
+
+    fn send_packet(&mut self, now: Instant, due: Instant, rec: &mut Recorder) {
+        let send_ns = payload::ns(now);
+        let stamp = Stamp {
+            sender: self.member.gid,
+            seq: self.seq,
+            send_ns,
+        };
+        self.seq += 1;
+        if rec.in_window(send_ns) {
+            self.stats.first_in_window.get_or_insert(stamp.seq);
+            self.stats.sent_in_window += 1;
+            let lag = now.saturating_duration_since(due).as_nanos();
+            rec.send_lag_ns.push(lag.min(u128::from(u32::MAX)) as u32);
+        }
+        let time = self.rtp_time;
+        self.rtp_time = self.rtp_time.wrapping_add(SAMPLES_PER_PACKET);
+        let mut buf = [0u8; 12 + payload::MAX_LEN];
+        match &mut self.transport {
+            Transport::Webrtc(w) => {
+                let n = payload::encode(stamp, &mut buf);
+                let pt = match w.pt {
+                    Some(pt) => pt,
+                    None => {
+                        let Some(pt) = w
+                            .rtc
+                            .codec_config()
+                            .find(|p| p.spec().codec == Codec::Opus)
+                            .map(|p| p.pt())
+                        else {
+                            self.stats.send_errors += 1;
+                            return;
+                        };
+                        w.pt = Some(pt);
+                        pt
+                    }
+                };
+                let seq: SeqNo = w.rtp_seq.into();
+                w.rtp_seq += 1;
+                let mut direct = w.rtc.direct_api();
+                let Some(tx) = direct.stream_tx_by_mid(w.send_mid, None) else {
+                    self.stats.send_errors += 1;
+                    return;
+                };
+                let ext = ExtensionValues {
+                    audio_level: Some(AUDIO_LEVEL),
+                    voice_activity: Some(true),
+                    ..Default::default()
+                };
+                tx.write_rtp(RtpWrite::new(pt, seq, time, now, &buf[..n]).ext_vals(ext));
+                self.drain(now, rec);
+            }
+            Transport::Plain {
+                relay,
+                ssrc,
+                rtp_seq,
+                ..
+            } => {
+                buf[0] = 0x80;
+                buf[1] = 111;
+                buf[2..4].copy_from_slice(&rtp_seq.to_be_bytes());
+                buf[4..8].copy_from_slice(&time.to_be_bytes());
+                buf[8..12].copy_from_slice(&ssrc.to_be_bytes());
+                *rtp_seq = rtp_seq.wrapping_add(1);
+                let n = payload::encode(stamp, &mut buf[12..]);
+                if self.socket.send_to(&buf[..12 + n], *relay).is_err() {
+                    self.stats.send_errors += 1;
+                }
+            }
+        }
+    }
+
+    /// Polls the session until its next timeout: datagrams out, events handled.
+    fn drain(&mut self, now: Instant, rec: &mut Recorder) {
+        loop {
+            let Transport::Webrtc(w) = &mut self.transport else {
+                return;
+            };
+            let out = match w.rtc.poll_output() {
+                Ok(o) => o,
+                Err(e) => {
+                    let _ = w.to_signal.send(ToSignal::Failed(format!("webrtc: {e}")));
+                    w.rtc.disconnect();
+                    w.next_timeout = now + Duration::from_secs(3600);
+                    return;
+                }
+            };
+            match out {
+                Output::Timeout(t) => {
+                    w.next_timeout = t;
+                    return;
+                }
+                Output::Transmit(t) => {
+                    if self.socket.send_to(&t.contents, t.destination).is_err() {
+                        self.stats.send_errors += 1;
+                    }
+                }
+                Output::Event(Event::Connected) => {
+                    let _ = w.to_signal.send(ToSignal::Connected);
+                    self.connected = true;
+                    self.schedule_first_send(now);
+                }
+                Output::Event(Event::RtpPacket(p)) => {
+                    let ssrc = *p.header.ssrc;
+                    let ext = *p.seq_no;
+                    if !w.streams.contains_key(&ssrc) {
+                        if let Some(mid) = w
+                            .rtc
+                            .direct_api()
+                            .stream_rx(&p.header.ssrc)
+                            .map(|s| s.mid())
+                        {
+                            w.streams.insert(
+                                ssrc,
+                                RxStream {
+                                    mid,
+                                    last_ext: ext,
+                                    offset: None,
+                                },
+                            );
+                        }
+                    }
+                    let stamp = payload::decode(&p.payload);
+                    self.stats.decrypted += 1;
+                    let st = w.streams.get_mut(&ssrc);
+                    let owner = st
+                        .as_ref()
+                        .map(|st| w.owners.get(&st.mid).copied().flatten());
+                    if let (Some(st), Some(stamp)) = (st, stamp) {
+                        st.last_ext = st.last_ext.max(ext);
+                        let offset = i64::from(stamp.seq) - ext as i64;
+                        if st.offset.is_some_and(|o| o != offset) {
+                            self.stats.sample_mismatches += 1;
+                        }
+                        st.offset = Some(offset);
+                    }
+                    self.on_media(now, owner, stamp, rec);
+                }
+                Output::Event(_) => {}
+            }
+        }
+    }
+
+    /// Applies signaling news to the session.
+    pub fn on_signal(&mut self, now: Instant, msg: FromSignal, rec: &mut Recorder) {
+        let Transport::Webrtc(w) = &mut self.transport else {
+            return;
+        };
+        let result = match msg {
+            FromSignal::Joined { sdp, join_sent } => {
+                self.stats.join_sent = Some(join_sent);
+                match (SdpAnswer::from_sdp_string(&sdp), w.pending.take()) {
+                    (Ok(answer), Some(pending)) => w
+                        .rtc
+                        .sdp_api()
+                        .accept_answer(pending, answer)
+                        .map_err(|e| format!("the join answer was refused: {e}")),
+                    (Err(e), _) => Err(format!("the join answer does not parse: {e}")),
+                    (_, None) => Err("a second joinResult".to_string()),
+                }
+            }
+            FromSignal::Offer { sdp, tracks } => {
+                set_owners(&mut w.owners, &tracks);
+                match SdpOffer::from_sdp_string(&sdp) {
+                    Ok(offer) => match w.rtc.sdp_api().accept_offer(offer) {
+                        Ok(answer) => {
+                            let _ = w.to_signal.send(ToSignal::Answer(answer.to_sdp_string()));
+                            Ok(())
+                        }
+                        Err(e) => Err(format!("the server's offer was refused: {e}")),
+                    },
+                    Err(e) => Err(format!("the server's offer does not parse: {e}")),
+                }
+            }
+            FromSignal::Tracks(tracks) => {
+                set_owners(&mut w.owners, &tracks);
+                Ok(())
+            }
+        };
+        if let Err(e) = result {
+            let _ = w.to_signal.send(ToSignal::Failed(e));
+        }
+        self.drain(now, rec);
+    }
+}
+
+fn set_owners(owners: &mut HashMap<Mid, Option<u32>>, tracks: &[TrackSlot]) {
+    for slot in tracks {
+        let gid = slot.open_id.as_ref().and_then(|o| gid_of(o.as_str()));
+        owners.insert(Mid::from(slot.mid.as_str()), gid);
+    }
+}
