@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 members=${1:-4}
-bin=target/release
+bin=${VOIPCHAT_BIN_DIR:-target/release}  # where the release voipchat and voipchat-client are
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
