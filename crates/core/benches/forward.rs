@@ -53,6 +53,21 @@ fn run(members: usize, packets: u32) -> (f64, f64, u64) {
         net.now = start_time + Duration::from_millis(5) * n;
         batches.push(net.capture(0, &frame(1000 + n), -30));
     }
+    let (forwarded, busy) = forward_batches(&mut net, &batches, start_time);
+    let per_packet = busy.as_secs_f64() * 1e6 / packets as f64;
+    let per_copy = busy.as_secs_f64() * 1e6 / forwarded.max(1) as f64;
+    (per_packet, per_copy, forwarded)
+}
+
+/// The measured part: every batch through the engine, every output drained. Its own
+/// function, never inlined, so `scripts/count-instructions.sh` can have callgrind count
+/// the instructions of this alone (`--toggle-collect`). Returns (copies out, thread CPU).
+#[inline(never)]
+fn forward_batches(
+    net: &mut Net,
+    batches: &[Vec<Vec<u8>>],
+    start_time: std::time::Instant,
+) -> (u64, Duration) {
     let from = net.peers[0].addr;
     let mut forwarded = 0u64;
     let mut busy = Duration::ZERO;
@@ -72,9 +87,7 @@ fn run(members: usize, packets: u32) -> (f64, f64, u64) {
         }
         busy += thread_cpu() - t0;
     }
-    let per_packet = busy.as_secs_f64() * 1e6 / packets as f64;
-    let per_copy = busy.as_secs_f64() * 1e6 / forwarded.max(1) as f64;
-    (per_packet, per_copy, forwarded)
+    (forwarded, busy)
 }
 
 fn main() {
@@ -83,8 +96,15 @@ fn main() {
         "{:>8} {:>10} {:>18} {:>18}",
         "members", "packets", "µs/incoming pkt", "µs/forwarded copy"
     );
-    for members in [2, 5, 10] {
-        let packets = 3000;
+    // BENCH_MEMBERS / BENCH_PACKETS: one room size and count only (the instruction count
+    // runs the bench under callgrind, 50 times slower).
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u32>().ok());
+    let sizes: Vec<usize> = match env("BENCH_MEMBERS") {
+        Some(m) => vec![m as usize],
+        None => vec![2, 5, 10],
+    };
+    for members in sizes {
+        let packets = env("BENCH_PACKETS").unwrap_or(3000);
         let (per_packet, per_copy, forwarded) = run(members, packets);
         println!(
             "{members:>8} {packets:>10} {per_packet:>18.2} {per_copy:>18.2}   ({forwarded} datagrams out)"
