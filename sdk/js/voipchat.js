@@ -1260,16 +1260,7 @@ class VoIPClient {
       // Sent with the rejoin's join.
       return { errCode: 0, errMsg: `${api}:ok` };
     }
-    const session = this.session;
-    const result = session.waitFor('muteConfigResult', this.options.resultTimeoutMs);
-    session.send({ type: 'updateMuteConfig', muteConfig: this.wireMuteConfig() });
-    let reply;
-    try {
-      reply = await result;
-    } catch (e) {
-      throw fail(api, E.SYSTEM, `system error (${e.message})`);
-    }
-    if (reply.errCode !== 0) throw { errCode: reply.errCode, errMsg: reply.errMsg };
+    const reply = await this.request(api, { type: 'updateMuteConfig', muteConfig: this.wireMuteConfig() }, 'muteConfigResult');
     return { errCode: 0, errMsg: reply.errMsg };
   }
 
@@ -1305,9 +1296,18 @@ class VoIPClient {
       this.videoSubscription = list.slice();
       return { errCode: 0, errMsg: `${api}:ok` };
     }
-    const session = this.session;
-    const result = session.waitFor('subscribeVideoMembersResult', this.options.resultTimeoutMs);
-    session.send({ type: 'subscribeVideoMembers', openIdList: list.slice() });
+    const reply = await this.request(api, { type: 'subscribeVideoMembers', openIdList: list.slice() }, 'subscribeVideoMembersResult');
+    this.videoSubscription = list.slice();
+    return { errCode: 0, errMsg: reply.errMsg };
+  }
+
+  /**
+   * Sends `msg` on the session and waits for its `resultType` answer: resolves with it, or
+   * throws the fail payload (the server's code, or -1000 when no answer comes in time).
+   */
+  async request(api, msg, resultType) {
+    const result = this.session.waitFor(resultType, this.options.resultTimeoutMs);
+    this.session.send(msg);
     let reply;
     try {
       reply = await result;
@@ -1315,8 +1315,7 @@ class VoIPClient {
       throw fail(api, E.SYSTEM, `system error (${e.message})`);
     }
     if (reply.errCode !== 0) throw { errCode: reply.errCode, errMsg: reply.errMsg };
-    this.videoSubscription = list.slice();
-    return { errCode: 0, errMsg: reply.errMsg };
+    return reply;
   }
 
   /**

@@ -69,9 +69,10 @@ pub async fn run(
         command_tx,
         quota,
         metrics,
-        last_wake: None,
     };
     let mut sync = EngineSync::default();
+    // When the task last woke from its wait (for the busy ratio).
+    let mut last_wake: Option<Instant> = None;
     let mut buf = vec![0u8; 2048];
     loop {
         let deadline = task.flush().await;
@@ -104,12 +105,11 @@ pub async fn run(
         if now >= deadline {
             task.engine.handle_timeout(now);
         }
-        // What ran since the last wake-up up to the wait (the previous turn's work) is
-        // busy time; the wait itself is not.
-        sync.busy(
-            &task.metrics,
-            work_since(idle_from, now, &mut task.last_wake),
-        );
+        // From the previous wake-up to this turn's wait is work; the wait itself is not.
+        if let Some(woke) = last_wake {
+            sync.busy(idle_from.saturating_duration_since(woke));
+        }
+        last_wake = Some(now);
         if sync.due(now) {
             let e = &task.engine;
             sync.sync(
@@ -168,20 +168,6 @@ fn deliver(
     }
 }
 
-/// The work time of the turn that ended in a wait at `idle_from`: from the previous
-/// wake-up (`last_wake`) to then. Sets `last_wake` to `now`, this turn's wake-up.
-fn work_since(
-    idle_from: Instant,
-    now: Instant,
-    last_wake: &mut Option<Instant>,
-) -> std::time::Duration {
-    let busy = last_wake.map_or(std::time::Duration::ZERO, |w| {
-        idle_from.saturating_duration_since(w)
-    });
-    *last_wake = Some(now);
-    busy
-}
-
 /// What the media task owns: the engine, the socket, and where the engine's output goes.
 struct Task {
     engine: Engine,
@@ -192,8 +178,6 @@ struct Task {
     command_tx: mpsc::UnboundedSender<Command>,
     quota: QuotaPolicy,
     metrics: Arc<Metrics>,
-    /// When the task last woke from its wait (for the busy ratio).
-    last_wake: Option<Instant>,
 }
 
 /// Nonces of joins the engine has not answered yet, per connection in arrival order: a join

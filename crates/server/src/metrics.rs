@@ -251,10 +251,9 @@ impl EngineSync {
     /// How often the media task copies.
     pub const EVERY: Duration = Duration::from_secs(1);
 
-    /// Adds `busy` to the time the media task worked.
-    pub fn busy(&mut self, metrics: &Metrics, busy: Duration) {
+    /// Adds `busy` to the time the media task worked (counted into the metrics at `sync`).
+    pub fn busy(&mut self, busy: Duration) {
         self.busy_in_window += busy;
-        metrics.media_busy_seconds.inc_by(busy.as_secs_f64());
     }
 
     /// Whether a copy is due at `now`.
@@ -304,6 +303,9 @@ impl EngineSync {
         self.last = *counters;
         metrics.rooms.set(rooms as i64);
         metrics.members.set(members as i64);
+        metrics
+            .media_busy_seconds
+            .inc_by(self.busy_in_window.as_secs_f64());
         if let Some(start) = self.window_start {
             let span = now.saturating_duration_since(start).as_secs_f64();
             if span > 0.0 {
