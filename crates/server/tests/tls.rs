@@ -183,7 +183,7 @@ async fn backend_api_and_rooms_over_https_and_wss() {
     let (status, body, _) = https_request(server.http, &trust, "GET", "/healthz", None, None).await;
     assert_eq!((status, body.as_str()), (200, "ok"));
     let mut keys = Vec::new();
-    for open_id in ["alice", "bob", "eve"] {
+    for open_id in ["alice", "bob", "eve", "carol"] {
         let (status, body, _) = https_request(
             server.http,
             &trust,
@@ -218,6 +218,38 @@ async fn backend_api_and_rooms_over_https_and_wss() {
     );
     alice.wait_connected().await;
     bob.wait_connected().await;
+
+    // The CLI client: an https:// server URL and --ca-file; it joins (carol sees alice and
+    // bob) and leaves after a second.
+    let out = tokio::process::Command::new(client_cli())
+        .args(["join", "--server", &format!("https://{}", server.http)])
+        .args(["--ca-file", files.ca.to_str().unwrap()])
+        .args([
+            "--app-id",
+            app.as_str(),
+            "--open-id",
+            "carol",
+            "--group-id",
+            "room",
+        ])
+        .args(["--session-key", keys[3].expose(), "--duration", "1"])
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(30), out)
+        .await
+        .expect("the CLI client ends")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let joined = stdout
+        .lines()
+        .find(|l| l.contains(r#""event":"joined""#))
+        .unwrap_or_else(|| panic!("a joined line: {stdout}"));
+    assert!(joined.contains(r#"["alice","bob","carol"]"#), "{joined}");
 
     // A client that trusts only the public roots refuses the test CA's certificate.
     let refused = TestPeer::join_with(&server, &app, &keys[2], "eve", "room", |_| {}).await;
@@ -275,6 +307,30 @@ async fn backend_api_and_rooms_over_https_and_wss() {
     );
     drop(alice);
     server.stop().await;
+}
+
+/// The client CLI binary, built on demand (it belongs to another package of the workspace).
+fn client_cli() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("voipchat-client");
+    let status = std::process::Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "voipchat-client",
+            "--bin",
+            "voipchat-client",
+        ])
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building voipchat-client");
+    path
 }
 
 /// `voipchat serve` with `args` on port 0 in `dir`; returns the child, its stderr lines up to
