@@ -357,6 +357,12 @@ pub async fn watch(mut cert: Certificate, mut stop: watch_channel::Receiver<bool
 
 // --- the listener ------------------------------------------------------------------------
 
+/// A connection of `L` after its TLS handshake, with its address.
+type Handshaken<L> = (
+    TlsStream<Replay<<L as Listener>::Io>>,
+    <L as Listener>::Addr,
+);
+
 /// An axum listener that hands out connections after their TLS handshake. Handshakes run in
 /// their own tasks: at most [`MAX_HANDSHAKES`] at once, each cut off after
 /// [`HANDSHAKE_TIMEOUT`]. A client that speaks plain HTTP to it gets a short 400 answer that
@@ -365,8 +371,8 @@ pub struct TlsListener<L: Listener> {
     inner: L,
     acceptor: TlsAcceptor,
     /// Finished handshakes; the listener keeps a sender so that the channel never closes.
-    done_tx: mpsc::Sender<(TlsStream<Replay<L::Io>>, L::Addr)>,
-    done_rx: mpsc::Receiver<(TlsStream<Replay<L::Io>>, L::Addr)>,
+    done_tx: mpsc::Sender<Handshaken<L>>,
+    done_rx: mpsc::Receiver<Handshaken<L>>,
     handshakes: Arc<Semaphore>,
 }
 

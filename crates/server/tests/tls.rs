@@ -55,12 +55,22 @@ impl TestCa {
 
     /// A leaf named `CN=<name>` with this serial number.
     fn server_cert(&self, name: &str, serial: u64) -> ServerCert {
+        self.server_cert_with(name, serial, |_| {})
+    }
+
+    fn server_cert_with(
+        &self,
+        name: &str,
+        serial: u64,
+        tweak: impl FnOnce(&mut CertificateParams),
+    ) -> ServerCert {
         let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
         params
             .subject_alt_names
             .push(SanType::IpAddress([127, 0, 0, 1].into()));
         params.distinguished_name.push(DnType::CommonName, name);
         params.serial_number = Some(serial.into());
+        tweak(&mut params);
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         ServerCert {
@@ -293,13 +303,7 @@ async fn backend_api_and_rooms_over_https_and_wss() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let closed = |p: &TestPeer| {
-        p.events
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|e| *e == ClientEvent::Closed)
-    };
+    let closed = |p: &TestPeer| p.events.lock().unwrap().contains(&ClientEvent::Closed);
     assert!(
         bob.wait_until(Duration::from_secs(5), || closed(&bob))
             .await,
@@ -460,6 +464,36 @@ async fn a_renewed_certificate_is_served_without_a_restart_and_a_broken_one_is_n
     std::fs::write(&files.key, &third.key_pem).unwrap();
     wait_line(&mut lines, &["serving the new one", "CN=voipchat third"]).await;
     assert_eq!(served_cert(http, &trust).await, third.der);
+    child.kill().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_certificate_is_served_with_a_warning() {
+    let dir = common::data_dir();
+    let ca = TestCa::new();
+    let old = ca.server_cert_with("voipchat expired", 9, |p| {
+        p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    });
+    let files = TlsFiles::write(dir.path(), &ca, &old);
+    let (mut child, seen, _lines, _) = serve(
+        dir.path(),
+        &[
+            "--http-addr",
+            "127.0.0.1:0",
+            "--tls-cert",
+            files.cert.to_str().unwrap(),
+            "--tls-key",
+            files.key.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(
+        seen.iter().any(|l| l.contains("WARN")
+            && l.contains("the TLS certificate has expired")
+            && l.contains("not_after=2021-01-01T00:00:00Z")),
+        "{seen:#?}"
+    );
     child.kill().await.unwrap();
 }
 
