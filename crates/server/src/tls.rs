@@ -416,19 +416,8 @@ where
                 (permit, (io, addr)) = next => {
                     // The semaphore is never closed.
                     let Ok(permit) = permit else { continue };
-                    let acceptor = acceptor.clone();
                     let done = done_tx.clone();
-                    tokio::spawn(async move {
-                        let _permit = permit;
-                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(acceptor, io)).await {
-                            Ok(Ok(tls)) => {
-                                // Err: the server is stopping and dropped the listener.
-                                let _ = done.send((tls, addr)).await;
-                            }
-                            Ok(Err(e)) => tracing::debug!(peer = ?addr, "TLS handshake failed: {e}"),
-                            Err(_) => tracing::debug!(peer = ?addr, "TLS handshake timed out"),
-                        }
-                    });
+                    tokio::spawn(handshake_task(acceptor.clone(), io, addr, done, permit));
                 }
             }
         }
@@ -436,6 +425,28 @@ where
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
         self.inner.local_addr()
+    }
+}
+
+/// One connection's handshake, holding one of the [`MAX_HANDSHAKES`] permits; a finished one
+/// goes to `done`, a failed or slow one is dropped.
+async fn handshake_task<IO, A>(
+    acceptor: TlsAcceptor,
+    io: IO,
+    addr: A,
+    done: mpsc::Sender<(TlsStream<Replay<IO>>, A)>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin,
+    A: fmt::Debug,
+{
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(acceptor, io)).await {
+        Ok(Ok(tls)) => {
+            // Err: the server is stopping and dropped the listener.
+            let _ = done.send((tls, addr)).await;
+        }
+        Ok(Err(e)) => tracing::debug!(peer = ?addr, "TLS handshake failed: {e}"),
+        Err(_) => tracing::debug!(peer = ?addr, "TLS handshake timed out"),
     }
 }
 
