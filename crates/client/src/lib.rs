@@ -23,6 +23,9 @@
 //! header extensions (RFC 6464 audio level is `a=extmap:1`, abs-send-time 2, transport-cc 3,
 //! sdes:mid 4). The client is the controlling full ICE agent with one host candidate. Receive
 //! slots arrive as server `offer`s with `sendonly` m-lines; the client answers each.
+//!
+//! A `wss://` server is reached over TLS (rustls) and must show a certificate from a public
+//! root, or from a CA in [`JoinOptions::ca_file`] (see [`tls`]).
 
 mod client;
 pub mod ivf;
@@ -30,6 +33,7 @@ pub mod ogg_opus;
 pub mod opus;
 mod peer;
 pub mod record;
+pub mod tls;
 
 pub use client::{
     random_nonce, AudioSender, Client, ClientError, ClientEvent, ClientStats, JoinOptions,
