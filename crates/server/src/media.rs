@@ -310,11 +310,12 @@ impl Task {
                         let _ = tx.send(Command::Quota(key, answer));
                     });
                 }
-                Output::RoomOpened(key) => {
+                Output::RoomOpened(key, _) => {
                     metrics.rooms_created.inc();
                     info!(room = %key, "room opened")
                 }
-                Output::RoomClosed(key) => info!(room = %key, "room closed"),
+                Output::RoomClosed(key, _) => info!(room = %key, "room closed"),
+                Output::MemberJoined(_) | Output::MemberLeft(..) => {}
                 Output::Timeout(t) => return t,
             }
         }
