@@ -41,9 +41,11 @@ fn a_kick_a_media_timeout_and_a_shutdown_each_say_why() {
     net.join("bob", "g");
     net.join("carol", "g");
     net.connect();
-    assert!(net
-        .engine
-        .kick(net.now, &Net::key("g"), &voipchat_proto::OpenId::from("bob")));
+    assert!(net.engine.kick(
+        net.now,
+        &Net::key("g"),
+        &voipchat_proto::OpenId::from("bob")
+    ));
     net.settle();
     net.peers[a].online = false;
     net.advance(Duration::from_secs(7));
@@ -98,6 +100,9 @@ fn a_refused_room_creation_tells_nothing_and_a_video_room_says_its_type() {
     net.auto_quota = Some(QuotaAnswer::Granted);
     let v = net.join_video("vera", "cinema");
     assert_eq!(net.join_code(v), Some(0));
-    assert_eq!(net.lifecycle, ["opened cinema video", "joined cinema vera 1"]);
+    assert_eq!(
+        net.lifecycle,
+        ["opened cinema video", "joined cinema vera 1"]
+    );
     assert_eq!(RoomType::Video.as_str(), "video");
 }

@@ -44,6 +44,21 @@ pub struct Config {
     /// How `serve` writes its log lines on stderr: `text` for people, `json` (one object per
     /// line) for log shippers.
     pub log_format: LogFormat,
+    /// Webhooks: how long one delivery attempt may take, connecting included, in
+    /// milliseconds; a receiver slower than that counts as failed and is retried.
+    pub webhook_timeout_ms: u64,
+    /// Webhooks: the delay before the first retry, in milliseconds; each further retry
+    /// waits twice as long (up to 5 minutes), with jitter.
+    pub webhook_retry_base_ms: u64,
+    /// Webhooks: attempts per delivery before it is given up (dead).
+    pub webhook_max_attempts: u32,
+    /// Webhooks: a delivery still failing this many seconds after its event is given up.
+    pub webhook_max_age_secs: u64,
+    /// Webhooks: most deliveries waiting per app; past it the oldest are dropped.
+    pub webhook_max_pending: u64,
+    /// Webhooks: a PEM file of CA certificates trusted for `https://` webhook URLs besides
+    /// the system's (a receiver with a private CA).
+    pub webhook_ca_file: Option<PathBuf>,
 }
 
 impl std::str::FromStr for LogFormat {
@@ -82,6 +97,12 @@ impl Default for Config {
             test_hooks: false,
             log_format: LogFormat::Text,
             metrics_addr: None,
+            webhook_timeout_ms: 5_000,
+            webhook_retry_base_ms: 1_000,
+            webhook_max_attempts: 15,
+            webhook_max_age_secs: 3_600,
+            webhook_max_pending: 10_000,
+            webhook_ca_file: None,
         }
     }
 }
@@ -114,10 +135,11 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        if config.data_dir.is_relative() {
-            if let Some(dir) = path.parent() {
+        if let Some(dir) = path.parent() {
+            if config.data_dir.is_relative() {
                 config.data_dir = dir.join(&config.data_dir);
             }
+            config.resolve_paths(dir);
         }
         Ok(config)
     }
@@ -133,6 +155,26 @@ impl Config {
             ));
         }
         parse_utc_offset(&self.quota_utc_offset)?;
+        if !(100..=60_000).contains(&self.webhook_timeout_ms) {
+            return Err(ConfigError::Invalid(
+                "webhook_timeout_ms must be 100 to 60000".into(),
+            ));
+        }
+        if !(1..=3_600_000).contains(&self.webhook_retry_base_ms) {
+            return Err(ConfigError::Invalid(
+                "webhook_retry_base_ms must be 1 to 3600000".into(),
+            ));
+        }
+        if self.webhook_max_attempts == 0 {
+            return Err(ConfigError::Invalid(
+                "webhook_max_attempts must be at least 1".into(),
+            ));
+        }
+        if self.webhook_max_pending == 0 {
+            return Err(ConfigError::Invalid(
+                "webhook_max_pending must be at least 1".into(),
+            ));
+        }
         if self.public_ip.is_none() && self.media_addr.ip().is_unspecified() {
             return Err(ConfigError::Invalid(
                 "media_addr binds a wildcard address: set public_ip to the address clients reach"
@@ -144,6 +186,16 @@ impl Config {
 
     pub fn sqlite_path(&self) -> PathBuf {
         self.data_dir.join("voipchat.sqlite3")
+    }
+
+    /// A relative `webhook_ca_file` in a config file is relative to the file's directory,
+    /// like `data_dir`.
+    fn resolve_paths(&mut self, dir: &Path) {
+        if let Some(ca) = &self.webhook_ca_file {
+            if ca.is_relative() {
+                self.webhook_ca_file = Some(dir.join(ca));
+            }
+        }
     }
 
     pub fn media_timeout(&self) -> Duration {
