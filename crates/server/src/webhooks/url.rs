@@ -154,3 +154,34 @@ mod tests {
         assert!(parse(&long).unwrap_err().contains("at most 2048"));
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    /// Arbitrary text never panics the parser, and what it accepts is an http(s) URL.
+    #[test]
+    fn random_text_never_panics() {
+        use rand::{Rng, SeedableRng};
+        let alphabet: Vec<char> = "htps:/[]@?#%.:0123456789abcxyz-_~ \u{0}\u{7f}é😀HTTPS"
+            .chars()
+            .collect();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
+        for _ in 0..20_000 {
+            let len = rng.gen_range(0..40);
+            let mut text: String = (0..len)
+                .map(|_| alphabet[rng.gen_range(0..alphabet.len())])
+                .collect();
+            if rng.gen_bool(0.5) {
+                let scheme = if rng.gen_bool(0.5) {
+                    "http://"
+                } else {
+                    "https://"
+                };
+                text.insert_str(0, scheme);
+            }
+            if let Ok(url) = super::parse(&text) {
+                assert!(!url.host.is_empty() && url.port > 0, "{text:?}: {url:?}");
+                assert!(url.path_and_query.starts_with('/'), "{text:?}");
+            }
+        }
+    }
+}

@@ -239,7 +239,7 @@ impl Receiver {
         let failed = state.failed;
         drop(state);
         if fail {
-            if failed % 2 == 0 {
+            if failed.is_multiple_of(2) {
                 // An error from the service: hyper closes the connection unanswered.
                 return Err("dropped".into());
             }
