@@ -303,6 +303,12 @@ mod tests {
             dir.join("voipchat-data"),
             "the default data_dir too"
         );
+        std::fs::write(&file, "webhook_ca_file = \"ca/receiver.pem\"\n").unwrap();
+        assert_eq!(
+            Config::from_file(&file).unwrap().webhook_ca_file,
+            Some(dir.join("ca/receiver.pem")),
+            "webhook_ca_file too"
+        );
         std::fs::write(&file, "data_dir = \"/srv/voipchat\"\n").unwrap();
         assert_eq!(
             Config::from_file(&file).unwrap().data_dir,
