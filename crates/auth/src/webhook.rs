@@ -186,6 +186,8 @@ mod tests {
 
 #[cfg(test)]
 mod fuzz {
+    use super::*;
+
     /// Arbitrary headers never panic the verifier; only the real signature passes.
     #[test]
     fn random_headers_never_panic() {
