@@ -54,6 +54,21 @@ pub struct Config {
     /// browsers give the microphone only to https pages off localhost, so a public plain
     /// HTTP address is almost always a mistake, unless a TLS proxy in front does the TLS.
     pub allow_insecure_http: bool,
+    /// Webhooks: how long one delivery attempt may take, connecting included, in
+    /// milliseconds; a receiver slower than that counts as failed and is retried.
+    pub webhook_timeout_ms: u64,
+    /// Webhooks: the delay before the first retry, in milliseconds; each further retry
+    /// waits twice as long (up to 5 minutes), with jitter.
+    pub webhook_retry_base_ms: u64,
+    /// Webhooks: attempts per delivery before it is given up (dead).
+    pub webhook_max_attempts: u32,
+    /// Webhooks: a delivery still failing this many seconds after its event is given up.
+    pub webhook_max_age_secs: u64,
+    /// Webhooks: most deliveries waiting per app; past it the oldest are dropped.
+    pub webhook_max_pending: u64,
+    /// Webhooks: a PEM file of CA certificates trusted for `https://` webhook URLs besides
+    /// the system's (a receiver with a private CA).
+    pub webhook_ca_file: Option<PathBuf>,
 }
 
 impl std::str::FromStr for LogFormat {
@@ -95,6 +110,12 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             allow_insecure_http: false,
+            webhook_timeout_ms: 5_000,
+            webhook_retry_base_ms: 1_000,
+            webhook_max_attempts: 15,
+            webhook_max_age_secs: 3_600,
+            webhook_max_pending: 10_000,
+            webhook_ca_file: None,
         }
     }
 }
@@ -133,6 +154,7 @@ impl Config {
                 Some(&mut config.data_dir),
                 config.tls_cert.as_mut(),
                 config.tls_key.as_mut(),
+                config.webhook_ca_file.as_mut(),
             ];
             for p in relative.into_iter().flatten() {
                 if p.is_relative() {
@@ -154,6 +176,26 @@ impl Config {
             ));
         }
         parse_utc_offset(&self.quota_utc_offset)?;
+        if !(100..=60_000).contains(&self.webhook_timeout_ms) {
+            return Err(ConfigError::Invalid(
+                "webhook_timeout_ms must be 100 to 60000".into(),
+            ));
+        }
+        if !(1..=3_600_000).contains(&self.webhook_retry_base_ms) {
+            return Err(ConfigError::Invalid(
+                "webhook_retry_base_ms must be 1 to 3600000".into(),
+            ));
+        }
+        if self.webhook_max_attempts == 0 {
+            return Err(ConfigError::Invalid(
+                "webhook_max_attempts must be at least 1".into(),
+            ));
+        }
+        if self.webhook_max_pending == 0 {
+            return Err(ConfigError::Invalid(
+                "webhook_max_pending must be at least 1".into(),
+            ));
+        }
         if self.public_ip.is_none() && self.media_addr.ip().is_unspecified() {
             return Err(ConfigError::Invalid(
                 "media_addr binds a wildcard address: set public_ip to the address clients reach"
@@ -354,6 +396,12 @@ mod tests {
         let c = Config::from_file(&file).unwrap();
         assert_eq!(c.tls_cert, Some(dir.join("tls/cert.pem")), "tls_cert too");
         assert_eq!(c.tls_key, Some(PathBuf::from("/etc/voipchat/key.pem")));
+        std::fs::write(&file, "webhook_ca_file = \"ca/receiver.pem\"\n").unwrap();
+        assert_eq!(
+            Config::from_file(&file).unwrap().webhook_ca_file,
+            Some(dir.join("ca/receiver.pem")),
+            "webhook_ca_file too"
+        );
         std::fs::write(&file, "data_dir = \"/srv/voipchat\"\n").unwrap();
         assert_eq!(
             Config::from_file(&file).unwrap().data_dir,

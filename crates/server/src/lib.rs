@@ -11,6 +11,7 @@ pub mod media;
 pub mod metrics;
 pub mod tls;
 pub mod web;
+pub mod webhooks;
 pub mod ws;
 
 use std::future::Future;
@@ -153,10 +154,35 @@ pub async fn run(
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let webhook_tls = webhooks::client::Tls::new(config.webhook_ca_file.as_deref())
+        .map_err(std::io::Error::other)?;
+    let (sink, webhook_queue) = webhooks::Sink::new(metrics.clone());
+    let recorded = Arc::new(tokio::sync::Notify::new());
+    let writer = {
+        let (store, recorded, metrics) = (store.clone(), recorded.clone(), metrics.clone());
+        let cap = config.webhook_max_pending;
+        tokio::task::spawn_blocking(move || {
+            webhooks::writer::run(webhook_queue, store, cap, recorded, metrics)
+        })
+    };
+    let worker = tokio::spawn(webhooks::worker::run(
+        store.clone(),
+        webhook_tls,
+        webhooks::worker::Policy {
+            timeout: std::time::Duration::from_millis(config.webhook_timeout_ms),
+            retry_base: std::time::Duration::from_millis(config.webhook_retry_base_ms),
+            max_attempts: config.webhook_max_attempts,
+            max_age_secs: config.webhook_max_age_secs,
+        },
+        recorded,
+        stop_rx.clone(),
+        metrics.clone(),
+    ));
     let quota = media::QuotaPolicy {
         store: store.clone(),
         daily_limit: config.daily_room_quota,
         utc_offset_secs: config.utc_offset_secs(),
+        webhooks: sink,
     };
     let media_task = tokio::spawn(media::run(
         engine,
@@ -247,6 +273,11 @@ pub async fn run(
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = media_task.await;
+    // The media task's last events (members told of the shutdown, rooms finished) reach
+    // the outbox: the writer ends once the queue is empty and every sink is gone. The
+    // worker hands its running attempts back; the next start delivers what is left.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
+    let _ = worker.await;
     // Connections get a moment to deliver their last messages and to see them read.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(3), server).await;
     let _ = tokio::time::timeout(std::time::Duration::from_secs(3), connections_gone.recv()).await;
@@ -302,6 +333,12 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
         .route("/api/v1/session-key", post(http::session_key))
         .route("/api/v1/voip-sign", post(http::voip_sign))
         .route("/api/v1/quota", get(http::quota))
+        .route(
+            "/api/v1/webhook",
+            get(http::webhook)
+                .put(http::set_webhook)
+                .delete(http::clear_webhook),
+        )
         .route("/api/v1/rooms/{group_id}", get(http::room))
         .route("/api/v1/rooms/{group_id}/kick", post(http::kick))
         // After every route: it applies to the routes that exist when it is called.

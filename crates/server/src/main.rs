@@ -180,6 +180,19 @@ enum AppCmd {
         /// The app's appId, as printed by `app create` or `app list`
         app_id: String,
     },
+    /// Set the URL the app's webhooks are POSTed to (docs/webhooks.md), or clear it with
+    /// --clear (deliveries still waiting are then dropped); prints {"appId", "webhookUrl"}.
+    SetWebhook {
+        /// The app's appId, as printed by `app create` or `app list`
+        app_id: String,
+        /// An absolute http:// or https:// URL, at most 2048 characters [default: none:
+        /// give a URL or --clear]
+        #[arg(required_unless_present = "clear", conflicts_with = "clear")]
+        url: Option<String>,
+        /// Remove the app's webhook URL instead of setting one [default: off]
+        #[arg(long)]
+        clear: bool,
+    },
     /// Delete the app with its session keys, used nonces and room counts. Its members who are
     /// in a room now stay until they leave; new joins and backend calls are refused.
     Delete {
@@ -468,7 +481,9 @@ fn app(command: &AppCmd, store_args: StoreArgs) -> Result<(), BoxError> {
         }
         AppCmd::Show { app_id } => {
             let app = existing(&store, app_id)?;
-            println!("{}", app_json(&app));
+            let mut shown = app_json(&app);
+            shown["webhookUrl"] = store.webhook_url(&app.app_id)?.into();
+            println!("{shown}");
         }
         AppCmd::EnableVoip { app_id } => set_voip(&store, app_id, true)?,
         AppCmd::DisableVoip { app_id } => set_voip(&store, app_id, false)?,
@@ -484,6 +499,19 @@ fn app(command: &AppCmd, store_args: StoreArgs) -> Result<(), BoxError> {
             println!(
                 "{}",
                 serde_json::json!({"appId": app_id, "appSecret": secret.expose()})
+            );
+        }
+        AppCmd::SetWebhook { app_id, url, .. } => {
+            if let Some(url) = url {
+                voipchat_server::webhooks::url::parse(url)
+                    .map_err(|why| format!("refused webhook URL: {why}"))?;
+            }
+            if !store.set_webhook_url(&AppId::new(app_id.as_str()), url.as_deref())? {
+                return Err(no_app(app_id));
+            }
+            println!(
+                "{}",
+                serde_json::json!({"appId": app_id, "webhookUrl": url})
             );
         }
         AppCmd::Delete { app_id } => {

@@ -18,6 +18,7 @@ use voipchat_store::Store;
 
 use crate::clock;
 use crate::metrics::{EngineSync, Metrics};
+use crate::webhooks::{self, Event};
 
 /// Where a connection's messages go; the connection task writes them to its WebSocket.
 pub type Outbox = mpsc::UnboundedSender<ServerMsg>;
@@ -49,6 +50,8 @@ pub struct QuotaPolicy {
     pub store: Arc<dyn Store>,
     pub daily_limit: u64,
     pub utc_offset_secs: i64,
+    /// Told when a join is refused for the quota (`quota_exhausted`).
+    pub webhooks: webhooks::Sink,
 }
 
 /// Runs until `shutdown` turns true; then interrupts every member and returns.
@@ -67,6 +70,7 @@ pub async fn run(
         outboxes: HashMap::new(),
         nonces: SpentNonces::default(),
         command_tx,
+        webhooks: quota.webhooks.clone(),
         quota,
         metrics,
     };
@@ -178,6 +182,8 @@ struct Task {
     command_tx: mpsc::UnboundedSender<Command>,
     quota: QuotaPolicy,
     metrics: Arc<Metrics>,
+    /// Where room and member events go for the apps' webhooks (never blocks).
+    webhooks: webhooks::Sink,
 }
 
 /// Nonces of joins the engine has not answered yet, per connection in arrival order: a join
@@ -268,6 +274,7 @@ impl Task {
             command_tx,
             quota,
             metrics,
+            webhooks,
             ..
         } = self;
         loop {
@@ -301,7 +308,16 @@ impl Task {
                                 .take_room_quota(&key.app_id, &day, quota.daily_limit)
                             {
                                 Ok(d) if d.granted => QuotaAnswer::Granted,
-                                Ok(_) => QuotaAnswer::Exhausted,
+                                Ok(d) => {
+                                    quota.webhooks.quota_exhausted(
+                                        &key.app_id,
+                                        &key.group_id,
+                                        &day,
+                                        quota.daily_limit,
+                                        d.used,
+                                    );
+                                    QuotaAnswer::Exhausted
+                                }
                                 Err(e) => {
                                     warn!(room = %key, "quota store error: {e}");
                                     QuotaAnswer::Failed(e.to_string())
@@ -310,11 +326,17 @@ impl Task {
                         let _ = tx.send(Command::Quota(key, answer));
                     });
                 }
-                Output::RoomOpened(key) => {
+                Output::RoomOpened(key, room_type) => {
                     metrics.rooms_created.inc();
-                    info!(room = %key, "room opened")
+                    info!(room = %key, "room opened");
+                    webhooks.emit(Event::RoomStarted(key, room_type));
                 }
-                Output::RoomClosed(key) => info!(room = %key, "room closed"),
+                Output::RoomClosed(key, room_type) => {
+                    info!(room = %key, "room closed");
+                    webhooks.emit(Event::RoomFinished(key, room_type));
+                }
+                Output::MemberJoined(change) => webhooks.emit(Event::MemberJoined(change)),
+                Output::MemberLeft(change, why) => webhooks.emit(Event::MemberLeft(change, why)),
                 Output::Timeout(t) => return t,
             }
         }

@@ -4,9 +4,11 @@
 
 use super::*;
 
-/// Why a member left its room: what it is told, and what the log says.
+/// Why a member left its room: what it is told, what the log says, and what a backend's
+/// webhook hears.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Leave {
+#[non_exhaustive]
+pub enum Leave {
     /// It sent `exit`.
     Exited,
     /// Its signaling connection closed.
@@ -164,6 +166,12 @@ impl Engine {
         let muted = self.muted_now(&key);
         info!(room = %key, open_id = %req.open_id, members = list.len(),
               replaced = replaces.is_some(), "member joined");
+        self.outputs.push_back(Output::MemberJoined(MemberChange {
+            room: key.clone(),
+            room_type,
+            open_id: req.open_id.clone(),
+            members: list.len(),
+        }));
 
         self.signal(
             conn,
@@ -227,6 +235,20 @@ impl Engine {
         for slot in room.members.iter_mut().filter(|x| **x == old) {
             *slot = new;
         }
+        // To a backend, the old connection left and the new one joins (`admit` says so).
+        let left = MemberChange {
+            room: m.room.clone(),
+            room_type: room.room_type,
+            open_id: m.open_id.clone(),
+            members: room.members.len().saturating_sub(1),
+        };
+        self.outputs.push_back(Output::MemberLeft(
+            left,
+            Leave::Interrupted(ErrorCode::Replaced),
+        ));
+        let Some(room) = self.rooms.get(&m.room) else {
+            return;
+        };
         let members = room.members.clone();
         for other in members.iter().filter(|x| **x != new) {
             if let Some(o) = self.members.get_mut(other) {
@@ -268,6 +290,13 @@ impl Engine {
         };
         room.members.retain(|x| *x != id);
         let remaining = room.members.clone();
+        let left = MemberChange {
+            room: m.room.clone(),
+            room_type: room.room_type,
+            open_id: m.open_id.clone(),
+            members: remaining.len(),
+        };
+        self.outputs.push_back(Output::MemberLeft(left, why));
         for other in &remaining {
             if let Some(o) = self.members.get_mut(other) {
                 o.wants_slots.retain(|(_, s)| *s != id);
@@ -297,8 +326,10 @@ impl Engine {
     pub(super) fn close_if_empty(&mut self, key: &RoomKey) {
         if let Some(room) = self.rooms.get(key) {
             if matches!(room.state, RoomState::Open) && room.members.is_empty() {
+                let room_type = room.room_type;
                 self.rooms.remove(key);
-                self.outputs.push_back(Output::RoomClosed(key.clone()));
+                self.outputs
+                    .push_back(Output::RoomClosed(key.clone(), room_type));
             }
         }
     }

@@ -36,7 +36,7 @@ mod slots;
 mod subscriptions;
 
 use crate::speakers::{SpeakerConfig, SpeakerState};
-use membership::Leave;
+pub use membership::Leave;
 use simulcast::{Downlink, Layer};
 use slots::Slot;
 
@@ -90,11 +90,27 @@ pub enum Output {
     /// A join wants to create this room: take one unit of the app's daily quota and call
     /// `handle_room_quota`. At most one request per room is outstanding.
     NeedRoomQuota(RoomKey),
-    /// A room was created (quota taken) or destroyed (its last member left).
-    RoomOpened(RoomKey),
-    RoomClosed(RoomKey),
+    /// A room was created (quota taken) or destroyed (its last member left), with its type.
+    RoomOpened(RoomKey, RoomType),
+    RoomClosed(RoomKey, RoomType),
+    /// A member was admitted to a room (after its `RoomOpened`, if it created the room).
+    MemberJoined(MemberChange),
+    /// A member left its room, and why (before the room's `RoomClosed`, if it was the last).
+    /// A replacement by a new connection of the same openId is a `MemberLeft` with
+    /// `Leave::Interrupted(ErrorCode::Replaced)` followed by a `MemberJoined`.
+    MemberLeft(MemberChange, Leave),
     /// Nothing more now; call `handle_timeout` at this instant.
     Timeout(Instant),
+}
+
+/// A member entering or leaving a room, as the server's webhooks tell a backend.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberChange {
+    pub room: RoomKey,
+    pub room_type: RoomType,
+    pub open_id: OpenId,
+    /// Members in the room after the change.
+    pub members: usize,
 }
 
 /// Where a connection stands.
@@ -326,7 +342,9 @@ impl Engine {
         match answer {
             QuotaAnswer::Granted => {
                 room.state = RoomState::Open;
-                self.outputs.push_back(Output::RoomOpened(key.clone()));
+                let room_type = room.room_type;
+                self.outputs
+                    .push_back(Output::RoomOpened(key.clone(), room_type));
                 for (conn, req) in waiting {
                     self.conns.remove(&conn);
                     self.admit(now, conn, key.clone(), req);

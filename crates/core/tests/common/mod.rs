@@ -229,6 +229,9 @@ pub struct Net {
     pub auto_quota: Option<QuotaAnswer>,
     pub opened: Vec<RoomKey>,
     pub closed: Vec<RoomKey>,
+    /// The engine's room and member events in order, as text: "opened g voice",
+    /// "joined g alice 1", "left g alice 0 exit", "closed g voice".
+    pub lifecycle: Vec<String>,
     next_conn: u64,
     /// The step `advance` moves time by (10 ms unless a test needs finer timing, as
     /// bandwidth estimation does).
@@ -255,6 +258,7 @@ impl Net {
             auto_quota: Some(QuotaAnswer::Granted),
             opened: Vec::new(),
             closed: Vec::new(),
+            lifecycle: Vec::new(),
             next_conn: 1,
             step: Duration::from_millis(10),
         }
@@ -511,8 +515,24 @@ impl Net {
                             None => self.quota_requests.push(key),
                         }
                     }
-                    Output::RoomOpened(k) => self.opened.push(k),
-                    Output::RoomClosed(k) => self.closed.push(k),
+                    Output::RoomOpened(k, t) => {
+                        self.lifecycle
+                            .push(format!("opened {} {}", k.group_id, t.as_str()));
+                        self.opened.push(k)
+                    }
+                    Output::RoomClosed(k, t) => {
+                        self.lifecycle
+                            .push(format!("closed {} {}", k.group_id, t.as_str()));
+                        self.closed.push(k)
+                    }
+                    Output::MemberJoined(c) => self.lifecycle.push(format!(
+                        "joined {} {} {}",
+                        c.room.group_id, c.open_id, c.members
+                    )),
+                    Output::MemberLeft(c, why) => self.lifecycle.push(format!(
+                        "left {} {} {} {why}",
+                        c.room.group_id, c.open_id, c.members
+                    )),
                 }
             }
             let now = self.now;
