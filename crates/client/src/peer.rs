@@ -216,7 +216,7 @@ impl Peer {
                 return;
             }
         };
-        tracing::debug!(?msg, "server message");
+        tracing::debug!(msg = %loggable(&msg), "server message");
         match msg {
             ServerMsg::JoinResult {
                 status,
@@ -563,3 +563,15 @@ impl Peer {
 #[cfg(test)]
 #[path = "peer_tests.rs"]
 mod tests;
+
+/// A server message as the debug log shows it: its SDP, which holds the session's ICE
+/// password, reduced to its size.
+fn loggable(msg: &ServerMsg) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(&msg.to_json()).unwrap_or_default();
+    if let Some(sdp) = v.get_mut("sdp") {
+        if let Some(text) = sdp.as_str() {
+            *sdp = format!("<{} bytes>", text.len()).into();
+        }
+    }
+    v.to_string()
+}

@@ -7,6 +7,7 @@
 pub mod clock;
 pub mod config;
 pub mod http;
+pub mod logging;
 pub mod media;
 pub mod metrics;
 pub mod tls;
@@ -27,6 +28,7 @@ use voipchat_core::{Engine, EngineConfig};
 use voipchat_store::Store;
 
 pub use config::Config;
+pub use logging::log_filter;
 
 /// What every request handler shares.
 #[derive(Clone)]

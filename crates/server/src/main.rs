@@ -13,9 +13,6 @@ use voipchat_store::{AppRecord, SqliteStore, Store};
 /// The environment variable naming the config file when `--config` is not given.
 const CONFIG_ENV: &str = "VOIPCHAT_CONFIG";
 
-/// The log filter when `RUST_LOG` is not set.
-const DEFAULT_LOG_FILTER: &str = "info,str0m=warn,dimpl=warn";
-
 #[derive(Parser)]
 #[command(
     name = "voipchat",
@@ -229,8 +226,7 @@ fn init_logging(format: LogFormat) {
         format == LogFormat::Json,
         std::sync::atomic::Ordering::Relaxed,
     );
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| DEFAULT_LOG_FILTER.into());
+    let filter = voipchat_server::log_filter(std::env::var("RUST_LOG").ok().as_deref());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
