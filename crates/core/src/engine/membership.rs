@@ -132,9 +132,11 @@ impl Engine {
                     .collect()
             })
             .unwrap_or_default();
+        let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
         self.members.insert(
             id,
             Member {
+                ufrag: ufrag.clone(),
                 conn,
                 open_id: req.open_id.clone(),
                 room: key.clone(),
@@ -154,6 +156,7 @@ impl Engine {
             },
         );
         self.conns.insert(conn, ConnState::Member(id));
+        self.by_ufrag.insert(ufrag.clone(), id);
         match replaces {
             Some(old) => self.replace_member(now, old, id),
             None => {
@@ -273,6 +276,7 @@ impl Engine {
         for a in &m.addrs {
             self.by_addr.remove(a);
         }
+        self.by_ufrag.remove(&m.ufrag);
         self.conns.remove(&m.conn);
         if let Leave::Interrupted(code) = why {
             self.signal(m.conn, ServerMsg::interrupted(code));

@@ -33,6 +33,7 @@ mod forward;
 mod membership;
 mod simulcast;
 mod slots;
+mod stun_gate;
 mod subscriptions;
 
 use crate::speakers::{SpeakerConfig, SpeakerState};
@@ -144,6 +145,8 @@ struct Room {
 }
 
 struct Member {
+    /// The session's local ICE ufrag (its key in `Engine::by_ufrag`).
+    ufrag: String,
     conn: ConnId,
     open_id: OpenId,
     room: RoomKey,
@@ -194,6 +197,8 @@ pub struct Engine {
     conns: HashMap<ConnId, ConnState>,
     /// UDP source address to member, learned from ICE.
     by_addr: HashMap<SocketAddr, MemberId>,
+    /// Each session's local ICE ufrag, which a connectivity check from a new address names.
+    by_ufrag: HashMap<String, MemberId>,
     next_member: u64,
     outputs: VecDeque<Output>,
     /// Events drained from sessions, handled after the drain (no recursion).
@@ -225,6 +230,7 @@ impl Engine {
             members: HashMap::new(),
             conns: HashMap::new(),
             by_addr: HashMap::new(),
+            by_ufrag: HashMap::new(),
             next_member: 1,
             outputs: VecDeque::new(),
             events: VecDeque::new(),
@@ -496,6 +502,22 @@ impl Engine {
 
     /// One UDP datagram from `source`.
     pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, bytes: &[u8]) {
+        let known = self.by_addr.get(&source).copied();
+        // A new address: only an ICE check naming a session's ufrag may open it
+        // (`stun_gate`); anything else is dropped before it is parsed.
+        let candidate = match known {
+            Some(_) => None,
+            None => {
+                let member = stun_gate::binding_request_ufrag(bytes)
+                    .and_then(|ufrag| self.by_ufrag.get(ufrag).copied());
+                if member.is_none() {
+                    debug!(%source, "datagram from an unknown address dropped");
+                    self.counters.dropped.unknown_source += 1;
+                    return;
+                }
+                member
+            }
+        };
         let Ok(contents) = bytes.try_into() else {
             self.counters.dropped.unrecognized += 1;
             return;
@@ -509,22 +531,22 @@ impl Engine {
                 contents,
             },
         );
-        let id = match self.by_addr.get(&source) {
-            Some(id) => *id,
-            None => {
-                // A new address: only an ICE check with a member's ufrag is accepted.
-                let Some((id, _)) = self.members.iter().find(|(_, m)| m.rtc.accepts(&input)) else {
-                    debug!(%source, "datagram from an unknown address dropped");
+        let id = match (known, candidate) {
+            (Some(id), _) => id,
+            (None, Some(id)) => {
+                // The session itself checks the request's integrity.
+                if !self.members.get(&id).is_some_and(|m| m.rtc.accepts(&input)) {
+                    debug!(%source, "ICE check from an unknown address refused");
                     self.counters.dropped.unknown_source += 1;
                     return;
-                };
-                let id = *id;
+                }
                 self.by_addr.insert(source, id);
                 if let Some(m) = self.members.get_mut(&id) {
                     m.addrs.push(source);
                 }
                 id
             }
+            (None, None) => return,
         };
         let Some(m) = self.members.get_mut(&id) else {
             self.by_addr.remove(&source);
