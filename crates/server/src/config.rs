@@ -13,6 +13,10 @@ pub struct Config {
     pub http_addr: SocketAddr,
     /// The UDP port all media runs on.
     pub media_addr: SocketAddr,
+    /// The receive buffer the media socket asks the kernel for (SO_RCVBUF), in bytes: room
+    /// for bursts while the media task is busy, so the kernel does not drop them. The kernel
+    /// grants at most `net.core.rmem_max`; less than asked is logged at start.
+    pub media_recv_buffer_bytes: usize,
     /// The IP announced to clients in ICE candidates; defaults to the media bind IP, and
     /// must be set when that is a wildcard address.
     pub public_ip: Option<IpAddr>,
@@ -103,6 +107,7 @@ impl Default for Config {
             timestamp_window_secs: 300,
             quota_utc_offset: "+00:00".to_string(),
             media_timeout_secs: 8,
+            media_recv_buffer_bytes: 4 * 1024 * 1024,
             demo: true,
             test_hooks: false,
             log_format: LogFormat::Text,

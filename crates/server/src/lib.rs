@@ -75,8 +75,7 @@ impl Listeners {
         let http = TcpListener::bind(config.http_addr)
             .await
             .map_err(|e| bind_error("HTTP address", config.http_addr, "http_addr", e))?;
-        let media = UdpSocket::bind(config.media_addr)
-            .await
+        let media = bind_media(config.media_addr, config.media_recv_buffer_bytes)
             .map_err(|e| bind_error("media address (UDP)", config.media_addr, "media_addr", e))?;
         let metrics = match config.metrics_addr {
             Some(addr) => Some(
@@ -93,6 +92,35 @@ impl Listeners {
             tls,
         })
     }
+}
+
+/// The media socket, with a receive buffer of `recv_buffer` bytes asked for before it is
+/// bound. A kernel that grants less (its `net.core.rmem_max`) is logged, not refused.
+fn bind_media(addr: SocketAddr, recv_buffer: usize) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if recv_buffer > 0 {
+        if let Err(e) = socket.set_recv_buffer_size(recv_buffer) {
+            tracing::warn!(
+                asked = recv_buffer,
+                "media socket receive buffer not set: {e}"
+            );
+        }
+        // Linux reports twice what it keeps for data (the rest is its bookkeeping).
+        let granted = socket.recv_buffer_size().unwrap_or(0) / 2;
+        if granted < recv_buffer {
+            tracing::warn!(
+                asked = recv_buffer,
+                granted,
+                "the kernel gave the media socket a smaller receive buffer than \
+                 media_recv_buffer_bytes asks: raise net.core.rmem_max (sysctl) to keep \
+                 bursts from being dropped"
+            );
+        }
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
 }
 
 /// A bind failure that names the address, its role and the setting that picks it.
