@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use voipchat_client::{
     file_audio_level, read_ivf, read_ogg_opus, AudioSender, Client, ClientError, ClientEvent,
-    IvfFrame, IvfHeader, JoinOptions, OpusPacket, RoomRecorder, VideoRecorder,
+    IvfFrame, IvfHeader, JoinOptions, MediaTransport, OpusPacket, RoomRecorder, VideoRecorder,
 };
 use voipchat_proto::{AppId, GroupId, MuteConfig, OpenId, RoomType, Secret};
 
@@ -105,6 +105,10 @@ struct JoinArgs {
     /// IP of the UDP socket, announced as the ICE host candidate
     #[arg(long, default_value = "127.0.0.1")]
     bind_ip: IpAddr,
+    /// Media over TCP only (ICE over TCP to the server's media port number), no UDP at all:
+    /// what a client on a network that blocks UDP does [default: off: UDP]
+    #[arg(long)]
+    ice_tcp: bool,
 }
 
 /// `--server` as the signaling WebSocket URL the client connects to. Like the JS SDK's
@@ -244,6 +248,7 @@ fn options(args: &JoinArgs) -> JoinOptions {
             room_type: RoomType::Voice,
             mute_config: MuteConfig::default(),
             bind_ip: args.bind_ip,
+            transport: MediaTransport::Udp,
         },
     };
     opts.room_type = match args.room_type {
@@ -256,6 +261,9 @@ fn options(args: &JoinArgs) -> JoinOptions {
         mute_camera: false,
     };
     opts.bind_ip = args.bind_ip;
+    if args.ice_tcp {
+        opts.transport = MediaTransport::Tcp;
+    }
     opts
 }
 

@@ -494,7 +494,7 @@ async fn serve_and_app_commands_name_their_database_and_share_it_through_voipcha
     );
     let media_line = seen
         .iter()
-        .find(|l| l.starts_with("voipchat: media on UDP 127.0.0.1:"))
+        .find(|l| l.starts_with("voipchat: media on UDP and TCP 127.0.0.1:"))
         .unwrap_or_else(|| panic!("the media address is printed: {text}"));
     assert!(
         media_line.contains("announced to clients as 127.0.0.1"),
