@@ -438,3 +438,120 @@ async fn write_frames(
         return;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `TcpMedia` on a real listener, and a client connected to it (accepted).
+    async fn accepted(limits: Limits) -> (TcpMedia, TcpStream, Arc<Metrics>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let metrics = Metrics::new();
+        let mut tcp = TcpMedia::new(Some(listener), limits, metrics.clone());
+        let client = TcpStream::connect(addr).await.unwrap();
+        // `next` accepts on the way to a frame; none comes.
+        let _ = tokio::time::timeout(Duration::from_millis(300), tcp.next()).await;
+        assert_eq!(tcp.connection_count(), 1);
+        (tcp, client, metrics)
+    }
+
+    /// Drives `next` until the table is empty or `limit` passes.
+    async fn until_closed(tcp: &mut TcpMedia, limit: Duration) -> bool {
+        let end = Instant::now() + limit;
+        while tcp.connection_count() > 0 && Instant::now() < end {
+            let _ = tokio::time::timeout(Duration::from_millis(50), tcp.next()).await;
+        }
+        tcp.connection_count() == 0
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_never_reads_loses_packets_then_its_connection() {
+        let limits = Limits {
+            write_stall: Duration::from_millis(500),
+            ..Limits::with_max_connections(4)
+        };
+        let (mut tcp, client, metrics) = accepted(limits).await;
+        let peer = client.local_addr().unwrap();
+        // 9.6 MB: far more than the socket buffers and the write queue hold.
+        let packet = vec![0x80; 1200];
+        for i in 0..8000 {
+            tcp.send(peer, &packet);
+            if i % 64 == 0 {
+                tokio::task::yield_now().await; // let the writer fill the socket
+            }
+        }
+        let full = metrics
+            .dropped
+            .get_or_create(&crate::metrics::CauseLabel {
+                cause: "tcp_queue_full",
+            })
+            .get();
+        assert!(full > 0, "a full queue drops packets");
+        assert!(
+            until_closed(&mut tcp, Duration::from_secs(3)).await,
+            "the stalled connection is closed"
+        );
+        let stalled = metrics
+            .tcp_closed
+            .get_or_create(&crate::metrics::ReasonLabel {
+                reason: "write_stalled",
+            })
+            .get();
+        assert_eq!(stalled, 1);
+        // Sending to it now is a counted error, not a panic.
+        tcp.send(peer, &packet);
+        drop(client);
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_reaches_a_member_stays_and_one_that_stops_goes() {
+        let (mut tcp, client, _metrics) = accepted(Limits::with_max_connections(4)).await;
+        let peer = client.local_addr().unwrap();
+        let start = Instant::now();
+        // Time is an argument: a minute of sweeps while the engine knows the peer.
+        for s in 0..240 {
+            tcp.sweep(start + Duration::from_millis(250 * s), |_| true);
+        }
+        assert_eq!(tcp.connection_count(), 1, "verified: kept");
+        // Its member left: closed once `unverified_for` has passed since, not before.
+        let gone = start + Duration::from_secs(61);
+        tcp.sweep(gone, |p| p != peer);
+        tcp.sweep(gone + Duration::from_millis(4_800), |p| p != peer);
+        assert_eq!(tcp.connection_count(), 1, "not yet");
+        tcp.sweep(gone + Duration::from_millis(5_100), |p| p != peer);
+        assert_eq!(tcp.connection_count(), 0, "closed");
+    }
+
+    #[tokio::test]
+    async fn frames_come_out_as_sent_and_a_long_one_closes() {
+        let (mut tcp, mut client, _metrics) = accepted(Limits::with_max_connections(4)).await;
+        let peer = client.local_addr().unwrap();
+        // Two frames in one write, split oddly: framing, not reads, decides.
+        let mut bytes = vec![0, 3, 1, 2, 3, 0, 0, 0, 2];
+        bytes.extend_from_slice(&[9, 9]);
+        client.write_all(&bytes[..4]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        client.write_all(&bytes[4..]).await.unwrap();
+        let a = tokio::time::timeout(Duration::from_secs(2), tcp.next()).await;
+        assert_eq!(a.unwrap(), (peer, vec![1, 2, 3]));
+        // The empty frame in between carries nothing.
+        let b = tokio::time::timeout(Duration::from_secs(2), tcp.next()).await;
+        assert_eq!(b.unwrap(), (peer, vec![9, 9]));
+        // And the server's packets arrive framed.
+        tcp.send(peer, &[7, 7, 7]);
+        let mut got = [0u8; 5];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, [0, 3, 7, 7, 7]);
+        // One byte over the bound closes the connection.
+        let over = (crate::media::MAX_PACKET + 1) as u16;
+        client.write_all(&over.to_be_bytes()).await.unwrap();
+        assert!(until_closed(&mut tcp, Duration::from_secs(2)).await);
+        let mut rest = Vec::new();
+        let n = tokio::time::timeout(Duration::from_secs(2), client.read_to_end(&mut rest)).await;
+        assert!(
+            matches!(n, Ok(Ok(0)) | Ok(Err(_))),
+            "the client sees the close"
+        );
+    }
+}

@@ -698,6 +698,17 @@ fn every_flag_of_serve_and_app_has_a_description_and_its_default() {
             format!("[default: room_cap from the config, else {}]", d.room_cap),
         ),
         (
+            "--no-media-tcp",
+            "[default: media_tcp from the config, else TCP is on]".into(),
+        ),
+        (
+            "--media-tcp-max-connections",
+            format!(
+                "[default: media_tcp_max_connections from the config, else {}]",
+                d.media_tcp_max_connections
+            ),
+        ),
+        (
             "--daily-room-quota",
             format!(
                 "[default: daily_room_quota from the config, else {}]",
@@ -743,6 +754,7 @@ fn every_flag_of_serve_and_app_has_a_description_and_its_default() {
         ),
     ];
     assert!(d.demo && !d.test_hooks && d.public_ip.is_none() && d.metrics_addr.is_none());
+    assert!(d.media_tcp);
     for (flag, default) in expected {
         let (_, desc) = options
             .iter()
