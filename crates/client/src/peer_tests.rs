@@ -252,6 +252,25 @@ fn join_offer_has_one_sendonly_opus_audio_line_with_audio_level() {
 }
 
 #[test]
+fn a_tcp_peer_offers_one_active_tcp_candidate_and_no_udp() {
+    let stats = Arc::new(SharedStats::default());
+    let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let (_peer, sdp) = Peer::new(Instant::now(), MediaTransport::Tcp, addr, stats, false).unwrap();
+    let candidates: Vec<&str> = sdp
+        .lines()
+        .filter(|l| l.starts_with("a=candidate:"))
+        .collect();
+    assert_eq!(candidates.len(), 1, "{sdp}");
+    let fields: Vec<&str> = candidates[0].split_whitespace().collect();
+    assert_eq!(fields[2].to_ascii_lowercase(), "tcp", "{sdp}");
+    assert_eq!(
+        &fields[4..10],
+        &["127.0.0.1", "9", "typ", "host", "tcptype", "active"]
+    );
+    SdpOffer::from_sdp_string(&sdp).unwrap();
+}
+
+#[test]
 fn unusable_bind_address_is_refused() {
     let stats = Arc::new(SharedStats::default());
     let any: SocketAddr = "0.0.0.0:5000".parse().unwrap();
