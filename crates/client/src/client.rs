@@ -7,6 +7,7 @@ use crate::tcp_link::TcpLink;
 use futures_util::{SinkExt, StreamExt};
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,6 +49,9 @@ pub struct JoinOptions {
     pub mute_config: MuteConfig,
     /// IP to bind the UDP socket to (port 0) and to announce as host candidate.
     pub bind_ip: IpAddr,
+    /// For a `wss://` server: a PEM file of CA certificates to trust besides the public
+    /// roots (a private CA, or the server's self-signed certificate).
+    pub ca_file: Option<PathBuf>,
     /// UDP (the default), or ICE over TCP only, for networks that block UDP.
     pub transport: MediaTransport,
 }
@@ -97,6 +101,7 @@ impl JoinOptions {
             mute_config: MuteConfig::default(),
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             transport: MediaTransport::Udp,
+            ca_file: None,
         }
     }
 
@@ -181,6 +186,9 @@ pub enum ClientError {
     Refused { err_code: i32, err_msg: String },
     #[error("websocket: {0}")]
     WebSocket(String),
+    /// TLS could not be set up for a `wss://` server (an unusable CA file).
+    #[error("tls: {0}")]
+    Tls(String),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
     /// The server's SDP could not be used.
@@ -371,11 +379,18 @@ impl Client {
         )?;
         let join = ClientMsg::Join(opts.join_request(sdp));
 
-        let (ws, _response) =
-            tokio::time::timeout(JOIN_TIMEOUT, tokio_tungstenite::connect_async(&opts.server))
-                .await
-                .map_err(|_| ClientError::Timeout("the websocket connection"))?
-                .map_err(|e| ClientError::WebSocket(e.to_string()))?;
+        let connector = if crate::tls::is_tls_url(&opts.server) {
+            let config = crate::tls::client_config(opts.ca_file.as_deref())?;
+            Some(tokio_tungstenite::Connector::Rustls(config))
+        } else {
+            None
+        };
+        let connect =
+            tokio_tungstenite::connect_async_tls_with_config(&opts.server, None, false, connector);
+        let (ws, _response) = tokio::time::timeout(JOIN_TIMEOUT, connect)
+            .await
+            .map_err(|_| ClientError::Timeout("the websocket connection"))?
+            .map_err(|e| ClientError::WebSocket(e.to_string()))?;
 
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();

@@ -25,6 +25,9 @@
 //! or with [`MediaTransport::Tcp`] an active TCP one (ICE over TCP, for networks that block
 //! UDP). Receive
 //! slots arrive as server `offer`s with `sendonly` m-lines; the client answers each.
+//!
+//! A `wss://` server is reached over TLS (rustls) and must show a certificate from a public
+//! root, or from a CA in [`JoinOptions::ca_file`] (see [`tls`]).
 
 mod client;
 pub mod ivf;
@@ -33,6 +36,7 @@ pub mod opus;
 mod peer;
 pub mod record;
 mod tcp_link;
+pub mod tls;
 
 pub use client::{
     random_nonce, AudioSender, Client, ClientError, ClientEvent, ClientStats, JoinOptions,
