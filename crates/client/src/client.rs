@@ -1,7 +1,9 @@
-//! The async client: a tokio task that owns the WebSocket, the UDP socket and the [`Peer`],
-//! and a [`Client`] handle that talks to it through channels.
+//! The async client: a tokio task that owns the WebSocket, the media transport (a UDP
+//! socket, or ICE-over-TCP connections) and the [`Peer`], and a [`Client`] handle that talks
+//! to it through channels.
 
 use crate::peer::{Peer, PeerOutput, Reply};
+use crate::tcp_link::TcpLink;
 use futures_util::{SinkExt, StreamExt};
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -28,8 +30,9 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(10);
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// Everything a join needs: where, who, the signed fields of `wx.joinVoIPChat`, and the
-/// address of the UDP socket to bind (it is also the one ICE host candidate).
+/// Everything a join needs: where, who, the signed fields of `wx.joinVoIPChat`, the
+/// address of the UDP socket to bind (it is also the one ICE host candidate), and whether
+/// media goes over UDP or TCP.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JoinOptions {
     /// WebSocket URL of the server's signaling endpoint, e.g. `ws://127.0.0.1:7880/ws`.
@@ -49,6 +52,20 @@ pub struct JoinOptions {
     /// For a `wss://` server: a PEM file of CA certificates to trust besides the public
     /// roots (a private CA, or the server's self-signed certificate).
     pub ca_file: Option<PathBuf>,
+    /// UDP (the default), or ICE over TCP only, for networks that block UDP.
+    pub transport: MediaTransport,
+}
+
+/// How the client's media travels.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MediaTransport {
+    /// One UDP socket and a UDP host candidate.
+    #[default]
+    Udp,
+    /// ICE over TCP (RFC 6544) only: an active TCP host candidate at `bind_ip`, no UDP
+    /// socket at all; the client connects to the server's passive TCP candidate (the
+    /// server's `media_tcp`). For networks that block UDP but let TCP out.
+    Tcp,
 }
 
 impl JoinOptions {
@@ -83,6 +100,7 @@ impl JoinOptions {
             room_type: RoomType::Voice,
             mute_config: MuteConfig::default(),
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            transport: MediaTransport::Udp,
             ca_file: None,
         }
     }
@@ -335,15 +353,30 @@ pub struct Client {
 }
 
 impl Client {
-    /// Binds the UDP socket, connects the WebSocket, sends `join` with an SDP offer (one
-    /// sendonly Opus m-line) and waits for `joinResult`. A refusal is
-    /// `Err(ClientError::Refused { err_code, err_msg })`. Returns the room's members.
+    /// Binds the UDP socket (with `MediaTransport::Tcp`, none), connects the WebSocket,
+    /// sends `join` with an SDP offer (one sendonly Opus m-line) and waits for `joinResult`.
+    /// A refusal is `Err(ClientError::Refused { err_code, err_msg })`. Returns the room's
+    /// members.
     pub async fn join(opts: JoinOptions) -> Result<(Client, Vec<OpenId>), ClientError> {
-        let socket = UdpSocket::bind(SocketAddr::new(opts.bind_ip, 0)).await?;
-        let local_addr = socket.local_addr()?;
+        let (media, local_addr) = match opts.transport {
+            MediaTransport::Udp => {
+                let socket = UdpSocket::bind(SocketAddr::new(opts.bind_ip, 0)).await?;
+                let addr = socket.local_addr()?;
+                (Media::Udp(socket), addr)
+            }
+            // An active candidate announces the discard port: its real port is the
+            // connection's, known only once connected (RFC 6544 §4.5).
+            MediaTransport::Tcp => (Media::Tcp(TcpLink::new()), SocketAddr::new(opts.bind_ip, 9)),
+        };
         let stats = Arc::new(SharedStats::default());
         let video = opts.room_type == RoomType::Video;
-        let (peer, sdp) = Peer::new(Instant::now(), local_addr, stats.clone(), video)?;
+        let (peer, sdp) = Peer::new(
+            Instant::now(),
+            opts.transport,
+            local_addr,
+            stats.clone(),
+            video,
+        )?;
         let join = ClientMsg::Join(opts.join_request(sdp));
 
         let connector = if crate::tls::is_tls_url(&opts.server) {
@@ -365,7 +398,7 @@ impl Client {
         let (join_tx, join_rx) = oneshot::channel();
         let driver = Driver {
             peer,
-            socket,
+            media,
             ws,
             commands: cmd_rx,
             events: ev_tx,
@@ -514,7 +547,8 @@ impl Client {
         &self.open_id
     }
 
-    /// The UDP socket's address, which is also the ICE host candidate.
+    /// The ICE host candidate's address: the UDP socket's, or with `MediaTransport::Tcp`
+    /// the bind IP and the discard port 9 of an active TCP candidate.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
@@ -564,20 +598,53 @@ enum End {
     Silent,
 }
 
+/// The media transport the driver reads and writes.
+enum Media {
+    Udp(UdpSocket),
+    Tcp(TcpLink),
+}
+
+impl Media {
+    /// The next packet into `buf`: its length and source. Cancel-safe.
+    async fn recv(&mut self, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+        match self {
+            Media::Udp(socket) => socket.recv_from(buf).await,
+            Media::Tcp(link) => {
+                let (source, packet) = link.recv().await;
+                // The link reads no frame longer than the driver's buffer.
+                let n = packet.len().min(buf.len());
+                buf[..n].copy_from_slice(&packet[..n]);
+                Ok((n, source))
+            }
+        }
+    }
+
+    async fn send(&mut self, t: &str0m::net::Transmit) {
+        match self {
+            Media::Udp(socket) => {
+                if let Err(e) = socket.send_to(&t.contents, t.destination).await {
+                    tracing::debug!(destination = %t.destination, "udp send: {e}");
+                }
+            }
+            Media::Tcp(link) => link.send(t.destination, &t.contents),
+        }
+    }
+}
+
 enum Wake {
-    Udp(std::io::Result<(usize, SocketAddr)>),
+    Media(std::io::Result<(usize, SocketAddr)>),
     Ws(Option<Result<Message, tokio_tungstenite::tungstenite::Error>>),
     Command(Option<Command>),
     Timeout,
     Ping,
 }
 
-/// The task: one loop that waits for the UDP socket, the WebSocket, a command, the
+/// The task: one loop that waits for the media transport, the WebSocket, a command, the
 /// `Rtc`'s timeout or the ping timer; feeds that one input to the [`Peer`]; and drains the
 /// peer's output until its next timeout.
 struct Driver {
     peer: Peer,
-    socket: UdpSocket,
+    media: Media,
     ws: Ws,
     commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<ClientEvent>,
@@ -616,7 +683,7 @@ impl Driver {
         if self.send_ws(&join).await.is_err() {
             return End::Gone;
         }
-        let mut buf = vec![0u8; 2048];
+        let mut buf = vec![0u8; crate::tcp_link::MAX_FRAME];
         let start = tokio::time::Instant::now() + PING_INTERVAL;
         let mut ping = tokio::time::interval_at(start, PING_INTERVAL);
         loop {
@@ -628,17 +695,17 @@ impl Driver {
                 return End::Graceful;
             }
             let wake = tokio::select! {
-                r = self.socket.recv_from(&mut buf) => Wake::Udp(r),
+                r = self.media.recv(&mut buf) => Wake::Media(r),
                 m = self.ws.next() => Wake::Ws(m),
                 c = self.commands.recv() => Wake::Command(c),
                 _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => Wake::Timeout,
                 _ = ping.tick() => Wake::Ping,
             };
             match wake {
-                Wake::Udp(Ok((n, source))) => {
-                    self.peer.handle_datagram(Instant::now(), source, &buf[..n]);
+                Wake::Media(Ok((n, source))) => {
+                    self.peer.handle_packet(Instant::now(), source, &buf[..n]);
                 }
-                Wake::Udp(Err(e)) => tracing::debug!("udp receive: {e}"),
+                Wake::Media(Err(e)) => tracing::debug!("media receive: {e}"),
                 Wake::Ws(Some(Ok(Message::Text(text)))) => self.peer.handle_frame(text.as_str()),
                 Wake::Ws(Some(Ok(Message::Binary(_)))) => self.peer.handle_unusable_frame("binary"),
                 Wake::Ws(Some(Ok(Message::Close(frame)))) => {
@@ -712,11 +779,7 @@ impl Driver {
         loop {
             match self.peer.poll_output() {
                 PeerOutput::Timeout(t) => return Ok(t),
-                PeerOutput::Transmit(t) => {
-                    if let Err(e) = self.socket.send_to(&t.contents, t.destination).await {
-                        tracing::debug!(destination = %t.destination, "udp send: {e}");
-                    }
-                }
+                PeerOutput::Transmit(t) => self.media.send(&t).await,
                 PeerOutput::Signal(msg) => {
                     if self.send_ws(&msg).await.is_err() {
                         return Err(End::Gone);

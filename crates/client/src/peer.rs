@@ -7,7 +7,7 @@
 //! next socket read, signaling frame, command or that timeout. `crate::client` is the tokio
 //! shell that does exactly this; the tests drive it in memory with virtual time.
 
-use crate::client::{ClientError, ClientEvent, SharedStats};
+use crate::client::{ClientError, ClientEvent, MediaTransport, SharedStats};
 use crate::opus;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
-use str0m::net::{Protocol, Receive, Transmit};
+use str0m::net::{Protocol, Receive, TcpType, Transmit};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 use voipchat_proto::signal::api;
 use voipchat_proto::{ClientMsg, ErrorCode, OpenId, ServerMsg, Status, TrackKind, TrackSlot};
@@ -105,8 +105,11 @@ impl SendClock {
 
 pub(crate) struct Peer {
     rtc: Rtc,
-    /// Our UDP socket's address, the one host candidate.
+    /// The address of our one host candidate: the UDP socket's, or for TCP the IP with the
+    /// discard port 9 (an active candidate has no port of its own, RFC 6544).
     local_addr: SocketAddr,
+    /// The protocol of that candidate, and of every packet in and out.
+    proto: Protocol,
     /// The m-line we send on.
     send_mid: Mid,
     /// The camera m-line, in a video room.
@@ -131,10 +134,12 @@ pub(crate) struct Peer {
 
 impl Peer {
     /// Builds the `Rtc` (Opus, and VP8 for a video room; standard header extensions: audio
-    /// level is id 1) with one host candidate at `local_addr`, and the join offer: exactly
-    /// one audio m-line, sendonly, and in a video room one video m-line, sendonly.
+    /// level is id 1) with one host candidate at `local_addr` (UDP, or an active TCP one),
+    /// and the join offer: exactly one audio m-line, sendonly, and in a video room one video
+    /// m-line, sendonly.
     pub(crate) fn new(
         now: Instant,
+        transport: MediaTransport,
         local_addr: SocketAddr,
         stats: Arc<SharedStats>,
         video: bool,
@@ -144,7 +149,18 @@ impl Peer {
             .enable_opus(true, false)
             .enable_vp8(video)
             .build(now);
-        let candidate = Candidate::host(local_addr, "udp").map_err(|e| {
+        let (candidate, proto) = match transport {
+            MediaTransport::Udp => (Candidate::host(local_addr, "udp"), Protocol::Udp),
+            MediaTransport::Tcp => (
+                Candidate::builder()
+                    .tcp()
+                    .host(local_addr)
+                    .tcptype(TcpType::Active)
+                    .build(),
+                Protocol::Tcp,
+            ),
+        };
+        let candidate = candidate.map_err(|e| {
             ClientError::InvalidOptions(format!("host candidate {local_addr}: {e}"))
         })?;
         if rtc.add_local_candidate(candidate).is_none() {
@@ -166,6 +182,7 @@ impl Peer {
         let peer = Peer {
             rtc,
             local_addr,
+            proto,
             send_mid,
             video_mid,
             video_time: u64::from(rand::random::<u32>()),
@@ -266,23 +283,23 @@ impl Peer {
         );
     }
 
-    /// One datagram read from the UDP socket.
-    pub(crate) fn handle_datagram(&mut self, now: Instant, source: SocketAddr, contents: &[u8]) {
+    /// One packet from the media transport: a UDP datagram, or one TCP frame.
+    pub(crate) fn handle_packet(&mut self, now: Instant, source: SocketAddr, contents: &[u8]) {
         let Ok(contents) = contents.try_into() else {
-            tracing::debug!(%source, len = contents.len(), "ignoring unknown datagram");
+            tracing::debug!(%source, len = contents.len(), "ignoring unknown packet");
             return;
         };
         let input = Input::Receive(
             now,
             Receive {
-                proto: Protocol::Udp,
+                proto: self.proto,
                 source,
                 destination: self.local_addr,
                 contents,
             },
         );
         if let Err(e) = self.rtc.handle_input(input) {
-            tracing::debug!(%source, "datagram refused: {e}");
+            tracing::debug!(%source, "packet refused: {e}");
         }
     }
 

@@ -68,7 +68,7 @@ fn offers() -> &'static (String, String) {
 
 /// Datagrams: an engine with one member whose real str0m peer connects to it (ICE, DTLS),
 /// and the input's datagrams between the peer's packets: from the member's address, from
-/// strangers, and real packets of the peer with bytes changed. None of it may panic, and
+/// strangers (by UDP and as ICE-over-TCP frames), and real packets of the peer with bytes changed. None of it may panic, and
 /// none of it may cost the member its place (time stays well inside the media timeout),
 /// except a changed handshake record, which fails the handshake as DTLS requires.
 pub fn datagrams(data: &[u8]) {
@@ -89,7 +89,10 @@ pub fn datagrams_run(data: &[u8]) -> DatagramRun {
     let mut input = Input::new(data);
     let mut now = Instant::now();
     let start = now;
-    let mut engine = Engine::new(EngineConfig::new(addr(SERVER)), now);
+    // With ICE over TCP on: strangers' bytes also come in as TCP frames.
+    let mut config = EngineConfig::new(addr(SERVER));
+    config.ice_tcp = true;
+    let mut engine = Engine::new(config, now);
     let mut rtc = Rtc::builder().build(now);
     rtc.add_local_candidate(Candidate::host(addr(CLIENT), "udp").expect("candidate"));
     let mut api = rtc.sdp_api();
@@ -125,7 +128,12 @@ pub fn datagrams_run(data: &[u8]) -> DatagramRun {
             1 => {
                 let port = 1024 + input.u16() % 60000;
                 let from = SocketAddr::from(([127, 0, 0, 2], port));
-                engine.handle_datagram(now, from, input.bytes(1500));
+                // Odd ports: one frame of a TCP connection (ICE over TCP), else UDP.
+                if port % 2 == 1 {
+                    engine.handle_tcp_frame(now, from, input.bytes(1500));
+                } else {
+                    engine.handle_datagram(now, from, input.bytes(1500));
+                }
             }
             2 => {
                 // The peer's next real packet, with bytes changed.

@@ -17,6 +17,13 @@ pub struct Config {
     /// for bursts while the media task is busy, so the kernel does not drop them. The kernel
     /// grants at most `net.core.rmem_max`; less than asked is logged at start.
     pub media_recv_buffer_bytes: usize,
+    /// ICE over TCP: also listen on TCP at `media_addr` (same IP, same port number) and
+    /// announce it as a second candidate, for clients whose network blocks UDP. On by
+    /// default: clients that reach UDP prefer it (the TCP candidate has a lower priority),
+    /// so it only changes anything for those who would otherwise not connect at all.
+    pub media_tcp: bool,
+    /// Most ICE-TCP connections open at once; more are closed as they arrive.
+    pub media_tcp_max_connections: usize,
     /// The IP announced to clients in ICE candidates; defaults to the media bind IP, and
     /// must be set when that is a wildcard address.
     pub public_ip: Option<IpAddr>,
@@ -33,7 +40,7 @@ pub struct Config {
     pub timestamp_window_secs: u64,
     /// Offset from UTC of the day the quota counts in, as "+08:00" or "-05:30".
     pub quota_utc_offset: String,
-    /// A member from whom no UDP packet arrives for this long is removed.
+    /// A member from whom no media packet (UDP or TCP) arrives for this long is removed.
     pub media_timeout_secs: u64,
     /// Local demo mode: keep the built-in demo app (`wxdemo0000000000`) with VoIP enabled,
     /// serve the demo page at `/` and sign joins for that app only at `POST /demo/sign`.
@@ -100,6 +107,8 @@ impl Default for Config {
         Self {
             http_addr: ([127, 0, 0, 1], 7880).into(),
             media_addr: ([127, 0, 0, 1], 7882).into(),
+            media_tcp: true,
+            media_tcp_max_connections: 1000,
             public_ip: None,
             data_dir: PathBuf::from("voipchat-data"),
             room_cap: 10,
@@ -178,6 +187,11 @@ impl Config {
         if self.media_timeout_secs == 0 {
             return Err(ConfigError::Invalid(
                 "media_timeout_secs must be at least 1".into(),
+            ));
+        }
+        if self.media_tcp && self.media_tcp_max_connections == 0 {
+            return Err(ConfigError::Invalid(
+                "media_tcp_max_connections must be at least 1 (or set media_tcp = false)".into(),
             ));
         }
         parse_utc_offset(&self.quota_utc_offset)?;

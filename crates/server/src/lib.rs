@@ -9,6 +9,7 @@ pub mod config;
 pub mod http;
 pub mod logging;
 pub mod media;
+pub mod media_tcp;
 pub mod metrics;
 pub mod tls;
 pub mod web;
@@ -49,6 +50,8 @@ pub struct AppState {
 pub struct Listeners {
     pub http: TcpListener,
     pub media: UdpSocket,
+    /// ICE over TCP on the media socket's IP and port number, when `media_tcp` is on.
+    pub media_tcp: Option<TcpListener>,
     /// `/metrics` alone, when `metrics_addr` is set (else it is on `http`). Plain HTTP.
     pub metrics: Option<TcpListener>,
     /// With `tls_cert` and `tls_key`: `http` serves HTTPS/WSS with this certificate.
@@ -77,6 +80,17 @@ impl Listeners {
             .map_err(|e| bind_error("HTTP address", config.http_addr, "http_addr", e))?;
         let media = bind_media(config.media_addr, config.media_recv_buffer_bytes)
             .map_err(|e| bind_error("media address (UDP)", config.media_addr, "media_addr", e))?;
+        let media_tcp = if config.media_tcp {
+            // The UDP socket's own address: with port 0 the kernel chose the number.
+            let addr = media.local_addr()?;
+            Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| media_tcp_bind_error(addr, e))?,
+            )
+        } else {
+            None
+        };
         let metrics = match config.metrics_addr {
             Some(addr) => Some(
                 TcpListener::bind(addr)
@@ -88,6 +102,7 @@ impl Listeners {
         Ok(Listeners {
             http,
             media,
+            media_tcp,
             metrics,
             tls,
         })
@@ -152,6 +167,24 @@ fn bind_error(what: &str, addr: SocketAddr, key: &str, e: std::io::Error) -> std
     )
 }
 
+/// The TCP listener for ICE over TCP must have the UDP media port's number; when that TCP
+/// port is taken the remedy differs from a UDP bind failure, so the message says so.
+fn media_tcp_bind_error(addr: SocketAddr, e: std::io::Error) -> std::io::Error {
+    let text = e.to_string();
+    let text = match text.rfind(" (os error ") {
+        Some(i) if text.ends_with(')') => text[..i].to_string(),
+        _ => text,
+    };
+    std::io::Error::new(
+        e.kind(),
+        format!(
+            "cannot bind the media address (TCP, for ICE over TCP) {addr}: {text} (it must be \
+             the UDP media port's number: free that TCP port, choose another media_addr, or \
+             set media_tcp = false / --no-media-tcp)"
+        ),
+    )
+}
+
 /// The address announced in ICE candidates for a media socket bound at `bound`.
 pub fn announce_addr(config: &Config, bound: SocketAddr) -> SocketAddr {
     SocketAddr::new(config.public_ip.unwrap_or(bound.ip()), bound.port())
@@ -178,6 +211,8 @@ pub async fn run(
     }
     let announce = announce_addr(&config, media_bound);
     let mut engine_config = EngineConfig::new(announce);
+    let engine_tcp = listeners.media_tcp.is_some();
+    engine_config.ice_tcp = engine_tcp;
     engine_config.room_cap = config.room_cap;
     engine_config.media_timeout = config.media_timeout();
     let engine = Engine::new(engine_config, Instant::now());
@@ -214,9 +249,15 @@ pub async fn run(
         utc_offset_secs: config.utc_offset_secs(),
         webhooks: sink,
     };
+    let tcp = media_tcp::TcpMedia::new(
+        listeners.media_tcp,
+        media_tcp::Limits::with_max_connections(config.media_tcp_max_connections),
+        metrics.clone(),
+    );
     let media_task = tokio::spawn(media::run(
         engine,
         listeners.media,
+        tcp,
         cmd_rx,
         cmd_tx.clone(),
         quota,
@@ -276,6 +317,7 @@ pub async fn run(
         http = %http_addr,
         tls = tls_config.is_some(),
         media = %media_bound,
+        media_tcp = engine_tcp,
         announce = %announce.ip(),
         "voipchat serving"
     );

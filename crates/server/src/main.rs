@@ -49,7 +49,8 @@ struct StoreArgs {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the service.
-    Serve(ServeArgs),
+    // Boxed: its flags make it far larger than the other commands (clippy large_enum_variant).
+    Serve(Box<ServeArgs>),
     /// Manage apps (the games whose players join rooms).
     App {
         #[command(flatten)]
@@ -92,6 +93,14 @@ struct ServeArgs {
     /// 127.0.0.1:7882]
     #[arg(long, value_name = "ADDR")]
     media_addr: Option<SocketAddr>,
+    /// Do not listen for ICE over TCP on the media port's number; the same as media_tcp =
+    /// false [default: media_tcp from the config, else TCP is on]
+    #[arg(long)]
+    no_media_tcp: bool,
+    /// Most ICE-TCP connections open at once [default: media_tcp_max_connections from the
+    /// config, else 1000]
+    #[arg(long, value_name = "N")]
+    media_tcp_max_connections: Option<usize>,
     /// IP announced to clients in ICE candidates: set it when clients reach the media port at
     /// another IP than media_addr's (NAT, or media_addr 0.0.0.0) [default: public_ip from
     /// the config, else media_addr's IP]
@@ -112,7 +121,7 @@ struct ServeArgs {
     /// quota_utc_offset from the config, else +00:00]
     #[arg(long, value_name = "OFFSET")]
     quota_utc_offset: Option<String>,
-    /// A member from whom no UDP packet arrives for this long is removed, in seconds
+    /// A member from whom no media packet arrives for this long is removed, in seconds
     /// [default: media_timeout_secs from the config, else 8]
     #[arg(long, value_name = "SECS")]
     media_timeout_secs: Option<u64>,
@@ -371,6 +380,12 @@ fn serve(args: &ServeArgs, store_args: StoreArgs) -> Result<(), BoxError> {
     if let Some(v) = args.media_addr {
         config.media_addr = v;
     }
+    if args.no_media_tcp {
+        config.media_tcp = false;
+    }
+    if let Some(v) = args.media_tcp_max_connections {
+        config.media_tcp_max_connections = v;
+    }
     if args.public_ip.is_some() {
         config.public_ip = args.public_ip;
     }
@@ -434,8 +449,13 @@ fn serve(args: &ServeArgs, store_args: StoreArgs) -> Result<(), BoxError> {
         } else {
             ""
         };
+        let transports = if listeners.media_tcp.is_some() {
+            "UDP and TCP"
+        } else {
+            "UDP"
+        };
         notice(&format!(
-            "media on UDP {media}, announced to clients as {announce}{reach}"
+            "media on {transports} {media}, announced to clients as {announce}{reach}"
         ));
         voipchat_server::run(listeners, config, store, shutdown_signal()).await
     })?;

@@ -1,5 +1,5 @@
-//! The media task: owns the engine and the UDP socket, and is the only place the engine is
-//! touched. Signaling handlers talk to it by `Command`; it answers them through each
+//! The media task: owns the engine, the UDP socket and the ICE-over-TCP connections
+//! (`media_tcp`), and is the only place the engine is touched. Signaling handlers talk to it by `Command`; it answers them through each
 //! connection's outbox. Room creation's quota check runs on a blocking thread and comes back
 //! as a command, so the media loop never waits for the store.
 
@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use str0m::net::Protocol;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
@@ -17,8 +18,13 @@ use voipchat_proto::{
 use voipchat_store::Store;
 
 use crate::clock;
+use crate::media_tcp::TcpMedia;
 use crate::metrics::{EngineSync, Metrics};
 use crate::webhooks::{self, Event};
+
+/// The largest packet the media task takes in, by UDP or in one TCP frame: no WebRTC packet
+/// comes near it (browsers keep theirs under about 1,200 bytes).
+pub const MAX_PACKET: usize = 2048;
 
 /// Where a connection's messages go; the connection task writes them to its WebSocket.
 pub type Outbox = mpsc::UnboundedSender<ServerMsg>;
@@ -55,9 +61,11 @@ pub struct QuotaPolicy {
 }
 
 /// Runs until `shutdown` turns true; then interrupts every member and returns.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     engine: Engine,
     socket: UdpSocket,
+    tcp: TcpMedia,
     mut commands: mpsc::UnboundedReceiver<Command>,
     command_tx: mpsc::UnboundedSender<Command>,
     quota: QuotaPolicy,
@@ -67,6 +75,7 @@ pub async fn run(
     let mut task = Task {
         engine,
         socket,
+        tcp,
         outboxes: HashMap::new(),
         nonces: SpentNonces::default(),
         command_tx,
@@ -77,7 +86,7 @@ pub async fn run(
     let mut sync = EngineSync::default();
     // When the task last woke from its wait (for the busy ratio).
     let mut last_wake: Option<Instant> = None;
-    let mut buf = vec![0u8; 2048];
+    let mut buf = vec![0u8; MAX_PACKET];
     loop {
         let deadline = task.flush().await;
         // Work ends here: from now until something wakes the task, it is idle.
@@ -103,12 +112,18 @@ pub async fn run(
                     Err(e) => debug!("udp receive: {e}"),
                 }
             }
+            (source, packet) = task.tcp.next() => {
+                task.engine.handle_tcp_frame(Instant::now(), source, &packet);
+            }
             _ = tokio::time::sleep_until(deadline.into()) => {}
         }
         let now = Instant::now();
         if now >= deadline {
             task.engine.handle_timeout(now);
         }
+        let engine = &task.engine;
+        task.tcp
+            .sweep(now, |peer| engine.knows_source(Protocol::Tcp, peer));
         // From the previous wake-up to this turn's wait is work; the wait itself is not.
         if let Some(woke) = last_wake {
             sync.busy(idle_from.saturating_duration_since(woke));
@@ -176,6 +191,7 @@ fn deliver(
 struct Task {
     engine: Engine,
     socket: UdpSocket,
+    tcp: TcpMedia,
     outboxes: HashMap<ConnId, Outbox>,
     nonces: SpentNonces,
     /// To post the store's quota answers back to this task.
@@ -269,6 +285,7 @@ impl Task {
         let Task {
             engine,
             socket,
+            tcp,
             outboxes,
             nonces,
             command_tx,
@@ -279,6 +296,9 @@ impl Task {
         } = self;
         loop {
             match engine.poll_output() {
+                Output::Transmit(t) if t.proto == Protocol::Tcp => {
+                    tcp.send(t.destination, &t.contents)
+                }
                 Output::Transmit(t) => {
                     // try_send_to first: the common case needs no await.
                     let sent = match socket.try_send_to(&t.contents, t.destination) {

@@ -47,6 +47,11 @@ pub struct CauseLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AppLabel {
     pub app_id: String,
 }
@@ -79,6 +84,11 @@ pub struct Metrics {
     pub webhook_dead: Counter,
     pub webhook_dropped: Family<CauseLabel, Counter>,
     pub webhook_pending: Gauge,
+    /// ICE over TCP: connections open now, why they closed, frames and bytes moved.
+    pub tcp_connections: Gauge,
+    pub tcp_closed: Family<ReasonLabel, Counter>,
+    pub tcp_frames: Family<DirectionLabel, Counter>,
+    pub tcp_bytes: Family<DirectionLabel, Counter>,
     hot: Hot,
 }
 
@@ -147,6 +157,10 @@ impl Metrics {
             webhook_dead: Counter::default(),
             webhook_dropped: Family::default(),
             webhook_pending: Gauge::default(),
+            tcp_connections: Gauge::default(),
+            tcp_closed: Family::default(),
+            tcp_frames: Family::default(),
+            tcp_bytes: Family::default(),
             registry: Registry::default(),
         };
         registry.register("rooms", "Rooms open now", m.rooms.clone());
@@ -189,7 +203,7 @@ impl Metrics {
         registry.register(
             "dropped_packets",
             "Datagrams and packets dropped, by cause (unknown_source, unrecognized, refused, \
-             muted, send_error)",
+             muted, send_error, tcp_queue_full)",
             m.dropped.clone(),
         );
         registry.register(
@@ -238,6 +252,27 @@ impl Metrics {
             "Webhook deliveries waiting in the outbox (as of the last second)",
             m.webhook_pending.clone(),
         );
+        registry.register(
+            "media_tcp_connections",
+            "ICE-over-TCP connections open now",
+            m.tcp_connections.clone(),
+        );
+        registry.register(
+            "media_tcp_closed",
+            "ICE-over-TCP connections closed, by reason (peer_closed, error, oversize_frame, \
+             unverified, write_stalled, over_limit)",
+            m.tcp_closed.clone(),
+        );
+        registry.register(
+            "media_tcp_frames",
+            "RFC 4571 frames on ICE-over-TCP connections, by direction",
+            m.tcp_frames.clone(),
+        );
+        registry.register(
+            "media_tcp_bytes",
+            "Packet bytes of those frames (without the length prefix), by direction",
+            m.tcp_bytes.clone(),
+        );
         Arc::new(Metrics { registry, ..m })
     }
 
@@ -285,6 +320,20 @@ impl Metrics {
                 cause: "send_error",
             })
             .inc();
+    }
+
+    /// A packet for an ICE-TCP connection whose write queue is full (a slow reader).
+    pub fn tcp_queue_full(&self) {
+        self.dropped
+            .get_or_create(&CauseLabel {
+                cause: "tcp_queue_full",
+            })
+            .inc();
+    }
+
+    /// An ICE-TCP connection closed (or refused at accept) for `reason`.
+    pub fn tcp_closed(&self, reason: &'static str) {
+        self.tcp_closed.get_or_create(&ReasonLabel { reason }).inc();
     }
 }
 

@@ -494,7 +494,7 @@ async fn serve_and_app_commands_name_their_database_and_share_it_through_voipcha
     );
     let media_line = seen
         .iter()
-        .find(|l| l.starts_with("voipchat: media on UDP 127.0.0.1:"))
+        .find(|l| l.starts_with("voipchat: media on UDP and TCP 127.0.0.1:"))
         .unwrap_or_else(|| panic!("the media address is printed: {text}"));
     assert!(
         media_line.contains("announced to clients as 127.0.0.1"),
@@ -698,6 +698,17 @@ fn every_flag_of_serve_and_app_has_a_description_and_its_default() {
             format!("[default: room_cap from the config, else {}]", d.room_cap),
         ),
         (
+            "--no-media-tcp",
+            "[default: media_tcp from the config, else TCP is on]".into(),
+        ),
+        (
+            "--media-tcp-max-connections",
+            format!(
+                "[default: media_tcp_max_connections from the config, else {}]",
+                d.media_tcp_max_connections
+            ),
+        ),
+        (
             "--daily-room-quota",
             format!(
                 "[default: daily_room_quota from the config, else {}]",
@@ -756,6 +767,7 @@ fn every_flag_of_serve_and_app_has_a_description_and_its_default() {
     ];
     assert!(d.demo && !d.test_hooks && d.public_ip.is_none() && d.metrics_addr.is_none());
     assert!(d.tls_cert.is_none() && d.tls_key.is_none() && !d.allow_insecure_http);
+    assert!(d.media_tcp);
     for (flag, default) in expected {
         let (_, desc) = options
             .iter()

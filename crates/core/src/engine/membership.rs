@@ -60,14 +60,9 @@ impl Engine {
 
         let room_type = self.rooms[&key].room_type;
         let mut rtc = self.new_rtc(now, room_type);
-        match Candidate::host(self.config.announce, "udp") {
-            Ok(c) => {
-                rtc.add_local_candidate(c);
-            }
-            Err(e) => {
-                warn!("announce address unusable as candidate: {e}");
-                return self.reply_join_fail(conn, Failure::new(ErrorCode::SystemError));
-            }
+        if let Err(e) = self.add_candidates(&mut rtc) {
+            warn!("announce address unusable as candidate: {e}");
+            return self.reply_join_fail(conn, Failure::new(ErrorCode::SystemError));
         }
         let answer = match rtc.sdp_api().accept_offer(offer) {
             Ok(a) => a,
@@ -266,6 +261,23 @@ impl Engine {
         if m.speaker.is_speaking() {
             self.announce_speakers(&m.room);
         }
+    }
+
+    /// The server's candidates: UDP at the announced address and, with `ice_tcp`, a passive
+    /// TCP one with the same address and port number (the client connects to it; str0m
+    /// gives TCP host candidates a lower priority, so a client that reaches both uses UDP).
+    fn add_candidates(&self, rtc: &mut Rtc) -> Result<(), str0m::error::IceError> {
+        let udp = Candidate::host(self.config.announce, "udp")?;
+        rtc.add_local_candidate(udp);
+        if self.config.ice_tcp {
+            let tcp = Candidate::builder()
+                .tcp()
+                .host(self.config.announce)
+                .tcptype(TcpType::Passive)
+                .build()?;
+            rtc.add_local_candidate(tcp);
+        }
+        Ok(())
     }
 
     /// Takes a member out of the engine: its session, addresses and connection, telling it

@@ -14,7 +14,7 @@ use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::config::DtlsCert;
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Pt};
-use str0m::net::{Protocol, Receive, Transmit};
+use str0m::net::{Protocol, Receive, TcpType, Transmit};
 use str0m::rtp::{Extension, ExtensionValues, RtpPacket, RtpWrite, SeqNo, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output as RtcOutput, Rtc};
 use tracing::{debug, info, warn};
@@ -52,11 +52,16 @@ pub struct MemberId(u64);
 /// Settings of the engine; the server fills them from its configuration.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
-    /// Address announced as the only ICE candidate; packets are accepted as sent to it.
+    /// Address announced as the UDP ICE candidate; packets are accepted as sent to it.
     pub announce: SocketAddr,
+    /// Also announce a passive TCP candidate (RFC 6544) at the same address and port
+    /// number, for clients whose network blocks UDP: the caller then feeds the frames of its
+    /// TCP connections to `handle_tcp_frame` and sends `Transmit`s whose `proto` is TCP on
+    /// the connection of their destination.
+    pub ice_tcp: bool,
     /// Most members in one room at once.
     pub room_cap: usize,
-    /// A member from whom no UDP packet arrives for this long is removed.
+    /// A member from whom no media packet (UDP or TCP) arrives for this long is removed.
     pub media_timeout: Duration,
     pub speakers: SpeakerConfig,
 }
@@ -65,6 +70,7 @@ impl EngineConfig {
     pub fn new(announce: SocketAddr) -> Self {
         Self {
             announce,
+            ice_tcp: false,
             room_cap: 10,
             media_timeout: Duration::from_secs(8),
             speakers: SpeakerConfig::default(),
@@ -161,7 +167,8 @@ struct Member {
     /// Video publishing and receiving; None in a voice room.
     video: Option<MemberVideo>,
     tracks_dirty: bool,
-    addrs: Vec<SocketAddr>,
+    /// The transport addresses ICE accepted for it (`by_addr` keys), removed with it.
+    addrs: Vec<(Protocol, SocketAddr)>,
     /// ICE and DTLS completed at least once; a member removed before that never reached
     /// the announced address, which the operator needs to hear about.
     connected: bool,
@@ -195,8 +202,9 @@ pub struct Engine {
     rooms: HashMap<RoomKey, Room>,
     members: HashMap<MemberId, Member>,
     conns: HashMap<ConnId, ConnState>,
-    /// UDP source address to member, learned from ICE.
-    by_addr: HashMap<SocketAddr, MemberId>,
+    /// Source address to member, learned from ICE. A TCP peer address and a UDP one may
+    /// share ip:port (separate port spaces), so the protocol is part of the key.
+    by_addr: HashMap<(Protocol, SocketAddr), MemberId>,
     /// Each session's local ICE ufrag, which a connectivity check from a new address names.
     by_ufrag: HashMap<String, MemberId>,
     next_member: u64,
@@ -502,16 +510,39 @@ impl Engine {
 
     /// One UDP datagram from `source`.
     pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, bytes: &[u8]) {
-        let known = self.by_addr.get(&source).copied();
+        self.receive(now, Protocol::Udp, source, bytes);
+    }
+
+    /// One packet from a TCP connection whose peer is `source` (the payload of one RFC 4571
+    /// frame). Only meaningful with `EngineConfig::ice_tcp`; without it nothing is accepted.
+    pub fn handle_tcp_frame(&mut self, now: Instant, source: SocketAddr, bytes: &[u8]) {
+        if !self.config.ice_tcp {
+            self.counters.dropped.unknown_source += 1;
+            return;
+        }
+        self.receive(now, Protocol::Tcp, source, bytes);
+    }
+
+    /// Whether packets from this transport address reach a member: its ICE check was
+    /// accepted and the member is still there. The TCP shell closes connections for which
+    /// this stays false.
+    pub fn knows_source(&self, proto: Protocol, source: SocketAddr) -> bool {
+        self.by_addr.contains_key(&(proto, source))
+    }
+
+    fn receive(&mut self, now: Instant, proto: Protocol, source: SocketAddr, bytes: &[u8]) {
+        let key = (proto, source);
+        let known = self.by_addr.get(&key).copied();
         // A new address: only an ICE check naming a session's ufrag may open it
-        // (`stun_gate`); anything else is dropped before it is parsed.
+        // (`stun_gate`); anything else is dropped before it is parsed, without visiting
+        // any session.
         let candidate = match known {
             Some(_) => None,
             None => {
                 let member = stun_gate::binding_request_ufrag(bytes)
                     .and_then(|ufrag| self.by_ufrag.get(ufrag).copied());
                 if member.is_none() {
-                    debug!(%source, "datagram from an unknown address dropped");
+                    debug!(%source, ?proto, "packet from an unknown address dropped");
                     self.counters.dropped.unknown_source += 1;
                     return;
                 }
@@ -525,8 +556,9 @@ impl Engine {
         let input = Input::Receive(
             now,
             Receive {
-                proto: Protocol::Udp,
+                proto,
                 source,
+                // The TCP candidate has the UDP one's address: same IP, same port number.
                 destination: self.config.announce,
                 contents,
             },
@@ -536,20 +568,20 @@ impl Engine {
             (None, Some(id)) => {
                 // The session itself checks the request's integrity.
                 if !self.members.get(&id).is_some_and(|m| m.rtc.accepts(&input)) {
-                    debug!(%source, "ICE check from an unknown address refused");
+                    debug!(%source, ?proto, "ICE check from an unknown address refused");
                     self.counters.dropped.unknown_source += 1;
                     return;
                 }
-                self.by_addr.insert(source, id);
+                self.by_addr.insert(key, id);
                 if let Some(m) = self.members.get_mut(&id) {
-                    m.addrs.push(source);
+                    m.addrs.push(key);
                 }
                 id
             }
             (None, None) => return,
         };
         let Some(m) = self.members.get_mut(&id) else {
-            self.by_addr.remove(&source);
+            self.by_addr.remove(&key);
             return;
         };
         m.last_rx = now;
