@@ -116,6 +116,9 @@ pub enum ClientEvent {
     SpeakersChanged(Vec<OpenId>),
     /// The members whose microphone is muted changed (the server's `muteChanged`).
     MuteChanged(Vec<OpenId>),
+    /// The game backend muted this member's microphone (true: an unmuting `update_mute` is
+    /// refused with -10014) or allowed it again (false: it stays muted until unmuted).
+    ServerMuteChanged(bool),
     /// `onVoIPChatInterrupted`: the server removed this member; `Closed` follows when the
     /// server closes the connection.
     Interrupted { err_code: i32, err_msg: String },

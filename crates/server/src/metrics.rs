@@ -18,7 +18,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use voipchat_core::Counters;
 use voipchat_proto::{AppId, OpenId, Secret};
-use voipchat_store::{AppRecord, QuotaDecision, Store, StoreError};
+use voipchat_store::{AppRecord, AppSettings, QuotaDecision, SettingsChange, Store, StoreError};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CodeLabel {
@@ -415,5 +415,24 @@ impl Store for TimedStore {
     }
     fn rooms_created(&self, app_id: &AppId, day: &str) -> Result<u64, StoreError> {
         self.timed("rooms_created", |s| s.rooms_created(app_id, day))
+    }
+    fn rooms_created_between(
+        &self,
+        app_id: &AppId,
+        first: &str,
+        last: &str,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        self.timed("rooms_created_between", |s| {
+            s.rooms_created_between(app_id, first, last)
+        })
+    }
+    fn update_app_settings(
+        &self,
+        app_id: &AppId,
+        change: &SettingsChange,
+    ) -> Result<Option<AppSettings>, StoreError> {
+        self.timed("update_app_settings", |s| {
+            s.update_app_settings(app_id, change)
+        })
     }
 }
