@@ -187,7 +187,15 @@ fn check_id(name: &str, v: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Every body is a JSON object: serde's derive would also read a struct from an array
+/// (`[]` as "no fields given"), a shape the API does not have.
 fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let first = body
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    if first != Some(&b'{') {
+        return Err(ApiError::invalid("invalid body: expected a JSON object"));
+    }
     serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("invalid body: {e}")))
 }
 
