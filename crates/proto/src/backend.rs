@@ -74,10 +74,16 @@ pub struct QuotaResponse {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UsageQuery {
     /// First day, `YYYY-MM-DD`.
-    #[cfg_attr(feature = "openapi", param(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"))]
+    #[cfg_attr(
+        feature = "openapi",
+        param(format = Date, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+    )]
     pub from: Option<String>,
-    /// Last day, `YYYY-MM-DD`, not before `from` and at most 366 days after it.
-    #[cfg_attr(feature = "openapi", param(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"))]
+    /// Last day, `YYYY-MM-DD`, not before `from` and at most 365 days after it.
+    #[cfg_attr(
+        feature = "openapi",
+        param(format = Date, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+    )]
     pub to: Option<String>,
 }
 
