@@ -12,6 +12,9 @@ pub struct Day(i64);
 const LAST: i64 = 2_932_896;
 
 impl Day {
+    /// 1970-01-01, the first day there is.
+    pub const FIRST: Day = Day(0);
+
     /// Parses `YYYY-MM-DD`, refusing anything else: other shapes, month 13, February 30th.
     pub fn parse(s: &str) -> Option<Day> {
         let b = s.as_bytes();

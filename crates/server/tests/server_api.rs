@@ -676,6 +676,9 @@ async fn usage_by_day_lists_the_rooms_created() {
     server.stop().await;
 }
 
+/// A call and the `(status, errCode)` it must get: method, path, body.
+type Case = (&'static str, String, Option<String>, (u16, i64));
+
 /// Malformed and out-of-range input gets its documented code (400 / -10007, 404 / -12007 or
 /// -10009, 413 / -12008), never a 5xx, and changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -685,7 +688,7 @@ async fn bad_input_gets_documented_codes_never_a_server_error() {
     let alice = peer(&server, &app, &secret, "alice", "g").await;
     let invalid = (400, code(ErrorCode::InvalidField));
     let long = "x".repeat(129);
-    let cases: Vec<(&str, String, Option<String>, (u16, i64))> = vec![
+    let cases: Vec<Case> = vec![
         // Settings: not JSON, wrong types, out of range, unknown fields.
         (
             "PATCH",

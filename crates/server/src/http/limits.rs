@@ -80,14 +80,13 @@ pub async fn usage(
     };
     let to = match &query.to {
         Some(t) => day("to", t)?,
-        None => day("today", &today(&state))?,
+        // day_key writes what Day reads, for every day a clock can show.
+        None => Day::parse(&today(&state)).ok_or_else(ApiError::system)?,
     };
     let from = match &query.from {
         Some(f) => day("from", f)?,
         // A `to` early in 1970 has fewer days before it.
-        None => to
-            .plus(-29)
-            .unwrap_or(Day::parse("1970-01-01").unwrap_or(to)),
+        None => to.plus(-29).unwrap_or(Day::FIRST),
     };
     let span = from.until(to);
     if span < 0 {
