@@ -15,6 +15,8 @@ command -v espeak-ng >/dev/null || need_pkgs+=(espeak-ng)
 command -v ffmpeg >/dev/null || need_pkgs+=(ffmpeg)       # VP8 IVF files, fake camera y4m
 command -v node >/dev/null || need_pkgs+=(nodejs npm)
 command -v python3 >/dev/null || need_pkgs+=(python3)     # examples/python-backend
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)  # schemathesis
+command -v curl >/dev/null || need_pkgs+=(curl)           # docs/api.md examples, schemathesis.sh
 command -v ip >/dev/null || need_pkgs+=(iproute2)         # loopback-only namespaces
 command -v unshare >/dev/null || need_pkgs+=(util-linux)
 command -v nft >/dev/null || need_pkgs+=(nftables)        # packet loss and a UDP-blocked network in browser tests
@@ -63,6 +65,19 @@ echo "== npm ci (tests/browser)"
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 echo "== cargo build (the binaries the browser tests start)"
 cargo build --quiet
+
+# --- schemathesis: the backend API against its OpenAPI document ------------------------------
+# (scripts/schemathesis.sh: schemathesis from PyPI, pinned, in a venv under target/; a live
+# server on a temporary database with real members in rooms.)
+echo "== schemathesis (backend API vs /api/openapi.json)"
+set +e +o pipefail
+scripts/schemathesis.sh 2>&1 | tee target/schemathesis-output.txt | grep -E '^(==|  [0-9]+ generated)|FAILURES|^_{3,}'
+schemathesis_status=${PIPESTATUS[0]}
+set -e -o pipefail
+if [ "$schemathesis_status" -ne 0 ]; then
+  echo "schemathesis failed; full output in target/schemathesis-output.txt"
+  exit "$schemathesis_status"
+fi
 echo "== browser tests"
 browser_start=$(date +%s)
 set +e
@@ -80,6 +95,7 @@ failed=$(grep -oE '[0-9]+ failed' target/test-output.txt | awk '{s+=$1} END {pri
 b_passed=$(grep -E '^(ℹ|#) pass [0-9]+' target/browser-test-output.txt | awk '{s+=$3} END {print s+0}')
 b_failed=$(grep -E '^(ℹ|#) fail [0-9]+' target/browser-test-output.txt | awk '{s+=$3} END {print s+0}')
 echo "== wall time: $(( $(date +%s) - start )) s"
+echo "schemathesis: $(grep -oE '[0-9]+ generated, [0-9]+ passed' target/schemathesis-output.txt | tail -n1) test cases"
 echo "cargo: $passed passed, $failed failed; browser: $b_passed passed, $b_failed failed"
 echo "total: $(( passed + b_passed )) passed, $(( failed + b_failed )) failed"
 # A second guard: no run with a failed test ends green.

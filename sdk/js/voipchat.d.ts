@@ -22,6 +22,12 @@ export interface MuteChangedResult extends GeneralResult {
   mutedOpenIdList: string[];
 }
 
+/** onVoIPChatServerMuteChanged: the game backend muted this user's microphone, or allowed it again. */
+export interface ServerMuteChangedResult extends GeneralResult {
+  /** true: muteConfig.muteMicrophone is now true and unmuting fails with -10014; false: the app may unmute again (the microphone stays muted until it does). */
+  serverMuted: boolean;
+}
+
 export interface MuteConfig {
   muteMicrophone?: boolean;
   muteEarphone?: boolean;
@@ -228,6 +234,8 @@ export interface VoIPClient {
   /** The roomType of the last join. */
   readonly roomType: 'voice' | 'video';
   readonly muteConfig: Required<MuteConfig>;
+  /** The game backend has muted this user's microphone (POST /api/v1/rooms/{groupId}/mute): unmuting fails with -10014 until it allows it again. */
+  readonly serverMuted: boolean;
   /** The room's members as last reported. */
   readonly members: string[];
   /** The room's speakers as last reported. */
@@ -272,6 +280,9 @@ export interface VoIPClient {
   /** A member muted or unmuted their microphone (not part of wx). */
   onVoIPChatMuteChanged(listener: (result: MuteChangedResult) => void): void;
   offVoIPChatMuteChanged(listener?: (result: MuteChangedResult) => void): void;
+  /** The game backend muted this user's microphone, or allowed it again (not part of wx). */
+  onVoIPChatServerMuteChanged(listener: (result: ServerMuteChangedResult) => void): void;
+  offVoIPChatServerMuteChanged(listener?: (result: ServerMuteChangedResult) => void): void;
   /** wx.onVoIPVideoMembersChanged: whose camera is on (video rooms). */
   onVoIPVideoMembersChanged(listener: (result: VideoMembersResult) => void): void;
   offVoIPVideoMembersChanged(listener?: (result: VideoMembersResult) => void): void;

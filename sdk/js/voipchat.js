@@ -53,6 +53,7 @@ const EVENTS = [
   'VoIPChatInterrupted',
   'VoIPChatStateChanged',
   'VoIPChatMuteChanged',
+  'VoIPChatServerMuteChanged',
   'VoIPVideoMembersChanged',
 ];
 
@@ -65,6 +66,7 @@ const E = Object.freeze({
   INVALID_FIELD: -10007,
   NOT_IN_ROOM: -10009,
   VIDEO_NOT_SHOWN: -10013,
+  SERVER_MUTED: -10014,
   UNEXPECTED: -12003,
 });
 
@@ -463,6 +465,7 @@ class Session {
       case 'membersChanged':
       case 'speakersChanged':
       case 'muteChanged':
+      case 'serverMuteChanged':
       case 'videoMembersChanged':
         // Events that arrive while the join completes are delivered right after it.
         if (!this.joined) this.pendingEvents.push(msg);
@@ -703,6 +706,8 @@ class VoIPClient {
     /** 'voice' | 'video', of the room joined last. */
     this.roomType = 'voice';
     this.muteConfig = { muteMicrophone: false, muteEarphone: false, muteCamera: false };
+    /** The game backend muted this user's microphone: it cannot unmute itself (-10014). */
+    this.serverMuted = false;
     this.members = [];
     this.speakers = [];
     this.mutedMembers = [];
@@ -817,6 +822,9 @@ class VoIPClient {
     } else if (msg.type === 'muteChanged') {
       this.mutedMembers = mutedList(msg);
       this.emit('VoIPChatMuteChanged', { mutedOpenIdList: mutedList(msg), errCode: msg.errCode, errMsg: msg.errMsg });
+    } else if (msg.type === 'serverMuteChanged') {
+      this.setServerMuted(msg.serverMuted === true);
+      this.emit('VoIPChatServerMuteChanged', { serverMuted: this.serverMuted, errCode: msg.errCode, errMsg: msg.errMsg });
     } else if (msg.type === 'videoMembersChanged') {
       this.videoMembers = msg.openIdList.slice();
       this.videoChanged();
@@ -1175,6 +1183,7 @@ class VoIPClient {
     this.micStream = null;
     this.stopCamera();
     this.state = 'idle';
+    this.serverMuted = false;
     this.members = [];
     this.speakers = [];
     this.mutedMembers = [];
@@ -1242,6 +1251,10 @@ class VoIPClient {
       muteEarphone: !!muteConfig.muteEarphone,
       muteCamera: !!muteConfig.muteCamera,
     };
+    if (this.serverMuted && !next.muteMicrophone) {
+      // The server would refuse it the same way; nothing changes here either.
+      throw fail(api, E.SERVER_MUTED, 'the microphone was muted by the server');
+    }
     if (this.publishesVideo() && !next.muteCamera && !this.cameraStream) {
       // The camera was closed while muted: open it again before the others can see it.
       try {
@@ -1260,8 +1273,27 @@ class VoIPClient {
       // Sent with the rejoin's join.
       return { errCode: 0, errMsg: `${api}:ok` };
     }
-    const reply = await this.request(api, { type: 'updateMuteConfig', muteConfig: this.wireMuteConfig() }, 'muteConfigResult');
+    let reply;
+    try {
+      reply = await this.request(api, { type: 'updateMuteConfig', muteConfig: this.wireMuteConfig() }, 'muteConfigResult');
+    } catch (e) {
+      // Muted by the server before its event arrived: the microphone stays off here too.
+      if (e && e.errCode === E.SERVER_MUTED) this.setServerMuted(true);
+      throw e;
+    }
     return { errCode: 0, errMsg: reply.errMsg };
+  }
+
+  /**
+   * The server muted this user's microphone (true: muteMicrophone is set, and the track
+   * disabled, at once) or allowed it again (false: it stays muted until the app unmutes it).
+   */
+  setServerMuted(muted) {
+    this.serverMuted = muted;
+    if (muted && !this.muteConfig.muteMicrophone) {
+      this.muteConfig = Object.assign({}, this.muteConfig, { muteMicrophone: true });
+      this.applyLocalMute();
+    }
   }
 
   applyLocalMute() {

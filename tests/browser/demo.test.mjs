@@ -187,6 +187,7 @@ describe('the demo page', () => {
         replaced: d(-11002, 'onVoIPChatInterrupted:fail replaced by a new connection of the same openId'),
         timeout: d(-11003, 'onVoIPChatInterrupted:fail no media for too long'),
         shutdown: d(-11004, 'onVoIPChatInterrupted:fail server is shutting down'),
+        closed: d(-11005, 'onVoIPChatInterrupted:fail room closed by the server'),
         lost: d(-1000, 'onVoIPChatInterrupted:fail connection closed (1006); rejoin failed'),
         full: d(-10008, 'onVoIPChatInterrupted:fail rejoin failed: joinVoIPChat:fail room is full (10 members)'),
       };
@@ -196,6 +197,7 @@ describe('the demo page', () => {
       replaced: 'You joined this room from another tab or device, so this one left it.',
       timeout: 'The connection to the server was lost: no audio got through for too long.',
       shutdown: 'The server is restarting. Join again in a moment.',
+      closed: 'The room was closed by the server operator.',
       lost: 'The connection to the server was lost and could not be restored.',
       full: 'The connection dropped and the room could not be rejoined: room is full (10 members).',
     });

@@ -169,6 +169,61 @@ describe('the SDK API', () => {
     await b.context.close();
   });
 
+  it('the backend mutes a member: onVoIPChatServerMuteChanged, the track off, unmute refused (-10014) until allowed; closing the room interrupts with -11005', async () => {
+    const a = await h.openClient(browser, server, { appId: app.appId, openId: 'smute-a', sign, pageErrors });
+    const b = await h.openClient(browser, server, { appId: app.appId, openId: 'smute-b', sign, pageErrors });
+    await b.page.evaluate(() => {
+      window.serverMutes = [];
+      window.client.onVoIPChatServerMuteChanged((p) => window.serverMutes.push(p));
+    });
+    await h.join(a, 'smute-room');
+    await h.join(b, 'smute-room');
+    const state = () =>
+      b.page.evaluate(() => ({
+        serverMutes: window.serverMutes,
+        serverMuted: window.client.serverMuted,
+        mic: window.client.muteConfig.muteMicrophone,
+        trackEnabled: window.client.micTrack.enabled,
+      }));
+    const event = (serverMuted) => ({ serverMuted, errCode: 0, errMsg: 'onVoIPChatServerMuteChanged:ok' });
+
+    assert.deepEqual(await server.api(app, '/api/v1/rooms/smute-room/mute', { openId: 'smute-b', muted: true }), {
+      openId: 'smute-b',
+      serverMuted: true,
+    });
+    await h.waitFor(async () => (await state()).serverMutes.length === 1, { timeout: 3000, what: 'b told of the server mute' });
+    assert.deepEqual(await state(), { serverMutes: [event(true)], serverMuted: true, mic: true, trackEnabled: false });
+    await h.waitFor(() => a.page.evaluate(() => JSON.stringify(window.client.mutedMembers) === '["smute-b"]'), {
+      what: 'a sees b muted',
+    });
+    const refused = await b.page.evaluate(() =>
+      window.client.updateVoIPChatMuteConfig({ muteConfig: {} }).then(
+        () => 'accepted',
+        (e) => ({ errCode: e.errCode, errMsg: e.errMsg }),
+      ),
+    );
+    assert.deepEqual(refused, { errCode: -10014, errMsg: 'updateVoIPChatMuteConfig:fail the microphone was muted by the server' });
+    assert.equal((await state()).trackEnabled, false, 'the refused unmute changed nothing');
+
+    await server.api(app, '/api/v1/rooms/smute-room/mute', { openId: 'smute-b', muted: false });
+    await h.waitFor(async () => (await state()).serverMutes.length === 2, { timeout: 3000, what: 'b told it may talk again' });
+    assert.deepEqual(await state(), { serverMutes: [event(true), event(false)], serverMuted: false, mic: true, trackEnabled: false });
+    await b.page.evaluate(() => window.client.updateVoIPChatMuteConfig({ muteConfig: {} }));
+    assert.equal((await state()).trackEnabled, true, 'unmuted by the app');
+
+    const closed = await server.api(app, '/api/v1/rooms/smute-room/close', {});
+    assert.deepEqual(closed, { closed: true, openIdList: ['smute-a', 'smute-b'] });
+    for (const c of [a, b]) {
+      await h.waitFor(async () => (await h.pageLog(c)).interrupted.length === 1, { timeout: 3000, what: `${c.openId} interrupted` });
+      const { t, ...interrupted } = (await h.pageLog(c)).interrupted[0];
+      assert.deepEqual(interrupted, { errCode: -11005, errMsg: 'onVoIPChatInterrupted:fail room closed by the server' });
+      assert.equal(await c.page.evaluate(() => window.client.state), 'idle');
+    }
+    assert.deepEqual(await server.members(app, 'smute-room'), []);
+    await a.context.close();
+    await b.context.close();
+  });
+
   it('every call takes success/fail/complete and returns a Promise with the same payload', async () => {
     const c = await h.openClient(browser, server, { appId: app.appId, openId: 'cb', sign, pageErrors });
     const r = await c.page.evaluate(async () => {

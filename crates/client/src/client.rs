@@ -139,6 +139,9 @@ pub enum ClientEvent {
     SpeakersChanged(Vec<OpenId>),
     /// The members whose microphone is muted changed (the server's `muteChanged`).
     MuteChanged(Vec<OpenId>),
+    /// The game backend muted this member's microphone (true: an unmuting `update_mute` is
+    /// refused with -10014) or allowed it again (false: it stays muted until unmuted).
+    ServerMuteChanged(bool),
     /// `onVoIPChatInterrupted`: the server removed this member; `Closed` follows when the
     /// server closes the connection.
     Interrupted { err_code: i32, err_msg: String },
@@ -273,7 +276,7 @@ enum Command {
 }
 
 /// A clonable handle that sends media (audio; in a video room also VP8 frames and
-/// subscriptions), for a task that plays a file while another reads events.
+/// subscriptions) and mute changes, for a task that plays a file while another reads events.
 #[derive(Clone)]
 pub struct AudioSender {
     commands: mpsc::UnboundedSender<Command>,
@@ -303,6 +306,19 @@ impl AudioSender {
         self.commands
             .send(Command::SendVp8 { frame, duration })
             .map_err(|_| ClientError::Closed)
+    }
+
+    /// See [`Client::update_mute`].
+    pub async fn update_mute(&self, cfg: MuteConfig) -> Result<(), ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::UpdateMute(cfg, tx))
+            .map_err(|_| ClientError::Closed)?;
+        match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
+            Err(_) => Err(ClientError::Timeout("muteConfigResult")),
+            Ok(Err(_)) => Err(ClientError::Closed),
+            Ok(Ok(result)) => result,
+        }
     }
 
     /// See [`Client::subscribe_video`].
@@ -480,16 +496,7 @@ impl Client {
 
     /// `wx.updateVoIPChatMuteConfig`: sends `updateMuteConfig` and waits for its result.
     pub async fn update_mute(&self, cfg: MuteConfig) -> Result<(), ClientError> {
-        let (tx, rx) = oneshot::channel();
-        self.audio
-            .commands
-            .send(Command::UpdateMute(cfg, tx))
-            .map_err(|_| ClientError::Closed)?;
-        match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
-            Err(_) => Err(ClientError::Timeout("muteConfigResult")),
-            Ok(Err(_)) => Err(ClientError::Closed),
-            Ok(Ok(result)) => result,
-        }
+        self.audio.update_mute(cfg).await
     }
 
     /// `wx.subscribeVoIPVideoMembers`: in a video room, receive the video of exactly these

@@ -589,6 +589,9 @@ fn event_json(event: &ClientEvent) -> Value {
         ClientEvent::MuteChanged(list) => {
             json!({"event": "muteChanged", "mutedOpenIdList": list})
         }
+        ClientEvent::ServerMuteChanged(muted) => {
+            json!({"event": "serverMuteChanged", "serverMuted": muted})
+        }
         ClientEvent::Interrupted { err_code, err_msg } => {
             json!({"event": "interrupted", "errCode": err_code, "errMsg": err_msg})
         }

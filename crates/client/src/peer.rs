@@ -257,6 +257,9 @@ impl Peer {
             ServerMsg::MuteChanged {
                 muted_open_id_list, ..
             } => self.emit(ClientEvent::MuteChanged(muted_open_id_list)),
+            ServerMsg::ServerMuteChanged { server_muted, .. } => {
+                self.emit(ClientEvent::ServerMuteChanged(server_muted))
+            }
             ServerMsg::Interrupted { status } => self.emit(ClientEvent::Interrupted {
                 err_code: status.err_code,
                 err_msg: status.err_msg,

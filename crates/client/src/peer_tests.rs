@@ -523,6 +523,7 @@ fn every_server_message_and_garbage_is_handled_without_panic() {
         },
         ServerMsg::members_changed(vec![oid("a"), oid("b")], vec![oid("b")]),
         ServerMsg::mute_changed(vec![oid("a")]),
+        ServerMsg::server_mute_changed(true),
         ServerMsg::video_members_changed(vec![oid("a")]),
         ServerMsg::SubscribeVideoMembersResult {
             status: Status::ok(api::SUBSCRIBE_VIDEO),
@@ -620,6 +621,9 @@ fn every_server_message_and_garbage_is_handled_without_panic() {
                         events,
                         &[ClientEvent::MuteChanged(muted_open_id_list.clone())]
                     )
+                }
+                ServerMsg::ServerMuteChanged { server_muted, .. } => {
+                    assert_eq!(events, &[ClientEvent::ServerMuteChanged(*server_muted)])
                 }
                 ServerMsg::Interrupted { status } => assert_eq!(
                     events,

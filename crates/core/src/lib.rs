@@ -14,7 +14,7 @@ pub mod speakers;
 pub mod vp8;
 
 pub use engine::{
-    ConnId, Counters, Drops, Engine, EngineConfig, Leave, MemberChange, MemberId, Output,
-    QuotaAnswer,
+    ConnId, Counters, Drops, Engine, EngineConfig, JoinPolicy, Leave, MemberChange, MemberId,
+    MemberSnapshot, Output, QuotaAnswer, RoomSnapshot, ServerMuteError,
 };
 pub use speakers::{SpeakerConfig, SpeakerState};

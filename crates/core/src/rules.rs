@@ -15,14 +15,15 @@ pub enum Admission<M> {
 /// Decides a join to a room whose members are `members` (id and openId, in join order).
 ///
 /// A join by an openId already in the room replaces that member, so a client that
-/// reconnects never leaves a ghost and never finds its own ghost filling the room.
+/// reconnects never leaves a ghost and never finds its own ghost filling the room; it is
+/// admitted whatever the cap, which may have been lowered below the room's size since (the
+/// room does not grow).
 pub fn admit<M: Copy>(members: &[(M, &OpenId)], joining: &OpenId, cap: usize) -> Admission<M> {
     let replaces = members
         .iter()
         .find(|(_, open_id)| *open_id == joining)
         .map(|(id, _)| *id);
-    let staying = members.len() - usize::from(replaces.is_some());
-    if staying >= cap {
+    if replaces.is_none() && members.len() >= cap {
         Admission::Full
     } else {
         Admission::Admit { replaces }
@@ -88,6 +89,12 @@ mod tests {
             admit(&members, &OpenId::from("u3"), 10),
             Admission::Admit { replaces: Some(3) }
         );
+        // A cap lowered below the room's size keeps newcomers out, not its members.
+        assert_eq!(
+            admit(&members, &OpenId::from("u3"), 2),
+            Admission::Admit { replaces: Some(3) }
+        );
+        assert_eq!(admit(&members, &OpenId::from("new"), 2), Admission::Full);
     }
 
     #[test]

@@ -114,3 +114,63 @@ fn a_replacement_with_other_mutes_is_told_as_a_mute_change() {
     net.join_with("b", "g", MIC_OFF);
     assert_eq!(mute_events(&net, a), vec![ids(&["b"])]);
 }
+
+/// A microphone (or an earphone) unmuted after the member kept sending through the mute:
+/// the receiver hears the next packets at once. The packets not forwarded meanwhile leave
+/// no hole in the slot's sequence numbers, which a receiver would hold its audio back for
+/// as loss (str0m's receive buffer does).
+#[test]
+fn audio_flows_again_at_once_after_a_mute_with_traffic() {
+    use std::time::Duration;
+    let frame = |n: u32| {
+        let mut v = vec![0x78, 9];
+        v.extend_from_slice(&n.to_be_bytes());
+        v.extend_from_slice(&[0xAB; 40]);
+        v
+    };
+    let mut net = Net::new(10);
+    let a = net.join("a", "g");
+    let b = net.join("b", "g");
+    net.connect();
+    net.advance(Duration::from_millis(200));
+    let mut n = 0;
+    let mut talk = |net: &mut Net, frames: u32| {
+        for _ in 0..frames {
+            net.speak(b, &frame(n), -20);
+            n += 1;
+            net.advance(Duration::from_millis(20));
+        }
+        net.advance(Duration::from_millis(60));
+    };
+    talk(&mut net, 10);
+    assert_eq!(net.peers[a].received.len(), 10);
+    for (who, off) in [
+        (b, MIC_OFF),
+        (
+            a,
+            MuteConfig {
+                mute_earphone: true,
+                ..MuteConfig::default()
+            },
+        ),
+    ] {
+        let conn = net.peers[who].conn;
+        net.engine.handle_mute(net.now, conn, off);
+        net.settle();
+        let before = net.peers[a].received.len();
+        talk(&mut net, 30);
+        assert_eq!(
+            net.peers[a].received.len(),
+            before,
+            "nothing through the mute"
+        );
+        net.engine.handle_mute(net.now, conn, MuteConfig::default());
+        net.settle();
+        talk(&mut net, 5);
+        assert_eq!(
+            net.peers[a].received.len(),
+            before + 5,
+            "the five frames after the unmute arrive at once"
+        );
+    }
+}

@@ -134,5 +134,6 @@ fn app_record(app_id: &str, name: String, secret: String) -> AppRecord {
         secret: Secret::new(secret),
         voip_enabled: true,
         created_at: 1_700_000_000,
+        settings: Default::default(),
     }
 }

@@ -51,6 +51,9 @@ pub enum ErrorCode {
     /// Client SDKs only: a `<voip-room>` cannot show the member's video (not in the room,
     /// camera off, or not among the videos this client receives).
     VideoNotShown,
+    /// `updateMuteConfig` would unmute a microphone the game backend muted
+    /// (`POST /api/v1/rooms/{groupId}/mute`); it stays muted until the backend allows it.
+    ServerMuted,
     /// Interrupted: an operator or the backend removed the member.
     Kicked,
     /// Interrupted: the same openId joined the room on another connection.
@@ -59,6 +62,8 @@ pub enum ErrorCode {
     MediaTimeout,
     /// Interrupted: the server is shutting down.
     ServerShutdown,
+    /// Interrupted: the game backend closed the room (`POST /api/v1/rooms/{groupId}/close`).
+    RoomClosed,
     /// The frame is not JSON, not an object, or has an unknown `type`.
     MalformedMessage,
     /// The frame is larger than the server accepts.
@@ -71,11 +76,15 @@ pub enum ErrorCode {
     UnknownRoute,
     /// HTTP: the route exists, but not for this method.
     MethodNotAllowed,
+    /// Backend API: the app has no open room with this groupId.
+    UnknownRoom,
+    /// HTTP: the request body is larger than the server reads.
+    BodyTooLarge,
 }
 
 impl ErrorCode {
     /// Every code, for documentation checks and exhaustive tests.
-    pub const ALL: [ErrorCode; 28] = [
+    pub const ALL: [ErrorCode; 32] = [
         ErrorCode::AlreadyInRoom,
         ErrorCode::MicrophoneBusy,
         ErrorCode::ExitedWhileJoining,
@@ -94,16 +103,20 @@ impl ErrorCode {
         ErrorCode::UnsupportedRoomType,
         ErrorCode::RoomTypeMismatch,
         ErrorCode::VideoNotShown,
+        ErrorCode::ServerMuted,
         ErrorCode::Kicked,
         ErrorCode::Replaced,
         ErrorCode::MediaTimeout,
         ErrorCode::ServerShutdown,
+        ErrorCode::RoomClosed,
         ErrorCode::MalformedMessage,
         ErrorCode::MessageTooLarge,
         ErrorCode::UnexpectedMessage,
         ErrorCode::BadCredentials,
         ErrorCode::UnknownRoute,
         ErrorCode::MethodNotAllowed,
+        ErrorCode::UnknownRoom,
+        ErrorCode::BodyTooLarge,
     ];
 
     /// The number sent as `errCode`.
@@ -127,16 +140,20 @@ impl ErrorCode {
             ErrorCode::UnsupportedRoomType => -10011,
             ErrorCode::RoomTypeMismatch => -10012,
             ErrorCode::VideoNotShown => -10013,
+            ErrorCode::ServerMuted => -10014,
             ErrorCode::Kicked => -11001,
             ErrorCode::Replaced => -11002,
             ErrorCode::MediaTimeout => -11003,
             ErrorCode::ServerShutdown => -11004,
+            ErrorCode::RoomClosed => -11005,
             ErrorCode::MalformedMessage => -12001,
             ErrorCode::MessageTooLarge => -12002,
             ErrorCode::UnexpectedMessage => -12003,
             ErrorCode::BadCredentials => -12004,
             ErrorCode::UnknownRoute => -12005,
             ErrorCode::MethodNotAllowed => -12006,
+            ErrorCode::UnknownRoom => -12007,
+            ErrorCode::BodyTooLarge => -12008,
         }
     }
 
@@ -161,16 +178,20 @@ impl ErrorCode {
             ErrorCode::UnsupportedRoomType => "unsupported roomType",
             ErrorCode::RoomTypeMismatch => "the room has the other roomType",
             ErrorCode::VideoNotShown => "the member's video is not received",
+            ErrorCode::ServerMuted => "the microphone was muted by the server",
             ErrorCode::Kicked => "removed from the room",
             ErrorCode::Replaced => "replaced by a new connection of the same openId",
             ErrorCode::MediaTimeout => "no media for too long",
             ErrorCode::ServerShutdown => "server is shutting down",
+            ErrorCode::RoomClosed => "room closed by the server",
             ErrorCode::MalformedMessage => "malformed message",
             ErrorCode::MessageTooLarge => "message too large",
             ErrorCode::UnexpectedMessage => "message not allowed now",
             ErrorCode::BadCredentials => "appId and appSecret do not match",
             ErrorCode::UnknownRoute => "no such route",
             ErrorCode::MethodNotAllowed => "method not allowed on this route",
+            ErrorCode::UnknownRoom => "no such room is open",
+            ErrorCode::BodyTooLarge => "request body too large",
         }
     }
 
@@ -272,16 +293,20 @@ mod tests {
             UnsupportedRoomType,
             RoomTypeMismatch,
             VideoNotShown,
+            ServerMuted,
             Kicked,
             Replaced,
             MediaTimeout,
             ServerShutdown,
+            RoomClosed,
             MalformedMessage,
             MessageTooLarge,
             UnexpectedMessage,
             BadCredentials,
             UnknownRoute,
             MethodNotAllowed,
+            UnknownRoom,
+            BodyTooLarge,
         );
         assert_eq!(listed.len(), ErrorCode::ALL.len());
         for c in listed {

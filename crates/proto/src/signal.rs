@@ -16,6 +16,7 @@ pub const ID_MAX_CHARS: usize = 128;
 
 /// Room type, as `wx.joinVoIPChat`'s `roomType`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum RoomType {
     #[default]
@@ -284,8 +285,10 @@ impl ClientMsg {
     }
 }
 
-/// The `{errCode, errMsg}` pair every result and event carries, flattened into it.
+/// The `{errCode, errMsg}` pair every result and event carries, flattened into it; alone,
+/// the body of every failed backend API call (`errMsg` is then `api:fail <reason>`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = ApiError))]
 #[serde(rename_all = "camelCase")]
 pub struct Status {
     pub err_code: i32,
@@ -326,6 +329,8 @@ pub mod api {
     pub const SPEAKERS_CHANGED: &str = "onVoIPChatSpeakersChanged";
     /// Extension: who has muted their microphone.
     pub const MUTE_CHANGED: &str = "onVoIPChatMuteChanged";
+    /// Extension: the game backend muted this member's microphone, or allowed it again.
+    pub const SERVER_MUTE_CHANGED: &str = "onVoIPChatServerMuteChanged";
     pub const SUBSCRIBE_VIDEO: &str = "subscribeVoIPVideoMembers";
     pub const VIDEO_MEMBERS_CHANGED: &str = "onVoIPVideoMembersChanged";
     pub const INTERRUPTED: &str = "onVoIPChatInterrupted";
@@ -394,6 +399,16 @@ pub enum ServerMsg {
         status: Status,
         muted_open_id_list: Vec<OpenId>,
     },
+    /// Extension (no wx counterpart), to one member only: the game backend muted its
+    /// microphone (`serverMuted: true`; its `muteMicrophone` is now true and an
+    /// `updateMuteConfig` that unmutes is refused with -10014) or allowed it again
+    /// (`serverMuted: false`; the microphone stays muted until the member unmutes it).
+    #[serde(rename_all = "camelCase")]
+    ServerMuteChanged {
+        #[serde(flatten)]
+        status: Status,
+        server_muted: bool,
+    },
     /// `onVoIPChatSpeakersChanged`: who is speaking now.
     #[serde(rename_all = "camelCase")]
     SpeakersChanged {
@@ -461,6 +476,13 @@ impl ServerMsg {
         ServerMsg::MuteChanged {
             status: Status::ok(api::MUTE_CHANGED),
             muted_open_id_list,
+        }
+    }
+
+    pub fn server_mute_changed(server_muted: bool) -> ServerMsg {
+        ServerMsg::ServerMuteChanged {
+            status: Status::ok(api::SERVER_MUTE_CHANGED),
+            server_muted,
         }
     }
 

@@ -65,6 +65,7 @@ const SERVER_FIXTURES: &[&str] = &[
     "muteConfigResult.json",
     "offer.json",
     "pong.json",
+    "serverMuteChanged.json",
     "speakersChanged.json",
     "subscribeVideoMembersResult.json",
     "tracks.json",
@@ -103,6 +104,9 @@ fn server_type(msg: &ServerMsg) -> (&'static str, Option<&'static str>) {
         ServerMsg::MembersChanged { .. } => ("membersChanged", Some(api::MEMBERS_CHANGED)),
         ServerMsg::SpeakersChanged { .. } => ("speakersChanged", Some(api::SPEAKERS_CHANGED)),
         ServerMsg::MuteChanged { .. } => ("muteChanged", Some(api::MUTE_CHANGED)),
+        ServerMsg::ServerMuteChanged { .. } => {
+            ("serverMuteChanged", Some(api::SERVER_MUTE_CHANGED))
+        }
         ServerMsg::SubscribeVideoMembersResult { .. } => {
             ("subscribeVideoMembersResult", Some(api::SUBSCRIBE_VIDEO))
         }
@@ -123,6 +127,7 @@ const SERVER_TYPES: &[&str] = &[
     "membersChanged",
     "speakersChanged",
     "muteChanged",
+    "serverMuteChanged",
     "subscribeVideoMembersResult",
     "videoMembersChanged",
     "interrupted",
@@ -255,6 +260,10 @@ fn server_helpers_build_the_fixtures() {
     assert_eq!(
         to_value(ServerMsg::speakers_changed(ids(&["o_carol"]))),
         fixture("speakersChanged.json")
+    );
+    assert_eq!(
+        to_value(ServerMsg::server_mute_changed(true)),
+        fixture("serverMuteChanged.json")
     );
     assert_eq!(
         to_value(ServerMsg::interrupted(ErrorCode::Replaced)),

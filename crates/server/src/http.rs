@@ -1,21 +1,31 @@
 //! The backend HTTP API (docs/api.md): what a game's server calls, authenticated with HTTP
 //! Basic `appId:appSecret`. Session keys are issued here (our `code2Session`) and joins can be
-//! signed here (our `getVoIPSign`) so the key need never leave the server.
+//! signed here (our `getVoIPSign`) so the key need never leave the server; the rooms
+//! (`rooms`) and the app's limits (`limits`) are run from here too. Every `/api/v1` route is
+//! registered with its OpenAPI description in one place (`openapi`).
 
-use axum::extract::{Path, State};
+mod limits;
+pub mod openapi;
+mod rooms;
+mod webhook;
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine as _;
-use tokio::sync::oneshot;
 use voipchat_auth::{new_session_key, secrets_equal, sign};
 use voipchat_proto::backend::{SessionKeyRequest, SessionKeyResponse, SignRequest, SignResponse};
 use voipchat_proto::signal::{ID_MAX_CHARS, NONCE_MAX_CHARS};
-use voipchat_proto::{AppId, ErrorCode, Failure, GroupId, RoomKey, Status};
+use voipchat_proto::{AppId, ErrorCode, Failure, Status};
 use voipchat_store::AppRecord;
 
-use crate::media::Command;
 use crate::{clock, AppState};
+
+/// Largest request body of the backend API; every body it takes is a small JSON object.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// A failed backend call: an HTTP status and the `{errCode, errMsg}` body.
 pub struct ApiError(StatusCode, Failure);
@@ -29,6 +39,10 @@ impl IntoResponse for ApiError {
 impl ApiError {
     fn new(status: StatusCode, code: ErrorCode) -> Self {
         Self(status, Failure::new(code))
+    }
+    /// 404 with this code and its default reason.
+    fn not_found(code: ErrorCode) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code)
     }
     fn invalid(detail: impl Into<String>) -> Self {
         Self(
@@ -54,6 +68,54 @@ async fn blocking<T: Send + 'static>(
             Err(ApiError::system())
         }
         Err(_) => Err(ApiError::system()),
+    }
+}
+
+/// The app a backend call authenticated as: the extractor checks HTTP Basic
+/// `appId:appSecret` before anything else of the request is looked at.
+pub struct AuthedApp(pub AppRecord);
+
+impl FromRequestParts<AppState> for AuthedApp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        authenticate(state, &parts.headers).await.map(AuthedApp)
+    }
+}
+
+/// A JSON request body of the backend API: at most [`MAX_BODY_BYTES`], parsed into `T`.
+/// Whatever is wrong with it is a typed refusal in the API's `{errCode, errMsg}` form: 413
+/// (-12008) when too large, else 400 (-10007) saying what serde found (not JSON, a wrong
+/// type, a missing or unknown field). The `Content-Type` is not looked at.
+pub struct ApiJson<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let body = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| match e {
+                BytesRejection::FailedToBufferBody(f)
+                    if f.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+                {
+                    ApiError(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        Failure::with_detail(
+                            ErrorCode::BodyTooLarge,
+                            format!(
+                                "{}: at most {MAX_BODY_BYTES} bytes",
+                                ErrorCode::BodyTooLarge.reason()
+                            ),
+                        ),
+                    )
+                }
+                other => ApiError::invalid(format!("cannot read the body: {other}")),
+            })?;
+        parse_body(&body).map(ApiJson)
     }
 }
 
@@ -126,18 +188,37 @@ fn check_id(name: &str, v: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Every body is a JSON object: serde's derive would also read a struct from an array
+/// (`[]` as "no fields given"), a shape the API does not have.
 fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let first = body
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    if first != Some(&b'{') {
+        return Err(ApiError::invalid("invalid body: expected a JSON object"));
+    }
     serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("invalid body: {e}")))
 }
 
-/// `POST /api/v1/session-key`: a new session key for a user; the previous one stops working.
+/// A new session key for a user (our `code2Session`); the previous one stops working.
+///
+/// Every call replaces the user's one key, so signatures made with the old key stop
+/// verifying. Give the key to the game backend's own signing code, never to the client.
+#[utoipa::path(
+    post,
+    path = "/api/v1/session-key",
+    tag = "keys",
+    request_body = SessionKeyRequest,
+    responses(
+        (status = 200, description = "The user's new session key.", body = SessionKeyResponse),
+        (status = 400, description = "-10007: the body is not `{openId}` or the openId is empty, too long or has control characters.", body = voipchat_proto::Status),
+    )
+)]
 pub async fn session_key(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    AuthedApp(app): AuthedApp,
+    ApiJson(req): ApiJson<SessionKeyRequest>,
 ) -> ApiResult<SessionKeyResponse> {
-    let app = authenticate(&state, &headers).await?;
-    let req: SessionKeyRequest = parse_body(&body)?;
     check_id("openId", req.open_id.as_str())?;
     let key = new_session_key();
     let store = state.store.clone();
@@ -149,18 +230,29 @@ pub async fn session_key(
     }))
 }
 
-/// `POST /api/v1/voip-sign`: the join signature for a user, computed with the user's current
-/// session key, which stays on the server. A missing nonce is a fresh random one (16
-/// alphanumeric characters) and a missing timestamp the server's current time; the answer
-/// carries both with the signature, so a backend can hand it to the client as it is.
+/// The join signature for a user (our `cloud.getVoIPSign`).
+///
+/// Computed with the user's current session key, which stays on the server. A missing
+/// nonce is a fresh random one (16 alphanumeric characters) and a missing timestamp the
+/// server's current time; the answer carries both with the signature, so a backend can hand
+/// it to the client as it is.
+#[utoipa::path(
+    post,
+    path = "/api/v1/voip-sign",
+    tag = "keys",
+    request_body = SignRequest,
+    responses(
+        (status = 200, description = "What `joinVoIPChat` needs besides the groupId.", body = SignResponse),
+        (status = 400, description = "-10007: the body is not a sign request, or a field is out of its range.", body = voipchat_proto::Status),
+        (status = 404, description = "-10006: the openId has no session key.", body = voipchat_proto::Status),
+    )
+)]
 pub async fn voip_sign(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    AuthedApp(app): AuthedApp,
+    ApiJson(req): ApiJson<SignRequest>,
 ) -> ApiResult<SignResponse> {
     use rand::Rng as _;
-    let app = authenticate(&state, &headers).await?;
-    let req: SignRequest = parse_body(&body)?;
     check_id("openId", req.open_id.as_str())?;
     check_id("groupId", req.group_id.as_str())?;
     let nonce_str = match req.nonce {
@@ -181,6 +273,13 @@ pub async fn voip_sign(
             .collect(),
     };
     let time_stamp = req.timestamp.unwrap_or_else(clock::unix_now);
+    if time_stamp > MAX_SAFE_INTEGER {
+        // A join refuses it (a JS client cannot send it as the same number), so signing it
+        // would only hand out a signature nobody can use.
+        return Err(ApiError::invalid(format!(
+            "timestamp must be at most {MAX_SAFE_INTEGER}"
+        )));
+    }
     let store = state.store.clone();
     let (app_id, open_id) = (app.app_id.clone(), req.open_id.clone());
     let key = blocking(move || store.session_key(&app_id, &open_id)).await?;
@@ -204,161 +303,8 @@ pub async fn voip_sign(
     }))
 }
 
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct QuotaResponse {
-    day: String,
-    rooms_created: u64,
-    daily_limit: u64,
-}
-
-/// `GET /api/v1/quota`: rooms the app created today and its limit.
-pub async fn quota(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<QuotaResponse> {
-    let app = authenticate(&state, &headers).await?;
-    let day = clock::day_key(clock::unix_now(), state.config.utc_offset_secs());
-    let store = state.store.clone();
-    let d = day.clone();
-    let rooms_created = blocking(move || store.rooms_created(&app.app_id, &d)).await?;
-    Ok(Json(QuotaResponse {
-        day,
-        rooms_created,
-        daily_limit: state.config.daily_room_quota,
-    }))
-}
-
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RoomResponse {
-    group_id: GroupId,
-    open_id_list: Vec<voipchat_proto::OpenId>,
-}
-
-/// `GET /api/v1/rooms/{groupId}`: who is in a room now (an empty list: no such room).
-pub async fn room(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(group_id): Path<String>,
-) -> ApiResult<RoomResponse> {
-    let app = authenticate(&state, &headers).await?;
-    check_id("groupId", &group_id)?;
-    let group_id = GroupId::new(group_id);
-    let (tx, rx) = oneshot::channel();
-    let key = RoomKey::new(app.app_id, group_id.clone());
-    state
-        .media
-        .send(Command::Members(key, tx))
-        .map_err(|_| ApiError::system())?;
-    let open_id_list = rx.await.map_err(|_| ApiError::system())?;
-    Ok(Json(RoomResponse {
-        group_id,
-        open_id_list,
-    }))
-}
-
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct KickRequest {
-    open_id: voipchat_proto::OpenId,
-}
-
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct KickResponse {
-    kicked: bool,
-}
-
-/// `POST /api/v1/rooms/{groupId}/kick`: removes a member from a room; it gets an
-/// `interrupted` event with -11001 and the others a members-changed event.
-pub async fn kick(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(group_id): Path<String>,
-    body: axum::body::Bytes,
-) -> ApiResult<KickResponse> {
-    let app = authenticate(&state, &headers).await?;
-    check_id("groupId", &group_id)?;
-    let req: KickRequest = parse_body(&body)?;
-    check_id("openId", req.open_id.as_str())?;
-    let (tx, rx) = oneshot::channel();
-    let key = RoomKey::new(app.app_id, GroupId::new(group_id));
-    state
-        .media
-        .send(Command::Kick(key, req.open_id, tx))
-        .map_err(|_| ApiError::system())?;
-    let kicked = rx.await.map_err(|_| ApiError::system())?;
-    if !kicked {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotInRoom));
-    }
-    Ok(Json(KickResponse { kicked }))
-}
-
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct WebhookRequest {
-    url: String,
-}
-
-/// The app's webhook setting: its URL, or null when it has none.
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct WebhookResponse {
-    url: Option<String>,
-}
-
-/// Writes the app's webhook URL (`None`: clears it and drops its pending deliveries).
-async fn store_webhook(
-    state: &AppState,
-    app: AppRecord,
-    url: Option<String>,
-) -> ApiResult<WebhookResponse> {
-    let store = state.store.clone();
-    let u = url.clone();
-    let app_id = app.app_id.clone();
-    let found = blocking(move || store.set_webhook_url(&app_id, u.as_deref())).await?;
-    if !found {
-        // Deleted between the authentication and now.
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            ErrorCode::BadCredentials,
-        ));
-    }
-    tracing::info!(app_id = %app.app_id, set = url.is_some(), "webhook URL changed");
-    Ok(Json(WebhookResponse { url }))
-}
-
-/// `GET /api/v1/webhook`: the app's webhook URL (docs/webhooks.md).
-pub async fn webhook(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> ApiResult<WebhookResponse> {
-    let app = authenticate(&state, &headers).await?;
-    let store = state.store.clone();
-    let url = blocking(move || store.webhook_url(&app.app_id)).await?;
-    Ok(Json(WebhookResponse { url }))
-}
-
-/// `PUT /api/v1/webhook {"url"}`: sets the app's webhook URL; events from now on are sent
-/// there, and so are those still waiting.
-pub async fn set_webhook(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> ApiResult<WebhookResponse> {
-    let app = authenticate(&state, &headers).await?;
-    let req: WebhookRequest = parse_body(&body)?;
-    crate::webhooks::url::parse(&req.url).map_err(ApiError::invalid)?;
-    store_webhook(&state, app, Some(req.url)).await
-}
-
-/// `DELETE /api/v1/webhook`: no more webhooks for the app; deliveries still waiting are
-/// dropped.
-pub async fn clear_webhook(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> ApiResult<WebhookResponse> {
-    let app = authenticate(&state, &headers).await?;
-    store_webhook(&state, app, None).await
-}
+/// JavaScript's `Number.MAX_SAFE_INTEGER`, the largest `timeStamp` a join accepts.
+const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
 /// `/metrics`: every metric in the Prometheus text exposition format (OpenMetrics).
 pub async fn metrics(State(state): State<AppState>) -> Response {

@@ -6,6 +6,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod days;
 pub mod http;
 pub mod logging;
 pub mod media;
@@ -21,7 +22,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch};
@@ -390,29 +391,31 @@ where
     tokio::spawn(async move { server.await })
 }
 
-/// Every route of the HTTP address; `/metrics` too unless it has its own address.
+/// Every route of the HTTP address; `/metrics` too unless it has its own address. The
+/// backend API's routes come from `http::openapi::api`, each with its description.
 pub fn router(state: AppState, with_metrics: bool) -> Router {
     let router = if with_metrics {
         Router::new().route("/metrics", get(http::metrics))
     } else {
         Router::new()
     };
+    let (api, doc) = http::openapi::api();
+    let doc = Arc::new(http::openapi::json(&doc));
     router
         .merge(web::routes(state.config.demo))
         .route("/ws", get(ws::upgrade))
         .route("/healthz", get(http::healthz))
         .route("/readyz", get(http::readyz))
-        .route("/api/v1/session-key", post(http::session_key))
-        .route("/api/v1/voip-sign", post(http::voip_sign))
-        .route("/api/v1/quota", get(http::quota))
         .route(
-            "/api/v1/webhook",
-            get(http::webhook)
-                .put(http::set_webhook)
-                .delete(http::clear_webhook),
+            "/api/openapi.json",
+            get(move || async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    doc.as_str().to_owned(),
+                )
+            }),
         )
-        .route("/api/v1/rooms/{group_id}", get(http::room))
-        .route("/api/v1/rooms/{group_id}/kick", post(http::kick))
+        .merge(api)
         // After every route: it applies to the routes that exist when it is called.
         .method_not_allowed_fallback(http::method_not_allowed)
         .fallback(http::not_found)

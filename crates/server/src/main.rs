@@ -483,6 +483,7 @@ fn app(command: &AppCmd, store_args: StoreArgs) -> Result<(), BoxError> {
                 secret: voipchat_auth::new_app_secret(),
                 voip_enabled: false,
                 created_at: voipchat_server::clock::unix_now(),
+                settings: Default::default(),
             };
             store.create_app(&app)?;
             println!(

@@ -11,9 +11,11 @@ use str0m::net::Protocol;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
-use voipchat_core::{ConnId, Engine, Output, QuotaAnswer};
+use voipchat_core::{
+    ConnId, Engine, JoinPolicy, Output, QuotaAnswer, RoomSnapshot, ServerMuteError,
+};
 use voipchat_proto::{
-    AppId, ErrorCode, Failure, JoinRequest, MuteConfig, OpenId, RoomKey, ServerMsg, Status,
+    AppId, ErrorCode, Failure, GroupId, JoinRequest, MuteConfig, OpenId, RoomKey, ServerMsg, Status,
 };
 use voipchat_store::Store;
 
@@ -34,8 +36,8 @@ pub type Outbox = mpsc::UnboundedSender<ServerMsg>;
 pub enum Command {
     /// A new connection and where its messages go.
     Connect(ConnId, Outbox),
-    /// An authenticated, validated join.
-    Join(ConnId, Box<JoinRequest>),
+    /// An authenticated, validated join, with its app's limits.
+    Join(ConnId, Box<JoinRequest>, JoinPolicy),
     Exit(ConnId),
     Mute(ConnId, MuteConfig),
     Answer(ConnId, String),
@@ -44,20 +46,71 @@ pub enum Command {
     Disconnect(ConnId),
     /// The quota decision for a room being created.
     Quota(RoomKey, QuotaAnswer),
-    /// The members of a room (empty if it is not open).
-    Members(RoomKey, oneshot::Sender<Vec<OpenId>>),
+    /// One open room, or None.
+    Room(RoomKey, oneshot::Sender<Option<RoomSnapshot>>),
+    /// A page of an app's open rooms: those after a groupId, at most this many, and
+    /// whether more follow.
+    Rooms(RoomPage, oneshot::Sender<(Vec<RoomSnapshot>, bool)>),
     /// Remove a member (it is told "kicked"); the reply says whether it was there.
     Kick(RoomKey, OpenId, oneshot::Sender<bool>),
+    /// Mute a member's microphone on the server (true) or allow it again (false); the reply
+    /// says whether anything changed.
+    ServerMute(
+        RoomKey,
+        OpenId,
+        bool,
+        oneshot::Sender<Result<bool, ServerMuteError>>,
+    ),
+    /// Close an open room; the reply names the members interrupted (None: no such room).
+    Close(RoomKey, oneshot::Sender<Option<Vec<OpenId>>>),
+}
+
+/// Which of an app's rooms `Command::Rooms` asks for.
+#[derive(Debug)]
+pub struct RoomPage {
+    pub app_id: AppId,
+    pub after: Option<GroupId>,
+    pub limit: usize,
 }
 
 /// The quota settings the media task needs to ask the store.
 #[derive(Clone)]
 pub struct QuotaPolicy {
     pub store: Arc<dyn Store>,
+    /// The limit of an app that has no `dailyRoomQuota` of its own.
     pub daily_limit: u64,
     pub utc_offset_secs: i64,
     /// Told when a join is refused for the quota (`quota_exhausted`).
     pub webhooks: webhooks::Sink,
+}
+
+impl QuotaPolicy {
+    /// Takes one unit of the app's quota for today, under the app's own limit if it has
+    /// one (read now, so a changed setting applies to the next room). Blocking.
+    fn take(&self, key: &RoomKey) -> QuotaAnswer {
+        let app_id = &key.app_id;
+        let day = clock::day_key(clock::unix_now(), self.utc_offset_secs);
+        let decision = self.store.app(app_id).and_then(|app| {
+            let limit = app
+                .and_then(|a| a.settings.daily_room_quota)
+                .unwrap_or(self.daily_limit);
+            self.store
+                .take_room_quota(app_id, &day, limit)
+                .map(|d| (d, limit))
+        });
+        match decision {
+            Ok((d, _)) if d.granted => QuotaAnswer::Granted,
+            Ok((d, limit)) => {
+                self.webhooks
+                    .quota_exhausted(app_id, &key.group_id, &day, limit, d.used);
+                QuotaAnswer::Exhausted
+            }
+            Err(e) => {
+                warn!(app = %app_id, "quota store error: {e}");
+                QuotaAnswer::Failed(e.to_string())
+            }
+        }
+    }
 }
 
 /// Runs until `shutdown` turns true; then interrupts every member and returns.
@@ -148,7 +201,7 @@ pub async fn run(
             Command::Connect(conn, outbox) => {
                 task.outboxes.insert(conn, outbox);
             }
-            Command::Join(conn, req) => {
+            Command::Join(conn, req, _) => {
                 task.nonces.push(conn, &req);
                 let refusal = ServerMsg::join_failed(&Failure::new(ErrorCode::ServerShutdown));
                 task.deliver(conn, refusal);
@@ -258,9 +311,9 @@ impl Task {
             Command::Connect(conn, outbox) => {
                 outboxes.insert(conn, outbox);
             }
-            Command::Join(conn, req) => {
+            Command::Join(conn, req, policy) => {
                 nonces.push(conn, &req);
-                engine.handle_join(now, conn, *req)
+                engine.handle_join_with(now, conn, *req, policy)
             }
             Command::Exit(conn) => engine.handle_exit(now, conn),
             Command::Mute(conn, mute) => engine.handle_mute(now, conn, mute),
@@ -271,11 +324,21 @@ impl Task {
                 outboxes.remove(&conn);
             }
             Command::Quota(key, answer) => engine.handle_room_quota(now, &key, answer),
-            Command::Members(key, reply) => {
-                let _ = reply.send(engine.room_members(&key));
+            Command::Room(key, reply) => {
+                let _ = reply.send(engine.room(&key));
+            }
+            Command::Rooms(page, reply) => {
+                let rooms = engine.rooms_of_app(&page.app_id, page.after.as_ref(), page.limit);
+                let _ = reply.send(rooms);
             }
             Command::Kick(key, open_id, reply) => {
                 let _ = reply.send(engine.kick(now, &key, &open_id));
+            }
+            Command::ServerMute(key, open_id, muted, reply) => {
+                let _ = reply.send(engine.server_mute(&key, &open_id, muted));
+            }
+            Command::Close(key, reply) => {
+                let _ = reply.send(engine.close_room(now, &key));
             }
         }
     }
@@ -321,28 +384,7 @@ impl Task {
                     let quota = quota.clone();
                     let tx = command_tx.clone();
                     tokio::task::spawn_blocking(move || {
-                        let day = clock::day_key(clock::unix_now(), quota.utc_offset_secs);
-                        let answer =
-                            match quota
-                                .store
-                                .take_room_quota(&key.app_id, &day, quota.daily_limit)
-                            {
-                                Ok(d) if d.granted => QuotaAnswer::Granted,
-                                Ok(d) => {
-                                    quota.webhooks.quota_exhausted(
-                                        &key.app_id,
-                                        &key.group_id,
-                                        &day,
-                                        quota.daily_limit,
-                                        d.used,
-                                    );
-                                    QuotaAnswer::Exhausted
-                                }
-                                Err(e) => {
-                                    warn!(room = %key, "quota store error: {e}");
-                                    QuotaAnswer::Failed(e.to_string())
-                                }
-                            };
+                        let answer = quota.take(&key);
                         let _ = tx.send(Command::Quota(key, answer));
                     });
                 }

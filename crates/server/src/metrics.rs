@@ -19,8 +19,8 @@ use prometheus_client::registry::Registry;
 use voipchat_core::Counters;
 use voipchat_proto::{AppId, OpenId, Secret};
 use voipchat_store::{
-    AppRecord, AttemptOutcome, Delivery, EnqueueOutcome, NewDelivery, OutboxCounts, QuotaDecision,
-    Store, StoreError,
+    AppRecord, AppSettings, AttemptOutcome, Delivery, EnqueueOutcome, NewDelivery, OutboxCounts,
+    QuotaDecision, SettingsChange, Store, StoreError,
 };
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -547,5 +547,24 @@ impl Store for TimedStore {
     }
     fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
         self.timed("outbox_counts", |s| s.outbox_counts())
+    }
+    fn rooms_created_between(
+        &self,
+        app_id: &AppId,
+        first: &str,
+        last: &str,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        self.timed("rooms_created_between", |s| {
+            s.rooms_created_between(app_id, first, last)
+        })
+    }
+    fn update_app_settings(
+        &self,
+        app_id: &AppId,
+        change: &SettingsChange,
+    ) -> Result<Option<AppSettings>, StoreError> {
+        self.timed("update_app_settings", |s| {
+            s.update_app_settings(app_id, change)
+        })
     }
 }

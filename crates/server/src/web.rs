@@ -113,6 +113,7 @@ pub fn ensure_demo_app(store: &dyn Store, demo: bool) -> Result<(), StoreError> 
                 secret: voipchat_auth::new_app_secret(),
                 voip_enabled: true,
                 created_at: clock::unix_now(),
+                settings: Default::default(),
             };
             match store.create_app(&app) {
                 // Another process created it meanwhile: fine, make sure VoIP is on.

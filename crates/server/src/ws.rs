@@ -11,7 +11,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 use voipchat_auth::{verify, VerifyPolicy};
-use voipchat_core::ConnId;
+use voipchat_core::{ConnId, JoinPolicy};
 use voipchat_proto::signal::MAX_FRAME_BYTES;
 use voipchat_proto::{ClientMsg, ErrorCode, Failure, JoinRequest, ServerMsg};
 
@@ -141,7 +141,7 @@ async fn connection(state: AppState, socket: WebSocket) {
             ClientMsg::Join(req) => {
                 join_arrived();
                 match authenticate(&state, &req).await {
-                    Ok(()) => Command::Join(conn, req.into()),
+                    Ok(policy) => Command::Join(conn, req.into(), policy),
                     Err(f) => {
                         info!(
                             ?conn,
@@ -190,12 +190,14 @@ fn looks_like_join(text: &str) -> bool {
 }
 
 /// The join checks that need the store, in an order that spends nothing on a bad request:
-/// app, VoIP switch, session key, timestamp and signature, and only then the nonce.
-async fn authenticate(state: &AppState, req: &JoinRequest) -> Result<(), Failure> {
+/// app, VoIP switch, session key, timestamp and signature, and only then the nonce. An
+/// admitted join comes back with its app's limits.
+async fn authenticate(state: &AppState, req: &JoinRequest) -> Result<JoinPolicy, Failure> {
     let store = state.store.clone();
     let req = req.clone();
     let window = state.config.timestamp_window_secs;
-    let result = tokio::task::spawn_blocking(move || -> Result<(), Failure> {
+    let default_cap = state.config.room_cap;
+    let result = tokio::task::spawn_blocking(move || -> Result<JoinPolicy, Failure> {
         let system = |e: voipchat_store::StoreError| {
             warn!("store error during join: {e}");
             Failure::new(ErrorCode::SystemError)
@@ -231,7 +233,12 @@ async fn authenticate(state: &AppState, req: &JoinRequest) -> Result<(), Failure
         if !fresh {
             return Err(Failure::new(ErrorCode::ReplayedNonce));
         }
-        Ok(())
+        Ok(JoinPolicy {
+            room_cap: app
+                .settings
+                .room_cap
+                .map_or(default_cap, |cap| cap as usize),
+        })
     })
     .await;
     result.unwrap_or_else(|e| {

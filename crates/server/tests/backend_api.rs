@@ -237,7 +237,7 @@ async fn unknown_routes_and_wrong_methods_answer_json() {
     let (app, secret) = server.create_app(true);
     for (method, path) in [
         ("GET", "/api/v1/quotas"),
-        ("POST", "/api/v1/rooms"),
+        ("POST", "/api/v1/rooms/g/unmute"),
         ("GET", "/nope"),
     ] {
         let (status, body) = server
@@ -256,6 +256,11 @@ async fn unknown_routes_and_wrong_methods_answer_json() {
         ("GET", "/api/v1/session-key"),
         ("DELETE", "/api/v1/quota"),
         ("PUT", "/api/v1/rooms/g/kick"),
+        ("POST", "/api/v1/rooms"),
+        ("DELETE", "/api/v1/rooms/g"),
+        ("GET", "/api/v1/rooms/g/close"),
+        ("PUT", "/api/v1/settings"),
+        ("POST", "/api/openapi.json"),
         ("POST", "/healthz"),
     ] {
         let (status, body) = server

@@ -49,17 +49,24 @@ async fn every_sh_example_of_the_api_doc_works_when_pasted() {
     let paths: std::collections::BTreeSet<&str> = script
         .split_whitespace()
         .filter_map(|w| {
-            w.trim_matches(['\'', '"'])
-                .strip_prefix("http://127.0.0.1:7880")
+            let url = w.trim_matches(['\'', '"']);
+            let url = url.split('?').next().unwrap_or(url);
+            url.strip_prefix("http://127.0.0.1:7880")
         })
         .collect();
     for route in [
         "/api/v1/session-key",
         "/api/v1/voip-sign",
+        "/api/openapi.json",
         "/api/v1/quota",
+        "/api/v1/quota/usage",
+        "/api/v1/settings",
+        "/api/v1/rooms",
         "/api/v1/rooms/room-42",
         "/api/v1/rooms/room-42/kick",
         "/api/v1/webhook",
+        "/api/v1/rooms/room-42/mute",
+        "/api/v1/rooms/room-42/close",
         "/healthz",
         "/readyz",
         "/metrics",
@@ -130,7 +137,15 @@ async fn every_sh_example_of_the_api_doc_works_when_pasted() {
         "\"sessionKey\":\"",
         "\"signature\":\"",
         "\"roomsCreated\":0",
-        "{\"groupId\":\"room-42\",\"openIdList\":[]}",
+        "{\"from\":\"2026-01-01\",\"to\":\"2026-01-03\",\"days\":[{\"day\":\"2026-01-01\",\"roomsCreated\":0},{\"day\":\"2026-01-02\",\"roomsCreated\":0},{\"day\":\"2026-01-03\",\"roomsCreated\":0}]}",
+        "{\"from\":\"",
+        "{\"roomCap\":null,\"dailyRoomQuota\":null,\"effective\":{\"roomCap\":10,\"dailyRoomQuota\":100000}}",
+        "{\"roomCap\":4,\"dailyRoomQuota\":500,\"effective\":{\"roomCap\":4,\"dailyRoomQuota\":500}}",
+        "{\"roomCap\":null,\"dailyRoomQuota\":500,\"effective\":{\"roomCap\":10,\"dailyRoomQuota\":500}}",
+        "{\"errCode\":-10007,\"errMsg\":\"api:fail roomCap must be 1 to 10 (or null for the server's default)\"}",
+        "{\"rooms\":[],\"nextAfter\":null}",
+        "{\"rooms\":[],\"nextAfter\":null}",
+        "{\"errCode\":-12007,\"errMsg\":\"api:fail no such room is open\"}",
         "{\"errCode\":-10009,\"errMsg\":\"api:fail not in a room\"}",
         "{\"url\":\"https://game.example/hooks/voip?token=t1\"}",
         "{\"url\":\"https://game.example/hooks/voip?token=t1\"}",
@@ -138,6 +153,9 @@ async fn every_sh_example_of_the_api_doc_works_when_pasted() {
         "{\"errCode\":-10007,\"errMsg\":\"api:fail url must be an absolute http:// or https:// URL\"}",
         "\"webhookUrl\":\"https://game.example/hooks/voip\"",
         "\"webhookUrl\":null",
+        "{\"errCode\":-12007,\"errMsg\":\"api:fail no such room is open\"}",
+        "{\"errCode\":-12007,\"errMsg\":\"api:fail no such room is open\"}",
+        "\"openapi\": \"3.1.0\"",
         "ok",
         "200\n200\n200\n",
         "\"appId\":\"wxdemo0000000000\"",

@@ -111,6 +111,7 @@ impl Server {
             secret: voipchat_auth::new_app_secret(),
             voip_enabled: true,
             created_at: 0,
+            settings: Default::default(),
         };
         self.store.create_app(&app).unwrap();
         app.app_id

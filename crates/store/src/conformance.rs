@@ -13,7 +13,7 @@
 //! Checks panic (with a message) on a violation, like any test assertion.
 
 use crate::outbox::{AttemptOutcome, NewDelivery, OutboxCounts};
-use crate::{AppRecord, QuotaDecision, Store, StoreError};
+use crate::{AppRecord, AppSettings, QuotaDecision, SettingsChange, Store, StoreError};
 use voipchat_proto::{AppId, OpenId, Secret};
 
 /// One conformance check: panics if `store` (fresh and empty) breaks the contract.
@@ -66,6 +66,12 @@ pub const CHECKS: &[(&str, Check)] = &[
         "outbox_enqueue_is_in_order_under_concurrency",
         outbox_enqueue_is_in_order_under_concurrency,
     ),
+    ("quota_by_day_range", quota_by_day_range),
+    ("app_settings_update", app_settings_update),
+    (
+        "app_settings_concurrent_fields",
+        app_settings_concurrent_fields,
+    ),
 ];
 
 /// Runs every check, each on a fresh store from `make`.
@@ -106,6 +112,9 @@ macro_rules! store_conformance_tests {
             outbox_cap_drops_the_oldest,
             outbox_claims_are_atomic,
             outbox_enqueue_is_in_order_under_concurrency,
+            quota_by_day_range,
+            app_settings_update,
+            app_settings_concurrent_fields,
         );
         #[test]
         fn run_all_checks_in_one_go() {
@@ -132,6 +141,7 @@ fn app(id: &str, created_at: u64) -> AppRecord {
         secret: Secret::new(format!("secret-of-{id}")),
         voip_enabled: false,
         created_at,
+        settings: AppSettings::default(),
     }
 }
 
@@ -142,6 +152,10 @@ pub fn apps_crud(store: &dyn Store) {
 
     let mut a = app("wx1", 1_700_000_000);
     a.voip_enabled = true;
+    a.settings = AppSettings {
+        room_cap: Some(4),
+        daily_room_quota: Some(u64::try_from(i64::MAX).expect("fits")),
+    };
     store.create_app(&a).expect("create");
     assert_eq!(store.app(&a.app_id).expect("get"), Some(a.clone()));
     assert_eq!(store.list_apps().expect("list"), vec![a.clone()]);
@@ -1006,5 +1020,195 @@ pub fn outbox_enqueue_is_in_order_under_concurrency(store: &dyn Store) {
         let t = room.trim_start_matches("room");
         let want: Vec<String> = (0..25).map(|i| format!("t{t}-{i:02}")).collect();
         assert_eq!(got, want, "{room} in enqueue order");
+    }
+}
+
+/// `rooms_created_between`: the days of the range that have rooms, inclusive at both ends,
+/// oldest first, of this app only.
+pub fn quota_by_day_range(store: &dyn Store) {
+    let (a, b) = (AppId::new("wx1"), AppId::new("wx2"));
+    let days = [
+        ("2025-12-31", 1),
+        ("2026-01-01", 3),
+        ("2026-01-09", 2),
+        ("2026-01-10", 1),
+        ("2026-02-01", 4),
+    ];
+    for (day, n) in days {
+        for _ in 0..n {
+            assert!(store.take_room_quota(&a, day, 100).expect("take").granted);
+        }
+    }
+    assert!(
+        store
+            .take_room_quota(&b, "2026-01-05", 100)
+            .expect("take")
+            .granted
+    );
+    let owned = |list: &[(&str, u64)]| -> Vec<(String, u64)> {
+        list.iter().map(|(d, n)| (d.to_string(), *n)).collect()
+    };
+    assert_eq!(
+        store
+            .rooms_created_between(&a, "2026-01-01", "2026-01-10")
+            .expect("range"),
+        owned(&[("2026-01-01", 3), ("2026-01-09", 2), ("2026-01-10", 1)]),
+        "both ends included, days without rooms left out"
+    );
+    assert_eq!(
+        store
+            .rooms_created_between(&a, "2000-01-01", "2099-12-31")
+            .expect("range"),
+        owned(&days),
+        "oldest first"
+    );
+    assert_eq!(
+        store
+            .rooms_created_between(&a, "2026-01-02", "2026-01-08")
+            .expect("range"),
+        vec![]
+    );
+    assert_eq!(
+        store
+            .rooms_created_between(&a, "2026-01-10", "2026-01-01")
+            .expect("range"),
+        vec![],
+        "first after last"
+    );
+    assert_eq!(
+        store
+            .rooms_created_between(&b, "2026-01-01", "2026-01-31")
+            .expect("range"),
+        owned(&[("2026-01-05", 1)])
+    );
+    assert_eq!(
+        store
+            .rooms_created_between(&AppId::new("wx-none"), "2000-01-01", "2099-12-31")
+            .expect("range"),
+        vec![]
+    );
+}
+
+/// `update_app_settings` changes the fields given, keeps the others and every other field
+/// and app, resets with `Some(None)`, and reports a missing app.
+pub fn app_settings_update(store: &dyn Store) {
+    let mut a = app("wx1", 1);
+    a.voip_enabled = true;
+    store.create_app(&a).expect("create");
+    let other = app("wx2", 2);
+    store.create_app(&other).expect("create");
+    assert_eq!(
+        store.app(&a.app_id).expect("get").expect("exists").settings,
+        AppSettings::default(),
+        "a new app uses the server's defaults"
+    );
+
+    let cap = SettingsChange {
+        room_cap: Some(Some(2)),
+        ..SettingsChange::default()
+    };
+    let want = AppSettings {
+        room_cap: Some(2),
+        daily_room_quota: None,
+    };
+    assert_eq!(
+        store.update_app_settings(&a.app_id, &cap).expect("update"),
+        Some(want)
+    );
+    let quota = SettingsChange {
+        daily_room_quota: Some(Some(7)),
+        ..SettingsChange::default()
+    };
+    let want = AppSettings {
+        room_cap: Some(2),
+        daily_room_quota: Some(7),
+    };
+    assert_eq!(
+        store
+            .update_app_settings(&a.app_id, &quota)
+            .expect("update"),
+        Some(want),
+        "the other field is kept"
+    );
+    let got = store.app(&a.app_id).expect("get").expect("exists");
+    assert_eq!(got.settings, want);
+    assert_eq!(
+        (got.name, got.secret, got.voip_enabled, got.created_at),
+        (a.name, a.secret, a.voip_enabled, a.created_at),
+        "other fields are kept"
+    );
+    assert_eq!(store.app(&other.app_id).expect("get"), Some(other.clone()));
+    assert_eq!(
+        store
+            .update_app_settings(&a.app_id, &SettingsChange::default())
+            .expect("no change"),
+        Some(want)
+    );
+
+    let reset = SettingsChange {
+        room_cap: Some(None),
+        daily_room_quota: Some(Some(0)),
+    };
+    let want = AppSettings {
+        room_cap: None,
+        daily_room_quota: Some(0),
+    };
+    assert_eq!(
+        store.update_app_settings(&a.app_id, &reset).expect("reset"),
+        Some(want)
+    );
+    assert_eq!(
+        store.list_apps().expect("list")[0].settings,
+        want,
+        "list_apps sees them too"
+    );
+
+    let missing = AppId::new("wx-missing");
+    assert_eq!(
+        store.update_app_settings(&missing, &cap).expect("missing"),
+        None
+    );
+    assert_eq!(store.app(&missing).expect("get"), None);
+
+    // Deleted with the app: an app created again with the id starts with the defaults.
+    assert!(store.delete_app(&a.app_id).expect("delete"));
+    store.create_app(&app("wx1", 3)).expect("create again");
+    assert_eq!(
+        store.app(&a.app_id).expect("get").expect("exists").settings,
+        AppSettings::default()
+    );
+}
+
+/// Concurrent changes of different fields all take effect.
+pub fn app_settings_concurrent_fields(store: &dyn Store) {
+    let a = app("wx1", 1);
+    store.create_app(&a).expect("create");
+    for round in 0..20u32 {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let change = SettingsChange {
+                    room_cap: Some(Some(round % 10 + 1)),
+                    ..SettingsChange::default()
+                };
+                store.update_app_settings(&a.app_id, &change).expect("cap");
+            });
+            s.spawn(|| {
+                let change = SettingsChange {
+                    daily_room_quota: Some(Some(u64::from(round) + 100)),
+                    ..SettingsChange::default()
+                };
+                store
+                    .update_app_settings(&a.app_id, &change)
+                    .expect("quota");
+            });
+        });
+        assert_eq!(
+            store.app(&a.app_id).expect("get").expect("exists").settings,
+            AppSettings {
+                room_cap: Some(round % 10 + 1),
+                daily_room_quota: Some(u64::from(round) + 100),
+            },
+            "round {round}: neither change undid the other"
+        );
     }
 }

@@ -64,6 +64,36 @@ pub struct AppRecord {
     pub voip_enabled: bool,
     /// Unix seconds; orders [`Store::list_apps`].
     pub created_at: u64,
+    /// The app's own limits (the backend's `PATCH /api/v1/settings`).
+    pub settings: AppSettings,
+}
+
+/// An app's own limits. `None`: the server's configured default applies, so a changed
+/// default reaches every app that never chose its own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AppSettings {
+    /// Most members in one of its rooms.
+    pub room_cap: Option<u32>,
+    /// Rooms it may create per quota day.
+    pub daily_room_quota: Option<u64>,
+}
+
+/// A change of [`AppSettings`], field by field: `None` leaves a field as it is, `Some(v)`
+/// sets it to `v` (`Some(None)`: back to the server's default).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SettingsChange {
+    pub room_cap: Option<Option<u32>>,
+    pub daily_room_quota: Option<Option<u64>>,
+}
+
+impl AppSettings {
+    /// These settings with `change` applied.
+    pub fn changed(self, change: &SettingsChange) -> AppSettings {
+        AppSettings {
+            room_cap: change.room_cap.unwrap_or(self.room_cap),
+            daily_room_quota: change.daily_room_quota.unwrap_or(self.daily_room_quota),
+        }
+    }
 }
 
 /// The answer of [`Store::take_room_quota`].
@@ -89,6 +119,9 @@ pub struct QuotaDecision {
 ///   app id exactly one succeeds; the other gets [`StoreError::AppExists`].
 /// - [`set_voip_enabled`](Store::set_voip_enabled), [`set_app_secret`](Store::set_app_secret),
 ///   [`put_session_key`](Store::put_session_key): single-record writes; the last writer wins.
+/// - [`update_app_settings`](Store::update_app_settings): read-modify-write of one record.
+///   Concurrent changes of different fields all take effect; of the same field, the last
+///   writer wins. What it returns is the record as this call left it.
 /// - [`set_app_secret`](Store::set_app_secret) replaces: after it returns, no reader sees the
 ///   old secret again.
 /// - [`delete_app`](Store::delete_app): the app and everything recorded for it (session keys,
@@ -114,8 +147,9 @@ pub struct QuotaDecision {
 ///   cleared) changes nothing and returns `false`.
 /// - Reads ([`app`](Store::app), [`list_apps`](Store::list_apps),
 ///   [`session_key`](Store::session_key), [`rooms_created`](Store::rooms_created),
-///   [`webhook_url`](Store::webhook_url), [`outbox_counts`](Store::outbox_counts)) see every
-///   write that returned before they started.
+///   [`webhook_url`](Store::webhook_url), [`outbox_counts`](Store::outbox_counts),
+///   [`rooms_created_between`](Store::rooms_created_between)) see every write that returned
+///   before they started.
 pub trait Store: Send + Sync + 'static {
     /// Answers a trivial read now: what `/readyz` asks, so a load balancer stops sending
     /// joins to a server whose database is gone.
@@ -250,4 +284,23 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many deliveries are pending and dead, over all apps.
     fn outbox_counts(&self) -> Result<OutboxCounts, StoreError>;
+
+    /// The app's room counts of every day `first <= day <= last`, comparing day keys as
+    /// strings (so `YYYY-MM-DD` keys compare as dates), oldest first. Days without a granted
+    /// room are left out; none is empty when `first > last`.
+    fn rooms_created_between(
+        &self,
+        app_id: &AppId,
+        first: &str,
+        last: &str,
+    ) -> Result<Vec<(String, u64)>, StoreError>;
+
+    /// Applies `change` to the app's settings in one atomic step and returns them as they
+    /// are now; `None` (and nothing changed) if there is no such app. Other fields of the
+    /// app are not touched.
+    fn update_app_settings(
+        &self,
+        app_id: &AppId,
+        change: &SettingsChange,
+    ) -> Result<Option<AppSettings>, StoreError>;
 }

@@ -14,7 +14,10 @@
 //!   atomic across processes as well as across the threads of this one.
 
 use crate::outbox::{AttemptOutcome, EnqueueOutcome, NewDelivery, OutboxCounts};
-use crate::{sqlite_outbox, AppRecord, Delivery, QuotaDecision, Store, StoreError};
+use crate::{
+    sqlite_outbox, AppRecord, AppSettings, Delivery, QuotaDecision, SettingsChange, Store,
+    StoreError,
+};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -65,6 +68,9 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;",
     // Version 2: webhooks (crate::sqlite_outbox has the queries).
     crate::sqlite_outbox::MIGRATION,
+    // Version 3: an app's own limits; NULL is the server's default.
+    "ALTER TABLE apps ADD COLUMN room_cap INTEGER;
+    ALTER TABLE apps ADD COLUMN daily_room_quota INTEGER;",
 ];
 
 /// The schema version this build writes.
@@ -165,6 +171,10 @@ pub(crate) fn exact_arg(field: &'static str, value: u64) -> Result<i64, StoreErr
     i64::try_from(value).map_err(|_| StoreError::OutOfRange { field, value })
 }
 
+/// The columns [`app_from_row`] reads, in its order.
+const APP_COLUMNS: &str =
+    "app_id, name, secret, voip_enabled, created_at, room_cap, daily_room_quota";
+
 fn app_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AppRecord> {
     Ok(AppRecord {
         app_id: AppId::new(row.get::<_, String>(0)?),
@@ -172,7 +182,16 @@ fn app_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AppRecord> {
         secret: Secret::new(row.get::<_, String>(2)?),
         voip_enabled: row.get(3)?,
         created_at: row.get(4)?,
+        settings: AppSettings {
+            room_cap: row.get(5)?,
+            daily_room_quota: row.get(6)?,
+        },
     })
+}
+
+/// An optional count as SQLite stores it.
+fn optional_arg(field: &'static str, value: Option<u64>) -> Result<Option<i64>, StoreError> {
+    value.map(|v| exact_arg(field, v)).transpose()
 }
 
 impl Store for SqliteStore {
@@ -191,16 +210,20 @@ impl Store for SqliteStore {
 
     fn create_app(&self, app: &AppRecord) -> Result<(), StoreError> {
         let created_at = exact_arg("created_at", app.created_at)?;
+        let quota = optional_arg("daily_room_quota", app.settings.daily_room_quota)?;
         let inserted = self.conn().execute(
-            "INSERT INTO apps (app_id, name, secret, voip_enabled, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)
+            "INSERT INTO apps
+                (app_id, name, secret, voip_enabled, created_at, room_cap, daily_room_quota)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT (app_id) DO NOTHING",
             params![
                 app.app_id.as_str(),
                 app.name,
                 app.secret.expose(),
                 app.voip_enabled,
-                created_at
+                created_at,
+                app.settings.room_cap,
+                quota
             ],
         )?;
         if inserted == 0 {
@@ -211,10 +234,9 @@ impl Store for SqliteStore {
 
     fn list_apps(&self) -> Result<Vec<AppRecord>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT app_id, name, secret, voip_enabled, created_at FROM apps
-             ORDER BY created_at, app_id",
-        )?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {APP_COLUMNS} FROM apps ORDER BY created_at, app_id"
+        ))?;
         let apps = stmt
             .query_map([], app_from_row)?
             .collect::<Result<Vec<_>, _>>()?;
@@ -224,10 +246,7 @@ impl Store for SqliteStore {
     fn app(&self, app_id: &AppId) -> Result<Option<AppRecord>, StoreError> {
         let app = self
             .conn()
-            .prepare_cached(
-                "SELECT app_id, name, secret, voip_enabled, created_at FROM apps
-                 WHERE app_id = ?1",
-            )?
+            .prepare_cached(&format!("SELECT {APP_COLUMNS} FROM apps WHERE app_id = ?1"))?
             .query_row([app_id.as_str()], app_from_row)
             .optional()?;
         Ok(app)
@@ -436,6 +455,65 @@ impl Store for SqliteStore {
     fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
         sqlite_outbox::counts(&self.conn())
     }
+
+    fn rooms_created_between(
+        &self,
+        app_id: &AppId,
+        first: &str,
+        last: &str,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let conn = self.conn();
+        // TEXT compares with the binary collation: byte order, which is string order.
+        let mut stmt = conn.prepare_cached(
+            "SELECT day, rooms_created FROM room_quota
+             WHERE app_id = ?1 AND day >= ?2 AND day <= ?3 ORDER BY day",
+        )?;
+        let days = stmt
+            .query_map([app_id.as_str(), first, last], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, u64>(1)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(days)
+    }
+
+    fn update_app_settings(
+        &self,
+        app_id: &AppId,
+        change: &SettingsChange,
+    ) -> Result<Option<AppSettings>, StoreError> {
+        let quota = match change.daily_room_quota {
+            Some(v) => Some(optional_arg("daily_room_quota", v)?),
+            None => None,
+        };
+        // One statement: each column is set only when its change is given (?2 / ?4), so
+        // concurrent changes of different fields cannot undo each other.
+        let settings = self
+            .conn()
+            .prepare_cached(
+                "UPDATE apps SET
+                    room_cap = CASE WHEN ?2 THEN ?3 ELSE room_cap END,
+                    daily_room_quota = CASE WHEN ?4 THEN ?5 ELSE daily_room_quota END
+                 WHERE app_id = ?1
+                 RETURNING room_cap, daily_room_quota",
+            )?
+            .query_row(
+                params![
+                    app_id.as_str(),
+                    change.room_cap.is_some(),
+                    change.room_cap.flatten(),
+                    quota.is_some(),
+                    quota.flatten()
+                ],
+                |row| {
+                    Ok(AppSettings {
+                        room_cap: row.get(0)?,
+                        daily_room_quota: row.get(1)?,
+                    })
+                },
+            )
+            .optional()?;
+        Ok(settings)
+    }
 }
 
 #[cfg(test)]
@@ -555,6 +633,21 @@ mod tests {
         fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
             self.store.outbox_counts()
         }
+        fn rooms_created_between(
+            &self,
+            app_id: &AppId,
+            first: &str,
+            last: &str,
+        ) -> Result<Vec<(String, u64)>, StoreError> {
+            self.store.rooms_created_between(app_id, first, last)
+        }
+        fn update_app_settings(
+            &self,
+            app_id: &AppId,
+            change: &SettingsChange,
+        ) -> Result<Option<AppSettings>, StoreError> {
+            self.store.update_app_settings(app_id, change)
+        }
     }
 
     mod in_memory {
@@ -576,6 +669,7 @@ mod tests {
             secret: Secret::new(format!("secret-{id}")),
             voip_enabled: true,
             created_at: 1_700_000_000,
+            settings: AppSettings::default(),
         }
     }
 
@@ -714,6 +808,43 @@ mod tests {
     }
 
     #[test]
+    fn a_version_1_database_is_migrated_and_keeps_its_apps() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("v1.sqlite3");
+        {
+            let conn = Connection::open(&path).expect("raw open");
+            conn.execute_batch(MIGRATIONS[0]).expect("version 1 schema");
+            conn.pragma_update(None, "user_version", 1)
+                .expect("version");
+            conn.execute(
+                "INSERT INTO apps (app_id, name, secret, voip_enabled, created_at)
+                 VALUES ('wx1', 'game wx1', 'secret-wx1', 1, 1700000000)",
+                [],
+            )
+            .expect("an app of version 1");
+        }
+        let store = SqliteStore::open(&path).expect("open migrates");
+        assert_eq!(
+            store.app(&AppId::new("wx1")).expect("app"),
+            Some(app("wx1")),
+            "every field kept, the settings at the defaults"
+        );
+        let change = SettingsChange {
+            room_cap: Some(Some(3)),
+            ..SettingsChange::default()
+        };
+        assert_eq!(
+            store
+                .update_app_settings(&AppId::new("wx1"), &change)
+                .expect("update"),
+            Some(AppSettings {
+                room_cap: Some(3),
+                daily_room_quota: None
+            })
+        );
+    }
+
+    #[test]
     fn refuses_a_newer_schema() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("new.sqlite3");
@@ -797,6 +928,28 @@ mod tests {
             store.create_app(&record),
             Err(StoreError::OutOfRange {
                 field: "created_at",
+                ..
+            })
+        ));
+        record.created_at = 1;
+        record.settings.daily_room_quota = Some(u64::MAX);
+        assert!(matches!(
+            store.create_app(&record),
+            Err(StoreError::OutOfRange {
+                field: "daily_room_quota",
+                ..
+            })
+        ));
+        record.settings.daily_room_quota = None;
+        store.create_app(&record).expect("create");
+        let huge = SettingsChange {
+            daily_room_quota: Some(Some(u64::MAX)),
+            ..SettingsChange::default()
+        };
+        assert!(matches!(
+            store.update_app_settings(&record.app_id, &huge),
+            Err(StoreError::OutOfRange {
+                field: "daily_room_quota",
                 ..
             })
         ));

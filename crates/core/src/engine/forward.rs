@@ -62,6 +62,7 @@ impl Engine {
                     .marker(packet.header.marker)
                     .ext_vals(ext.clone()),
             );
+            slot.wrote(packet.timestamp);
             self.counters.forwarded_audio_packets += 1;
             self.counters.forwarded_bytes += packet.payload.len() as u64;
             self.drain(now, receiver);
@@ -70,6 +71,30 @@ impl Engine {
         if speaker_changed {
             if let Some(key) = self.members.get(&sender).map(|s| s.room.clone()) {
                 self.announce_speakers(&key);
+            }
+        }
+    }
+
+    /// A mute ended: the audio slots it paused (`member`'s at every receiver when its
+    /// microphone is back, `member`'s own when its earphone is) continue their numbering
+    /// from the next packet, so the packets not forwarded meanwhile leave no hole in the
+    /// sequence that a receiver would wait for as loss.
+    pub(super) fn resume_audio(&mut self, now: Instant, member: MemberId, mic: bool, ear: bool) {
+        let Some(key) = self.members.get(&member).map(|m| m.room.clone()) else {
+            return;
+        };
+        let Some(room) = self.rooms.get(&key) else {
+            return;
+        };
+        for id in &room.members {
+            let Some(m) = self.members.get_mut(id) else {
+                continue;
+            };
+            for slot in m.slots.iter_mut().filter(|s| s.kind == TrackKind::Audio) {
+                let paused = (mic && slot.occupant == Some(member)) || (ear && *id == member);
+                if paused {
+                    slot.continue_numbering(now);
+                }
             }
         }
     }

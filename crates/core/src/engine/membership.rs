@@ -29,7 +29,14 @@ impl std::fmt::Display for Leave {
 
 impl Engine {
     /// Admits a join to an open room (the room exists and is `Open`).
-    pub(super) fn admit(&mut self, now: Instant, conn: ConnId, key: RoomKey, req: JoinRequest) {
+    pub(super) fn admit(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        key: RoomKey,
+        req: JoinRequest,
+        policy: JoinPolicy,
+    ) {
         let offer = match parse_offer(&req.sdp) {
             Ok(o) => o,
             Err(f) => return self.reply_join_fail(conn, f),
@@ -43,7 +50,7 @@ impl Engine {
                 .iter()
                 .filter_map(|id| self.members.get(id).map(|m| (*id, &m.open_id)))
                 .collect();
-            rules::admit(&present, &req.open_id, self.config.room_cap)
+            rules::admit(&present, &req.open_id, policy.room_cap)
         };
         let replaces = match decision {
             Admission::Full => {
@@ -51,7 +58,7 @@ impl Engine {
                     conn,
                     Failure::with_detail(
                         ErrorCode::RoomFull,
-                        format!("room is full ({} members)", self.config.room_cap),
+                        format!("room is full ({} members)", policy.room_cap),
                     ),
                 );
             }
@@ -115,6 +122,13 @@ impl Engine {
 
         let id = MemberId(self.next_member);
         self.next_member += 1;
+        // The backend's mute holds for the openId, whichever connection it joins with.
+        let server_muted = self.rooms[&key].server_muted.contains(&req.open_id);
+        let mut mute = req.mute_config;
+        mute.mute_microphone |= server_muted;
+        let joined_at = replaces
+            .and_then(|old| self.members.get(&old))
+            .map_or(now, |m| m.joined_at);
         // The members whose media the newcomer will receive: everyone but its old self.
         let others: Vec<MemberId> = self
             .rooms
@@ -135,8 +149,9 @@ impl Engine {
                 conn,
                 open_id: req.open_id.clone(),
                 room: key.clone(),
+                joined_at,
                 rtc,
-                mute: req.mute_config,
+                mute,
                 opus_pt,
                 slots: Vec::new(),
                 pending_offer: None,
@@ -180,6 +195,9 @@ impl Engine {
                 sdp: Some(answer_sdp),
             },
         );
+        if server_muted {
+            self.signal(conn, ServerMsg::server_mute_changed(true));
+        }
         // Speakers are announced on change only: a newcomer learns who already speaks.
         let speaking = self.rooms[&key].speakers.clone();
         if !speaking.is_empty() {
@@ -305,6 +323,11 @@ impl Engine {
             return;
         };
         room.members.retain(|x| *x != id);
+        if room.closing {
+            // Everyone is leaving: nobody is told about the others, nothing is renegotiated.
+            self.close_if_empty(&m.room);
+            return;
+        }
         let remaining = room.members.clone();
         let left = MemberChange {
             room: m.room.clone(),

@@ -31,6 +31,7 @@ pub use counters::{Counters, Drops};
 mod counters;
 mod forward;
 mod membership;
+mod operator;
 mod simulcast;
 mod slots;
 mod stun_gate;
@@ -38,6 +39,7 @@ mod subscriptions;
 
 use crate::speakers::{SpeakerConfig, SpeakerState};
 pub use membership::Leave;
+pub use operator::{MemberSnapshot, RoomSnapshot, ServerMuteError};
 use simulcast::{Downlink, Layer};
 use slots::Slot;
 
@@ -76,6 +78,14 @@ impl EngineConfig {
             speakers: SpeakerConfig::default(),
         }
     }
+}
+
+/// What the caller decided for one join besides the request itself: the limits of its app.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JoinPolicy {
+    /// Most members in the room, this join included. Each join is admitted against its own
+    /// policy, so a changed app setting applies to the next join into an open room too.
+    pub room_cap: usize,
 }
 
 /// The answer of the store to `Output::NeedRoomQuota`.
@@ -131,7 +141,7 @@ enum ConnState {
 enum RoomState {
     /// The quota request is out; these joins wait for its answer.
     Creating {
-        waiting: Vec<(ConnId, JoinRequest)>,
+        waiting: Vec<(ConnId, JoinRequest, JoinPolicy)>,
     },
     Open,
 }
@@ -148,6 +158,14 @@ struct Room {
     muted: Vec<OpenId>,
     /// The members with their camera on, last told to the room (video rooms).
     video_members: Vec<OpenId>,
+    /// When the join that created it asked for it; when it opened, once open.
+    opened_at: Instant,
+    /// The openIds whose microphone the game backend muted: a member of this openId cannot
+    /// unmute itself, whichever connection it joins with, while the room is open.
+    server_muted: Vec<OpenId>,
+    /// The room is being closed by the backend: members leaving now are not announced to
+    /// the others, who are leaving too.
+    closing: bool,
 }
 
 struct Member {
@@ -156,6 +174,8 @@ struct Member {
     conn: ConnId,
     open_id: OpenId,
     room: RoomKey,
+    /// When its openId joined the room (a replacing connection keeps the first time).
+    joined_at: Instant,
     rtc: Rtc,
     mute: MuteConfig,
     /// Payload type of Opus in this member's session (what we write with).
@@ -276,8 +296,24 @@ impl Engine {
 
     // ----- input -----
 
-    /// A join that the caller has already validated and authenticated.
+    /// A join that the caller has already validated and authenticated, under the engine's
+    /// own room cap.
     pub fn handle_join(&mut self, now: Instant, conn: ConnId, req: JoinRequest) {
+        let policy = JoinPolicy {
+            room_cap: self.config.room_cap,
+        };
+        self.handle_join_with(now, conn, req, policy)
+    }
+
+    /// A join that the caller has already validated and authenticated, under its app's
+    /// limits.
+    pub fn handle_join_with(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        req: JoinRequest,
+        policy: JoinPolicy,
+    ) {
         if self.conns.contains_key(&conn) {
             self.reply_join_fail(conn, Failure::new(ErrorCode::AlreadyInRoom));
             return;
@@ -309,14 +345,14 @@ impl Engine {
                 state: RoomState::Creating { waiting },
                 ..
             }) => {
-                waiting.push((conn, req));
+                waiting.push((conn, req, policy));
                 self.conns.insert(conn, ConnState::Joining(key));
             }
             Some(Room {
                 state: RoomState::Open,
                 ..
             }) => {
-                self.admit(now, conn, key, req);
+                self.admit(now, conn, key, req, policy);
             }
             None => {
                 // Check the offer before asking for quota: a refused join takes no quota.
@@ -329,13 +365,16 @@ impl Engine {
                     key.clone(),
                     Room {
                         state: RoomState::Creating {
-                            waiting: vec![(conn, req)],
+                            waiting: vec![(conn, req, policy)],
                         },
                         room_type,
                         members: Vec::new(),
                         speakers: Vec::new(),
                         muted: Vec::new(),
                         video_members: Vec::new(),
+                        opened_at: now,
+                        server_muted: Vec::new(),
+                        closing: false,
                     },
                 );
                 self.conns.insert(conn, ConnState::Joining(key.clone()));
@@ -356,12 +395,13 @@ impl Engine {
         match answer {
             QuotaAnswer::Granted => {
                 room.state = RoomState::Open;
+                room.opened_at = now;
                 let room_type = room.room_type;
                 self.outputs
                     .push_back(Output::RoomOpened(key.clone(), room_type));
-                for (conn, req) in waiting {
+                for (conn, req, policy) in waiting {
                     self.conns.remove(&conn);
-                    self.admit(now, conn, key.clone(), req);
+                    self.admit(now, conn, key.clone(), req, policy);
                 }
                 self.close_if_empty(key);
             }
@@ -374,7 +414,7 @@ impl Engine {
                     _ => Failure::new(ErrorCode::RoomQuotaExceeded),
                 };
                 self.rooms.remove(key);
-                for (conn, _) in waiting {
+                for (conn, _, _) in waiting {
                     self.conns.remove(&conn);
                     self.reply_join_fail(conn, failure.clone());
                 }
@@ -420,13 +460,30 @@ impl Engine {
             self.signal(conn, ServerMsg::MuteConfigResult { status });
             return;
         };
+        if !mute.mute_microphone
+            && self
+                .rooms
+                .get(&m.room)
+                .is_some_and(|r| r.server_muted.contains(&m.open_id))
+        {
+            let status = Status::fail(api::UPDATE_MUTE, &Failure::new(ErrorCode::ServerMuted));
+            self.signal(conn, ServerMsg::MuteConfigResult { status });
+            return;
+        }
         let camera_toggled = m.mute.mute_camera != mute.mute_camera;
+        let mic_resumed = m.mute.mute_microphone && !mute.mute_microphone;
+        let ear_resumed = m.mute.mute_earphone && !mute.mute_earphone;
         m.mute = mute;
         let room = m.room.clone();
         let stopped_speaking = mute.mute_microphone && m.speaker.reset();
         // The result first: the member learns its own change before the room's view of it.
         let status = Status::ok(api::UPDATE_MUTE);
         self.signal(conn, ServerMsg::MuteConfigResult { status });
+        if mic_resumed || ear_resumed {
+            if let Some(ConnState::Member(id)) = self.conns.get(&conn).cloned() {
+                self.resume_audio(now, id, mic_resumed, ear_resumed);
+            }
+        }
         if stopped_speaking {
             self.announce_speakers(&room);
         }
@@ -643,15 +700,6 @@ impl Engine {
         }
     }
 
-    /// Removes the member with this openId from a room, as an operator action.
-    pub fn kick(&mut self, now: Instant, key: &RoomKey, open_id: &OpenId) -> bool {
-        let Some(id) = self.find_member(key, open_id) else {
-            return false;
-        };
-        self.remove_member(now, id, Leave::Interrupted(ErrorCode::Kicked));
-        true
-    }
-
     // ----- output -----
 
     pub fn poll_output(&mut self) -> Output {
@@ -700,7 +748,7 @@ impl Engine {
             ..
         }) = self.rooms.get_mut(key)
         {
-            waiting.retain(|(c, _)| *c != conn);
+            waiting.retain(|(c, _, _)| *c != conn);
         }
         self.reply_join_fail(conn, failure);
     }

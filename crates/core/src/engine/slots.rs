@@ -182,17 +182,23 @@ impl Slot {
     }
 
     /// The numbering restarts at the next packet (a layer has its own sequence numbers,
-    /// timestamps and VP8 picture numbers), continuing the slot's without a gap: the
-    /// timestamp advances by the time that passed since the last packet written (at least
-    /// 1 ms at 90 kHz), so the receiver sees one stream at the pace it was captured, and the
-    /// next picture is one after the last.
+    /// timestamps and VP8 picture numbers; a microphone unmuted after a pause skipped the
+    /// packets sent meanwhile), continuing the slot's without a gap: the timestamp advances
+    /// by the time that passed since the last packet written (at least 1 ms, at the kind's
+    /// clock rate), so the receiver sees one stream at the pace it was captured, the
+    /// sequence numbers run on without a hole a receiver would take for loss, and the next
+    /// picture is one after the last.
     pub(super) fn continue_numbering(&mut self, arrival: Instant) {
         self.pictures.restart();
         let elapsed = self
             .last_arrival
             .map(|t| arrival.saturating_duration_since(t))
             .unwrap_or(Duration::from_millis(33));
-        let ticks = elapsed.as_micros().clamp(1_000, 10_000_000) * 90 / 1_000;
+        let khz = match self.kind {
+            TrackKind::Audio => 48,
+            TrackKind::Video => 90,
+        };
+        let ticks = elapsed.as_micros().clamp(1_000, 10_000_000) * khz / 1_000;
         self.next_gap = ticks as u32;
         self.rebase = None;
     }

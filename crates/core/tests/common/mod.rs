@@ -18,7 +18,7 @@ use str0m::net::{Protocol, Receive, TcpType};
 use str0m::rtp::rtcp::Rtcp;
 use str0m::rtp::{RawPacket, RtpWrite};
 use str0m::{Candidate, Event, Input, Output as RtcOutput, Rtc};
-use voipchat_core::{ConnId, Engine, EngineConfig, Output, QuotaAnswer};
+use voipchat_core::{ConnId, Engine, EngineConfig, JoinPolicy, Output, QuotaAnswer};
 use voipchat_proto::{
     AppId, GroupId, JoinRequest, MuteConfig, OpenId, RoomKey, RoomType, ServerMsg, TrackKind,
     TrackSlot,
@@ -242,6 +242,8 @@ pub struct Net {
     /// The step `advance` moves time by (10 ms unless a test needs finer timing, as
     /// bandwidth estimation does).
     pub step: Duration,
+    /// The app limits joins are sent with; None: the engine's own cap.
+    pub join_policy: Option<JoinPolicy>,
 }
 
 impl Net {
@@ -267,6 +269,7 @@ impl Net {
             lifecycle: Vec::new(),
             next_conn: 1,
             step: Duration::from_millis(10),
+            join_policy: None,
         }
     }
 
@@ -516,7 +519,10 @@ impl Net {
         let mut req = Net::request(p.open_id.as_str(), group, kind, sdp);
         req.mute_config = mute;
         let conn = p.conn;
-        self.engine.handle_join(self.now, conn, req);
+        match self.join_policy {
+            Some(policy) => self.engine.handle_join_with(self.now, conn, req, policy),
+            None => self.engine.handle_join(self.now, conn, req),
+        }
         self.settle();
     }
 
