@@ -249,6 +249,9 @@ impl Peer {
                 err_msg: status.err_msg,
             }),
             ServerMsg::Pong => {}
+            // The driver reads the connection's hello before the peer exists; another one
+            // would be a server bug with nothing to act on.
+            ServerMsg::Hello { .. } => tracing::debug!("a second hello, ignored"),
             ServerMsg::VideoMembersChanged { open_id_list, .. } => {
                 self.emit(ClientEvent::VideoMembersChanged(open_id_list))
             }

@@ -195,6 +195,7 @@ fn joined_net() -> Net {
         open_id_list: vec![oid("alice"), oid("bob")],
         muted_open_id_list: vec![],
         sdp: Some(answer.to_sdp_string()),
+        ice_servers: Vec::new(),
     });
     assert!(matches!(
         net.out.replies.as_slice(),
@@ -442,6 +443,7 @@ fn join_result_ok_without_or_with_bad_sdp_fails_the_join() {
                 open_id_list: vec![],
                 muted_open_id_list: vec![],
                 sdp: sdp.clone(),
+                ice_servers: Vec::new(),
             }
             .to_json(),
         );
@@ -477,6 +479,7 @@ fn every_server_message_and_garbage_is_handled_without_panic() {
             open_id_list: vec![oid("a")],
             muted_open_id_list: vec![oid("a")],
             sdp: Some("not sdp".into()),
+            ice_servers: Vec::new(),
         },
         ServerMsg::ExitResult {
             status: Status::ok(api::EXIT),

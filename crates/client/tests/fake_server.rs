@@ -91,6 +91,7 @@ async fn serve(
         open_id_list: vec![OpenId::new("bob"), OpenId::new("alice")],
         muted_open_id_list: vec![],
         sdp: Some(answer.to_sdp_string()),
+        ice_servers: Vec::new(),
     }))
     .await
     .unwrap();

@@ -9,6 +9,7 @@ pub mod config;
 pub mod http;
 pub mod media;
 pub mod metrics;
+pub mod turn;
 pub mod web;
 pub mod ws;
 
@@ -39,6 +40,8 @@ pub struct AppState {
     /// bound), so a stopping server's last frames are read before its sockets close.
     pub connections: mpsc::Sender<()>,
     pub metrics: Arc<metrics::Metrics>,
+    /// TURN credentials to hand out in each connection's `hello`, when TURN is configured.
+    pub turn: Option<Arc<turn::TurnCredentials>>,
 }
 
 /// The sockets the server runs on, bound by the caller.
@@ -120,6 +123,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let media_bound = listeners.media.local_addr()?;
+    let turn = config.turn().map_err(std::io::Error::other)?.map(Arc::new);
     let metrics = metrics::Metrics::new();
     let store: Arc<dyn Store> = Arc::new(metrics::TimedStore::new(store, metrics.clone()));
     {
@@ -162,6 +166,7 @@ pub async fn run(
         shutdown: stop_rx.clone(),
         connections,
         metrics: metrics.clone(),
+        turn,
     };
     let separate_metrics = listeners.metrics.is_some();
     let app = router(state.clone(), !separate_metrics);

@@ -37,6 +37,16 @@ async fn connection(state: AppState, socket: WebSocket) {
     let conn = ConnId(NEXT_CONN.fetch_add(1, Ordering::Relaxed));
     let (mut sink, mut stream) = socket.split();
     let (outbox, mut inbox) = mpsc::unbounded_channel::<ServerMsg>();
+    // The hello goes first, ahead of anything the media task sends once it knows the
+    // connection: the client creates its peer connection with these servers.
+    let ice_servers = match &state.turn {
+        Some(turn) => turn.ice_servers(&crate::turn::connection_name(), clock::unix_now()),
+        None => Vec::new(),
+    };
+    let turn_username = ice_servers.first().map(|s| s.username.clone());
+    let _ = outbox.send(ServerMsg::Hello {
+        ice_servers: ice_servers.clone(),
+    });
     if state
         .media
         .send(Command::Connect(conn, outbox.clone()))
@@ -53,10 +63,18 @@ async fn connection(state: AppState, socket: WebSocket) {
     let metrics = state.metrics.clone();
     let waiting = joins_waiting.clone();
     let writer = tokio::spawn(async move {
-        while let Some(msg) = inbox.recv().await {
-            if let ServerMsg::JoinResult { status, .. } = &msg {
+        while let Some(mut msg) = inbox.recv().await {
+            if let ServerMsg::JoinResult {
+                status,
+                ice_servers: repeated,
+                ..
+            } = &mut msg
+            {
                 let since = waiting.lock().ok().and_then(|mut w| w.pop_front());
                 metrics.join_result(status.code().map_or(0, |c| i64::from(c.code())), since);
+                if status.is_ok() {
+                    repeated.clone_from(&ice_servers);
+                }
             }
             let interrupted = matches!(msg, ServerMsg::Interrupted { .. });
             if sink
@@ -141,7 +159,19 @@ async fn connection(state: AppState, socket: WebSocket) {
             ClientMsg::Join(req) => {
                 join_arrived();
                 match authenticate(&state, &req).await {
-                    Ok(()) => Command::Join(conn, req.into()),
+                    Ok(()) => {
+                        if let Some(turn_username) = &turn_username {
+                            // What ties the TURN server's log of this connection to a member.
+                            info!(
+                                ?conn,
+                                app_id = %req.app_id,
+                                open_id = %req.open_id,
+                                %turn_username,
+                                "join authenticated"
+                            );
+                        }
+                        Command::Join(conn, req.into())
+                    }
                     Err(f) => {
                         info!(
                             ?conn,

@@ -172,6 +172,7 @@ impl Engine {
                 open_id_list: list.clone(),
                 muted_open_id_list: muted.clone(),
                 sdp: Some(answer_sdp),
+                ice_servers: Vec::new(),
             },
         );
         // Speakers are announced on change only: a newcomer learns who already speaks.
