@@ -30,6 +30,7 @@ pub mod ogg_opus;
 pub mod opus;
 mod peer;
 pub mod record;
+pub mod turn;
 
 pub use client::{
     random_nonce, AudioSender, Client, ClientError, ClientEvent, ClientStats, JoinOptions,

@@ -131,13 +131,15 @@ pub(crate) struct Peer {
 
 impl Peer {
     /// Builds the `Rtc` (Opus, and VP8 for a video room; standard header extensions: audio
-    /// level is id 1) with one host candidate at `local_addr`, and the join offer: exactly
+    /// level is id 1) with one host candidate at `local_addr` (and a relayed one at
+    /// `relayed`, a TURN allocation made from `local_addr`), and the join offer: exactly
     /// one audio m-line, sendonly, and in a video room one video m-line, sendonly.
     pub(crate) fn new(
         now: Instant,
         local_addr: SocketAddr,
         stats: Arc<SharedStats>,
         video: bool,
+        relayed: Option<SocketAddr>,
     ) -> Result<(Peer, String), ClientError> {
         let mut rtc = Rtc::builder()
             .clear_codecs()
@@ -151,6 +153,16 @@ impl Peer {
             return Err(ClientError::InvalidOptions(format!(
                 "{local_addr} is not usable as a host candidate"
             )));
+        }
+        if let Some(relayed) = relayed {
+            // str0m sends from this candidate with `Transmit::source == relayed`; the driver
+            // hands those to the TURN client.
+            let added = Candidate::relayed(relayed, local_addr, "udp")
+                .ok()
+                .and_then(|c| rtc.add_local_candidate(c));
+            if added.is_none() {
+                tracing::warn!(%relayed, "the relayed address is not usable as a candidate");
+            }
         }
         let mut change = rtc.sdp_api();
         let send_mid = change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
@@ -189,6 +201,11 @@ impl Peer {
     #[cfg(test)]
     pub(crate) fn is_connected(&self) -> bool {
         self.connected
+    }
+
+    /// Our UDP socket's address: the destination of every datagram read from it.
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.local_addr
     }
 
     /// False once the `Rtc` is closed or the join failed: the driver may stop.
@@ -269,8 +286,15 @@ impl Peer {
         );
     }
 
-    /// One datagram read from the UDP socket.
-    pub(crate) fn handle_datagram(&mut self, now: Instant, source: SocketAddr, contents: &[u8]) {
+    /// One datagram read from the UDP socket (`destination`: our socket's address), or
+    /// relayed by TURN (`destination`: the relayed address).
+    pub(crate) fn handle_datagram(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        contents: &[u8],
+    ) {
         let Ok(contents) = contents.try_into() else {
             tracing::debug!(%source, len = contents.len(), "ignoring unknown datagram");
             return;
@@ -280,7 +304,7 @@ impl Peer {
             Receive {
                 proto: Protocol::Udp,
                 source,
-                destination: self.local_addr,
+                destination,
                 contents,
             },
         );

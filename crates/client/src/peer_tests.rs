@@ -22,7 +22,7 @@ fn oid(s: &str) -> OpenId {
 
 fn new_peer(now: Instant) -> (Peer, String, Arc<SharedStats>) {
     let stats = Arc::new(SharedStats::default());
-    let (peer, sdp) = Peer::new(now, client_addr(), stats.clone(), false).unwrap();
+    let (peer, sdp) = Peer::new(now, client_addr(), stats.clone(), false, None).unwrap();
     (peer, sdp, stats)
 }
 
@@ -125,7 +125,8 @@ impl Net {
             }
             for t in to_client {
                 assert_eq!(t.destination, client_addr());
-                self.peer.handle_datagram(now, t.source, &t.contents);
+                self.peer
+                    .handle_datagram(now, t.source, t.destination, &t.contents);
                 drain(&mut self.peer, &mut self.out);
             }
         }
@@ -250,7 +251,7 @@ fn unusable_bind_address_is_refused() {
     let stats = Arc::new(SharedStats::default());
     let any: SocketAddr = "0.0.0.0:5000".parse().unwrap();
     assert!(matches!(
-        Peer::new(Instant::now(), any, stats, false),
+        Peer::new(Instant::now(), any, stats, false, None),
         Err(ClientError::InvalidOptions(_))
     ));
 }
@@ -473,6 +474,9 @@ fn every_server_message_and_garbage_is_handled_without_panic() {
         open_id: open_id.map(oid),
     };
     let messages = vec![
+        ServerMsg::Hello {
+            ice_servers: vec![],
+        },
         ServerMsg::join_failed(&Failure::new(ErrorCode::InvalidSignature)),
         ServerMsg::JoinResult {
             status: Status::ok(api::JOIN),
@@ -562,8 +566,13 @@ fn every_server_message_and_garbage_is_handled_without_panic() {
         }
         peer.handle_unusable_frame("binary");
         drain(&mut peer, &mut out);
-        peer.handle_datagram(Instant::now(), server_addr(), b"\x00\x01garbage");
-        peer.handle_datagram(Instant::now(), server_addr(), &[]);
+        peer.handle_datagram(
+            Instant::now(),
+            server_addr(),
+            client_addr(),
+            b"\x00\x01garbage",
+        );
+        peer.handle_datagram(Instant::now(), server_addr(), client_addr(), &[]);
         drain(&mut peer, &mut out);
 
         // ...and each message alone lands where it belongs.
@@ -636,7 +645,9 @@ fn every_server_message_and_garbage_is_handled_without_panic() {
                 ServerMsg::JoinResult { .. } => {
                     assert!(matches!(out.replies.as_slice(), [Reply::Joined(Err(_))]))
                 }
-                ServerMsg::Pong => assert!(events.is_empty() && out.replies.is_empty()),
+                ServerMsg::Pong | ServerMsg::Hello { .. } => {
+                    assert!(events.is_empty() && out.replies.is_empty())
+                }
                 ServerMsg::VideoMembersChanged { open_id_list, .. } => assert_eq!(
                     events,
                     &[ClientEvent::VideoMembersChanged(open_id_list.clone())]
