@@ -34,7 +34,7 @@ pub mod turn;
 
 pub use client::{
     random_nonce, AudioSender, Client, ClientError, ClientEvent, ClientStats, JoinOptions,
-    SilentClient, JOIN_TIMEOUT, PING_INTERVAL, REQUEST_TIMEOUT,
+    SilentClient, HELLO_TIMEOUT, JOIN_TIMEOUT, PING_INTERVAL, REQUEST_TIMEOUT, TURN_TIMEOUT,
 };
 pub use ivf::{read_ivf, IvfFrame, IvfHeader, IvfWriter};
 pub use ogg_opus::{read_ogg_opus, OggOpusError, OggOpusWriter, OpusPacket};
