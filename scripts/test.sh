@@ -7,7 +7,7 @@ start=$(date +%s)
 
 # --- what the tests need from Debian ---------------------------------------------------
 # sox/espeak-ng/opus-tools make sound fixtures, ffmpeg video ones; chromium drives the browser tests. node and
-# python3 run the example game backends of examples/ in them.
+# python3 run the example game backends of examples/ in them; coturn is the TURN server relaying for them.
 need_pkgs=()
 command -v opusenc >/dev/null || need_pkgs+=(opus-tools)
 command -v sox >/dev/null || need_pkgs+=(sox)
@@ -17,7 +17,8 @@ command -v node >/dev/null || need_pkgs+=(nodejs npm)
 command -v python3 >/dev/null || need_pkgs+=(python3)     # examples/python-backend
 command -v ip >/dev/null || need_pkgs+=(iproute2)         # loopback-only namespaces
 command -v unshare >/dev/null || need_pkgs+=(util-linux)
-command -v nft >/dev/null || need_pkgs+=(nftables)        # packet loss in a browser test
+command -v nft >/dev/null || need_pkgs+=(nftables)        # packet loss, firewalls in browser tests
+command -v turnserver >/dev/null || need_pkgs+=(coturn)   # the TURN server of the TURN tests
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -21,7 +21,9 @@
 //! The media contract with the server: the join offer has exactly one audio m-line,
 //! `sendonly`, Opus only (payload type from str0m's defaults, 111), with str0m's standard
 //! header extensions (RFC 6464 audio level is `a=extmap:1`, abs-send-time 2, transport-cc 3,
-//! sdes:mid 4). The client is the controlling full ICE agent with one host candidate. Receive
+//! sdes:mid 4). The client is the controlling full ICE agent with one host candidate, and a
+//! relayed one when the server's `hello` names a TURN server it can reach over UDP (see
+//! [`turn`]; allocated before the offer, within [`TURN_TIMEOUT`]). Receive
 //! slots arrive as server `offer`s with `sendonly` m-lines; the client answers each.
 
 mod client;

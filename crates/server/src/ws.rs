@@ -37,15 +37,20 @@ async fn connection(state: AppState, socket: WebSocket) {
     let conn = ConnId(NEXT_CONN.fetch_add(1, Ordering::Relaxed));
     let (mut sink, mut stream) = socket.split();
     let (outbox, mut inbox) = mpsc::unbounded_channel::<ServerMsg>();
-    // The hello goes first, ahead of anything the media task sends once it knows the
-    // connection: the client creates its peer connection with these servers.
-    let ice_servers = match &state.turn {
-        Some(turn) => turn.ice_servers(&crate::turn::connection_name(), clock::unix_now()),
+    // The connection's TURN credentials as of now: always the same name (what ties the
+    // TURN server's log to the member), each time a fresh expiry. The hello goes first,
+    // ahead of anything the media task sends once it knows the connection: the client
+    // creates its peer connection with these servers.
+    let turn = state.turn.clone();
+    let turn_name = crate::turn::connection_name();
+    let ice_servers = move || match &turn {
+        Some(turn) => turn.ice_servers(&turn_name, clock::unix_now()),
         None => Vec::new(),
     };
-    let turn_username = ice_servers.first().map(|s| s.username.clone());
+    let hello_servers = ice_servers();
+    let turn_username = hello_servers.first().map(|s| s.username.clone());
     let _ = outbox.send(ServerMsg::Hello {
-        ice_servers: ice_servers.clone(),
+        ice_servers: hello_servers,
     });
     if state
         .media
@@ -73,7 +78,8 @@ async fn connection(state: AppState, socket: WebSocket) {
                 let since = waiting.lock().ok().and_then(|mut w| w.pop_front());
                 metrics.join_result(status.code().map_or(0, |c| i64::from(c.code())), since);
                 if status.is_ok() {
-                    repeated.clone_from(&ice_servers);
+                    // Fresh: a join may come long after the hello on the same connection.
+                    *repeated = ice_servers();
                 }
             }
             let interrupted = matches!(msg, ServerMsg::Interrupted { .. });

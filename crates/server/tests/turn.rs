@@ -153,7 +153,17 @@ async fn hello_comes_first_with_credentials_and_the_join_result_repeats_them() {
         } => {
             assert_eq!(status.err_code, 0, "{status:?}");
             assert!(sdp.is_some());
-            assert_eq!(ice_servers, servers);
+            // The same server and connection name; the expiry counted from the join.
+            assert_eq!(ice_servers.len(), 1);
+            let again = &ice_servers[0];
+            assert_eq!(again.urls, s.urls);
+            let (later, again_name) = again.username.split_once(':').unwrap();
+            assert_eq!(again_name, name);
+            assert!(later.parse::<u64>().unwrap() >= expiry);
+            assert_eq!(
+                again.credential.expose(),
+                expected_credential(&again.username)
+            );
         }
         _ => unreachable!(),
     }
@@ -184,6 +194,9 @@ async fn without_turn_the_hello_is_empty_and_the_join_result_has_none() {
     server.stop().await;
 }
 
+/// A change to a config.
+type Tweak = Box<dyn Fn(&mut Config)>;
+
 /// Each bad TURN setting, and what `validate` says about it.
 #[test]
 fn bad_turn_settings_are_refused_with_a_clear_error() {
@@ -193,7 +206,7 @@ fn bad_turn_settings_are_refused_with_a_clear_error() {
         c
     };
     base().validate().expect("the good settings pass");
-    let cases: Vec<(&str, Box<dyn Fn(&mut Config)>, &str)> = vec![
+    let cases: Vec<(&str, Tweak, &str)> = vec![
         (
             "a 15-byte secret",
             Box::new(|c| c.turn_secret = Some(Secret::new("0123456789abcde"))),
