@@ -184,6 +184,60 @@ describe('TURN: a browser that can reach only coturn', () => {
     assert.ok(rec.seconds > 3 && rec.rms > 0.1, `rusty recorded alice's tone: ${JSON.stringify(rec)}`);
   });
 
+  it('the app\'s own iceServers come first; a server that never says hello is joined after helloTimeoutMs, without TURN', async () => {
+    const app = server.apps.game;
+    const own = { urls: 'stun:192.0.2.1:3478' };
+    const [a] = browsers;
+    const first = await h.openClient(a, server, { appId: app.appId, openId: 'own-servers', sign: server.backend(app), pageErrors, options: { iceServers: [own] } });
+    assert.equal((await h.join(first, 'side-room')).errCode, 0);
+    const list = await first.page.evaluate(() => window.client.iceServers);
+    assert.equal(list.length, 2, JSON.stringify(list));
+    assert.deepEqual(list[0], own);
+    assert.deepEqual(list[1].urls, [`turn:${side.hostIp}:${coturn.port}?transport=udp`]);
+    const bad = await first.page.evaluate(() => {
+      try {
+        window.sdk.createVoIPClient({ appId: 'a', openId: 'b', iceServers: 'turn:x' });
+        return 'accepted';
+      } catch (e) {
+        return e instanceof TypeError ? 'TypeError' : String(e);
+      }
+    });
+    assert.equal(bad, 'TypeError');
+    await first.page.evaluate(() => window.client.exitVoIPChat());
+
+    // An older server, played by dropping the hello on its way to the page.
+    let dropped = 0;
+    const dropHello = (page) =>
+      page.routeWebSocket(/\/ws/, (ws) => {
+        const up = ws.connectToServer();
+        up.onMessage((m) => {
+          if (typeof m === 'string' && JSON.parse(m).type === 'hello') dropped++;
+          else ws.send(m);
+        });
+      });
+    const old = await h.openClient(a, server, {
+      appId: app.appId,
+      openId: 'old-server',
+      sign: server.backend(app),
+      pageErrors,
+      options: { iceServers: [own], helloTimeoutMs: 1000 },
+      prepare: dropHello,
+    });
+    const warnings = [];
+    old.page.on('console', (m) => m.type() === 'warning' && warnings.push(m.text()));
+    const t0 = Date.now();
+    const r = await h.join(old, 'side-room');
+    const took = Date.now() - t0;
+    assert.equal(r.errCode, 0, JSON.stringify(r));
+    assert.equal(dropped, 1);
+    assert.ok(took >= 1000, `the join waited for the hello: ${took} ms`);
+    assert.deepEqual(await old.page.evaluate(() => window.client.iceServers), [own], 'only the app\'s own servers');
+    assert.ok(warnings.some((w) => /no hello from the server within 1000 ms/.test(w)), JSON.stringify(warnings));
+    await h.waitFor(async () => (await connectionState(old)) === 'connected', { timeout: 20000, what: 'the old-server page connected (directly)' });
+    console.log(`# a join without hello took ${took} ms (helloTimeoutMs 1000)`);
+    await old.page.evaluate(() => window.client.exitVoIPChat());
+  });
+
   it('without voipchat\'s TURN settings the same browser does not connect at all', async () => {
     const app = plain.apps.game;
     const [a, c] = browsers;

@@ -327,11 +327,13 @@ export function killVoice(wav) {
 
 /**
  * A page at the server's origin with a client of the SDK in `window.client` and every event
- * recorded in `window.log`. `sign` runs in node (the game backend).
+ * recorded in `window.log`. `sign` runs in node (the game backend). `prepare(page)` runs
+ * before the page loads (for routes, which apply from the next load on).
  */
-export async function openClient(browser, server, { appId, openId, sign, tag = openId, pageErrors = [], options = {} }) {
+export async function openClient(browser, server, { appId, openId, sign, tag = openId, pageErrors = [], options = {}, prepare = null }) {
   const context = await browser.newContext();
   const page = await context.newPage();
+  if (prepare) await prepare(page);
   page.on('pageerror', (e) => pageErrors.push(`${openId}: ${e.message}`));
   page.on('console', (m) => {
     if (m.type() === 'error' || process.env.VOIPCHAT_PAGE_LOG) pageErrors.push(`${openId} console.${m.type()}: ${m.text()}`);
