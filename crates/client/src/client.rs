@@ -6,6 +6,7 @@ use crate::turn::{TurnClient, TurnState};
 use futures_util::{SinkExt, StreamExt};
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -51,6 +52,9 @@ pub struct JoinOptions {
     pub mute_config: MuteConfig,
     /// IP to bind the UDP socket to (port 0) and to announce as host candidate.
     pub bind_ip: IpAddr,
+    /// For a `wss://` server: a PEM file of CA certificates to trust besides the public
+    /// roots (a private CA, or the server's self-signed certificate).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl JoinOptions {
@@ -85,6 +89,7 @@ impl JoinOptions {
             room_type: RoomType::Voice,
             mute_config: MuteConfig::default(),
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            ca_file: None,
         }
     }
 
@@ -169,6 +174,9 @@ pub enum ClientError {
     Refused { err_code: i32, err_msg: String },
     #[error("websocket: {0}")]
     WebSocket(String),
+    /// TLS could not be set up for a `wss://` server (an unusable CA file).
+    #[error("tls: {0}")]
+    Tls(String),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
     /// The server's SDP could not be used.
@@ -342,11 +350,18 @@ impl Client {
         let stats = Arc::new(SharedStats::default());
         let video = opts.room_type == RoomType::Video;
 
-        let (mut ws, _response) =
-            tokio::time::timeout(JOIN_TIMEOUT, tokio_tungstenite::connect_async(&opts.server))
-                .await
-                .map_err(|_| ClientError::Timeout("the websocket connection"))?
-                .map_err(|e| ClientError::WebSocket(e.to_string()))?;
+        let connector = if crate::tls::is_tls_url(&opts.server) {
+            let config = crate::tls::client_config(opts.ca_file.as_deref())?;
+            Some(tokio_tungstenite::Connector::Rustls(config))
+        } else {
+            None
+        };
+        let connect =
+            tokio_tungstenite::connect_async_tls_with_config(&opts.server, None, false, connector);
+        let (mut ws, _response) = tokio::time::timeout(JOIN_TIMEOUT, connect)
+            .await
+            .map_err(|_| ClientError::Timeout("the websocket connection"))?
+            .map_err(|e| ClientError::WebSocket(e.to_string()))?;
         // The hello's TURN servers must be known before the offer: it carries the relayed
         // candidate.
         let (ice_servers, early) = read_hello(&mut ws).await?;

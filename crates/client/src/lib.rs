@@ -25,6 +25,9 @@
 //! relayed one when the server's `hello` names a TURN server it can reach over UDP (see
 //! [`turn`]; allocated before the offer, within [`TURN_TIMEOUT`]). Receive
 //! slots arrive as server `offer`s with `sendonly` m-lines; the client answers each.
+//!
+//! A `wss://` server is reached over TLS (rustls) and must show a certificate from a public
+//! root, or from a CA in [`JoinOptions::ca_file`] (see [`tls`]).
 
 mod client;
 pub mod ivf;
@@ -32,6 +35,7 @@ pub mod ogg_opus;
 pub mod opus;
 mod peer;
 pub mod record;
+pub mod tls;
 pub mod turn;
 
 pub use client::{

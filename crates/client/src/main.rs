@@ -105,6 +105,10 @@ struct JoinArgs {
     /// IP of the UDP socket, announced as the ICE host candidate
     #[arg(long, default_value = "127.0.0.1")]
     bind_ip: IpAddr,
+    /// For an https/wss server: a PEM file of CA certificates to trust besides the public
+    /// roots (a private CA, or the server's self-signed certificate) [default: none]
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
 }
 
 /// `--server` as the signaling WebSocket URL the client connects to. Like the JS SDK's
@@ -244,6 +248,7 @@ fn options(args: &JoinArgs) -> JoinOptions {
             room_type: RoomType::Voice,
             mute_config: MuteConfig::default(),
             bind_ip: args.bind_ip,
+            ca_file: None,
         },
     };
     opts.room_type = match args.room_type {
@@ -256,6 +261,7 @@ fn options(args: &JoinArgs) -> JoinOptions {
         mute_camera: false,
     };
     opts.bind_ip = args.bind_ip;
+    opts.ca_file = args.ca_file.clone();
     opts
 }
 

@@ -154,6 +154,28 @@ impl JoinRequest {
 /// and would not print as the same decimal string there.
 const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
+/// Most characters of a parser's message kept in an errMsg.
+const DETAIL_MAX_CHARS: usize = 200;
+
+/// A JSON parser's message as an errMsg reason: one line and short. serde quotes the
+/// sender's own field names and values in it, and those may hold line breaks or be long.
+fn one_line(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == DETAIL_MAX_CHARS {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn invalid(detail: impl Into<String>) -> Failure {
     Failure::with_detail(ErrorCode::InvalidField, detail)
 }
@@ -216,7 +238,10 @@ impl ClientMsg {
             ));
         }
         let value: serde_json::Value = serde_json::from_str(frame).map_err(|e| {
-            Failure::with_detail(ErrorCode::MalformedMessage, format!("not JSON: {e}"))
+            Failure::with_detail(
+                ErrorCode::MalformedMessage,
+                format!("not JSON: {}", one_line(&e)),
+            )
         })?;
         let Some(kind) = value.get("type").and_then(|t| t.as_str()) else {
             return Err(Failure::with_detail(
@@ -234,7 +259,7 @@ impl ClientMsg {
             ));
         }
         let msg: ClientMsg = serde_json::from_value(value)
-            .map_err(|e| Failure::with_detail(ErrorCode::InvalidField, e.to_string()))?;
+            .map_err(|e| Failure::with_detail(ErrorCode::InvalidField, one_line(&e)))?;
         match &msg {
             ClientMsg::Join(join) => join.validate()?,
             ClientMsg::Answer { sdp } => check_sdp(sdp)?,
@@ -433,7 +458,7 @@ impl ServerMsg {
 
     pub fn parse(frame: &str) -> Result<ServerMsg, Failure> {
         serde_json::from_str(frame)
-            .map_err(|e| Failure::with_detail(ErrorCode::MalformedMessage, e.to_string()))
+            .map_err(|e| Failure::with_detail(ErrorCode::MalformedMessage, one_line(&e)))
     }
 
     pub fn interrupted(code: ErrorCode) -> ServerMsg {

@@ -212,3 +212,25 @@ fn frame_text_edge_cases() {
     );
     assert_eq!(code(&deep_join), FIELD);
 }
+
+/// A refusal's reason quotes the sender's field names, so a name with a line break or of
+/// any length must still give a one-line errMsg of bounded size (found by the fuzzer:
+/// crates/fuzz/regressions/client_frame/).
+#[test]
+fn a_refusal_quoting_the_sender_stays_one_short_line() {
+    let mut j = join();
+    j["bad\r\nfield"] = json!(1);
+    j["x".repeat(5000)] = json!(1);
+    for frame in [
+        j.to_string(),
+        "{\"type\":\"join\"\n,\n\"a\u{0}\": }".to_string(),
+    ] {
+        let f = ClientMsg::parse(&frame).expect_err("refused");
+        assert!(!f.detail.contains(['\n', '\r', '\0']), "{:?}", f.detail);
+        assert!(
+            f.detail.chars().count() <= 201,
+            "{} chars",
+            f.detail.chars().count()
+        );
+    }
+}

@@ -47,6 +47,16 @@ pub struct Config {
     /// How `serve` writes its log lines on stderr: `text` for people, `json` (one object per
     /// line) for log shippers.
     pub log_format: LogFormat,
+    /// With `tls_key`: serve HTTPS and WSS on `http_addr` with this PEM certificate chain
+    /// (server certificate first). Re-read when the file changes, so a renewal needs no
+    /// restart. Relative to the config file's directory, like `data_dir`.
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on an `http_addr` that is not a loopback address. Off by default:
+    /// browsers give the microphone only to https pages off localhost, so a public plain
+    /// HTTP address is almost always a mistake, unless a TLS proxy in front does the TLS.
+    pub allow_insecure_http: bool,
     /// The TURN REST shared secret, the TURN server's `static-auth-secret` (coturn's
     /// `use-auth-secret`): clients get credentials signed with it. Set with `turn_urls`.
     pub turn_secret: Option<Secret>,
@@ -98,6 +108,9 @@ impl Default for Config {
             test_hooks: false,
             log_format: LogFormat::Text,
             metrics_addr: None,
+            tls_cert: None,
+            tls_key: None,
+            allow_insecure_http: false,
             turn_secret: None,
             turn_urls: Vec::new(),
             // Credentials are used within seconds of the hello (the peer connection gathers
@@ -126,7 +139,8 @@ pub enum ConfigError {
 
 impl Config {
     /// Reads a TOML config file; settings it leaves out keep their defaults. A relative
-    /// `data_dir` (also the default one) is taken relative to the file's directory.
+    /// `data_dir` (also the default one), `tls_cert` or `tls_key` is taken relative to the
+    /// file's directory.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
@@ -136,9 +150,16 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        if config.data_dir.is_relative() {
-            if let Some(dir) = path.parent() {
-                config.data_dir = dir.join(&config.data_dir);
+        if let Some(dir) = path.parent() {
+            let relative = [
+                Some(&mut config.data_dir),
+                config.tls_cert.as_mut(),
+                config.tls_key.as_mut(),
+            ];
+            for p in relative.into_iter().flatten() {
+                if p.is_relative() {
+                    *p = dir.join(&*p);
+                }
             }
         }
         Ok(config)
@@ -161,6 +182,25 @@ impl Config {
                 "media_addr binds a wildcard address: set public_ip to the address clients reach"
                     .into(),
             ));
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "tls_cert and tls_key go together: set both (the certificate chain and its \
+                     private key, --tls-cert and --tls-key) or neither"
+                        .into(),
+                ))
+            }
+            (None, None) if !self.http_addr.ip().is_loopback() && !self.allow_insecure_http => {
+                return Err(ConfigError::Invalid(format!(
+                    "http_addr {} is not a loopback address, and plain HTTP there is refused: \
+                     browsers give the microphone only to https pages (and wss sockets) off \
+                     localhost. Set tls_cert and tls_key (--tls-cert, --tls-key), or, behind \
+                     a TLS proxy, allow_insecure_http = true (--allow-insecure-http)",
+                    self.http_addr
+                )))
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -217,6 +257,22 @@ impl Config {
             urls: self.turn_urls.clone(),
             ttl_secs: self.turn_ttl_secs,
         }))
+    }
+
+    /// The certificate files, when TLS is configured (both keys set; see [`Config::validate`]).
+    pub fn tls_files(&self) -> Option<crate::tls::CertFiles> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::CertFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Plain HTTP on an address others can reach (allowed by `allow_insecure_http`).
+    pub fn insecure_public_http(&self) -> bool {
+        self.tls_files().is_none() && !self.http_addr.ip().is_loopback()
     }
 
     pub fn sqlite_path(&self) -> PathBuf {
@@ -313,6 +369,45 @@ mod tests {
     }
 
     #[test]
+    fn tls_keys_go_together_and_plain_http_stays_on_loopback() {
+        let with = |toml: &str| {
+            let c: Config = toml::from_str(toml).unwrap();
+            c.validate().map_err(|e| e.to_string())
+        };
+        assert!(with("tls_cert = \"c.pem\"\ntls_key = \"k.pem\"").is_ok());
+        for half in ["tls_cert = \"c.pem\"", "tls_key = \"k.pem\""] {
+            let e = with(half).unwrap_err();
+            assert!(e.contains("tls_cert and tls_key go together"), "{e}");
+        }
+        let e = with("http_addr = \"0.0.0.0:443\"").unwrap_err();
+        assert!(
+            e.contains("http_addr 0.0.0.0:443 is not a loopback address"),
+            "{e}"
+        );
+        assert!(e.contains("allow_insecure_http = true"), "{e}");
+        let e = with("http_addr = \"192.0.2.7:80\"").unwrap_err();
+        assert!(
+            e.contains("browsers give the microphone only to https pages"),
+            "{e}"
+        );
+        assert!(
+            with("http_addr = \"[::1]:80\"").is_ok(),
+            "IPv6 loopback is fine"
+        );
+        assert!(with("http_addr = \"127.0.0.9:80\"").is_ok());
+        let c: Config =
+            toml::from_str("http_addr = \"0.0.0.0:80\"\nallow_insecure_http = true").unwrap();
+        c.validate().unwrap();
+        assert!(c.insecure_public_http());
+        let c: Config = toml::from_str(
+            "http_addr = \"0.0.0.0:443\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert!(!c.insecure_public_http());
+    }
+
+    #[test]
     fn a_relative_data_dir_in_a_file_is_relative_to_the_file() {
         let dir = std::env::temp_dir().join(format!("voipchat-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -328,6 +423,14 @@ mod tests {
             dir.join("voipchat-data"),
             "the default data_dir too"
         );
+        std::fs::write(
+            &file,
+            "tls_cert = \"tls/cert.pem\"\ntls_key = \"/etc/voipchat/key.pem\"\n",
+        )
+        .unwrap();
+        let c = Config::from_file(&file).unwrap();
+        assert_eq!(c.tls_cert, Some(dir.join("tls/cert.pem")), "tls_cert too");
+        assert_eq!(c.tls_key, Some(PathBuf::from("/etc/voipchat/key.pem")));
         std::fs::write(&file, "data_dir = \"/srv/voipchat\"\n").unwrap();
         assert_eq!(
             Config::from_file(&file).unwrap().data_dir,

@@ -9,6 +9,7 @@ pub mod config;
 pub mod http;
 pub mod media;
 pub mod metrics;
+pub mod tls;
 pub mod turn;
 pub mod web;
 pub mod ws;
@@ -44,20 +45,33 @@ pub struct AppState {
     pub turn: Option<Arc<turn::TurnCredentials>>,
 }
 
-/// The sockets the server runs on, bound by the caller.
+/// The sockets the server runs on, bound by the caller, and what `http` serves TLS with.
 pub struct Listeners {
     pub http: TcpListener,
     pub media: UdpSocket,
-    /// `/metrics` alone, when `metrics_addr` is set (else it is on `http`).
+    /// `/metrics` alone, when `metrics_addr` is set (else it is on `http`). Plain HTTP.
     pub metrics: Option<TcpListener>,
+    /// With `tls_cert` and `tls_key`: `http` serves HTTPS/WSS with this certificate.
+    pub tls: Option<tls::Certificate>,
 }
 
 impl Listeners {
-    /// Binds the configured addresses (port 0 picks a free port). An error keeps the kind of
-    /// the OS error and says which address failed and which setting chooses it, e.g.
-    /// "cannot bind the HTTP address 127.0.0.1:7880: Address already in use (is another
-    /// voipchat running? set http_addr or --http-addr)".
+    /// Loads the TLS certificate if one is configured, then binds the configured addresses
+    /// (port 0 picks a free port). A bind error keeps the kind of the OS error and says which
+    /// address failed and which setting chooses it, e.g. "cannot bind the HTTP address
+    /// 127.0.0.1:7880: Address already in use (is another voipchat running? set http_addr or
+    /// --http-addr)"; a certificate error names the file and its setting (see
+    /// [`tls::TlsError`]).
     pub async fn bind(config: &Config) -> std::io::Result<Listeners> {
+        let tls = match config.tls_files() {
+            Some(files) => Some(
+                tokio::task::spawn_blocking(move || tls::Certificate::open(files))
+                    .await
+                    .map_err(std::io::Error::other)?
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?,
+            ),
+            None => None,
+        };
         let http = TcpListener::bind(config.http_addr)
             .await
             .map_err(|e| bind_error("HTTP address", config.http_addr, "http_addr", e))?;
@@ -76,6 +90,7 @@ impl Listeners {
             http,
             media,
             metrics,
+            tls,
         })
     }
 }
@@ -185,8 +200,30 @@ pub async fn run(
                 .await
         });
     }
+    let http_addr = listeners.http.local_addr()?;
+    let tls_config = match listeners.tls {
+        Some(cert) => {
+            tls::log_loaded(cert.info(), cert.files(), clock::unix_now(), true);
+            let server_config = cert
+                .server_config()
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+            tokio::spawn(tls::watch(cert, stop_rx.clone()));
+            Some(server_config)
+        }
+        None => {
+            if !http_addr.ip().is_loopback() {
+                tracing::warn!(
+                    http = %http_addr,
+                    "serving plain HTTP on an address others reach (allow_insecure_http): \
+                     browsers there get no microphone unless a TLS proxy in front serves https"
+                );
+            }
+            None
+        }
+    };
     tracing::info!(
-        http = %listeners.http.local_addr()?,
+        http = %http_addr,
+        tls = tls_config.is_some(),
         media = %media_bound,
         announce = %announce.ip(),
         "voipchat serving"
@@ -199,15 +236,16 @@ pub async fn run(
         tracing::warn!("test hooks are enabled: never do this in production");
         let hooks = web::TestHooks::default();
         let app = web::with_test_hooks(app, hooks.clone());
-        let server = axum::serve(
-            web::HookedListener::new(listeners.http, hooks),
-            app.into_make_service_with_connect_info::<web::ConnTag>(),
-        )
-        .with_graceful_shutdown(http_stopped);
-        tokio::spawn(async move { server.await })
+        let listener = web::HookedListener::new(listeners.http, hooks);
+        match tls_config {
+            Some(c) => serve_tagged(tls::TlsListener::new(listener, c), app, http_stopped),
+            None => serve_tagged(listener, app, http_stopped),
+        }
     } else {
-        let server = axum::serve(listeners.http, app).with_graceful_shutdown(http_stopped);
-        tokio::spawn(async move { server.await })
+        match tls_config {
+            Some(c) => serve(tls::TlsListener::new(listeners.http, c), app, http_stopped),
+            None => serve(listeners.http, app, http_stopped),
+        }
     };
 
     shutdown.await;
@@ -218,6 +256,40 @@ pub async fn run(
     let _ = tokio::time::timeout(std::time::Duration::from_secs(3), server).await;
     let _ = tokio::time::timeout(std::time::Duration::from_secs(3), connections_gone.recv()).await;
     Ok(())
+}
+
+/// Serves `app` on `listener` in a task until `stopped` completes.
+fn serve<L>(
+    listener: L,
+    app: Router,
+    stopped: impl Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<std::io::Result<()>>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    let server = axum::serve(listener, app).with_graceful_shutdown(stopped);
+    tokio::spawn(async move { server.await })
+}
+
+/// [`serve`] with each connection's [`web::ConnTag`], which the test hooks need.
+fn serve_tagged<L>(
+    listener: L,
+    app: Router,
+    stopped: impl Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<std::io::Result<()>>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+    for<'a> web::ConnTag:
+        axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
+{
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<web::ConnTag>(),
+    )
+    .with_graceful_shutdown(stopped);
+    tokio::spawn(async move { server.await })
 }
 
 /// Every route of the HTTP address; `/metrics` too unless it has its own address.

@@ -135,6 +135,18 @@ struct ServeArgs {
     /// [default: log_format from the config, else text]
     #[arg(long, value_name = "FORMAT")]
     log_format: Option<LogFormat>,
+    /// With --tls-key: serve HTTPS and WSS on the HTTP address with this PEM certificate
+    /// chain; a changed file is picked up without a restart [default: tls_cert from the
+    /// config, else none: plain HTTP]
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert [default: tls_key from the config, else none]
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback HTTP address (behind a TLS proxy); the same as
+    /// allow_insecure_http = true [default: allow_insecure_http from the config, else off]
+    #[arg(long)]
+    allow_insecure_http: bool,
 }
 
 #[derive(Subcommand)]
@@ -380,6 +392,15 @@ fn serve(args: &ServeArgs, store_args: StoreArgs) -> Result<(), BoxError> {
     if let Some(v) = args.log_format {
         config.log_format = v;
     }
+    if args.tls_cert.is_some() {
+        config.tls_cert = args.tls_cert.clone();
+    }
+    if args.tls_key.is_some() {
+        config.tls_key = args.tls_key.clone();
+    }
+    if args.allow_insecure_http {
+        config.allow_insecure_http = true;
+    }
     init_logging(config.log_format);
     config.validate()?;
     let (store, db_path) = open_store(&config, config_file.as_deref(), false)?;
@@ -391,8 +412,13 @@ fn serve(args: &ServeArgs, store_args: StoreArgs) -> Result<(), BoxError> {
         let http = listeners.http.local_addr()?;
         let media = listeners.media.local_addr()?;
         let announce = voipchat_server::announce_addr(&config, media).ip();
+        let (name, http_scheme, ws_scheme) = match listeners.tls {
+            Some(_) => ("HTTPS", "https", "wss"),
+            None => ("HTTP", "http", "ws"),
+        };
         notice(&format!(
-            "HTTP on http://{http}/ (backend API /api/v1, signaling ws://{http}/ws)"
+            "{name} on {http_scheme}://{http}/ (backend API /api/v1, signaling \
+             {ws_scheme}://{http}/ws)"
         ));
         let reach = if announce.is_loopback() {
             " (only this machine can reach that: set public_ip or media_addr for others)"

@@ -13,7 +13,7 @@
 //! **Test hooks** (`test_hooks`, off by default): `POST /api/v1/test/drop-ws` closes
 //! WebSocket connections from the server's side, the way a dying network or proxy does, so
 //! the browser tests can check the SDK's reconnect. It needs [`HookedListener`] under the
-//! HTTP server to reach the TCP connections.
+//! HTTP server (and under TLS, when that is on) to reach the TCP connections.
 
 use std::collections::HashMap;
 use std::io;
@@ -306,6 +306,19 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Hook
     for ConnTag
 {
     fn connect_info(stream: axum::serve::IncomingStream<'_, HookedListener>) -> Self {
+        *stream.remote_addr()
+    }
+}
+
+/// The same under TLS: the hooks act on the TCP stream below the TLS session.
+impl
+    axum::extract::connect_info::Connected<
+        axum::serve::IncomingStream<'_, crate::tls::TlsListener<HookedListener>>,
+    > for ConnTag
+{
+    fn connect_info(
+        stream: axum::serve::IncomingStream<'_, crate::tls::TlsListener<HookedListener>>,
+    ) -> Self {
         *stream.remote_addr()
     }
 }

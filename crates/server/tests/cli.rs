@@ -741,8 +741,21 @@ fn every_flag_of_serve_and_app_has_a_description_and_its_default() {
             "--log-format",
             "[default: log_format from the config, else text]".into(),
         ),
+        (
+            "--tls-cert",
+            "[default: tls_cert from the config, else none: plain HTTP]".into(),
+        ),
+        (
+            "--tls-key",
+            "[default: tls_key from the config, else none]".into(),
+        ),
+        (
+            "--allow-insecure-http",
+            "[default: allow_insecure_http from the config, else off]".into(),
+        ),
     ];
     assert!(d.demo && !d.test_hooks && d.public_ip.is_none() && d.metrics_addr.is_none());
+    assert!(d.tls_cert.is_none() && d.tls_key.is_none() && !d.allow_insecure_http);
     for (flag, default) in expected {
         let (_, desc) = options
             .iter()

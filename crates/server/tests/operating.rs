@@ -167,7 +167,13 @@ fn config_md_lists_every_key_with_its_default() {
     keys.sort();
     let mut want: Vec<&str> = table.keys().map(String::as_str).collect();
     // Keys without a default value (None) are not serialized; the doc says "none".
-    want.extend(["public_ip", "metrics_addr", "turn_secret"]);
+    want.extend([
+        "public_ip",
+        "metrics_addr",
+        "tls_cert",
+        "tls_key",
+        "turn_secret",
+    ]);
     want.sort();
     assert_eq!(keys, want, "docs/config.md keys vs Config");
     for (key, default) in &rows {

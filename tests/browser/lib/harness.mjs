@@ -6,8 +6,10 @@
 // Chromium gathers ICE candidates on every interface.
 
 import { spawn, execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
 import dgram from 'node:dgram';
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -120,12 +122,51 @@ export function makeCameraFixtures() {
 }
 
 /**
- * Starts target/debug/voipchat on `host` (default 127.0.0.1), ports chosen by the kernel, with a
- * temp data dir.
- * `apps`: names of apps to create (VoIP enabled) before it starts. `config`: TOML text of a
- * config file to start it with (`--config`; the flags here override it).
+ * A self-signed certificate for `names` (DNS names; IPs go in as IP SANs) made with openssl:
+ * {dir, cert, key} file paths, the PEM, and `spki`, the base64 SHA-256 of its public key that
+ * Chromium's --ignore-certificate-errors-spki-list takes.
  */
-export async function startServer({ testHooks = true, demo = true, apps = [], extraArgs = [], host = '127.0.0.1', config = null } = {}) {
+export function makeCertificate(names = ['localhost', '127.0.0.1']) {
+  const dir = mkdtempSync(pathJoin(tmpdir(), 'voipchat-tls-'));
+  const cert = pathJoin(dir, 'cert.pem');
+  const key = pathJoin(dir, 'key.pem');
+  const san = names.map((n) => (net.isIP(n) ? `IP:${n}` : `DNS:${n}`)).join(',');
+  execFileSync('openssl', [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+    '-keyout', key, '-out', cert, '-days', '2', '-subj', `/CN=${names[0]}`, '-addext', `subjectAltName=${san}`,
+  ], { stdio: 'pipe' });
+  const pem = readFileSync(cert, 'utf8');
+  const spkiDer = new crypto.X509Certificate(pem).publicKey.export({ type: 'spki', format: 'der' });
+  const spki = crypto.createHash('sha256').update(spkiDer).digest('base64');
+  return { dir, cert, key, pem, spki };
+}
+
+/** fetch-like request for a server with a private certificate (`ca`: its PEM). */
+function requestTrusting(ca, url, { method = 'GET', headers = {}, body } = {}) {
+  return new Promise((resolveReq, rejectReq) => {
+    const req = https.request(url, { method, headers, ca }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        resolveReq({ ok: res.statusCode < 300, status: res.statusCode, json: async () => JSON.parse(text), text: async () => text });
+      });
+    });
+    req.on('error', rejectReq);
+    req.setTimeout(10000, () => req.destroy(new Error(`${url}: no answer in 10 s`)));
+    req.end(body);
+  });
+}
+
+/**
+ * Starts target/debug/voipchat on `host` (default 127.0.0.1), ports chosen by the kernel, with a
+ * temp data dir. A `host` off loopback gets --allow-insecure-http unless `tls` is given.
+ * `apps`: names of apps to create (VoIP enabled) before it starts.
+ * `tls`: a makeCertificate() result: the server serves HTTPS/WSS with it (`base` and `ws` are
+ * then https:// and wss://, and the server's helpers trust that certificate).
+ * `config`: TOML text of a config file to start it with (`--config`; the flags here override it).
+ */
+export async function startServer({ testHooks = true, demo = true, apps = [], extraArgs = [], host = '127.0.0.1', tls = null, config = null } = {}) {
   if (!existsSync(BIN)) throw new Error(`${BIN} is missing: run cargo build first`);
   const dataDir = mkdtempSync(pathJoin(tmpdir(), 'voipchat-data-'));
   const created = {};
@@ -143,6 +184,9 @@ export async function startServer({ testHooks = true, demo = true, apps = [], ex
   }
   if (testHooks) args.push('--test-hooks');
   if (!demo) args.push('--no-demo');
+  if (tls) args.push('--tls-cert', tls.cert, '--tls-key', tls.key);
+  else if (!host.startsWith('127.')) args.push('--allow-insecure-http');
+  const request = tls ? (url, init) => requestTrusting(tls.pem, url, init) : fetch;
   args.push(...extraArgs);
   const proc = spawn(BIN, args, {
     env: { ...process.env, NO_COLOR: '1', RUST_LOG: process.env.RUST_LOG || 'info,str0m=warn,dimpl=warn' },
@@ -170,10 +214,10 @@ export async function startServer({ testHooks = true, demo = true, apps = [], ex
       if (!http) rejectStart(new Error(`server exited with ${code}:\n${logs.join('')}`));
     });
   });
-  const base = `http://${http}`;
+  const base = `${tls ? 'https' : 'http'}://${http}`;
   const server = {
     base,
-    ws: `ws://${http}/ws`,
+    ws: `${tls ? 'wss' : 'ws'}://${http}/ws`,
     /** The UDP port of the server's media. */
     mediaPort,
     proc,
@@ -196,7 +240,7 @@ export async function startServer({ testHooks = true, demo = true, apps = [], ex
     },
     /** A backend API call with the app's Basic credentials. */
     async api(app, path, body) {
-      const res = await fetch(base + path, {
+      const res = await request(base + path, {
         method: body === undefined ? 'GET' : 'POST',
         headers: {
           authorization: 'Basic ' + Buffer.from(`${app.appId}:${app.appSecret}`).toString('base64'),
@@ -227,7 +271,7 @@ export async function startServer({ testHooks = true, demo = true, apps = [], ex
     },
     /** Test hook: the server drops the WebSockets opened with `query` in their URL. */
     async dropWs(query) {
-      const res = await fetch(base + '/api/v1/test/drop-ws', { method: 'POST', body: JSON.stringify({ query }) });
+      const res = await request(base + '/api/v1/test/drop-ws', { method: 'POST', body: JSON.stringify({ query }) });
       if (!res.ok) throw new Error(`drop-ws: HTTP ${res.status}`);
       return (await res.json()).dropped;
     },
@@ -327,10 +371,13 @@ export function killVoice(wav) {
 
 /**
  * A page at the server's origin with a client of the SDK in `window.client` and every event
- * recorded in `window.log`. `sign` runs in node (the game backend). `prepare(page)` runs
- * before the page loads (for routes, which apply from the next load on).
+ * recorded in `window.log`. `sign` runs in node (the game backend). `origin` loads the page
+ * from another name of the server (e.g. https://voip.test:PORT through
+ * --host-resolver-rules) and gives the SDK that origin as its server, so it derives the
+ * signaling URL itself. `prepare(page)` runs before the page loads (for routes, which apply
+ * from the next load on).
  */
-export async function openClient(browser, server, { appId, openId, sign, tag = openId, pageErrors = [], options = {}, prepare = null }) {
+export async function openClient(browser, server, { appId, openId, sign, tag = openId, pageErrors = [], options = {}, origin = null, prepare = null }) {
   const context = await browser.newContext();
   const page = await context.newPage();
   if (prepare) await prepare(page);
@@ -339,7 +386,7 @@ export async function openClient(browser, server, { appId, openId, sign, tag = o
     if (m.type() === 'error' || process.env.VOIPCHAT_PAGE_LOG) pageErrors.push(`${openId} console.${m.type()}: ${m.text()}`);
   });
   await page.exposeFunction('backendSign', (req) => sign(req));
-  await page.goto(`${server.base}/healthz`);
+  await page.goto(`${origin || server.base}/healthz`);
   await page.evaluate(
     async ({ url, appId, openId, options }) => {
       const sdk = await import('/sdk/voipchat.js');
@@ -361,7 +408,7 @@ export async function openClient(browser, server, { appId, openId, sign, tag = o
       window.log = log;
       window.sdk = sdk;
     },
-    { url: `${server.ws}?tag=${encodeURIComponent(tag)}`, appId, openId, options },
+    { url: origin ? `${origin}/?tag=${encodeURIComponent(tag)}` : `${server.ws}?tag=${encodeURIComponent(tag)}`, appId, openId, options },
   );
   return { page, context, browser, openId };
 }

@@ -98,7 +98,53 @@ pub(super) struct Downlink {
     /// estimate can grow to the next layer up, and the rate the videos could use at best.
     minimum: u64,
     desired: u64,
+    /// Our own probing toward the next layer up (`Probing`).
+    probing: Probing,
 }
+
+/// Probes toward a receiver held below the layer it could get.
+///
+/// str0m probes on its own only at the start, when `desired` rises, and after long
+/// stagnation (15 s); otherwise its estimate grows by about 8 % a second from what is sent.
+/// A receiver whose link was held down and then freed would climb back from a few hundred
+/// kbit/s for ten seconds or more. So while the estimate is short of the next layer, the
+/// engine dips `desired` for one tick and raises it back: str0m sees an allocation increase
+/// and probes at up to twice its estimate, and a probe that finds room leads to its
+/// exponential probes. A probe that finds no room (the link really is that narrow) backs off
+/// up to `PROBE_MAX_INTERVAL`, so a narrow link carries one short burst every few seconds.
+#[derive(Clone, Copy, Debug, Default)]
+struct Probing {
+    /// When the next probe is due; None while the estimate suffices (or nothing is known).
+    next: Option<Instant>,
+    /// The wait before the probe after `next` (doubles per probe, up to the maximum).
+    interval: Duration,
+    /// `desired` was dipped this tick: raise it at the next.
+    dipped: bool,
+    /// The estimate when the last probe was sent: one that has grown by a
+    /// `PROBE_ON_GROWTH_PERCENT` since suggests the link has freed, and is probed at once.
+    probed_at_estimate: u64,
+    /// When the last probe was sent.
+    probed_at: Option<Instant>,
+    /// The estimate seen last tick, and when it last fell (by 2 % or more in a tick): no
+    /// probe into a congested link.
+    last_estimate: u64,
+    fell_at: Option<Instant>,
+}
+
+/// The first wait before probing a receiver whose estimate is short of the next layer.
+const PROBE_FIRST_INTERVAL: Duration = Duration::from_millis(1000);
+
+/// The longest wait between two probes toward a receiver that stays short.
+const PROBE_MAX_INTERVAL: Duration = Duration::from_millis(2000);
+
+/// Growth of the estimate since the last probe that brings the next probe forward.
+const PROBE_ON_GROWTH_PERCENT: u64 = 115;
+
+/// The least time between two probes toward one receiver.
+const PROBE_MIN_INTERVAL: Duration = Duration::from_millis(500);
+
+/// No probe within this long after the receiver's estimate fell (its link is congested).
+const PROBE_AFTER_FALL: Duration = Duration::from_millis(1000);
 
 impl Downlink {
     fn estimate(&self) -> Option<u64> {
@@ -109,26 +155,82 @@ impl Downlink {
     }
 
     /// Decides what str0m's estimator is told; true when that changed (by a tenth or
-    /// more, so the estimator is not retuned every tick). `needed`: the estimate the
-    /// receiver needs to move up one layer on the videos that have one above (None: all at
-    /// their top); `best`: the sum of the received videos' top layers.
+    /// more, so the estimator is not retuned every tick, or for a probe). `needed`: the
+    /// estimate the receiver needs to move up one layer on the videos that have one above
+    /// (None: all at their top); `best`: the sum of the received videos' top layers.
     ///
     /// Below the top, the estimate is kept proven up to `needed`: str0m pads up to
     /// `minimum`, never beyond its estimate and never while the link is congested, so the
     /// estimate can grow to the next layer once the link allows (without it the estimate
     /// stays near 1.5 times what is sent, short of any higher layer). At the top, media
     /// alone keeps it. `desired`, what str0m's probes try to discover, is `best` with
-    /// headroom.
-    fn tune(&mut self, needed: Option<u64>, best: u64) -> bool {
+    /// headroom; while the estimate is short of `needed`, it is dipped and raised to make
+    /// str0m probe (`Probing`).
+    fn tune(&mut self, now: Instant, needed: Option<u64>, best: u64) -> bool {
         let minimum = needed.unwrap_or(0);
         let desired = best * DESIRED_PERCENT / 100;
+        let probe = self.probe(now, needed);
+        let desired = if probe == Some(true) {
+            desired * 9 / 10
+        } else {
+            desired
+        };
         let moved = |old: u64, new: u64| new.abs_diff(old) * 10 > old;
-        if !moved(self.minimum, minimum) && !moved(self.desired, desired) {
+        if probe.is_none() && !moved(self.minimum, minimum) && !moved(self.desired, desired) {
             return false;
         }
         self.minimum = minimum;
         self.desired = desired;
         true
+    }
+
+    /// Where the probing stands this tick: Some(true) dips `desired`, Some(false) raises it
+    /// back (the probe), None leaves it.
+    fn probe(&mut self, now: Instant, needed: Option<u64>) -> Option<bool> {
+        let p = &mut self.probing;
+        let estimate = self.twcc;
+        if let Some(e) = estimate {
+            if e < p.last_estimate * 98 / 100 {
+                p.fell_at = Some(now);
+            }
+            p.last_estimate = e;
+        }
+        let short = matches!((estimate, needed), (Some(e), Some(n)) if e < n);
+        if !short {
+            *p = Probing {
+                last_estimate: p.last_estimate,
+                fell_at: p.fell_at,
+                ..Probing::default()
+            };
+            return None;
+        }
+        if p.dipped {
+            p.dipped = false;
+            return Some(false);
+        }
+        if p.interval.is_zero() {
+            p.interval = PROBE_FIRST_INTERVAL;
+        }
+        let next = *p.next.get_or_insert(now + p.interval);
+        let congested = p
+            .fell_at
+            .is_some_and(|t| now.saturating_duration_since(t) < PROBE_AFTER_FALL);
+        let grown = estimate.is_some_and(|e| {
+            p.probed_at_estimate > 0 && e * 100 >= p.probed_at_estimate * PROBE_ON_GROWTH_PERCENT
+        });
+        let early = grown
+            && p.probed_at
+                .is_none_or(|t| now.saturating_duration_since(t) >= PROBE_MIN_INTERVAL);
+        if (now < next && !early) || congested {
+            return None;
+        }
+        p.dipped = true;
+        p.probed_at_estimate = estimate.unwrap_or(0);
+        p.probed_at = Some(now);
+        debug!(?estimate, ?needed, interval = ?p.interval, early, "probe");
+        p.next = Some(now + p.interval);
+        p.interval = (p.interval * 2).min(PROBE_MAX_INTERVAL);
+        Some(true)
     }
 }
 
@@ -273,6 +375,9 @@ impl Engine {
                 };
                 let before = slot.target.layer;
                 slot.target = layers::choose_layer(slot.target, &input, now);
+                if slot.target.layer != before {
+                    debug!(receiver = ?id, ?publisher, layer = ?slot.target.layer, ?estimate, "layer chosen");
+                }
                 best += layers::top_bitrate(bitrates);
                 let next = layers::upgrade_bitrate(bitrates, slot.target.layer);
                 upgrade |= next.is_some();
@@ -294,7 +399,7 @@ impl Engine {
                 }
             }
             let needed = upgrade.then(|| layers::estimate_needed(sustain));
-            if video.downlink.tune(needed, best) {
+            if video.downlink.tune(now, needed, best) {
                 retune.push(*id);
             }
         }
@@ -304,6 +409,7 @@ impl Engine {
                     .video
                     .as_ref()
                     .map_or((0, 0), |v| (v.downlink.minimum, v.downlink.desired));
+                debug!(receiver = ?id, minimum, desired, estimate = ?m.video.as_ref().and_then(|v| v.downlink.estimate()), "estimator retuned");
                 m.rtc
                     .bwe()
                     .set_bitrate(Bitrate::bps(minimum), Bitrate::bps(desired.max(1)));
@@ -402,5 +508,85 @@ impl Engine {
         for (id, layer) in owed {
             self.ask_keyframe(now, id, Some(layer));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    /// A receiver whose estimate is `estimate`, one tick of the engine later.
+    fn tick(d: &mut Downlink, now: Instant, estimate: u64, needed: Option<u64>) -> Option<bool> {
+        d.twcc = Some(estimate);
+        d.probe(now, needed)
+    }
+
+    /// The ticks (ms after `t0`) at which a probe is sent, over `ms` of 100 ms ticks with
+    /// the estimate given by `estimate(ms)`.
+    fn probes(ms: u64, needed: Option<u64>, estimate: impl Fn(u64) -> u64) -> Vec<u64> {
+        let t0 = Instant::now();
+        let mut d = Downlink::default();
+        let mut sent = Vec::new();
+        let mut dipped = false;
+        for t in (0..ms).step_by(100) {
+            match tick(&mut d, t0 + MS * t as u32, estimate(t), needed) {
+                Some(true) => dipped = true,
+                Some(false) => {
+                    assert!(dipped, "a raise follows a dip");
+                    dipped = false;
+                    sent.push(t);
+                }
+                None => assert!(!dipped, "a dip is raised back at the next tick"),
+            }
+        }
+        sent
+    }
+
+    #[test]
+    fn a_receiver_short_of_the_next_layer_is_probed_with_backoff() {
+        // A flat 300 kbps, 800 needed: probes at 1 s, then 2 s apart (the dip a tick before).
+        assert_eq!(
+            probes(8_000, Some(800_000), |_| 300_000),
+            vec![1_100, 2_100, 4_100, 6_100]
+        );
+    }
+
+    #[test]
+    fn no_probe_without_a_layer_to_reach_or_with_enough_estimate() {
+        assert!(probes(8_000, None, |_| 300_000).is_empty());
+        assert!(probes(8_000, Some(800_000), |_| 900_000).is_empty());
+    }
+
+    #[test]
+    fn a_growing_estimate_brings_the_next_probe_forward() {
+        // Flat until 3 s, then growing 20 % per 500 ms: probes follow the growth, 500 ms
+        // or more apart, instead of waiting out the 2 s backoff.
+        let sent = probes(6_000, Some(10_000_000), |t| {
+            if t < 3_000 {
+                300_000
+            } else {
+                (300_000.0 * 1.2f64.powf((t - 3_000) as f64 / 500.0)) as u64
+            }
+        });
+        assert_eq!(&sent[..2], &[1_100, 2_100], "{sent:?}");
+        let after: Vec<u64> = sent.iter().copied().filter(|t| *t > 3_000).collect();
+        assert!(after.len() >= 4, "{sent:?}");
+        assert!(after.windows(2).all(|w| w[1] - w[0] >= 500), "{sent:?}");
+    }
+
+    #[test]
+    fn no_probe_within_a_second_of_a_falling_estimate() {
+        // The estimate falls by 15 % at 4 s (the link is congested): the probe due at
+        // 4.1 s waits until a second has passed since.
+        let sent = probes(6_000, Some(800_000), |t| {
+            if t < 4_000 {
+                300_000
+            } else {
+                255_000
+            }
+        });
+        assert_eq!(sent, vec![1_100, 2_100, 5_100]);
     }
 }

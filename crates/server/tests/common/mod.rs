@@ -74,8 +74,14 @@ impl TestServer {
         }
     }
 
+    /// The signaling URL: `wss://` when the server has a TLS certificate.
     pub fn ws_url(&self) -> String {
-        format!("ws://{}/ws", self.http)
+        let scheme = if self.config.tls_files().is_some() {
+            "wss"
+        } else {
+            "ws"
+        };
+        format!("{scheme}://{}/ws", self.http)
     }
 
     /// Stops the server the way SIGTERM does and waits for it.
@@ -173,7 +179,20 @@ pub async fn http_request(
     auth: Option<(String, String)>,
     body: Option<&str>,
 ) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).await.expect("connect http");
+    let s = TcpStream::connect(addr).await.expect("connect http");
+    request_over(s, addr, method, path, auth, body).await
+}
+
+/// One HTTP/1.1 request over an open connection (plain TCP, or a TLS stream); returns
+/// status and body.
+pub async fn request_over(
+    mut s: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    auth: Option<(String, String)>,
+    body: Option<&str>,
+) -> (u16, String) {
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     if let Some((user, pass)) = auth {
         let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
