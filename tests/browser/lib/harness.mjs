@@ -201,10 +201,11 @@ export async function startServer({ testHooks = true, demo = true, apps = [], ex
       logs.push(chunk);
       // eslint-disable-next-line no-control-regex
       const text = logs.join('').replace(/\x1b\[[0-9;]*m/g, '');
-      const m = text.match(/http=(\d+\.\d+\.\d+\.\d+:\d+)/);
+      // Both on the "voipchat serving" line, which may arrive in two chunks.
+      const m = text.match(/http=(\d+\.\d+\.\d+\.\d+:\d+).*media=[\d.]+:(\d+)/);
       if (m && !http) {
         http = m[1];
-        mediaPort = Number((text.match(/media=[\d.]+:(\d+)/) || [])[1]);
+        mediaPort = Number(m[2]);
         clearTimeout(timer);
         resolveStart();
       }
