@@ -17,7 +17,7 @@ command -v node >/dev/null || need_pkgs+=(nodejs npm)
 command -v python3 >/dev/null || need_pkgs+=(python3)     # examples/python-backend
 command -v ip >/dev/null || need_pkgs+=(iproute2)         # loopback-only namespaces
 command -v unshare >/dev/null || need_pkgs+=(util-linux)
-command -v nft >/dev/null || need_pkgs+=(nftables)        # packet loss, firewalls in browser tests
+command -v nft >/dev/null || need_pkgs+=(nftables)        # packet loss, a UDP-blocked network, firewalls in browser tests
 command -v openssl >/dev/null || need_pkgs+=(openssl)      # the browser TLS test's certificate
 command -v turnserver >/dev/null || need_pkgs+=(coturn)   # the TURN server of the TURN tests
 if [ ${#need_pkgs[@]} -gt 0 ]; then

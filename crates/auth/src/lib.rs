@@ -15,6 +15,10 @@
 //!
 //! [`verify`] checks freshness and the signature. It does not check nonce replay: that needs
 //! shared state, so the store does it (`Store::consume_nonce`).
+//!
+//! [`webhook`] signs the server's webhook deliveries (and verifies them, for receivers).
+
+pub mod webhook;
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};

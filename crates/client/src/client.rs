@@ -1,7 +1,9 @@
-//! The async client: a tokio task that owns the WebSocket, the UDP socket and the [`Peer`],
-//! and a [`Client`] handle that talks to it through channels.
+//! The async client: a tokio task that owns the WebSocket, the media transport (a UDP
+//! socket, or ICE-over-TCP connections) and the [`Peer`], and a [`Client`] handle that talks
+//! to it through channels.
 
 use crate::peer::{Peer, PeerOutput, Reply};
+use crate::tcp_link::TcpLink;
 use crate::turn::{TurnClient, TurnState};
 use futures_util::{SinkExt, StreamExt};
 use std::collections::VecDeque;
@@ -34,8 +36,9 @@ pub const TURN_TIMEOUT: Duration = Duration::from_secs(5);
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// Everything a join needs: where, who, the signed fields of `wx.joinVoIPChat`, and the
-/// address of the UDP socket to bind (it is also the one ICE host candidate).
+/// Everything a join needs: where, who, the signed fields of `wx.joinVoIPChat`, the
+/// address of the UDP socket to bind (it is also the one ICE host candidate), and whether
+/// media goes over UDP or TCP.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JoinOptions {
     /// WebSocket URL of the server's signaling endpoint, e.g. `ws://127.0.0.1:7880/ws`.
@@ -55,6 +58,20 @@ pub struct JoinOptions {
     /// For a `wss://` server: a PEM file of CA certificates to trust besides the public
     /// roots (a private CA, or the server's self-signed certificate).
     pub ca_file: Option<PathBuf>,
+    /// UDP (the default), or ICE over TCP only, for networks that block UDP.
+    pub transport: MediaTransport,
+}
+
+/// How the client's media travels.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MediaTransport {
+    /// One UDP socket and a UDP host candidate.
+    #[default]
+    Udp,
+    /// ICE over TCP (RFC 6544) only: an active TCP host candidate at `bind_ip`, no UDP
+    /// socket at all; the client connects to the server's passive TCP candidate (the
+    /// server's `media_tcp`). For networks that block UDP but let TCP out.
+    Tcp,
 }
 
 impl JoinOptions {
@@ -89,6 +106,7 @@ impl JoinOptions {
             room_type: RoomType::Voice,
             mute_config: MuteConfig::default(),
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            transport: MediaTransport::Udp,
             ca_file: None,
         }
     }
@@ -341,12 +359,21 @@ pub struct Client {
 }
 
 impl Client {
-    /// Binds the UDP socket, connects the WebSocket, sends `join` with an SDP offer (one
-    /// sendonly Opus m-line) and waits for `joinResult`. A refusal is
-    /// `Err(ClientError::Refused { err_code, err_msg })`. Returns the room's members.
+    /// Binds the UDP socket (with `MediaTransport::Tcp`, none), connects the WebSocket,
+    /// sends `join` with an SDP offer (one sendonly Opus m-line) and waits for `joinResult`.
+    /// A refusal is `Err(ClientError::Refused { err_code, err_msg })`. Returns the room's
+    /// members.
     pub async fn join(opts: JoinOptions) -> Result<(Client, Vec<OpenId>), ClientError> {
-        let socket = UdpSocket::bind(SocketAddr::new(opts.bind_ip, 0)).await?;
-        let local_addr = socket.local_addr()?;
+        let (media, local_addr) = match opts.transport {
+            MediaTransport::Udp => {
+                let socket = UdpSocket::bind(SocketAddr::new(opts.bind_ip, 0)).await?;
+                let addr = socket.local_addr()?;
+                (Media::Udp(socket), addr)
+            }
+            // An active candidate announces the discard port: its real port is the
+            // connection's, known only once connected (RFC 6544 §4.5).
+            MediaTransport::Tcp => (Media::Tcp(TcpLink::new()), SocketAddr::new(opts.bind_ip, 9)),
+        };
         let stats = Arc::new(SharedStats::default());
         let video = opts.room_type == RoomType::Video;
 
@@ -363,11 +390,26 @@ impl Client {
             .map_err(|_| ClientError::Timeout("the websocket connection"))?
             .map_err(|e| ClientError::WebSocket(e.to_string()))?;
         // The hello's TURN servers must be known before the offer: it carries the relayed
-        // candidate.
+        // candidate. TURN runs on the UDP socket; ICE over TCP goes without.
         let (ice_servers, early) = read_hello(&mut ws).await?;
-        let relay = allocate_relay(&socket, local_addr, &ice_servers).await;
+        let relay = match &media {
+            Media::Udp(socket) => allocate_relay(socket, local_addr, &ice_servers).await,
+            Media::Tcp(_) => {
+                if !ice_servers.is_empty() {
+                    tracing::info!("ICE over TCP: the hello's TURN servers are not used");
+                }
+                None
+            }
+        };
         let relayed = relay.as_ref().and_then(TurnClient::relayed);
-        let (mut peer, sdp) = Peer::new(Instant::now(), local_addr, stats.clone(), video, relayed)?;
+        let (mut peer, sdp) = Peer::new(
+            Instant::now(),
+            opts.transport,
+            local_addr,
+            stats.clone(),
+            video,
+            relayed,
+        )?;
         for frame in early {
             peer.handle_frame(&frame);
         }
@@ -379,7 +421,7 @@ impl Client {
         let (join_tx, join_rx) = oneshot::channel();
         let driver = Driver {
             peer,
-            socket,
+            media,
             relay,
             ws,
             commands: cmd_rx,
@@ -529,7 +571,8 @@ impl Client {
         &self.open_id
     }
 
-    /// The UDP socket's address, which is also the ICE host candidate.
+    /// The ICE host candidate's address: the UDP socket's, or with `MediaTransport::Tcp`
+    /// the bind IP and the discard port 9 of an active TCP candidate.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
@@ -579,8 +622,41 @@ enum End {
     Silent,
 }
 
+/// The media transport the driver reads and writes.
+enum Media {
+    Udp(UdpSocket),
+    Tcp(TcpLink),
+}
+
+impl Media {
+    /// The next packet into `buf`: its length and source. Cancel-safe.
+    async fn recv(&mut self, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+        match self {
+            Media::Udp(socket) => socket.recv_from(buf).await,
+            Media::Tcp(link) => {
+                let (source, packet) = link.recv().await;
+                // The link reads no frame longer than the driver's buffer.
+                let n = packet.len().min(buf.len());
+                buf[..n].copy_from_slice(&packet[..n]);
+                Ok((n, source))
+            }
+        }
+    }
+
+    async fn send(&mut self, t: &str0m::net::Transmit) {
+        match self {
+            Media::Udp(socket) => {
+                if let Err(e) = socket.send_to(&t.contents, t.destination).await {
+                    tracing::debug!(destination = %t.destination, "udp send: {e}");
+                }
+            }
+            Media::Tcp(link) => link.send(t.destination, &t.contents),
+        }
+    }
+}
+
 enum Wake {
-    Udp(std::io::Result<(usize, SocketAddr)>),
+    Media(std::io::Result<(usize, SocketAddr)>),
     Ws(Option<Result<Message, tokio_tungstenite::tungstenite::Error>>),
     Command(Option<Command>),
     Timeout,
@@ -714,12 +790,12 @@ async fn allocate_relay(
     }
 }
 
-/// The task: one loop that waits for the UDP socket, the WebSocket, a command, the
+/// The task: one loop that waits for the media transport, the WebSocket, a command, the
 /// `Rtc`'s timeout or the ping timer; feeds that one input to the [`Peer`]; and drains the
 /// peer's output until its next timeout.
 struct Driver {
     peer: Peer,
-    socket: UdpSocket,
+    media: Media,
     /// The TURN allocation whose relayed address is one of the peer's candidates: what
     /// str0m sends from that address goes through it, and what it relays goes to str0m.
     relay: Option<TurnClient>,
@@ -765,7 +841,7 @@ impl Driver {
         if self.send_ws(&join).await.is_err() {
             return End::Gone;
         }
-        let mut buf = vec![0u8; 2048];
+        let mut buf = vec![0u8; crate::tcp_link::MAX_FRAME];
         let start = tokio::time::Instant::now() + PING_INTERVAL;
         let mut ping = tokio::time::interval_at(start, PING_INTERVAL);
         loop {
@@ -777,15 +853,15 @@ impl Driver {
                 return End::Graceful;
             }
             let wake = tokio::select! {
-                r = self.socket.recv_from(&mut buf) => Wake::Udp(r),
+                r = self.media.recv(&mut buf) => Wake::Media(r),
                 m = self.ws.next() => Wake::Ws(m),
                 c = self.commands.recv() => Wake::Command(c),
                 _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => Wake::Timeout,
                 _ = ping.tick() => Wake::Ping,
             };
             match wake {
-                Wake::Udp(Ok((n, source))) => self.on_datagram(source, &buf[..n]),
-                Wake::Udp(Err(e)) => tracing::debug!("udp receive: {e}"),
+                Wake::Media(Ok((n, source))) => self.on_packet(source, &buf[..n]),
+                Wake::Media(Err(e)) => tracing::debug!("media receive: {e}"),
                 Wake::Ws(Some(Ok(Message::Text(text)))) => self.peer.handle_frame(text.as_str()),
                 Wake::Ws(Some(Ok(Message::Binary(_)))) => self.peer.handle_unusable_frame("binary"),
                 Wake::Ws(Some(Ok(Message::Close(frame)))) => {
@@ -860,28 +936,31 @@ impl Driver {
         None
     }
 
-    /// A datagram from the UDP socket: the TURN server's go to the TURN client, and what it
-    /// relays on to the peer as received on the relayed address.
-    fn on_datagram(&mut self, source: SocketAddr, datagram: &[u8]) {
+    /// A packet from the media transport: the TURN server's go to the TURN client, and what
+    /// it relays on to the peer as received on the relayed address.
+    fn on_packet(&mut self, source: SocketAddr, packet: &[u8]) {
         let now = Instant::now();
         if let Some(relay) = self.relay.as_mut().filter(|r| r.server() == source) {
             if let (Some(relayed), Some((from, data))) =
-                (relay.relayed(), relay.handle_datagram(now, datagram))
+                (relay.relayed(), relay.handle_datagram(now, packet))
             {
-                self.peer.handle_datagram(now, from, relayed, &data);
+                self.peer.handle_packet(now, from, relayed, &data);
             }
             return;
         }
         let local = self.peer.local_addr();
-        self.peer.handle_datagram(now, source, local, datagram);
+        self.peer.handle_packet(now, source, local, packet);
     }
 
-    /// Sends what the TURN client has for the TURN server.
+    /// Sends what the TURN client has for the TURN server (on the UDP socket it was
+    /// allocated from).
     async fn flush_relay(&mut self) {
-        let Some(relay) = &mut self.relay else { return };
+        let (Some(relay), Media::Udp(socket)) = (&mut self.relay, &self.media) else {
+            return;
+        };
         let server = relay.server();
         while let Some(datagram) = relay.poll_transmit() {
-            if let Err(e) = self.socket.send_to(&datagram, server).await {
+            if let Err(e) = socket.send_to(&datagram, server).await {
                 tracing::debug!(%server, "udp send to the TURN server: {e}");
             }
         }
@@ -898,10 +977,11 @@ impl Driver {
                 }
                 PeerOutput::Transmit(t) => {
                     let relayed = self.relay.as_ref().and_then(TurnClient::relayed);
-                    if let (Some(relay), true) = (&mut self.relay, relayed == Some(t.source)) {
-                        relay.send_to(Instant::now(), t.destination, &t.contents);
-                    } else if let Err(e) = self.socket.send_to(&t.contents, t.destination).await {
-                        tracing::debug!(destination = %t.destination, "udp send: {e}");
+                    match &mut self.relay {
+                        Some(relay) if relayed == Some(t.source) => {
+                            relay.send_to(Instant::now(), t.destination, &t.contents)
+                        }
+                        _ => self.media.send(&t).await,
                     }
                 }
                 PeerOutput::Signal(msg) => {

@@ -21,9 +21,10 @@
 //! The media contract with the server: the join offer has exactly one audio m-line,
 //! `sendonly`, Opus only (payload type from str0m's defaults, 111), with str0m's standard
 //! header extensions (RFC 6464 audio level is `a=extmap:1`, abs-send-time 2, transport-cc 3,
-//! sdes:mid 4). The client is the controlling full ICE agent with one host candidate, and a
-//! relayed one when the server's `hello` names a TURN server it can reach over UDP (see
-//! [`turn`]; allocated before the offer, within [`TURN_TIMEOUT`]). Receive
+//! sdes:mid 4). The client is the controlling full ICE agent with one host candidate: UDP,
+//! or with [`MediaTransport::Tcp`] an active TCP one (ICE over TCP, for networks that block
+//! UDP); over UDP also a relayed one when the server's `hello` names a TURN server it can
+//! reach over UDP (see [`turn`]; allocated before the offer, within [`TURN_TIMEOUT`]). Receive
 //! slots arrive as server `offer`s with `sendonly` m-lines; the client answers each.
 //!
 //! A `wss://` server is reached over TLS (rustls) and must show a certificate from a public
@@ -35,12 +36,14 @@ pub mod ogg_opus;
 pub mod opus;
 mod peer;
 pub mod record;
+mod tcp_link;
 pub mod tls;
 pub mod turn;
 
 pub use client::{
     random_nonce, AudioSender, Client, ClientError, ClientEvent, ClientStats, JoinOptions,
-    SilentClient, HELLO_TIMEOUT, JOIN_TIMEOUT, PING_INTERVAL, REQUEST_TIMEOUT, TURN_TIMEOUT,
+    MediaTransport, SilentClient, HELLO_TIMEOUT, JOIN_TIMEOUT, PING_INTERVAL, REQUEST_TIMEOUT,
+    TURN_TIMEOUT,
 };
 pub use ivf::{read_ivf, IvfFrame, IvfHeader, IvfWriter};
 pub use ogg_opus::{read_ogg_opus, OggOpusError, OggOpusWriter, OpusPacket};

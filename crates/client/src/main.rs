@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use voipchat_client::{
     file_audio_level, read_ivf, read_ogg_opus, AudioSender, Client, ClientError, ClientEvent,
-    IvfFrame, IvfHeader, JoinOptions, OpusPacket, RoomRecorder, VideoRecorder,
+    IvfFrame, IvfHeader, JoinOptions, MediaTransport, OpusPacket, RoomRecorder, VideoRecorder,
 };
 use voipchat_proto::{AppId, GroupId, MuteConfig, OpenId, RoomType, Secret};
 
@@ -109,6 +109,10 @@ struct JoinArgs {
     /// roots (a private CA, or the server's self-signed certificate) [default: none]
     #[arg(long, value_name = "FILE")]
     ca_file: Option<PathBuf>,
+    /// Media over TCP only (ICE over TCP to the server's media port number), no UDP at all:
+    /// what a client on a network that blocks UDP does [default: off: UDP]
+    #[arg(long)]
+    ice_tcp: bool,
 }
 
 /// `--server` as the signaling WebSocket URL the client connects to. Like the JS SDK's
@@ -249,6 +253,7 @@ fn options(args: &JoinArgs) -> JoinOptions {
             mute_config: MuteConfig::default(),
             bind_ip: args.bind_ip,
             ca_file: None,
+            transport: MediaTransport::Udp,
         },
     };
     opts.room_type = match args.room_type {
@@ -262,6 +267,9 @@ fn options(args: &JoinArgs) -> JoinOptions {
     };
     opts.bind_ip = args.bind_ip;
     opts.ca_file = args.ca_file.clone();
+    if args.ice_tcp {
+        opts.transport = MediaTransport::Tcp;
+    }
     opts
 }
 

@@ -7,7 +7,7 @@
 //! next socket read, signaling frame, command or that timeout. `crate::client` is the tokio
 //! shell that does exactly this; the tests drive it in memory with virtual time.
 
-use crate::client::{ClientError, ClientEvent, SharedStats};
+use crate::client::{ClientError, ClientEvent, MediaTransport, SharedStats};
 use crate::opus;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
-use str0m::net::{Protocol, Receive, Transmit};
+use str0m::net::{Protocol, Receive, TcpType, Transmit};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 use voipchat_proto::signal::api;
 use voipchat_proto::{ClientMsg, ErrorCode, OpenId, ServerMsg, Status, TrackKind, TrackSlot};
@@ -105,8 +105,11 @@ impl SendClock {
 
 pub(crate) struct Peer {
     rtc: Rtc,
-    /// Our UDP socket's address, the one host candidate.
+    /// The address of our one host candidate: the UDP socket's, or for TCP the IP with the
+    /// discard port 9 (an active candidate has no port of its own, RFC 6544).
     local_addr: SocketAddr,
+    /// The protocol of that candidate, and of every packet in and out.
+    proto: Protocol,
     /// The m-line we send on.
     send_mid: Mid,
     /// The camera m-line, in a video room.
@@ -131,11 +134,13 @@ pub(crate) struct Peer {
 
 impl Peer {
     /// Builds the `Rtc` (Opus, and VP8 for a video room; standard header extensions: audio
-    /// level is id 1) with one host candidate at `local_addr` (and a relayed one at
-    /// `relayed`, a TURN allocation made from `local_addr`), and the join offer: exactly
-    /// one audio m-line, sendonly, and in a video room one video m-line, sendonly.
+    /// level is id 1) with one host candidate at `local_addr` (UDP, or an active TCP one;
+    /// over UDP also a relayed one at `relayed`, a TURN allocation made from `local_addr`),
+    /// and the join offer: exactly one audio m-line, sendonly, and in a video room one video
+    /// m-line, sendonly.
     pub(crate) fn new(
         now: Instant,
+        transport: MediaTransport,
         local_addr: SocketAddr,
         stats: Arc<SharedStats>,
         video: bool,
@@ -146,7 +151,18 @@ impl Peer {
             .enable_opus(true, false)
             .enable_vp8(video)
             .build(now);
-        let candidate = Candidate::host(local_addr, "udp").map_err(|e| {
+        let (candidate, proto) = match transport {
+            MediaTransport::Udp => (Candidate::host(local_addr, "udp"), Protocol::Udp),
+            MediaTransport::Tcp => (
+                Candidate::builder()
+                    .tcp()
+                    .host(local_addr)
+                    .tcptype(TcpType::Active)
+                    .build(),
+                Protocol::Tcp,
+            ),
+        };
+        let candidate = candidate.map_err(|e| {
             ClientError::InvalidOptions(format!("host candidate {local_addr}: {e}"))
         })?;
         if rtc.add_local_candidate(candidate).is_none() {
@@ -178,6 +194,7 @@ impl Peer {
         let peer = Peer {
             rtc,
             local_addr,
+            proto,
             send_mid,
             video_mid,
             video_time: u64::from(rand::random::<u32>()),
@@ -233,7 +250,7 @@ impl Peer {
                 return;
             }
         };
-        tracing::debug!(?msg, "server message");
+        tracing::debug!(msg = %loggable(&msg), "server message");
         match msg {
             ServerMsg::JoinResult {
                 status,
@@ -286,9 +303,10 @@ impl Peer {
         );
     }
 
-    /// One datagram read from the UDP socket (`destination`: our socket's address), or
-    /// relayed by TURN (`destination`: the relayed address).
-    pub(crate) fn handle_datagram(
+    /// One packet from the media transport, a UDP datagram or one TCP frame (`destination`:
+    /// our socket's address), or a datagram relayed by TURN (`destination`: the relayed
+    /// address).
+    pub(crate) fn handle_packet(
         &mut self,
         now: Instant,
         source: SocketAddr,
@@ -296,20 +314,20 @@ impl Peer {
         contents: &[u8],
     ) {
         let Ok(contents) = contents.try_into() else {
-            tracing::debug!(%source, len = contents.len(), "ignoring unknown datagram");
+            tracing::debug!(%source, len = contents.len(), "ignoring unknown packet");
             return;
         };
         let input = Input::Receive(
             now,
             Receive {
-                proto: Protocol::Udp,
+                proto: self.proto,
                 source,
                 destination,
                 contents,
             },
         );
         if let Err(e) = self.rtc.handle_input(input) {
-            tracing::debug!(%source, "datagram refused: {e}");
+            tracing::debug!(%source, "packet refused: {e}");
         }
     }
 
@@ -590,3 +608,15 @@ impl Peer {
 #[cfg(test)]
 #[path = "peer_tests.rs"]
 mod tests;
+
+/// A server message as the debug log shows it: its SDP, which holds the session's ICE
+/// password, reduced to its size.
+fn loggable(msg: &ServerMsg) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(&msg.to_json()).unwrap_or_default();
+    if let Some(sdp) = v.get_mut("sdp") {
+        if let Some(text) = sdp.as_str() {
+            *sdp = format!("<{} bytes>", text.len()).into();
+        }
+    }
+    v.to_string()
+}

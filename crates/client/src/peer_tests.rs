@@ -22,7 +22,15 @@ fn oid(s: &str) -> OpenId {
 
 fn new_peer(now: Instant) -> (Peer, String, Arc<SharedStats>) {
     let stats = Arc::new(SharedStats::default());
-    let (peer, sdp) = Peer::new(now, client_addr(), stats.clone(), false, None).unwrap();
+    let (peer, sdp) = Peer::new(
+        now,
+        MediaTransport::Udp,
+        client_addr(),
+        stats.clone(),
+        false,
+        None,
+    )
+    .unwrap();
     (peer, sdp, stats)
 }
 
@@ -126,7 +134,7 @@ impl Net {
             for t in to_client {
                 assert_eq!(t.destination, client_addr());
                 self.peer
-                    .handle_datagram(now, t.source, t.destination, &t.contents);
+                    .handle_packet(now, t.source, t.destination, &t.contents);
                 drain(&mut self.peer, &mut self.out);
             }
         }
@@ -247,11 +255,30 @@ fn join_offer_has_one_sendonly_opus_audio_line_with_audio_level() {
 }
 
 #[test]
+fn a_tcp_peer_offers_one_active_tcp_candidate_and_no_udp() {
+    let stats = Arc::new(SharedStats::default());
+    let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let (_peer, sdp) = Peer::new(Instant::now(), MediaTransport::Tcp, addr, stats, false, None).unwrap();
+    let candidates: Vec<&str> = sdp
+        .lines()
+        .filter(|l| l.starts_with("a=candidate:"))
+        .collect();
+    assert_eq!(candidates.len(), 1, "{sdp}");
+    let fields: Vec<&str> = candidates[0].split_whitespace().collect();
+    assert_eq!(fields[2].to_ascii_lowercase(), "tcp", "{sdp}");
+    assert_eq!(
+        &fields[4..10],
+        &["127.0.0.1", "9", "typ", "host", "tcptype", "active"]
+    );
+    SdpOffer::from_sdp_string(&sdp).unwrap();
+}
+
+#[test]
 fn unusable_bind_address_is_refused() {
     let stats = Arc::new(SharedStats::default());
     let any: SocketAddr = "0.0.0.0:5000".parse().unwrap();
     assert!(matches!(
-        Peer::new(Instant::now(), any, stats, false, None),
+        Peer::new(Instant::now(), MediaTransport::Udp, any, stats, false, None),
         Err(ClientError::InvalidOptions(_))
     ));
 }
@@ -566,13 +593,8 @@ fn every_server_message_and_garbage_is_handled_without_panic() {
         }
         peer.handle_unusable_frame("binary");
         drain(&mut peer, &mut out);
-        peer.handle_datagram(
-            Instant::now(),
-            server_addr(),
-            client_addr(),
-            b"\x00\x01garbage",
-        );
-        peer.handle_datagram(Instant::now(), server_addr(), client_addr(), &[]);
+        peer.handle_packet(Instant::now(), server_addr(), client_addr(), b"\x00\x01garbage");
+        peer.handle_packet(Instant::now(), server_addr(), client_addr(), &[]);
         drain(&mut peer, &mut out);
 
         // ...and each message alone lands where it belongs.

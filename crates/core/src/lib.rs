@@ -13,5 +13,8 @@ pub mod sdp;
 pub mod speakers;
 pub mod vp8;
 
-pub use engine::{ConnId, Counters, Drops, Engine, EngineConfig, MemberId, Output, QuotaAnswer};
+pub use engine::{
+    ConnId, Counters, Drops, Engine, EngineConfig, Leave, MemberChange, MemberId, Output,
+    QuotaAnswer,
+};
 pub use speakers::{SpeakerConfig, SpeakerState};

@@ -2,6 +2,7 @@
 //! (alone, and mixed into a real str0m peer's session), and arbitrary sequences of joins,
 //! exits, mutes, answers, subscriptions, quota answers, kicks and time.
 
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -67,7 +68,7 @@ fn offers() -> &'static (String, String) {
 
 /// Datagrams: an engine with one member whose real str0m peer connects to it (ICE, DTLS),
 /// and the input's datagrams between the peer's packets: from the member's address, from
-/// strangers, and real packets of the peer with bytes changed. None of it may panic, and
+/// strangers (by UDP and as ICE-over-TCP frames), and real packets of the peer with bytes changed. None of it may panic, and
 /// none of it may cost the member its place (time stays well inside the media timeout),
 /// except a changed handshake record, which fails the handshake as DTLS requires.
 pub fn datagrams(data: &[u8]) {
@@ -88,7 +89,10 @@ pub fn datagrams_run(data: &[u8]) -> DatagramRun {
     let mut input = Input::new(data);
     let mut now = Instant::now();
     let start = now;
-    let mut engine = Engine::new(EngineConfig::new(addr(SERVER)), now);
+    // With ICE over TCP on: strangers' bytes also come in as TCP frames.
+    let mut config = EngineConfig::new(addr(SERVER));
+    config.ice_tcp = true;
+    let mut engine = Engine::new(config, now);
     let mut rtc = Rtc::builder().build(now);
     rtc.add_local_candidate(Candidate::host(addr(CLIENT), "udp").expect("candidate"));
     let mut api = rtc.sdp_api();
@@ -124,7 +128,12 @@ pub fn datagrams_run(data: &[u8]) -> DatagramRun {
             1 => {
                 let port = 1024 + input.u16() % 60000;
                 let from = SocketAddr::from(([127, 0, 0, 2], port));
-                engine.handle_datagram(now, from, input.bytes(1500));
+                // Odd ports: one frame of a TCP connection (ICE over TCP), else UDP.
+                if port % 2 == 1 {
+                    engine.handle_tcp_frame(now, from, input.bytes(1500));
+                } else {
+                    engine.handle_datagram(now, from, input.bytes(1500));
+                }
             }
             2 => {
                 // The peer's next real packet, with bytes changed.
@@ -263,8 +272,8 @@ fn drain_engine(
             Output::Transmit(t) => to_peer.push(t.contents.to_vec()),
             Output::Signal(_, msg) => on_signal(msg),
             Output::NeedRoomQuota(k) => engine.handle_room_quota(now, &k, QuotaAnswer::Granted),
-            Output::RoomOpened(_) | Output::RoomClosed(_) => {}
             Output::Timeout(_) => return,
+            _ => {}
         }
     }
     panic!("the engine kept producing output");
@@ -273,7 +282,8 @@ fn drain_engine(
 /// Signaling: six connections, three groups, eight openIds, in any order of joins (real
 /// offers of either type, or edited ones), exits, disconnects, mutes, answers, video
 /// subscriptions, quota answers, kicks and time. After every step the room rules hold: no
-/// room above its cap, no openId twice in a room, every member in exactly one room.
+/// room above its cap, no openId twice in a room, every member in exactly one room; and the
+/// room and member events (what webhooks are made of) agree with the rooms.
 pub fn signaling(data: &[u8]) {
     signaling_run(data);
 }
@@ -298,6 +308,8 @@ pub fn signaling_run(data: &[u8]) -> SignalingRun {
     config.room_cap = CAP;
     let mut engine = Engine::new(config, now);
     let mut quota: Vec<RoomKey> = Vec::new();
+    let mut open: HashSet<RoomKey> = HashSet::new();
+    let mut tally: HashMap<RoomKey, usize> = HashMap::new();
     let (voice, video) = offers();
     let mut steps = 0;
     while !input.is_empty() && steps < MAX_STEPS {
@@ -386,6 +398,30 @@ pub fn signaling_run(data: &[u8]) -> SignalingRun {
                     assert!(!quota.contains(&k), "one quota request per room at a time");
                     quota.push(k);
                 }
+                // The events a backend's webhooks are made of tell the same story as the
+                // engine's own state: a room opens once, members come and go inside it,
+                // and it closes empty.
+                Output::RoomOpened(k, _) => assert!(open.insert(k), "a room opened twice"),
+                Output::RoomClosed(k, _) => {
+                    assert_eq!(
+                        tally.get(&k).copied().unwrap_or(0),
+                        0,
+                        "closed with members"
+                    );
+                    assert!(open.remove(&k), "a room closed that was not open");
+                }
+                Output::MemberJoined(c) => {
+                    assert!(open.contains(&c.room), "a member joined a room not open");
+                    let n = tally.entry(c.room.clone()).or_insert(0);
+                    *n += 1;
+                    assert_eq!(c.members, *n, "members after a join");
+                }
+                Output::MemberLeft(c, _) => {
+                    let n = tally.entry(c.room.clone()).or_insert(0);
+                    assert!(*n > 0, "a member left an empty room");
+                    *n -= 1;
+                    assert_eq!(c.members, *n, "members after a leave");
+                }
                 Output::Timeout(_) => break,
                 _ => {}
             }
@@ -393,6 +429,8 @@ pub fn signaling_run(data: &[u8]) -> SignalingRun {
         let mut members = 0;
         for group in GROUPS {
             let list = engine.room_members(&key(group));
+            let told = tally.get(&key(group)).copied().unwrap_or(0);
+            assert_eq!(told, list.len(), "joins minus leaves told for {group}");
             assert!(list.len() <= CAP, "{group} holds {} > {CAP}", list.len());
             let mut unique = list.clone();
             unique.sort();

@@ -16,6 +16,17 @@ pub struct Config {
     pub http_addr: SocketAddr,
     /// The UDP port all media runs on.
     pub media_addr: SocketAddr,
+    /// The receive buffer the media socket asks the kernel for (SO_RCVBUF), in bytes: room
+    /// for bursts while the media task is busy, so the kernel does not drop them. The kernel
+    /// grants at most `net.core.rmem_max`; less than asked is logged at start.
+    pub media_recv_buffer_bytes: usize,
+    /// ICE over TCP: also listen on TCP at `media_addr` (same IP, same port number) and
+    /// announce it as a second candidate, for clients whose network blocks UDP. On by
+    /// default: clients that reach UDP prefer it (the TCP candidate has a lower priority),
+    /// so it only changes anything for those who would otherwise not connect at all.
+    pub media_tcp: bool,
+    /// Most ICE-TCP connections open at once; more are closed as they arrive.
+    pub media_tcp_max_connections: usize,
     /// The IP announced to clients in ICE candidates; defaults to the media bind IP, and
     /// must be set when that is a wildcard address.
     pub public_ip: Option<IpAddr>,
@@ -32,7 +43,7 @@ pub struct Config {
     pub timestamp_window_secs: u64,
     /// Offset from UTC of the day the quota counts in, as "+08:00" or "-05:30".
     pub quota_utc_offset: String,
-    /// A member from whom no UDP packet arrives for this long is removed.
+    /// A member from whom no media packet (UDP or TCP) arrives for this long is removed.
     pub media_timeout_secs: u64,
     /// Local demo mode: keep the built-in demo app (`wxdemo0000000000`) with VoIP enabled,
     /// serve the demo page at `/` and sign joins for that app only at `POST /demo/sign`.
@@ -57,6 +68,21 @@ pub struct Config {
     /// browsers give the microphone only to https pages off localhost, so a public plain
     /// HTTP address is almost always a mistake, unless a TLS proxy in front does the TLS.
     pub allow_insecure_http: bool,
+    /// Webhooks: how long one delivery attempt may take, connecting included, in
+    /// milliseconds; a receiver slower than that counts as failed and is retried.
+    pub webhook_timeout_ms: u64,
+    /// Webhooks: the delay before the first retry, in milliseconds; each further retry
+    /// waits twice as long (up to 5 minutes), with jitter.
+    pub webhook_retry_base_ms: u64,
+    /// Webhooks: attempts per delivery before it is given up (dead).
+    pub webhook_max_attempts: u32,
+    /// Webhooks: a delivery still failing this many seconds after its event is given up.
+    pub webhook_max_age_secs: u64,
+    /// Webhooks: most deliveries waiting per app; past it the oldest are dropped.
+    pub webhook_max_pending: u64,
+    /// Webhooks: a PEM file of CA certificates trusted for `https://` webhook URLs besides
+    /// the system's (a receiver with a private CA).
+    pub webhook_ca_file: Option<PathBuf>,
     /// The TURN REST shared secret, the TURN server's `static-auth-secret` (coturn's
     /// `use-auth-secret`): clients get credentials signed with it. Set with `turn_urls`.
     pub turn_secret: Option<Secret>,
@@ -97,6 +123,8 @@ impl Default for Config {
         Self {
             http_addr: ([127, 0, 0, 1], 7880).into(),
             media_addr: ([127, 0, 0, 1], 7882).into(),
+            media_tcp: true,
+            media_tcp_max_connections: 1000,
             public_ip: None,
             data_dir: PathBuf::from("voipchat-data"),
             room_cap: 10,
@@ -104,6 +132,7 @@ impl Default for Config {
             timestamp_window_secs: 300,
             quota_utc_offset: "+00:00".to_string(),
             media_timeout_secs: 8,
+            media_recv_buffer_bytes: 4 * 1024 * 1024,
             demo: true,
             test_hooks: false,
             log_format: LogFormat::Text,
@@ -111,6 +140,12 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             allow_insecure_http: false,
+            webhook_timeout_ms: 5_000,
+            webhook_retry_base_ms: 1_000,
+            webhook_max_attempts: 15,
+            webhook_max_age_secs: 3_600,
+            webhook_max_pending: 10_000,
+            webhook_ca_file: None,
             turn_secret: None,
             turn_urls: Vec::new(),
             // Credentials are used within seconds of the hello (the peer connection gathers
@@ -155,6 +190,7 @@ impl Config {
                 Some(&mut config.data_dir),
                 config.tls_cert.as_mut(),
                 config.tls_key.as_mut(),
+                config.webhook_ca_file.as_mut(),
             ];
             for p in relative.into_iter().flatten() {
                 if p.is_relative() {
@@ -175,7 +211,32 @@ impl Config {
                 "media_timeout_secs must be at least 1".into(),
             ));
         }
+        if self.media_tcp && self.media_tcp_max_connections == 0 {
+            return Err(ConfigError::Invalid(
+                "media_tcp_max_connections must be at least 1 (or set media_tcp = false)".into(),
+            ));
+        }
         parse_utc_offset(&self.quota_utc_offset)?;
+        if !(100..=60_000).contains(&self.webhook_timeout_ms) {
+            return Err(ConfigError::Invalid(
+                "webhook_timeout_ms must be 100 to 60000".into(),
+            ));
+        }
+        if !(1..=3_600_000).contains(&self.webhook_retry_base_ms) {
+            return Err(ConfigError::Invalid(
+                "webhook_retry_base_ms must be 1 to 3600000".into(),
+            ));
+        }
+        if self.webhook_max_attempts == 0 {
+            return Err(ConfigError::Invalid(
+                "webhook_max_attempts must be at least 1".into(),
+            ));
+        }
+        if self.webhook_max_pending == 0 {
+            return Err(ConfigError::Invalid(
+                "webhook_max_pending must be at least 1".into(),
+            ));
+        }
         self.turn()?;
         if self.public_ip.is_none() && self.media_addr.ip().is_unspecified() {
             return Err(ConfigError::Invalid(
@@ -431,6 +492,12 @@ mod tests {
         let c = Config::from_file(&file).unwrap();
         assert_eq!(c.tls_cert, Some(dir.join("tls/cert.pem")), "tls_cert too");
         assert_eq!(c.tls_key, Some(PathBuf::from("/etc/voipchat/key.pem")));
+        std::fs::write(&file, "webhook_ca_file = \"ca/receiver.pem\"\n").unwrap();
+        assert_eq!(
+            Config::from_file(&file).unwrap().webhook_ca_file,
+            Some(dir.join("ca/receiver.pem")),
+            "webhook_ca_file too"
+        );
         std::fs::write(&file, "data_dir = \"/srv/voipchat\"\n").unwrap();
         assert_eq!(
             Config::from_file(&file).unwrap().data_dir,

@@ -292,6 +292,74 @@ pub async fn kick(
     Ok(Json(KickResponse { kicked }))
 }
 
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebhookRequest {
+    url: String,
+}
+
+/// The app's webhook setting: its URL, or null when it has none.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookResponse {
+    url: Option<String>,
+}
+
+/// Writes the app's webhook URL (`None`: clears it and drops its pending deliveries).
+async fn store_webhook(
+    state: &AppState,
+    app: AppRecord,
+    url: Option<String>,
+) -> ApiResult<WebhookResponse> {
+    let store = state.store.clone();
+    let u = url.clone();
+    let app_id = app.app_id.clone();
+    let found = blocking(move || store.set_webhook_url(&app_id, u.as_deref())).await?;
+    if !found {
+        // Deleted between the authentication and now.
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::BadCredentials,
+        ));
+    }
+    tracing::info!(app_id = %app.app_id, set = url.is_some(), "webhook URL changed");
+    Ok(Json(WebhookResponse { url }))
+}
+
+/// `GET /api/v1/webhook`: the app's webhook URL (docs/webhooks.md).
+pub async fn webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<WebhookResponse> {
+    let app = authenticate(&state, &headers).await?;
+    let store = state.store.clone();
+    let url = blocking(move || store.webhook_url(&app.app_id)).await?;
+    Ok(Json(WebhookResponse { url }))
+}
+
+/// `PUT /api/v1/webhook {"url"}`: sets the app's webhook URL; events from now on are sent
+/// there, and so are those still waiting.
+pub async fn set_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<WebhookResponse> {
+    let app = authenticate(&state, &headers).await?;
+    let req: WebhookRequest = parse_body(&body)?;
+    crate::webhooks::url::parse(&req.url).map_err(ApiError::invalid)?;
+    store_webhook(&state, app, Some(req.url)).await
+}
+
+/// `DELETE /api/v1/webhook`: no more webhooks for the app; deliveries still waiting are
+/// dropped.
+pub async fn clear_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<WebhookResponse> {
+    let app = authenticate(&state, &headers).await?;
+    store_webhook(&state, app, None).await
+}
+
 /// `/metrics`: every metric in the Prometheus text exposition format (OpenMetrics).
 pub async fn metrics(State(state): State<AppState>) -> Response {
     (

@@ -7,11 +7,14 @@
 pub mod clock;
 pub mod config;
 pub mod http;
+pub mod logging;
 pub mod media;
+pub mod media_tcp;
 pub mod metrics;
 pub mod tls;
 pub mod turn;
 pub mod web;
+pub mod webhooks;
 pub mod ws;
 
 use std::future::Future;
@@ -27,6 +30,7 @@ use voipchat_core::{Engine, EngineConfig};
 use voipchat_store::Store;
 
 pub use config::Config;
+pub use logging::log_filter;
 
 /// What every request handler shares.
 #[derive(Clone)]
@@ -49,6 +53,8 @@ pub struct AppState {
 pub struct Listeners {
     pub http: TcpListener,
     pub media: UdpSocket,
+    /// ICE over TCP on the media socket's IP and port number, when `media_tcp` is on.
+    pub media_tcp: Option<TcpListener>,
     /// `/metrics` alone, when `metrics_addr` is set (else it is on `http`). Plain HTTP.
     pub metrics: Option<TcpListener>,
     /// With `tls_cert` and `tls_key`: `http` serves HTTPS/WSS with this certificate.
@@ -75,9 +81,19 @@ impl Listeners {
         let http = TcpListener::bind(config.http_addr)
             .await
             .map_err(|e| bind_error("HTTP address", config.http_addr, "http_addr", e))?;
-        let media = UdpSocket::bind(config.media_addr)
-            .await
+        let media = bind_media(config.media_addr, config.media_recv_buffer_bytes)
             .map_err(|e| bind_error("media address (UDP)", config.media_addr, "media_addr", e))?;
+        let media_tcp = if config.media_tcp {
+            // The UDP socket's own address: with port 0 the kernel chose the number.
+            let addr = media.local_addr()?;
+            Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| media_tcp_bind_error(addr, e))?,
+            )
+        } else {
+            None
+        };
         let metrics = match config.metrics_addr {
             Some(addr) => Some(
                 TcpListener::bind(addr)
@@ -89,10 +105,40 @@ impl Listeners {
         Ok(Listeners {
             http,
             media,
+            media_tcp,
             metrics,
             tls,
         })
     }
+}
+
+/// The media socket, with a receive buffer of `recv_buffer` bytes asked for before it is
+/// bound. A kernel that grants less (its `net.core.rmem_max`) is logged, not refused.
+fn bind_media(addr: SocketAddr, recv_buffer: usize) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if recv_buffer > 0 {
+        if let Err(e) = socket.set_recv_buffer_size(recv_buffer) {
+            tracing::warn!(
+                asked = recv_buffer,
+                "media socket receive buffer not set: {e}"
+            );
+        }
+        // Linux reports twice what it keeps for data (the rest is its bookkeeping).
+        let granted = socket.recv_buffer_size().unwrap_or(0) / 2;
+        if granted < recv_buffer {
+            tracing::warn!(
+                asked = recv_buffer,
+                granted,
+                "the kernel gave the media socket a smaller receive buffer than \
+                 media_recv_buffer_bytes asks: raise net.core.rmem_max (sysctl) to keep \
+                 bursts from being dropped"
+            );
+        }
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
 }
 
 /// A bind failure that names the address, its role and the setting that picks it.
@@ -124,6 +170,24 @@ fn bind_error(what: &str, addr: SocketAddr, key: &str, e: std::io::Error) -> std
     )
 }
 
+/// The TCP listener for ICE over TCP must have the UDP media port's number; when that TCP
+/// port is taken the remedy differs from a UDP bind failure, so the message says so.
+fn media_tcp_bind_error(addr: SocketAddr, e: std::io::Error) -> std::io::Error {
+    let text = e.to_string();
+    let text = match text.rfind(" (os error ") {
+        Some(i) if text.ends_with(')') => text[..i].to_string(),
+        _ => text,
+    };
+    std::io::Error::new(
+        e.kind(),
+        format!(
+            "cannot bind the media address (TCP, for ICE over TCP) {addr}: {text} (it must be \
+             the UDP media port's number: free that TCP port, choose another media_addr, or \
+             set media_tcp = false / --no-media-tcp)"
+        ),
+    )
+}
+
 /// The address announced in ICE candidates for a media socket bound at `bound`.
 pub fn announce_addr(config: &Config, bound: SocketAddr) -> SocketAddr {
     SocketAddr::new(config.public_ip.unwrap_or(bound.ip()), bound.port())
@@ -151,20 +215,53 @@ pub async fn run(
     }
     let announce = announce_addr(&config, media_bound);
     let mut engine_config = EngineConfig::new(announce);
+    let engine_tcp = listeners.media_tcp.is_some();
+    engine_config.ice_tcp = engine_tcp;
     engine_config.room_cap = config.room_cap;
     engine_config.media_timeout = config.media_timeout();
     let engine = Engine::new(engine_config, Instant::now());
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let webhook_tls = webhooks::client::Tls::new(config.webhook_ca_file.as_deref())
+        .map_err(std::io::Error::other)?;
+    let (sink, webhook_queue) = webhooks::Sink::new(metrics.clone());
+    let recorded = Arc::new(tokio::sync::Notify::new());
+    let writer = {
+        let (store, recorded, metrics) = (store.clone(), recorded.clone(), metrics.clone());
+        let cap = config.webhook_max_pending;
+        tokio::task::spawn_blocking(move || {
+            webhooks::writer::run(webhook_queue, store, cap, recorded, metrics)
+        })
+    };
+    let worker = tokio::spawn(webhooks::worker::run(
+        store.clone(),
+        webhook_tls,
+        webhooks::worker::Policy {
+            timeout: std::time::Duration::from_millis(config.webhook_timeout_ms),
+            retry_base: std::time::Duration::from_millis(config.webhook_retry_base_ms),
+            max_attempts: config.webhook_max_attempts,
+            max_age_secs: config.webhook_max_age_secs,
+        },
+        recorded,
+        stop_rx.clone(),
+        metrics.clone(),
+    ));
     let quota = media::QuotaPolicy {
         store: store.clone(),
         daily_limit: config.daily_room_quota,
         utc_offset_secs: config.utc_offset_secs(),
+        webhooks: sink,
     };
+    let tcp = media_tcp::TcpMedia::new(
+        listeners.media_tcp,
+        media_tcp::Limits::with_max_connections(config.media_tcp_max_connections),
+        metrics.clone(),
+    );
     let media_task = tokio::spawn(media::run(
         engine,
         listeners.media,
+        tcp,
         cmd_rx,
         cmd_tx.clone(),
         quota,
@@ -225,6 +322,7 @@ pub async fn run(
         http = %http_addr,
         tls = tls_config.is_some(),
         media = %media_bound,
+        media_tcp = engine_tcp,
         announce = %announce.ip(),
         "voipchat serving"
     );
@@ -252,6 +350,11 @@ pub async fn run(
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = media_task.await;
+    // The media task's last events (members told of the shutdown, rooms finished) reach
+    // the outbox: the writer ends once the queue is empty and every sink is gone. The
+    // worker hands its running attempts back; the next start delivers what is left.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
+    let _ = worker.await;
     // Connections get a moment to deliver their last messages and to see them read.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(3), server).await;
     let _ = tokio::time::timeout(std::time::Duration::from_secs(3), connections_gone.recv()).await;
@@ -307,6 +410,12 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
         .route("/api/v1/session-key", post(http::session_key))
         .route("/api/v1/voip-sign", post(http::voip_sign))
         .route("/api/v1/quota", get(http::quota))
+        .route(
+            "/api/v1/webhook",
+            get(http::webhook)
+                .put(http::set_webhook)
+                .delete(http::clear_webhook),
+        )
         .route("/api/v1/rooms/{group_id}", get(http::room))
         .route("/api/v1/rooms/{group_id}/kick", post(http::kick))
         // After every route: it applies to the routes that exist when it is called.

@@ -13,9 +13,6 @@ use voipchat_store::{AppRecord, SqliteStore, Store};
 /// The environment variable naming the config file when `--config` is not given.
 const CONFIG_ENV: &str = "VOIPCHAT_CONFIG";
 
-/// The log filter when `RUST_LOG` is not set.
-const DEFAULT_LOG_FILTER: &str = "info,str0m=warn,dimpl=warn";
-
 #[derive(Parser)]
 #[command(
     name = "voipchat",
@@ -52,7 +49,8 @@ struct StoreArgs {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the service.
-    Serve(ServeArgs),
+    // Boxed: its flags make it far larger than the other commands (clippy large_enum_variant).
+    Serve(Box<ServeArgs>),
     /// Manage apps (the games whose players join rooms).
     App {
         #[command(flatten)]
@@ -95,6 +93,14 @@ struct ServeArgs {
     /// 127.0.0.1:7882]
     #[arg(long, value_name = "ADDR")]
     media_addr: Option<SocketAddr>,
+    /// Do not listen for ICE over TCP on the media port's number; the same as media_tcp =
+    /// false [default: media_tcp from the config, else TCP is on]
+    #[arg(long)]
+    no_media_tcp: bool,
+    /// Most ICE-TCP connections open at once [default: media_tcp_max_connections from the
+    /// config, else 1000]
+    #[arg(long, value_name = "N")]
+    media_tcp_max_connections: Option<usize>,
     /// IP announced to clients in ICE candidates: set it when clients reach the media port at
     /// another IP than media_addr's (NAT, or media_addr 0.0.0.0) [default: public_ip from
     /// the config, else media_addr's IP]
@@ -115,7 +121,7 @@ struct ServeArgs {
     /// quota_utc_offset from the config, else +00:00]
     #[arg(long, value_name = "OFFSET")]
     quota_utc_offset: Option<String>,
-    /// A member from whom no UDP packet arrives for this long is removed, in seconds
+    /// A member from whom no media packet arrives for this long is removed, in seconds
     /// [default: media_timeout_secs from the config, else 8]
     #[arg(long, value_name = "SECS")]
     media_timeout_secs: Option<u64>,
@@ -180,6 +186,19 @@ enum AppCmd {
         /// The app's appId, as printed by `app create` or `app list`
         app_id: String,
     },
+    /// Set the URL the app's webhooks are POSTed to (docs/webhooks.md), or clear it with
+    /// --clear (deliveries still waiting are then dropped); prints {"appId", "webhookUrl"}.
+    SetWebhook {
+        /// The app's appId, as printed by `app create` or `app list`
+        app_id: String,
+        /// An absolute http:// or https:// URL, at most 2048 characters [default: none:
+        /// give a URL or --clear]
+        #[arg(required_unless_present = "clear", conflicts_with = "clear")]
+        url: Option<String>,
+        /// Remove the app's webhook URL instead of setting one [default: off]
+        #[arg(long)]
+        clear: bool,
+    },
     /// Delete the app with its session keys, used nonces and room counts. Its members who are
     /// in a room now stay until they leave; new joins and backend calls are refused.
     Delete {
@@ -216,8 +235,7 @@ fn init_logging(format: LogFormat) {
         format == LogFormat::Json,
         std::sync::atomic::Ordering::Relaxed,
     );
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| DEFAULT_LOG_FILTER.into());
+    let filter = voipchat_server::log_filter(std::env::var("RUST_LOG").ok().as_deref());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -362,6 +380,12 @@ fn serve(args: &ServeArgs, store_args: StoreArgs) -> Result<(), BoxError> {
     if let Some(v) = args.media_addr {
         config.media_addr = v;
     }
+    if args.no_media_tcp {
+        config.media_tcp = false;
+    }
+    if let Some(v) = args.media_tcp_max_connections {
+        config.media_tcp_max_connections = v;
+    }
     if args.public_ip.is_some() {
         config.public_ip = args.public_ip;
     }
@@ -425,8 +449,13 @@ fn serve(args: &ServeArgs, store_args: StoreArgs) -> Result<(), BoxError> {
         } else {
             ""
         };
+        let transports = if listeners.media_tcp.is_some() {
+            "UDP and TCP"
+        } else {
+            "UDP"
+        };
         notice(&format!(
-            "media on UDP {media}, announced to clients as {announce}{reach}"
+            "media on {transports} {media}, announced to clients as {announce}{reach}"
         ));
         voipchat_server::run(listeners, config, store, shutdown_signal()).await
     })?;
@@ -468,7 +497,9 @@ fn app(command: &AppCmd, store_args: StoreArgs) -> Result<(), BoxError> {
         }
         AppCmd::Show { app_id } => {
             let app = existing(&store, app_id)?;
-            println!("{}", app_json(&app));
+            let mut shown = app_json(&app);
+            shown["webhookUrl"] = store.webhook_url(&app.app_id)?.into();
+            println!("{shown}");
         }
         AppCmd::EnableVoip { app_id } => set_voip(&store, app_id, true)?,
         AppCmd::DisableVoip { app_id } => set_voip(&store, app_id, false)?,
@@ -484,6 +515,19 @@ fn app(command: &AppCmd, store_args: StoreArgs) -> Result<(), BoxError> {
             println!(
                 "{}",
                 serde_json::json!({"appId": app_id, "appSecret": secret.expose()})
+            );
+        }
+        AppCmd::SetWebhook { app_id, url, .. } => {
+            if let Some(url) = url {
+                voipchat_server::webhooks::url::parse(url)
+                    .map_err(|why| format!("refused webhook URL: {why}"))?;
+            }
+            if !store.set_webhook_url(&AppId::new(app_id.as_str()), url.as_deref())? {
+                return Err(no_app(app_id));
+            }
+            println!(
+                "{}",
+                serde_json::json!({"appId": app_id, "webhookUrl": url})
             );
         }
         AppCmd::Delete { app_id } => {

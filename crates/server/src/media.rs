@@ -1,5 +1,5 @@
-//! The media task: owns the engine and the UDP socket, and is the only place the engine is
-//! touched. Signaling handlers talk to it by `Command`; it answers them through each
+//! The media task: owns the engine, the UDP socket and the ICE-over-TCP connections
+//! (`media_tcp`), and is the only place the engine is touched. Signaling handlers talk to it by `Command`; it answers them through each
 //! connection's outbox. Room creation's quota check runs on a blocking thread and comes back
 //! as a command, so the media loop never waits for the store.
 
@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use str0m::net::Protocol;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
@@ -17,7 +18,13 @@ use voipchat_proto::{
 use voipchat_store::Store;
 
 use crate::clock;
+use crate::media_tcp::TcpMedia;
 use crate::metrics::{EngineSync, Metrics};
+use crate::webhooks::{self, Event};
+
+/// The largest packet the media task takes in, by UDP or in one TCP frame: no WebRTC packet
+/// comes near it (browsers keep theirs under about 1,200 bytes).
+pub const MAX_PACKET: usize = 2048;
 
 /// Where a connection's messages go; the connection task writes them to its WebSocket.
 pub type Outbox = mpsc::UnboundedSender<ServerMsg>;
@@ -49,12 +56,16 @@ pub struct QuotaPolicy {
     pub store: Arc<dyn Store>,
     pub daily_limit: u64,
     pub utc_offset_secs: i64,
+    /// Told when a join is refused for the quota (`quota_exhausted`).
+    pub webhooks: webhooks::Sink,
 }
 
 /// Runs until `shutdown` turns true; then interrupts every member and returns.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     engine: Engine,
     socket: UdpSocket,
+    tcp: TcpMedia,
     mut commands: mpsc::UnboundedReceiver<Command>,
     command_tx: mpsc::UnboundedSender<Command>,
     quota: QuotaPolicy,
@@ -64,16 +75,18 @@ pub async fn run(
     let mut task = Task {
         engine,
         socket,
+        tcp,
         outboxes: HashMap::new(),
         nonces: SpentNonces::default(),
         command_tx,
+        webhooks: quota.webhooks.clone(),
         quota,
         metrics,
     };
     let mut sync = EngineSync::default();
     // When the task last woke from its wait (for the busy ratio).
     let mut last_wake: Option<Instant> = None;
-    let mut buf = vec![0u8; 2048];
+    let mut buf = vec![0u8; MAX_PACKET];
     loop {
         let deadline = task.flush().await;
         // Work ends here: from now until something wakes the task, it is idle.
@@ -99,12 +112,18 @@ pub async fn run(
                     Err(e) => debug!("udp receive: {e}"),
                 }
             }
+            (source, packet) = task.tcp.next() => {
+                task.engine.handle_tcp_frame(Instant::now(), source, &packet);
+            }
             _ = tokio::time::sleep_until(deadline.into()) => {}
         }
         let now = Instant::now();
         if now >= deadline {
             task.engine.handle_timeout(now);
         }
+        let engine = &task.engine;
+        task.tcp
+            .sweep(now, |peer| engine.knows_source(Protocol::Tcp, peer));
         // From the previous wake-up to this turn's wait is work; the wait itself is not.
         if let Some(woke) = last_wake {
             sync.busy(idle_from.saturating_duration_since(woke));
@@ -172,12 +191,15 @@ fn deliver(
 struct Task {
     engine: Engine,
     socket: UdpSocket,
+    tcp: TcpMedia,
     outboxes: HashMap<ConnId, Outbox>,
     nonces: SpentNonces,
     /// To post the store's quota answers back to this task.
     command_tx: mpsc::UnboundedSender<Command>,
     quota: QuotaPolicy,
     metrics: Arc<Metrics>,
+    /// Where room and member events go for the apps' webhooks (never blocks).
+    webhooks: webhooks::Sink,
 }
 
 /// Nonces of joins the engine has not answered yet, per connection in arrival order: a join
@@ -263,15 +285,20 @@ impl Task {
         let Task {
             engine,
             socket,
+            tcp,
             outboxes,
             nonces,
             command_tx,
             quota,
             metrics,
+            webhooks,
             ..
         } = self;
         loop {
             match engine.poll_output() {
+                Output::Transmit(t) if t.proto == Protocol::Tcp => {
+                    tcp.send(t.destination, &t.contents)
+                }
                 Output::Transmit(t) => {
                     // try_send_to first: the common case needs no await.
                     let sent = match socket.try_send_to(&t.contents, t.destination) {
@@ -301,7 +328,16 @@ impl Task {
                                 .take_room_quota(&key.app_id, &day, quota.daily_limit)
                             {
                                 Ok(d) if d.granted => QuotaAnswer::Granted,
-                                Ok(_) => QuotaAnswer::Exhausted,
+                                Ok(d) => {
+                                    quota.webhooks.quota_exhausted(
+                                        &key.app_id,
+                                        &key.group_id,
+                                        &day,
+                                        quota.daily_limit,
+                                        d.used,
+                                    );
+                                    QuotaAnswer::Exhausted
+                                }
                                 Err(e) => {
                                     warn!(room = %key, "quota store error: {e}");
                                     QuotaAnswer::Failed(e.to_string())
@@ -310,11 +346,17 @@ impl Task {
                         let _ = tx.send(Command::Quota(key, answer));
                     });
                 }
-                Output::RoomOpened(key) => {
+                Output::RoomOpened(key, room_type) => {
                     metrics.rooms_created.inc();
-                    info!(room = %key, "room opened")
+                    info!(room = %key, "room opened");
+                    webhooks.emit(Event::RoomStarted(key, room_type));
                 }
-                Output::RoomClosed(key) => info!(room = %key, "room closed"),
+                Output::RoomClosed(key, room_type) => {
+                    info!(room = %key, "room closed");
+                    webhooks.emit(Event::RoomFinished(key, room_type));
+                }
+                Output::MemberJoined(change) => webhooks.emit(Event::MemberJoined(change)),
+                Output::MemberLeft(change, why) => webhooks.emit(Event::MemberLeft(change, why)),
                 Output::Timeout(t) => return t,
             }
         }

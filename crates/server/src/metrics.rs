@@ -4,7 +4,7 @@
 //! task counts datagrams as it moves them and, once a second, copies the engine's own
 //! counters (forwarded copies, drops by cause), the room and member counts and its busy
 //! ratio; `TimedStore` times every store call; the quota path sets each app's rooms used
-//! today. Per datagram the media task does two atomic adds, nothing more.
+//! today; the webhook sink, writer and worker count their events, attempts and backlog. Per datagram the media task does two atomic adds, nothing more.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -18,7 +18,10 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use voipchat_core::Counters;
 use voipchat_proto::{AppId, OpenId, Secret};
-use voipchat_store::{AppRecord, QuotaDecision, Store, StoreError};
+use voipchat_store::{
+    AppRecord, AttemptOutcome, Delivery, EnqueueOutcome, NewDelivery, OutboxCounts, QuotaDecision,
+    Store, StoreError,
+};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CodeLabel {
@@ -41,6 +44,11 @@ pub struct KindLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CauseLabel {
     pub cause: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -71,6 +79,16 @@ pub struct Metrics {
     pub store_seconds: Family<CallLabel, Histogram>,
     pub media_busy_ratio: Gauge<f64, AtomicU64>,
     pub media_busy_seconds: Counter<f64, AtomicU64>,
+    pub webhook_delivered: Counter,
+    pub webhook_failed_attempts: Counter,
+    pub webhook_dead: Counter,
+    pub webhook_dropped: Family<CauseLabel, Counter>,
+    pub webhook_pending: Gauge,
+    /// ICE over TCP: connections open now, why they closed, frames and bytes moved.
+    pub tcp_connections: Gauge,
+    pub tcp_closed: Family<ReasonLabel, Counter>,
+    pub tcp_frames: Family<DirectionLabel, Counter>,
+    pub tcp_bytes: Family<DirectionLabel, Counter>,
     hot: Hot,
 }
 
@@ -134,6 +152,15 @@ impl Metrics {
             store_seconds: Family::new_with_constructor(latency_histogram),
             media_busy_ratio: Gauge::default(),
             media_busy_seconds: Counter::default(),
+            webhook_delivered: Counter::default(),
+            webhook_failed_attempts: Counter::default(),
+            webhook_dead: Counter::default(),
+            webhook_dropped: Family::default(),
+            webhook_pending: Gauge::default(),
+            tcp_connections: Gauge::default(),
+            tcp_closed: Family::default(),
+            tcp_frames: Family::default(),
+            tcp_bytes: Family::default(),
             registry: Registry::default(),
         };
         registry.register("rooms", "Rooms open now", m.rooms.clone());
@@ -176,7 +203,7 @@ impl Metrics {
         registry.register(
             "dropped_packets",
             "Datagrams and packets dropped, by cause (unknown_source, unrecognized, refused, \
-             muted, send_error)",
+             muted, send_error, tcp_queue_full)",
             m.dropped.clone(),
         );
         registry.register(
@@ -199,7 +226,65 @@ impl Metrics {
             "Seconds the media task spent working",
             m.media_busy_seconds.clone(),
         );
+        registry.register(
+            "webhook_delivered",
+            "Webhook deliveries a receiver accepted (2xx)",
+            m.webhook_delivered.clone(),
+        );
+        registry.register(
+            "webhook_failed_attempts",
+            "Webhook attempts that failed (no connection, timeout, not 2xx)",
+            m.webhook_failed_attempts.clone(),
+        );
+        registry.register(
+            "webhook_dead",
+            "Webhook deliveries given up after their last attempt",
+            m.webhook_dead.clone(),
+        );
+        registry.register(
+            "webhook_dropped",
+            "Webhook events never recorded or removed unsent, by cause (queue_full, \
+             outbox_full, store_error, stopped)",
+            m.webhook_dropped.clone(),
+        );
+        registry.register(
+            "webhook_pending",
+            "Webhook deliveries waiting in the outbox (as of the last second)",
+            m.webhook_pending.clone(),
+        );
+        registry.register(
+            "media_tcp_connections",
+            "ICE-over-TCP connections open now",
+            m.tcp_connections.clone(),
+        );
+        registry.register(
+            "media_tcp_closed",
+            "ICE-over-TCP connections closed, by reason (peer_closed, error, oversize_frame, \
+             unverified, write_stalled, over_limit)",
+            m.tcp_closed.clone(),
+        );
+        registry.register(
+            "media_tcp_frames",
+            "RFC 4571 frames on ICE-over-TCP connections, by direction",
+            m.tcp_frames.clone(),
+        );
+        registry.register(
+            "media_tcp_bytes",
+            "Packet bytes of those frames (without the length prefix), by direction",
+            m.tcp_bytes.clone(),
+        );
         Arc::new(Metrics { registry, ..m })
+    }
+
+    /// One webhook event dropped for `cause`.
+    pub fn webhook_dropped(&self, cause: &'static str) {
+        self.webhook_dropped_by(cause, 1);
+    }
+
+    pub fn webhook_dropped_by(&self, cause: &'static str, n: u64) {
+        self.webhook_dropped
+            .get_or_create(&CauseLabel { cause })
+            .inc_by(n);
     }
 
     /// The text exposition of every metric.
@@ -235,6 +320,20 @@ impl Metrics {
                 cause: "send_error",
             })
             .inc();
+    }
+
+    /// A packet for an ICE-TCP connection whose write queue is full (a slow reader).
+    pub fn tcp_queue_full(&self) {
+        self.dropped
+            .get_or_create(&CauseLabel {
+                cause: "tcp_queue_full",
+            })
+            .inc();
+    }
+
+    /// An ICE-TCP connection closed (or refused at accept) for `reason`.
+    pub fn tcp_closed(&self, reason: &'static str) {
+        self.tcp_closed.get_or_create(&ReasonLabel { reason }).inc();
     }
 }
 
@@ -415,5 +514,38 @@ impl Store for TimedStore {
     }
     fn rooms_created(&self, app_id: &AppId, day: &str) -> Result<u64, StoreError> {
         self.timed("rooms_created", |s| s.rooms_created(app_id, day))
+    }
+    fn set_webhook_url(&self, app_id: &AppId, url: Option<&str>) -> Result<bool, StoreError> {
+        self.timed("set_webhook_url", |s| s.set_webhook_url(app_id, url))
+    }
+    fn webhook_url(&self, app_id: &AppId) -> Result<Option<String>, StoreError> {
+        self.timed("webhook_url", |s| s.webhook_url(app_id))
+    }
+    fn enqueue_webhooks(
+        &self,
+        deliveries: &[NewDelivery],
+        now_ms: u64,
+        max_pending_per_app: u64,
+    ) -> Result<EnqueueOutcome, StoreError> {
+        self.timed("enqueue_webhooks", |s| {
+            s.enqueue_webhooks(deliveries, now_ms, max_pending_per_app)
+        })
+    }
+    fn claim_webhooks(
+        &self,
+        now_ms: u64,
+        lease_ms: u64,
+        per_app: u64,
+        limit: u64,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        self.timed("claim_webhooks", |s| {
+            s.claim_webhooks(now_ms, lease_ms, per_app, limit)
+        })
+    }
+    fn finish_webhook(&self, id: &str, outcome: &AttemptOutcome) -> Result<bool, StoreError> {
+        self.timed("finish_webhook", |s| s.finish_webhook(id, outcome))
+    }
+    fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
+        self.timed("outbox_counts", |s| s.outbox_counts())
     }
 }

@@ -494,7 +494,7 @@ async fn serve_and_app_commands_name_their_database_and_share_it_through_voipcha
     );
     let media_line = seen
         .iter()
-        .find(|l| l.starts_with("voipchat: media on UDP 127.0.0.1:"))
+        .find(|l| l.starts_with("voipchat: media on UDP and TCP 127.0.0.1:"))
         .unwrap_or_else(|| panic!("the media address is printed: {text}"));
     assert!(
         media_line.contains("announced to clients as 127.0.0.1"),
@@ -698,6 +698,17 @@ fn every_flag_of_serve_and_app_has_a_description_and_its_default() {
             format!("[default: room_cap from the config, else {}]", d.room_cap),
         ),
         (
+            "--no-media-tcp",
+            "[default: media_tcp from the config, else TCP is on]".into(),
+        ),
+        (
+            "--media-tcp-max-connections",
+            format!(
+                "[default: media_tcp_max_connections from the config, else {}]",
+                d.media_tcp_max_connections
+            ),
+        ),
+        (
             "--daily-room-quota",
             format!(
                 "[default: daily_room_quota from the config, else {}]",
@@ -756,6 +767,7 @@ fn every_flag_of_serve_and_app_has_a_description_and_its_default() {
     ];
     assert!(d.demo && !d.test_hooks && d.public_ip.is_none() && d.metrics_addr.is_none());
     assert!(d.tls_cert.is_none() && d.tls_key.is_none() && !d.allow_insecure_http);
+    assert!(d.media_tcp);
     for (flag, default) in expected {
         let (_, desc) = options
             .iter()
@@ -776,6 +788,7 @@ fn every_flag_of_serve_and_app_has_a_description_and_its_default() {
         &["app", "enable-voip"],
         &["app", "disable-voip"],
         &["app", "rotate-secret"],
+        &["app", "set-webhook"],
         &["app", "delete"],
     ] {
         let help = help_of(cmd);
@@ -897,9 +910,10 @@ async fn app_show_rotate_secret_and_delete() {
     keys.sort_unstable();
     assert_eq!(
         keys,
-        ["appId", "createdAt", "name", "voipEnabled"],
+        ["appId", "createdAt", "name", "voipEnabled", "webhookUrl"],
         "{shown}"
     );
+    assert_eq!(shown["webhookUrl"], serde_json::Value::Null);
     assert_eq!(shown["name"], "Rotating");
     assert_eq!(shown["voipEnabled"], false);
     let out = app_cmd(&["show", "wxnope"]);
@@ -982,4 +996,56 @@ async fn app_show_rotate_secret_and_delete() {
         "{listed}"
     );
     server.stop().await;
+}
+
+/// `app set-webhook`: refuses what is not an http(s) URL with a reason, sets, shows, clears.
+#[test]
+fn app_set_webhook_validates_sets_and_clears() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let app_cmd = |args: &[&str]| {
+        voipchat()
+            .args(["app", "--data-dir", data])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let created = stdout_json(&app_cmd(&["create", "--name", "Hooked"]));
+    let app_id = created["appId"].as_str().unwrap().to_string();
+    let long = format!("https://h/{}", "a".repeat(2048));
+    for (url, why) in [
+        ("ftp://game.example/hook", "http:// or https://"),
+        ("game.example/hook", "http:// or https://"),
+        ("https://user:pw@game.example/", "credentials"),
+        (long.as_str(), "at most 2048"),
+    ] {
+        let out = app_cmd(&["set-webhook", &app_id, url]);
+        assert!(!out.status.success(), "{url} is refused");
+        assert!(out.stdout.is_empty());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("refused webhook URL") && stderr.contains(why),
+            "{url}: {stderr}"
+        );
+    }
+    let shown = stdout_json(&app_cmd(&["show", &app_id]));
+    assert_eq!(shown["webhookUrl"], serde_json::Value::Null);
+
+    let url = "https://game.example/hooks/voip?token=abc";
+    let set = stdout_json(&app_cmd(&["set-webhook", &app_id, url]));
+    assert_eq!(set, serde_json::json!({"appId": app_id, "webhookUrl": url}));
+    let shown = stdout_json(&app_cmd(&["show", &app_id]));
+    assert_eq!(shown["webhookUrl"], url);
+
+    // Neither a URL nor --clear, or both: refused by the argument parser.
+    assert!(!app_cmd(&["set-webhook", &app_id]).status.success());
+    assert!(!app_cmd(&["set-webhook", &app_id, url, "--clear"])
+        .status
+        .success());
+    let cleared = stdout_json(&app_cmd(&["set-webhook", &app_id, "--clear"]));
+    assert_eq!(cleared["webhookUrl"], serde_json::Value::Null);
+    let shown = stdout_json(&app_cmd(&["show", &app_id]));
+    assert_eq!(shown["webhookUrl"], serde_json::Value::Null);
+    let out = app_cmd(&["set-webhook", "wxnope", url]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no app with appId wxnope"));
 }

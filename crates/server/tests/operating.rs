@@ -172,6 +172,7 @@ fn config_md_lists_every_key_with_its_default() {
         "metrics_addr",
         "tls_cert",
         "tls_key",
+        "webhook_ca_file",
         "turn_secret",
     ]);
     want.sort();
@@ -189,4 +190,39 @@ fn config_md_lists_every_key_with_its_default() {
             "docs/config.md gives {key} the default {default}, the code another"
         );
     }
+}
+
+/// The media socket asks for `media_recv_buffer_bytes`: what it asks below the kernel's
+/// `rmem_max` it gets, and a wish above it binds anyway (with a warning in the log).
+#[tokio::test]
+async fn the_media_socket_asks_for_its_receive_buffer() {
+    let mut config = voipchat_server::Config {
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        media_addr: "127.0.0.1:0".parse().unwrap(),
+        ..voipchat_server::Config::default()
+    };
+    let kept = |l: &voipchat_server::Listeners| {
+        // Linux reports twice what it keeps for data.
+        socket2::SockRef::from(&l.media).recv_buffer_size().unwrap() / 2
+    };
+    config.media_recv_buffer_bytes = 0;
+    let default = kept(&voipchat_server::Listeners::bind(&config).await.unwrap());
+    config.media_recv_buffer_bytes = default + 64 * 1024;
+    let more = kept(&voipchat_server::Listeners::bind(&config).await.unwrap());
+    // Unless the kernel's cap is the default itself (then it grants no more, and says so).
+    let rmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+        .map(|s| s.trim().parse().unwrap_or(0))
+        .unwrap_or(0);
+    if rmem_max >= default + 64 * 1024 {
+        assert!(
+            more >= default + 64 * 1024,
+            "asked {} got {more}",
+            default + 64 * 1024
+        );
+    }
+    config.media_recv_buffer_bytes = 1 << 30;
+    assert!(
+        voipchat_server::Listeners::bind(&config).await.is_ok(),
+        "a wish above rmem_max binds"
+    );
 }

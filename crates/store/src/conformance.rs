@@ -12,6 +12,7 @@
 //! which makes one `#[test]` per check, or call [`run_all`] from a single test.
 //! Checks panic (with a message) on a violation, like any test assertion.
 
+use crate::outbox::{AttemptOutcome, NewDelivery, OutboxCounts};
 use crate::{AppRecord, QuotaDecision, Store, StoreError};
 use voipchat_proto::{AppId, OpenId, Secret};
 
@@ -44,6 +45,27 @@ pub const CHECKS: &[(&str, Check)] = &[
         "quota_exact_under_concurrency",
         quota_exact_under_concurrency,
     ),
+    ("webhook_url_set_and_clear", webhook_url_set_and_clear),
+    (
+        "webhook_data_goes_with_its_app",
+        webhook_data_goes_with_its_app,
+    ),
+    (
+        "outbox_skips_apps_without_webhook",
+        outbox_skips_apps_without_webhook,
+    ),
+    (
+        "outbox_streams_deliver_in_order",
+        outbox_streams_deliver_in_order,
+    ),
+    ("outbox_leases_expire", outbox_leases_expire),
+    ("outbox_limits_each_app", outbox_limits_each_app),
+    ("outbox_cap_drops_the_oldest", outbox_cap_drops_the_oldest),
+    ("outbox_claims_are_atomic", outbox_claims_are_atomic),
+    (
+        "outbox_enqueue_is_in_order_under_concurrency",
+        outbox_enqueue_is_in_order_under_concurrency,
+    ),
 ];
 
 /// Runs every check, each on a fresh store from `make`.
@@ -75,6 +97,15 @@ macro_rules! store_conformance_tests {
             quota_limit,
             quota_days_and_apps_independent,
             quota_exact_under_concurrency,
+            webhook_url_set_and_clear,
+            webhook_data_goes_with_its_app,
+            outbox_skips_apps_without_webhook,
+            outbox_streams_deliver_in_order,
+            outbox_leases_expire,
+            outbox_limits_each_app,
+            outbox_cap_drops_the_oldest,
+            outbox_claims_are_atomic,
+            outbox_enqueue_is_in_order_under_concurrency,
         );
         #[test]
         fn run_all_checks_in_one_go() {
@@ -607,4 +638,373 @@ pub fn quota_exact_under_concurrency(store: &dyn Store) {
     counts.sort_unstable();
     assert_eq!(counts, (1..=100).collect::<Vec<u64>>());
     assert_eq!(store.rooms_created(&a, day).expect("count"), 100);
+}
+
+/// A delivery of `app`'s stream `stream`, named `id`.
+fn delivery(id: &str, app: &str, stream: &str) -> NewDelivery {
+    NewDelivery {
+        id: id.to_string(),
+        app_id: AppId::new(app),
+        stream: stream.to_string(),
+        event: "member_joined".to_string(),
+        body: format!("{{\"id\":\"{id}\"}}"),
+        created_at: 1_700_000_000,
+    }
+}
+
+/// An app with a webhook URL.
+fn hooked(store: &dyn Store, id: &str) {
+    store.create_app(&app(id, 1)).expect("create");
+    assert!(store
+        .set_webhook_url(&AppId::new(id), Some("http://127.0.0.1:9/hook"))
+        .expect("set url"));
+}
+
+fn ids(list: &[crate::Delivery]) -> Vec<&str> {
+    list.iter().map(|d| d.id.as_str()).collect()
+}
+
+const T0: u64 = 1_700_000_000_000;
+const LEASE: u64 = 10_000;
+
+/// `set_webhook_url` sets, replaces and clears; a missing app is reported; clearing drops
+/// the app's deliveries and no other app's.
+pub fn webhook_url_set_and_clear(store: &dyn Store) {
+    let a = AppId::new("wx1");
+    assert_eq!(store.webhook_url(&a).expect("get"), None);
+    assert!(!store
+        .set_webhook_url(&a, Some("http://x/"))
+        .expect("missing app"));
+    assert_eq!(store.webhook_url(&a).expect("get"), None);
+    store.create_app(&app("wx1", 1)).expect("create");
+    assert!(store
+        .set_webhook_url(&a, Some("https://game.example/hooks?k=1"))
+        .expect("set"));
+    assert_eq!(
+        store.webhook_url(&a).expect("get").as_deref(),
+        Some("https://game.example/hooks?k=1")
+    );
+    assert!(store
+        .set_webhook_url(&a, Some("http://other/"))
+        .expect("replace"));
+    assert_eq!(
+        store.webhook_url(&a).expect("get").as_deref(),
+        Some("http://other/")
+    );
+    // The app record itself is untouched.
+    assert_eq!(store.app(&a).expect("get"), Some(app("wx1", 1)));
+
+    hooked(store, "wx2");
+    let batch = [delivery("a1", "wx1", "g"), delivery("b1", "wx2", "g")];
+    assert_eq!(
+        store
+            .enqueue_webhooks(&batch, T0, 100)
+            .expect("enqueue")
+            .enqueued,
+        2
+    );
+    assert!(store.set_webhook_url(&a, None).expect("clear"));
+    assert_eq!(store.webhook_url(&a).expect("get"), None);
+    assert_eq!(store.outbox_counts().expect("counts").pending, 1);
+    let claimed = store.claim_webhooks(T0, LEASE, 10, 10).expect("claim");
+    assert_eq!(
+        ids(&claimed),
+        ["b1"],
+        "only the other app's delivery is left"
+    );
+    // Clearing again is fine.
+    assert!(store.set_webhook_url(&a, None).expect("clear again"));
+}
+
+/// `delete_app` removes the app's webhook URL and deliveries; an app created again with
+/// the same id starts without them.
+pub fn webhook_data_goes_with_its_app(store: &dyn Store) {
+    hooked(store, "wx1");
+    hooked(store, "wx2");
+    let batch = [delivery("a1", "wx1", "g"), delivery("b1", "wx2", "g")];
+    store.enqueue_webhooks(&batch, T0, 100).expect("enqueue");
+    assert!(store.delete_app(&AppId::new("wx1")).expect("delete"));
+    store.create_app(&app("wx1", 2)).expect("create again");
+    assert_eq!(store.webhook_url(&AppId::new("wx1")).expect("get"), None);
+    let claimed = store.claim_webhooks(T0, LEASE, 10, 10).expect("claim");
+    assert_eq!(ids(&claimed), ["b1"]);
+}
+
+/// Deliveries for apps without a webhook URL (or without an app) are not recorded.
+pub fn outbox_skips_apps_without_webhook(store: &dyn Store) {
+    hooked(store, "wx1");
+    store.create_app(&app("wx2", 2)).expect("create");
+    let batch = [
+        delivery("a1", "wx1", "g"),
+        delivery("b1", "wx2", "g"),
+        delivery("c1", "wx-missing", "g"),
+        delivery("a2", "wx1", "h"),
+    ];
+    let outcome = store.enqueue_webhooks(&batch, T0, 100).expect("enqueue");
+    assert_eq!((outcome.enqueued, outcome.no_webhook), (2, 2));
+    assert!(outcome.dropped.is_empty());
+    assert_eq!(
+        store.outbox_counts().expect("counts"),
+        OutboxCounts {
+            pending: 2,
+            dead: 0
+        }
+    );
+    let claimed = store.claim_webhooks(T0, LEASE, 10, 10).expect("claim");
+    assert_eq!(ids(&claimed), ["a1", "a2"]);
+    let first = &claimed[0];
+    assert_eq!(first, &{
+        let d = delivery("a1", "wx1", "g");
+        crate::Delivery {
+            id: d.id,
+            app_id: d.app_id,
+            stream: d.stream,
+            event: d.event,
+            body: d.body,
+            created_at: d.created_at,
+            attempts: 0,
+        }
+    });
+}
+
+/// A stream hands out its head only: the next delivery of a room waits while the one
+/// before it is leased or waits for a retry; a delivered or dead one lets the next go.
+pub fn outbox_streams_deliver_in_order(store: &dyn Store) {
+    hooked(store, "wx1");
+    let batch = [
+        delivery("g1", "wx1", "g"),
+        delivery("g2", "wx1", "g"),
+        delivery("h1", "wx1", "h"),
+        delivery("g3", "wx1", "g"),
+        delivery("app1", "wx1", ""),
+    ];
+    store.enqueue_webhooks(&batch, T0, 100).expect("enqueue");
+    let claim = |now| store.claim_webhooks(now, LEASE, 10, 10).expect("claim");
+    assert_eq!(ids(&claim(T0)), ["g1", "h1", "app1"], "one head per stream");
+    assert!(claim(T0 + 1).is_empty(), "leased heads hold their streams");
+
+    // g1 delivered: g2 is next. h1 to be retried later: h holds. app1 delivered.
+    let done = |id| {
+        store
+            .finish_webhook(id, &AttemptOutcome::Delivered)
+            .expect("finish")
+    };
+    assert!(done("g1"));
+    assert!(!done("g1"), "a delivered one is gone");
+    assert!(done("app1"));
+    let retry = AttemptOutcome::Retry {
+        at_ms: T0 + 5_000,
+        error: "HTTP 500".into(),
+    };
+    assert!(store.finish_webhook("h1", &retry).expect("retry"));
+    assert_eq!(ids(&claim(T0 + 2)), ["g2"]);
+    assert!(claim(T0 + 3).is_empty());
+
+    // g2 fails for good: g3 goes next, and the dead one is counted but never handed out.
+    let dead = AttemptOutcome::Dead {
+        at_ms: T0 + 4,
+        error: "gave up".into(),
+    };
+    assert!(store.finish_webhook("g2", &dead).expect("dead"));
+    assert!(!store.finish_webhook("g2", &retry).expect("dead stays dead"));
+    assert_eq!(ids(&claim(T0 + 4)), ["g3"]);
+    assert_eq!(
+        store.outbox_counts().expect("counts"),
+        OutboxCounts {
+            pending: 2,
+            dead: 1
+        }
+    );
+
+    // At its retry time h1 comes back with its attempt counted.
+    let again = claim(T0 + 5_000);
+    assert_eq!(ids(&again), ["h1"]);
+    assert_eq!(again[0].attempts, 1);
+    assert!(done("h1"));
+    assert!(done("g3"));
+    assert_eq!(
+        store.outbox_counts().expect("counts"),
+        OutboxCounts {
+            pending: 0,
+            dead: 1
+        }
+    );
+    assert!(claim(T0 + 1_000_000).is_empty());
+    assert!(!store
+        .finish_webhook("never-existed", &AttemptOutcome::Delivered)
+        .expect("unknown"));
+}
+
+/// A lease that runs out makes its delivery claimable again, with no attempt counted; a
+/// released one is claimable at once.
+pub fn outbox_leases_expire(store: &dyn Store) {
+    hooked(store, "wx1");
+    store
+        .enqueue_webhooks(&[delivery("g1", "wx1", "g")], T0, 100)
+        .expect("enqueue");
+    assert_eq!(
+        ids(&store.claim_webhooks(T0, 1_000, 10, 10).expect("claim")),
+        ["g1"]
+    );
+    assert!(store
+        .claim_webhooks(T0 + 999, 1_000, 10, 10)
+        .expect("claim")
+        .is_empty());
+    let again = store
+        .claim_webhooks(T0 + 1_000, 1_000, 10, 10)
+        .expect("claim");
+    assert_eq!(ids(&again), ["g1"], "the lease ran out");
+    assert_eq!(again[0].attempts, 0);
+    assert!(store
+        .finish_webhook("g1", &AttemptOutcome::Released)
+        .expect("release"));
+    assert_eq!(
+        ids(&store
+            .claim_webhooks(T0 + 1_001, 1_000, 10, 10)
+            .expect("claim")),
+        ["g1"],
+        "released: claimable at once"
+    );
+}
+
+/// An app has at most `per_app` leased deliveries, whatever the limit; other apps still
+/// get theirs; `limit` bounds each claim.
+pub fn outbox_limits_each_app(store: &dyn Store) {
+    hooked(store, "wx1");
+    hooked(store, "wx2");
+    let mut batch: Vec<NewDelivery> = (0..5)
+        .map(|i| delivery(&format!("a{i}"), "wx1", &format!("room{i}")))
+        .collect();
+    batch.push(delivery("b0", "wx2", "room0"));
+    store.enqueue_webhooks(&batch, T0, 100).expect("enqueue");
+    let first = store.claim_webhooks(T0, LEASE, 2, 100).expect("claim");
+    assert_eq!(ids(&first), ["a0", "a1", "b0"]);
+    assert!(
+        store
+            .claim_webhooks(T0 + 1, LEASE, 2, 100)
+            .expect("claim")
+            .is_empty(),
+        "wx1 has its two in flight"
+    );
+    store
+        .finish_webhook("a0", &AttemptOutcome::Delivered)
+        .expect("finish");
+    assert_eq!(
+        ids(&store.claim_webhooks(T0 + 2, LEASE, 2, 100).expect("claim")),
+        ["a2"]
+    );
+    // limit bounds the claim.
+    store
+        .finish_webhook("a1", &AttemptOutcome::Delivered)
+        .expect("finish");
+    store
+        .finish_webhook("a2", &AttemptOutcome::Delivered)
+        .expect("finish");
+    assert_eq!(
+        ids(&store.claim_webhooks(T0 + 3, LEASE, 10, 1).expect("claim")),
+        ["a3"]
+    );
+}
+
+/// Past the cap, an app's oldest pending deliveries are removed, the outcome says how
+/// many, and the newest stay in order; other apps are not touched.
+pub fn outbox_cap_drops_the_oldest(store: &dyn Store) {
+    hooked(store, "wx1");
+    hooked(store, "wx2");
+    store
+        .enqueue_webhooks(&[delivery("b1", "wx2", "g")], T0, 3)
+        .expect("enqueue");
+    let batch: Vec<NewDelivery> = (1..=5)
+        .map(|i| delivery(&format!("a{i}"), "wx1", "g"))
+        .collect();
+    let outcome = store.enqueue_webhooks(&batch, T0, 3).expect("enqueue");
+    assert_eq!(outcome.enqueued, 5);
+    assert_eq!(outcome.dropped, vec![(AppId::new("wx1"), 2)]);
+    let mut seen = Vec::new();
+    for step in 0..10 {
+        let claimed = store
+            .claim_webhooks(T0 + step, LEASE, 10, 10)
+            .expect("claim");
+        for d in &claimed {
+            seen.push(d.id.clone());
+            store
+                .finish_webhook(&d.id, &AttemptOutcome::Delivered)
+                .expect("finish");
+        }
+    }
+    seen.sort_by_key(|id| (id.starts_with('b'), id.clone()));
+    assert_eq!(seen, ["a3", "a4", "a5", "b1"]);
+}
+
+/// Of concurrent claims, each delivery goes to exactly one.
+pub fn outbox_claims_are_atomic(store: &dyn Store) {
+    hooked(store, "wx1");
+    let batch: Vec<NewDelivery> = (0..40)
+        .map(|i| delivery(&format!("d{i}"), "wx1", &format!("room{i}")))
+        .collect();
+    store.enqueue_webhooks(&batch, T0, 1_000).expect("enqueue");
+    let mut got: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    (0..10)
+                        .flat_map(|_| store.claim_webhooks(T0, LEASE, 100, 3).expect("claim"))
+                        .map(|d| d.id)
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    got.sort();
+    let mut want: Vec<String> = (0..40).map(|i| format!("d{i}")).collect();
+    want.sort();
+    assert_eq!(got, want, "each delivery claimed exactly once");
+}
+
+/// Batches enqueued from several threads keep each batch's order within a stream.
+pub fn outbox_enqueue_is_in_order_under_concurrency(store: &dyn Store) {
+    hooked(store, "wx1");
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            s.spawn(move || {
+                for b in 0..5 {
+                    let batch: Vec<NewDelivery> = (0..5)
+                        .map(|i| {
+                            delivery(
+                                &format!("t{t}-{:02}", b * 5 + i),
+                                "wx1",
+                                &format!("room{t}"),
+                            )
+                        })
+                        .collect();
+                    store.enqueue_webhooks(&batch, T0, 1_000).expect("enqueue");
+                }
+            });
+        }
+    });
+    let mut per_room: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for step in 0..100 {
+        let claimed = store
+            .claim_webhooks(T0 + step, LEASE, 10, 10)
+            .expect("claim");
+        if claimed.is_empty() {
+            break;
+        }
+        for d in claimed {
+            store
+                .finish_webhook(&d.id, &AttemptOutcome::Delivered)
+                .expect("finish");
+            per_room.entry(d.stream).or_default().push(d.id);
+        }
+    }
+    assert_eq!(per_room.len(), 4);
+    for (room, got) in per_room {
+        let t = room.trim_start_matches("room");
+        let want: Vec<String> = (0..25).map(|i| format!("t{t}-{i:02}")).collect();
+        assert_eq!(got, want, "{room} in enqueue order");
+    }
 }

@@ -1,5 +1,6 @@
 //! Durable state behind one trait, [`Store`]: registered apps, each user's current session
-//! key, used nonces and the daily room quota. [`SqliteStore`] is the single-node backend; a
+//! key, used nonces, the daily room quota, and each app's webhook URL with the outbox of
+//! webhook deliveries ([`outbox`]). [`SqliteStore`] is the single-node backend; a
 //! Redis backend for several nodes can come later and must pass the same
 //! [`conformance`] suite (enable the `conformance` feature to reach it from another crate).
 //!
@@ -8,8 +9,11 @@
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+pub mod outbox;
 mod sqlite;
+mod sqlite_outbox;
 
+pub use outbox::{AttemptOutcome, Delivery, EnqueueOutcome, NewDelivery, OutboxCounts};
 pub use sqlite::SqliteStore;
 
 use std::path::PathBuf;
@@ -88,7 +92,7 @@ pub struct QuotaDecision {
 /// - [`set_app_secret`](Store::set_app_secret) replaces: after it returns, no reader sees the
 ///   old secret again.
 /// - [`delete_app`](Store::delete_app): the app and everything recorded for it (session keys,
-///   nonces, room counts) go in one step; no reader sees the app without its data or the data
+///   nonces, room counts, webhook URL and deliveries) go in one step; no reader sees the app without its data or the data
 ///   without its app. Of two concurrent deletions of one app exactly one returns `true`.
 /// - [`put_session_key`](Store::put_session_key) replaces: after it returns, no reader sees
 ///   the old key again.
@@ -97,8 +101,20 @@ pub struct QuotaDecision {
 /// - [`take_room_quota`](Store::take_room_quota): compare-and-increment. The count never
 ///   exceeds `limit`, and exactly `min(calls, limit - used_before)` concurrent calls are
 ///   granted; no grant is lost and none is counted twice.
+/// - [`set_webhook_url`](Store::set_webhook_url): a single-record write (the last writer
+///   wins); clearing the URL and discarding the app's pending deliveries are one step.
+/// - [`enqueue_webhooks`](Store::enqueue_webhooks): the whole batch in one step, in order:
+///   either every delivery of it is recorded (and the cap applied) or none is. Deliveries
+///   are ordered by enqueue across all callers (a total order, the same for every reader).
+/// - [`claim_webhooks`](Store::claim_webhooks): test-and-set per delivery. Of any number of
+///   concurrent claims, each delivery is handed to at most one of them until its lease
+///   runs out or [`finish_webhook`](Store::finish_webhook) reports on it.
+/// - [`finish_webhook`](Store::finish_webhook): a single-record write; reporting on a
+///   delivery that is gone (delivered, dropped at the cap, its app deleted or its URL
+///   cleared) changes nothing and returns `false`.
 /// - Reads ([`app`](Store::app), [`list_apps`](Store::list_apps),
-///   [`session_key`](Store::session_key), [`rooms_created`](Store::rooms_created)) see every
+///   [`session_key`](Store::session_key), [`rooms_created`](Store::rooms_created),
+///   [`webhook_url`](Store::webhook_url), [`outbox_counts`](Store::outbox_counts)) see every
 ///   write that returned before they started.
 pub trait Store: Send + Sync + 'static {
     /// Answers a trivial read now: what `/readyz` asks, so a load balancer stops sending
@@ -181,4 +197,57 @@ pub trait Store: Send + Sync + 'static {
 
     /// Rooms granted to the app on `day` (0 if none).
     fn rooms_created(&self, app_id: &AppId, day: &str) -> Result<u64, StoreError>;
+
+    /// Sets (`Some`) or clears (`None`) the app's webhook URL. The store does not judge the
+    /// URL (the server validates it first). Clearing also discards the app's pending and
+    /// failed deliveries, in the same step: a backend that switched its webhook off is not
+    /// sent old events when it switches it on again. Returns `false` (and changes nothing)
+    /// if there is no such app.
+    fn set_webhook_url(&self, app_id: &AppId, url: Option<&str>) -> Result<bool, StoreError>;
+
+    /// The app's webhook URL, or `None` (none set, or no such app).
+    fn webhook_url(&self, app_id: &AppId) -> Result<Option<String>, StoreError>;
+
+    /// Records a batch of deliveries, in order, as one atomic step. A delivery for an app
+    /// without a webhook URL (or without an app) is not recorded: it is counted in
+    /// [`EnqueueOutcome::no_webhook`]. After the batch, an app with more than
+    /// `max_pending_per_app` pending deliveries loses its oldest pending ones down to that
+    /// cap (the newest events are what a backend needs to know the rooms as they are now);
+    /// the outcome says how many per app. `now_ms` (Unix milliseconds) makes each delivery
+    /// due at once.
+    fn enqueue_webhooks(
+        &self,
+        deliveries: &[NewDelivery],
+        now_ms: u64,
+        max_pending_per_app: u64,
+    ) -> Result<EnqueueOutcome, StoreError>;
+
+    /// Hands out up to `limit` deliveries to attempt now, oldest due first, and leases each
+    /// until `now_ms + lease_ms` (a lease that runs out without a
+    /// [`finish_webhook`](Store::finish_webhook), because the process died, makes the
+    /// delivery claimable again: delivery is at least once).
+    ///
+    /// Only the head of each stream is handed out: the pending delivery with the lowest
+    /// enqueue order among those of its (app, stream), and only when it is due
+    /// (`next_attempt_ms <= now_ms`) and not leased. So a stream's deliveries are attempted
+    /// one at a time, in order; one that waits for a retry holds back the rest of its
+    /// stream. Failed (dead) deliveries hold back nothing. An app never has more than
+    /// `per_app` leased deliveries at once, so one slow receiver cannot take every slot.
+    fn claim_webhooks(
+        &self,
+        now_ms: u64,
+        lease_ms: u64,
+        per_app: u64,
+        limit: u64,
+    ) -> Result<Vec<Delivery>, StoreError>;
+
+    /// Reports the attempt on a claimed delivery: delivered (it is removed), to be retried
+    /// (attempts + 1, due at the given time), failed for good (attempts + 1, kept as dead,
+    /// at most [`outbox::DEAD_KEPT_PER_APP`] per app, the oldest removed first) or released
+    /// unattempted (the lease ends, attempts unchanged). Every outcome but `Delivered`
+    /// ends the lease. Returns `false` (and changes nothing) if the delivery is not pending.
+    fn finish_webhook(&self, id: &str, outcome: &AttemptOutcome) -> Result<bool, StoreError>;
+
+    /// How many deliveries are pending and dead, over all apps.
+    fn outbox_counts(&self) -> Result<OutboxCounts, StoreError>;
 }

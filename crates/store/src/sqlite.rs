@@ -13,7 +13,8 @@
 //!   `take_room_quota`) use `BEGIN IMMEDIATE`, which takes the write lock first, so they are
 //!   atomic across processes as well as across the threads of this one.
 
-use crate::{AppRecord, QuotaDecision, Store, StoreError};
+use crate::outbox::{AttemptOutcome, EnqueueOutcome, NewDelivery, OutboxCounts};
+use crate::{sqlite_outbox, AppRecord, Delivery, QuotaDecision, Store, StoreError};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -62,6 +63,8 @@ const MIGRATIONS: &[&str] = &[
         rooms_created INTEGER NOT NULL,
         PRIMARY KEY (app_id, day)
     ) STRICT;",
+    // Version 2: webhooks (crate::sqlite_outbox has the queries).
+    crate::sqlite_outbox::MIGRATION,
 ];
 
 /// The schema version this build writes.
@@ -153,12 +156,12 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 }
 
 /// A time for comparisons only: times past SQLite's range mean "never" and compare the same.
-fn time_arg(t: u64) -> i64 {
+pub(crate) fn time_arg(t: u64) -> i64 {
     i64::try_from(t).unwrap_or(i64::MAX)
 }
 
 /// A value that must round-trip exactly.
-fn exact_arg(field: &'static str, value: u64) -> Result<i64, StoreError> {
+pub(crate) fn exact_arg(field: &'static str, value: u64) -> Result<i64, StoreError> {
     i64::try_from(value).map_err(|_| StoreError::OutOfRange { field, value })
 }
 
@@ -254,7 +257,13 @@ impl Store for SqliteStore {
             // Nothing written; dropping the transaction rolls it back.
             return Ok(false);
         }
-        for table in ["session_keys", "nonces", "room_quota"] {
+        for table in [
+            "session_keys",
+            "nonces",
+            "room_quota",
+            "webhooks",
+            "webhook_outbox",
+        ] {
             tx.execute(
                 &format!("DELETE FROM {table} WHERE app_id = ?1"),
                 [app_id.as_str()],
@@ -392,6 +401,41 @@ impl Store for SqliteStore {
             .optional()?;
         Ok(used.unwrap_or(0))
     }
+
+    fn set_webhook_url(&self, app_id: &AppId, url: Option<&str>) -> Result<bool, StoreError> {
+        sqlite_outbox::set_webhook_url(&mut self.conn(), app_id, url)
+    }
+
+    fn webhook_url(&self, app_id: &AppId) -> Result<Option<String>, StoreError> {
+        sqlite_outbox::webhook_url(&self.conn(), app_id)
+    }
+
+    fn enqueue_webhooks(
+        &self,
+        deliveries: &[NewDelivery],
+        now_ms: u64,
+        max_pending_per_app: u64,
+    ) -> Result<EnqueueOutcome, StoreError> {
+        sqlite_outbox::enqueue(&mut self.conn(), deliveries, now_ms, max_pending_per_app)
+    }
+
+    fn claim_webhooks(
+        &self,
+        now_ms: u64,
+        lease_ms: u64,
+        per_app: u64,
+        limit: u64,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        sqlite_outbox::claim(&mut self.conn(), now_ms, lease_ms, per_app, limit)
+    }
+
+    fn finish_webhook(&self, id: &str, outcome: &AttemptOutcome) -> Result<bool, StoreError> {
+        sqlite_outbox::finish(&mut self.conn(), id, outcome)
+    }
+
+    fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
+        sqlite_outbox::counts(&self.conn())
+    }
 }
 
 #[cfg(test)]
@@ -481,6 +525,36 @@ mod tests {
         fn rooms_created(&self, app_id: &AppId, day: &str) -> Result<u64, StoreError> {
             self.store.rooms_created(app_id, day)
         }
+        fn set_webhook_url(&self, app_id: &AppId, url: Option<&str>) -> Result<bool, StoreError> {
+            self.store.set_webhook_url(app_id, url)
+        }
+        fn webhook_url(&self, app_id: &AppId) -> Result<Option<String>, StoreError> {
+            self.store.webhook_url(app_id)
+        }
+        fn enqueue_webhooks(
+            &self,
+            deliveries: &[NewDelivery],
+            now_ms: u64,
+            max_pending_per_app: u64,
+        ) -> Result<EnqueueOutcome, StoreError> {
+            self.store
+                .enqueue_webhooks(deliveries, now_ms, max_pending_per_app)
+        }
+        fn claim_webhooks(
+            &self,
+            now_ms: u64,
+            lease_ms: u64,
+            per_app: u64,
+            limit: u64,
+        ) -> Result<Vec<Delivery>, StoreError> {
+            self.store.claim_webhooks(now_ms, lease_ms, per_app, limit)
+        }
+        fn finish_webhook(&self, id: &str, outcome: &AttemptOutcome) -> Result<bool, StoreError> {
+            self.store.finish_webhook(id, outcome)
+        }
+        fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
+            self.store.outbox_counts()
+        }
     }
 
     mod in_memory {
@@ -550,6 +624,56 @@ mod tests {
             store.create_app(&app("wx1")),
             Err(StoreError::AppExists(_))
         ));
+    }
+
+    #[test]
+    fn webhook_url_and_outbox_survive_reopening_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("hooks.sqlite3");
+        let a = AppId::new("wx1");
+        let new = |id: &str, stream: &str| NewDelivery {
+            id: id.into(),
+            app_id: a.clone(),
+            stream: stream.into(),
+            event: "room_started".into(),
+            body: "{}".into(),
+            created_at: 1,
+        };
+        {
+            let store = SqliteStore::open(&path).expect("open");
+            store.create_app(&app("wx1")).expect("create");
+            assert!(store
+                .set_webhook_url(&a, Some("http://127.0.0.1:9/h"))
+                .expect("url"));
+            let batch = [new("g1", "g"), new("g2", "g"), new("h1", "h")];
+            store.enqueue_webhooks(&batch, 1_000, 100).expect("enqueue");
+            let claimed = store.claim_webhooks(1_000, 60_000, 10, 10).expect("claim");
+            assert_eq!(claimed.len(), 2);
+            let retry = AttemptOutcome::Retry {
+                at_ms: 2_000,
+                error: "connection refused".into(),
+            };
+            assert!(store.finish_webhook("g1", &retry).expect("retry"));
+            // h1 stays leased: the process "dies" during its attempt.
+        }
+        let store = SqliteStore::open(&path).expect("reopen");
+        assert_eq!(
+            store.webhook_url(&a).expect("url").as_deref(),
+            Some("http://127.0.0.1:9/h")
+        );
+        assert_eq!(store.outbox_counts().expect("counts").pending, 3);
+        let claimed = store.claim_webhooks(2_000, 60_000, 10, 10).expect("claim");
+        assert_eq!(
+            claimed
+                .iter()
+                .map(|d| (d.id.as_str(), d.attempts))
+                .collect::<Vec<_>>(),
+            [("g1", 1)],
+            "h1's lease has not run out yet"
+        );
+        let claimed = store.claim_webhooks(61_000, 60_000, 10, 10).expect("claim");
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].id, "h1");
     }
 
     #[test]

@@ -4,9 +4,11 @@
 
 use super::*;
 
-/// Why a member left its room: what it is told, and what the log says.
+/// Why a member left its room: what it is told, what the log says, and what a backend's
+/// webhook hears.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Leave {
+#[non_exhaustive]
+pub enum Leave {
     /// It sent `exit`.
     Exited,
     /// Its signaling connection closed.
@@ -58,14 +60,9 @@ impl Engine {
 
         let room_type = self.rooms[&key].room_type;
         let mut rtc = self.new_rtc(now, room_type);
-        match Candidate::host(self.config.announce, "udp") {
-            Ok(c) => {
-                rtc.add_local_candidate(c);
-            }
-            Err(e) => {
-                warn!("announce address unusable as candidate: {e}");
-                return self.reply_join_fail(conn, Failure::new(ErrorCode::SystemError));
-            }
+        if let Err(e) = self.add_candidates(&mut rtc) {
+            warn!("announce address unusable as candidate: {e}");
+            return self.reply_join_fail(conn, Failure::new(ErrorCode::SystemError));
         }
         let answer = match rtc.sdp_api().accept_offer(offer) {
             Ok(a) => a,
@@ -130,9 +127,11 @@ impl Engine {
                     .collect()
             })
             .unwrap_or_default();
+        let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
         self.members.insert(
             id,
             Member {
+                ufrag: ufrag.clone(),
                 conn,
                 open_id: req.open_id.clone(),
                 room: key.clone(),
@@ -152,6 +151,7 @@ impl Engine {
             },
         );
         self.conns.insert(conn, ConnState::Member(id));
+        self.by_ufrag.insert(ufrag.clone(), id);
         match replaces {
             Some(old) => self.replace_member(now, old, id),
             None => {
@@ -164,6 +164,12 @@ impl Engine {
         let muted = self.muted_now(&key);
         info!(room = %key, open_id = %req.open_id, members = list.len(),
               replaced = replaces.is_some(), "member joined");
+        self.outputs.push_back(Output::MemberJoined(MemberChange {
+            room: key.clone(),
+            room_type,
+            open_id: req.open_id.clone(),
+            members: list.len(),
+        }));
 
         self.signal(
             conn,
@@ -228,6 +234,20 @@ impl Engine {
         for slot in room.members.iter_mut().filter(|x| **x == old) {
             *slot = new;
         }
+        // To a backend, the old connection left and the new one joins (`admit` says so).
+        let left = MemberChange {
+            room: m.room.clone(),
+            room_type: room.room_type,
+            open_id: m.open_id.clone(),
+            members: room.members.len().saturating_sub(1),
+        };
+        self.outputs.push_back(Output::MemberLeft(
+            left,
+            Leave::Interrupted(ErrorCode::Replaced),
+        ));
+        let Some(room) = self.rooms.get(&m.room) else {
+            return;
+        };
         let members = room.members.clone();
         for other in members.iter().filter(|x| **x != new) {
             if let Some(o) = self.members.get_mut(other) {
@@ -244,6 +264,23 @@ impl Engine {
         }
     }
 
+    /// The server's candidates: UDP at the announced address and, with `ice_tcp`, a passive
+    /// TCP one with the same address and port number (the client connects to it; str0m
+    /// gives TCP host candidates a lower priority, so a client that reaches both uses UDP).
+    fn add_candidates(&self, rtc: &mut Rtc) -> Result<(), str0m::error::IceError> {
+        let udp = Candidate::host(self.config.announce, "udp")?;
+        rtc.add_local_candidate(udp);
+        if self.config.ice_tcp {
+            let tcp = Candidate::builder()
+                .tcp()
+                .host(self.config.announce)
+                .tcptype(TcpType::Passive)
+                .build()?;
+            rtc.add_local_candidate(tcp);
+        }
+        Ok(())
+    }
+
     /// Takes a member out of the engine: its session, addresses and connection, telling it
     /// why if the server removed it. Its room is left to the caller.
     pub(super) fn detach_member(&mut self, id: MemberId, why: Leave) -> Option<Member> {
@@ -252,6 +289,7 @@ impl Engine {
         for a in &m.addrs {
             self.by_addr.remove(a);
         }
+        self.by_ufrag.remove(&m.ufrag);
         self.conns.remove(&m.conn);
         if let Leave::Interrupted(code) = why {
             self.signal(m.conn, ServerMsg::interrupted(code));
@@ -269,6 +307,13 @@ impl Engine {
         };
         room.members.retain(|x| *x != id);
         let remaining = room.members.clone();
+        let left = MemberChange {
+            room: m.room.clone(),
+            room_type: room.room_type,
+            open_id: m.open_id.clone(),
+            members: remaining.len(),
+        };
+        self.outputs.push_back(Output::MemberLeft(left, why));
         for other in &remaining {
             if let Some(o) = self.members.get_mut(other) {
                 o.wants_slots.retain(|(_, s)| *s != id);
@@ -298,8 +343,10 @@ impl Engine {
     pub(super) fn close_if_empty(&mut self, key: &RoomKey) {
         if let Some(room) = self.rooms.get(key) {
             if matches!(room.state, RoomState::Open) && room.members.is_empty() {
+                let room_type = room.room_type;
                 self.rooms.remove(key);
-                self.outputs.push_back(Output::RoomClosed(key.clone()));
+                self.outputs
+                    .push_back(Output::RoomClosed(key.clone(), room_type));
             }
         }
     }

@@ -14,7 +14,7 @@ use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::config::DtlsCert;
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Pt};
-use str0m::net::{Protocol, Receive, Transmit};
+use str0m::net::{Protocol, Receive, TcpType, Transmit};
 use str0m::rtp::{Extension, ExtensionValues, RtpPacket, RtpWrite, SeqNo, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output as RtcOutput, Rtc};
 use tracing::{debug, info, warn};
@@ -33,10 +33,11 @@ mod forward;
 mod membership;
 mod simulcast;
 mod slots;
+mod stun_gate;
 mod subscriptions;
 
 use crate::speakers::{SpeakerConfig, SpeakerState};
-use membership::Leave;
+pub use membership::Leave;
 use simulcast::{Downlink, Layer};
 use slots::Slot;
 
@@ -51,11 +52,16 @@ pub struct MemberId(u64);
 /// Settings of the engine; the server fills them from its configuration.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
-    /// Address announced as the only ICE candidate; packets are accepted as sent to it.
+    /// Address announced as the UDP ICE candidate; packets are accepted as sent to it.
     pub announce: SocketAddr,
+    /// Also announce a passive TCP candidate (RFC 6544) at the same address and port
+    /// number, for clients whose network blocks UDP: the caller then feeds the frames of its
+    /// TCP connections to `handle_tcp_frame` and sends `Transmit`s whose `proto` is TCP on
+    /// the connection of their destination.
+    pub ice_tcp: bool,
     /// Most members in one room at once.
     pub room_cap: usize,
-    /// A member from whom no UDP packet arrives for this long is removed.
+    /// A member from whom no media packet (UDP or TCP) arrives for this long is removed.
     pub media_timeout: Duration,
     pub speakers: SpeakerConfig,
 }
@@ -64,6 +70,7 @@ impl EngineConfig {
     pub fn new(announce: SocketAddr) -> Self {
         Self {
             announce,
+            ice_tcp: false,
             room_cap: 10,
             media_timeout: Duration::from_secs(8),
             speakers: SpeakerConfig::default(),
@@ -90,11 +97,27 @@ pub enum Output {
     /// A join wants to create this room: take one unit of the app's daily quota and call
     /// `handle_room_quota`. At most one request per room is outstanding.
     NeedRoomQuota(RoomKey),
-    /// A room was created (quota taken) or destroyed (its last member left).
-    RoomOpened(RoomKey),
-    RoomClosed(RoomKey),
+    /// A room was created (quota taken) or destroyed (its last member left), with its type.
+    RoomOpened(RoomKey, RoomType),
+    RoomClosed(RoomKey, RoomType),
+    /// A member was admitted to a room (after its `RoomOpened`, if it created the room).
+    MemberJoined(MemberChange),
+    /// A member left its room, and why (before the room's `RoomClosed`, if it was the last).
+    /// A replacement by a new connection of the same openId is a `MemberLeft` with
+    /// `Leave::Interrupted(ErrorCode::Replaced)` followed by a `MemberJoined`.
+    MemberLeft(MemberChange, Leave),
     /// Nothing more now; call `handle_timeout` at this instant.
     Timeout(Instant),
+}
+
+/// A member entering or leaving a room, as the server's webhooks tell a backend.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberChange {
+    pub room: RoomKey,
+    pub room_type: RoomType,
+    pub open_id: OpenId,
+    /// Members in the room after the change.
+    pub members: usize,
 }
 
 /// Where a connection stands.
@@ -128,6 +151,8 @@ struct Room {
 }
 
 struct Member {
+    /// The session's local ICE ufrag (its key in `Engine::by_ufrag`).
+    ufrag: String,
     conn: ConnId,
     open_id: OpenId,
     room: RoomKey,
@@ -142,7 +167,8 @@ struct Member {
     /// Video publishing and receiving; None in a voice room.
     video: Option<MemberVideo>,
     tracks_dirty: bool,
-    addrs: Vec<SocketAddr>,
+    /// The transport addresses ICE accepted for it (`by_addr` keys), removed with it.
+    addrs: Vec<(Protocol, SocketAddr)>,
     /// ICE and DTLS completed at least once; a member removed before that never reached
     /// the announced address, which the operator needs to hear about.
     connected: bool,
@@ -176,8 +202,11 @@ pub struct Engine {
     rooms: HashMap<RoomKey, Room>,
     members: HashMap<MemberId, Member>,
     conns: HashMap<ConnId, ConnState>,
-    /// UDP source address to member, learned from ICE.
-    by_addr: HashMap<SocketAddr, MemberId>,
+    /// Source address to member, learned from ICE. A TCP peer address and a UDP one may
+    /// share ip:port (separate port spaces), so the protocol is part of the key.
+    by_addr: HashMap<(Protocol, SocketAddr), MemberId>,
+    /// Each session's local ICE ufrag, which a connectivity check from a new address names.
+    by_ufrag: HashMap<String, MemberId>,
     next_member: u64,
     outputs: VecDeque<Output>,
     /// Events drained from sessions, handled after the drain (no recursion).
@@ -209,6 +238,7 @@ impl Engine {
             members: HashMap::new(),
             conns: HashMap::new(),
             by_addr: HashMap::new(),
+            by_ufrag: HashMap::new(),
             next_member: 1,
             outputs: VecDeque::new(),
             events: VecDeque::new(),
@@ -326,7 +356,9 @@ impl Engine {
         match answer {
             QuotaAnswer::Granted => {
                 room.state = RoomState::Open;
-                self.outputs.push_back(Output::RoomOpened(key.clone()));
+                let room_type = room.room_type;
+                self.outputs
+                    .push_back(Output::RoomOpened(key.clone(), room_type));
                 for (conn, req) in waiting {
                     self.conns.remove(&conn);
                     self.admit(now, conn, key.clone(), req);
@@ -478,6 +510,45 @@ impl Engine {
 
     /// One UDP datagram from `source`.
     pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, bytes: &[u8]) {
+        self.receive(now, Protocol::Udp, source, bytes);
+    }
+
+    /// One packet from a TCP connection whose peer is `source` (the payload of one RFC 4571
+    /// frame). Only meaningful with `EngineConfig::ice_tcp`; without it nothing is accepted.
+    pub fn handle_tcp_frame(&mut self, now: Instant, source: SocketAddr, bytes: &[u8]) {
+        if !self.config.ice_tcp {
+            self.counters.dropped.unknown_source += 1;
+            return;
+        }
+        self.receive(now, Protocol::Tcp, source, bytes);
+    }
+
+    /// Whether packets from this transport address reach a member: its ICE check was
+    /// accepted and the member is still there. The TCP shell closes connections for which
+    /// this stays false.
+    pub fn knows_source(&self, proto: Protocol, source: SocketAddr) -> bool {
+        self.by_addr.contains_key(&(proto, source))
+    }
+
+    fn receive(&mut self, now: Instant, proto: Protocol, source: SocketAddr, bytes: &[u8]) {
+        let key = (proto, source);
+        let known = self.by_addr.get(&key).copied();
+        // A new address: only an ICE check naming a session's ufrag may open it
+        // (`stun_gate`); anything else is dropped before it is parsed, without visiting
+        // any session.
+        let candidate = match known {
+            Some(_) => None,
+            None => {
+                let member = stun_gate::binding_request_ufrag(bytes)
+                    .and_then(|ufrag| self.by_ufrag.get(ufrag).copied());
+                if member.is_none() {
+                    debug!(%source, ?proto, "packet from an unknown address dropped");
+                    self.counters.dropped.unknown_source += 1;
+                    return;
+                }
+                member
+            }
+        };
         let Ok(contents) = bytes.try_into() else {
             self.counters.dropped.unrecognized += 1;
             return;
@@ -485,31 +556,32 @@ impl Engine {
         let input = Input::Receive(
             now,
             Receive {
-                proto: Protocol::Udp,
+                proto,
                 source,
+                // The TCP candidate has the UDP one's address: same IP, same port number.
                 destination: self.config.announce,
                 contents,
             },
         );
-        let id = match self.by_addr.get(&source) {
-            Some(id) => *id,
-            None => {
-                // A new address: only an ICE check with a member's ufrag is accepted.
-                let Some((id, _)) = self.members.iter().find(|(_, m)| m.rtc.accepts(&input)) else {
-                    debug!(%source, "datagram from an unknown address dropped");
+        let id = match (known, candidate) {
+            (Some(id), _) => id,
+            (None, Some(id)) => {
+                // The session itself checks the request's integrity.
+                if !self.members.get(&id).is_some_and(|m| m.rtc.accepts(&input)) {
+                    debug!(%source, ?proto, "ICE check from an unknown address refused");
                     self.counters.dropped.unknown_source += 1;
                     return;
-                };
-                let id = *id;
-                self.by_addr.insert(source, id);
+                }
+                self.by_addr.insert(key, id);
                 if let Some(m) = self.members.get_mut(&id) {
-                    m.addrs.push(source);
+                    m.addrs.push(key);
                 }
                 id
             }
+            (None, None) => return,
         };
         let Some(m) = self.members.get_mut(&id) else {
-            self.by_addr.remove(&source);
+            self.by_addr.remove(&key);
             return;
         };
         m.last_rx = now;

@@ -14,7 +14,7 @@ use str0m::format::CodecExtra;
 use str0m::media::{
     Direction, KeyframeRequestKind, MediaKind, Mid, Rid, Simulcast, SimulcastLayer,
 };
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, TcpType};
 use str0m::rtp::rtcp::Rtcp;
 use str0m::rtp::{RawPacket, RtpWrite};
 use str0m::{Candidate, Event, Input, Output as RtcOutput, Rtc};
@@ -30,7 +30,13 @@ pub const SERVER: &str = "127.0.0.1:7882";
 pub struct Peer {
     pub conn: ConnId,
     pub open_id: OpenId,
+    /// Where its packets come from: its UDP socket, or its end of the TCP connection.
     pub addr: SocketAddr,
+    /// UDP, or TCP for a peer whose only candidate is an active TCP one (ICE-TCP).
+    pub proto: Protocol,
+    /// Its ICE host candidate's address (what it receives on, for its str0m): `addr` for
+    /// UDP; for TCP the discard port 9, as browsers announce active candidates.
+    pub candidate: SocketAddr,
     pub rtc: Rtc,
     pub send_mid: Option<Mid>,
     /// The camera m-line of a video-room peer.
@@ -229,6 +235,9 @@ pub struct Net {
     pub auto_quota: Option<QuotaAnswer>,
     pub opened: Vec<RoomKey>,
     pub closed: Vec<RoomKey>,
+    /// The engine's room and member events in order, as text: "opened g voice",
+    /// "joined g alice 1", "left g alice 0 exit", "closed g voice".
+    pub lifecycle: Vec<String>,
     next_conn: u64,
     /// The step `advance` moves time by (10 ms unless a test needs finer timing, as
     /// bandwidth estimation does).
@@ -255,6 +264,7 @@ impl Net {
             auto_quota: Some(QuotaAnswer::Granted),
             opened: Vec::new(),
             closed: Vec::new(),
+            lifecycle: Vec::new(),
             next_conn: 1,
             step: Duration::from_millis(10),
         }
@@ -291,7 +301,23 @@ impl Net {
         self.add_peer_mode(open_id, codecs, false)
     }
 
+    /// A voice peer that can only use TCP: one active TCP host candidate, no UDP at all.
+    /// Its packets reach the engine as `handle_tcp_frame` from its connection's address.
+    pub fn add_tcp_peer(&mut self, open_id: &str) -> usize {
+        self.add_peer_on(open_id, &[], false, Protocol::Tcp)
+    }
+
     fn add_peer_mode(&mut self, open_id: &str, codecs: &[Codec], rtp_mode: bool) -> usize {
+        self.add_peer_on(open_id, codecs, rtp_mode, Protocol::Udp)
+    }
+
+    fn add_peer_on(
+        &mut self,
+        open_id: &str,
+        codecs: &[Codec],
+        rtp_mode: bool,
+        proto: Protocol,
+    ) -> usize {
         let idx = self.peers.len();
         let addr: SocketAddr = format!("127.0.0.1:{}", 20000 + idx).parse().unwrap();
         let video = !codecs.is_empty();
@@ -303,13 +329,29 @@ impl Net {
             .enable_raw_packets(video)
             .set_rtp_mode(rtp_mode)
             .build(self.now);
-        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+        let candidate = match proto {
+            Protocol::Tcp => {
+                let c = Candidate::builder()
+                    .tcp()
+                    .host("127.0.0.1:9".parse().unwrap())
+                    .tcptype(TcpType::Active)
+                    .build()
+                    .unwrap();
+                rtc.add_local_candidate(c).unwrap().addr()
+            }
+            _ => {
+                rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+                addr
+            }
+        };
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
         self.peers.push(Peer {
             conn,
             open_id: OpenId::from(open_id),
             addr,
+            proto,
+            candidate,
             rtc,
             send_mid: None,
             video_mid: None,
@@ -492,7 +534,11 @@ impl Net {
                     Output::Transmit(t) => {
                         busy = true;
                         let now = self.now;
-                        if let Some(p) = self.peers.iter_mut().find(|p| p.addr == t.destination) {
+                        if let Some(p) = self
+                            .peers
+                            .iter_mut()
+                            .find(|p| p.addr == t.destination && p.proto == t.proto)
+                        {
                             if let Some(link) = &mut p.downlink {
                                 link.push(now, t.source, t.contents.to_vec());
                             } else if p.online {
@@ -511,8 +557,24 @@ impl Net {
                             None => self.quota_requests.push(key),
                         }
                     }
-                    Output::RoomOpened(k) => self.opened.push(k),
-                    Output::RoomClosed(k) => self.closed.push(k),
+                    Output::RoomOpened(k, t) => {
+                        self.lifecycle
+                            .push(format!("opened {} {}", k.group_id, t.as_str()));
+                        self.opened.push(k)
+                    }
+                    Output::RoomClosed(k, t) => {
+                        self.lifecycle
+                            .push(format!("closed {} {}", k.group_id, t.as_str()));
+                        self.closed.push(k)
+                    }
+                    Output::MemberJoined(c) => self.lifecycle.push(format!(
+                        "joined {} {} {}",
+                        c.room.group_id, c.open_id, c.members
+                    )),
+                    Output::MemberLeft(c, why) => self.lifecycle.push(format!(
+                        "left {} {} {} {why}",
+                        c.room.group_id, c.open_id, c.members
+                    )),
                 }
             }
             let now = self.now;
@@ -530,7 +592,8 @@ impl Net {
                 {
                     busy = true;
                     if self.peers[i].online {
-                        self.engine.handle_datagram(now, src, &bytes);
+                        let proto = self.peers[i].proto;
+                        to_engine(&mut self.engine, now, proto, src, &bytes);
                     }
                 }
             }
@@ -593,9 +656,10 @@ impl Net {
                     busy = true;
                     if p.online {
                         let from = p.addr;
+                        assert_eq!(t.proto, p.proto, "a peer sends only on its own transport");
                         match &mut p.uplink {
                             Some(link) => link.push(now, from, t.contents.to_vec()),
-                            None => self.engine.handle_datagram(now, from, &t.contents),
+                            None => to_engine(&mut self.engine, now, p.proto, from, &t.contents),
                         }
                     }
                 }
@@ -834,13 +898,21 @@ impl Net {
     }
 }
 
+/// A packet from a peer into the engine, by the peer's transport.
+fn to_engine(engine: &mut Engine, now: Instant, proto: Protocol, from: SocketAddr, bytes: &[u8]) {
+    match proto {
+        Protocol::Tcp => engine.handle_tcp_frame(now, from, bytes),
+        _ => engine.handle_datagram(now, from, bytes),
+    }
+}
+
 fn deliver_datagram(p: &mut Peer, now: Instant, source: SocketAddr, bytes: &[u8]) {
     let input = Input::Receive(
         now,
         Receive {
-            proto: Protocol::Udp,
+            proto: p.proto,
             source,
-            destination: p.addr,
+            destination: p.candidate,
             contents: bytes.try_into().unwrap(),
         },
     );
