@@ -7,7 +7,7 @@ start=$(date +%s)
 
 # --- what the tests need from Debian ---------------------------------------------------
 # sox/espeak-ng/opus-tools make sound fixtures, ffmpeg video ones; chromium drives the browser tests. node and
-# python3 run the example game backends of examples/ in them.
+# python3 run the example game backends of examples/ in them; coturn is the TURN server relaying for them.
 need_pkgs=()
 command -v opusenc >/dev/null || need_pkgs+=(opus-tools)
 command -v sox >/dev/null || need_pkgs+=(sox)
@@ -19,8 +19,9 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)  # 
 command -v curl >/dev/null || need_pkgs+=(curl)           # docs/api.md examples, schemathesis.sh
 command -v ip >/dev/null || need_pkgs+=(iproute2)         # loopback-only namespaces
 command -v unshare >/dev/null || need_pkgs+=(util-linux)
-command -v nft >/dev/null || need_pkgs+=(nftables)        # packet loss and a UDP-blocked network in browser tests
+command -v nft >/dev/null || need_pkgs+=(nftables)        # packet loss, a UDP-blocked network, firewalls in browser tests
 command -v openssl >/dev/null || need_pkgs+=(openssl)      # the browser TLS test's certificate
+command -v turnserver >/dev/null || need_pkgs+=(coturn)   # the TURN server of the TURN tests
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -91,8 +91,21 @@ export interface VoIPClientOptions {
   audioContainer?: Element;
   /** Rejoin when the connection drops (needs `sign`); false switches it off. */
   reconnect?: ReconnectOptions | false;
-  /** Merged into the RTCPeerConnection configuration (default: no ICE servers, max-bundle). */
+  /**
+   * ICE servers of the app's own (STUN, or a TURN service with its credentials), put before
+   * the TURN servers the voipchat server sends in its hello. Default none.
+   */
+  iceServers?: RTCIceServer[];
+  /**
+   * Merged into the RTCPeerConnection configuration (default: `iceServers` and the server's,
+   * max-bundle); an `iceServers` here replaces both.
+   */
   rtcConfiguration?: RTCConfiguration;
+  /**
+   * How long a join waits for the server's hello (its ICE servers) before it goes on
+   * without them, ms (default 2000; servers older than the hello never send one).
+   */
+  helloTimeoutMs?: number;
   /** joinResult wait, ms (default 15000). */
   joinTimeoutMs?: number;
   /** exitResult / muteConfigResult wait, ms (default 5000). */
@@ -252,6 +265,11 @@ export interface VoIPClient {
   readonly autoplayBlocked: boolean;
   /** The current RTCPeerConnection (a new one after each rejoin), e.g. for getStats(). */
   readonly pc: RTCPeerConnection | null;
+  /**
+   * The ICE servers the current peer connection was created with: the `iceServers` option,
+   * then the server's (its hello's TURN servers with their credentials). [] when idle.
+   */
+  readonly iceServers: RTCIceServer[];
   /** The current signaling WebSocket. */
   readonly ws: WebSocket | null;
   readonly slots: Slot[];

@@ -193,6 +193,7 @@ const RETRYABLE = new Set([E.SYSTEM, -11004]);
 
 const DEFAULTS = {
   joinTimeoutMs: 15000,
+  helloTimeoutMs: 2000,
   resultTimeoutMs: 5000,
   pingIntervalMs: 15000,
   reconnect: { attempts: 5, delaysMs: [0, 500, 1000, 2000, 4000] },
@@ -299,6 +300,28 @@ class Session {
     this.abortOpen = null;
     /** Whether media ever flowed on this session's peer connection. */
     this.mediaConnected = false;
+    /** The ICE servers of the server's hello (null until it came, and if it never does). */
+    this.serverIceServers = null;
+    /** The configuration the peer connection was created with. */
+    this.iceServers = [];
+    this.helloArrived = new Promise((resolve) => (this.resolveHello = resolve));
+  }
+
+  /**
+   * The server's ICE servers: its hello, the first message of every connection. Servers
+   * older than the hello never send it, so after `ms` the session goes on without (as
+   * those servers' clients always did) rather than fail the join.
+   */
+  async helloIceServers(ms) {
+    let timer;
+    const late = new Promise((resolve) => (timer = setTimeout(() => resolve(null), ms)));
+    const servers = await Promise.race([this.helloArrived, late]);
+    clearTimeout(timer);
+    if (servers === null) {
+      console.warn(`voipchat: no hello from the server within ${ms} ms; joining without its ICE (TURN) servers`);
+      return [];
+    }
+    return servers;
   }
 
   /** Delivers the room events that arrived before the join completed. */
@@ -378,11 +401,15 @@ class Session {
    * The peer connection with its send m-lines: the microphone, and in a video room one video
    * m-line for the camera (`cameraTrack`, or none yet while the camera is muted).
    */
-  createPeerConnection(micTrack, micStream, video, cameraTrack, cameraStream) {
+  createPeerConnection(micTrack, micStream, video, cameraTrack, cameraStream, serverIceServers) {
+    // The app's own ICE servers first, then the server's TURN servers with their credentials;
+    // an rtcConfiguration.iceServers of the app replaces both.
+    const iceServers = [...(this.client.options.iceServers || []), ...(serverIceServers || [])];
     const config = Object.assign(
-      { iceServers: [], bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' },
+      { iceServers, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' },
       this.client.options.rtcConfiguration || {},
     );
+    this.iceServers = config.iceServers;
     const pc = new RTCPeerConnection(config);
     this.pc = pc;
     pc.addTransceiver(micTrack, { direction: 'sendonly', streams: [micStream] });
@@ -449,6 +476,12 @@ class Session {
       return;
     }
     switch (msg.type) {
+      case 'hello':
+        if (this.serverIceServers === null) {
+          this.serverIceServers = Array.isArray(msg.iceServers) ? msg.iceServers : [];
+          this.resolveHello(this.serverIceServers);
+        }
+        break;
       case 'offer':
         this.chain(async () => {
           if (this.closed) return;
@@ -691,6 +724,9 @@ class VoIPClient {
       throw new TypeError('createVoIPClient: appId and openId are required');
     }
     simulcastLayers(options.simulcast); // a bad value throws here, not at the first video join
+    if (options.iceServers !== undefined && !Array.isArray(options.iceServers)) {
+      throw new TypeError('createVoIPClient: iceServers must be an array of RTCIceServer');
+    }
     if (options.videoCodec !== undefined && options.videoCodec !== 'VP8' && options.videoCodec !== 'H264') {
       throw new TypeError(`createVoIPClient: videoCodec must be 'VP8' or 'H264', not ${options.videoCodec}`);
     }
@@ -748,6 +784,14 @@ class VoIPClient {
   /** The current RTCPeerConnection (a new one after each rejoin), for getStats(). */
   get pc() {
     return this.session ? this.session.pc : null;
+  }
+
+  /**
+   * The ICE servers the current peer connection was created with: the app's `iceServers`,
+   * then those of the server's hello (its TURN servers with their credentials).
+   */
+  get iceServers() {
+    return this.session ? this.session.iceServers.slice() : [];
   }
 
   /** The current signaling WebSocket. */
@@ -1055,7 +1099,9 @@ class VoIPClient {
     session.onDrop = (ev) => this.dropped(session, ev);
     await session.open();
     if (attempt) this.checkAborted(attempt);
-    session.createPeerConnection(this.micTrack, this.micStream, this.publishesVideo(), this.cameraTrack, this.cameraStream);
+    const serverIceServers = await session.helloIceServers(this.options.helloTimeoutMs);
+    if (attempt) this.checkAborted(attempt);
+    session.createPeerConnection(this.micTrack, this.micStream, this.publishesVideo(), this.cameraTrack, this.cameraStream, serverIceServers);
     const sdp = await session.offer();
     if (attempt) this.checkAborted(attempt);
     const joinResult = session.waitFor('joinResult', this.options.joinTimeoutMs);

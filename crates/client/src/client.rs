@@ -4,6 +4,7 @@
 
 use crate::peer::{Peer, PeerOutput, Reply};
 use crate::tcp_link::TcpLink;
+use crate::turn::{TurnClient, TurnState};
 use futures_util::{SinkExt, StreamExt};
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -17,8 +18,8 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use voipchat_proto::{
-    AppId, ClientMsg, ErrorCode, GroupId, JoinRequest, MuteConfig, OpenId, RoomType, Secret,
-    Status, TrackSlot,
+    AppId, ClientMsg, ErrorCode, GroupId, IceServer, JoinRequest, MuteConfig, OpenId, RoomType,
+    Secret, ServerMsg, Status, TrackSlot, TurnTransport, TurnUrl,
 };
 
 /// How long [`Client::join`] waits for the WebSocket and then for `joinResult`.
@@ -27,6 +28,11 @@ pub const JOIN_TIMEOUT: Duration = Duration::from_secs(15);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// A `ping` goes to the server this often, so that idle signaling stays alive.
 pub const PING_INTERVAL: Duration = Duration::from_secs(10);
+/// How long [`Client::join`] waits for the server's `hello` (its TURN servers) before it
+/// goes on without: servers older than the `hello` never send one.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long [`Client::join`] waits for a TURN allocation before it joins without a relay.
+pub const TURN_TIMEOUT: Duration = Duration::from_secs(5);
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -386,14 +392,6 @@ impl Client {
         };
         let stats = Arc::new(SharedStats::default());
         let video = opts.room_type == RoomType::Video;
-        let (peer, sdp) = Peer::new(
-            Instant::now(),
-            opts.transport,
-            local_addr,
-            stats.clone(),
-            video,
-        )?;
-        let join = ClientMsg::Join(opts.join_request(sdp));
 
         let connector = if crate::tls::is_tls_url(&opts.server) {
             let config = crate::tls::client_config(opts.ca_file.as_deref())?;
@@ -403,10 +401,35 @@ impl Client {
         };
         let connect =
             tokio_tungstenite::connect_async_tls_with_config(&opts.server, None, false, connector);
-        let (ws, _response) = tokio::time::timeout(JOIN_TIMEOUT, connect)
+        let (mut ws, _response) = tokio::time::timeout(JOIN_TIMEOUT, connect)
             .await
             .map_err(|_| ClientError::Timeout("the websocket connection"))?
             .map_err(|e| ClientError::WebSocket(e.to_string()))?;
+        // The hello's TURN servers must be known before the offer: it carries the relayed
+        // candidate. TURN runs on the UDP socket; ICE over TCP goes without.
+        let (ice_servers, early) = read_hello(&mut ws).await?;
+        let relay = match &media {
+            Media::Udp(socket) => allocate_relay(socket, local_addr, &ice_servers).await,
+            Media::Tcp(_) => {
+                if !ice_servers.is_empty() {
+                    tracing::info!("ICE over TCP: the hello's TURN servers are not used");
+                }
+                None
+            }
+        };
+        let relayed = relay.as_ref().and_then(TurnClient::relayed);
+        let (mut peer, sdp) = Peer::new(
+            Instant::now(),
+            opts.transport,
+            local_addr,
+            stats.clone(),
+            video,
+            relayed,
+        )?;
+        for frame in early {
+            peer.handle_frame(&frame);
+        }
+        let join = ClientMsg::Join(opts.join_request(sdp));
 
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
@@ -415,6 +438,7 @@ impl Client {
         let driver = Driver {
             peer,
             media,
+            relay,
             ws,
             commands: cmd_rx,
             events: ev_tx,
@@ -646,12 +670,142 @@ enum Wake {
     Ping,
 }
 
+/// Reads frames until the server's `hello`; returns its ICE servers and the frames that came
+/// before it (none from a server of this version). Waits [`HELLO_TIMEOUT`] at most, then
+/// goes on without ICE servers, as with a server older than the `hello`.
+async fn read_hello(ws: &mut Ws) -> Result<(Vec<IceServer>, Vec<String>), ClientError> {
+    let deadline = tokio::time::Instant::now() + HELLO_TIMEOUT;
+    let mut early = Vec::new();
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => {
+                tracing::warn!(
+                    "no hello from the server within {HELLO_TIMEOUT:?}: joining without its \
+                     TURN servers"
+                );
+                return Ok((Vec::new(), early));
+            }
+            Ok(frame) => frame,
+        };
+        match frame {
+            Some(Ok(Message::Text(text))) => match ServerMsg::parse(text.as_str()) {
+                Ok(ServerMsg::Hello { ice_servers }) => return Ok((ice_servers, early)),
+                _ => early.push(text.as_str().to_string()),
+            },
+            Some(Ok(Message::Close(_))) | None => return Err(ClientError::Closed),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(ClientError::WebSocket(e.to_string())),
+        }
+    }
+}
+
+/// The first `turn:` URL over UDP among `servers`, resolved to an address of the socket's
+/// family, with that server's credentials.
+async fn pick_turn(
+    servers: &[IceServer],
+    local: SocketAddr,
+) -> Option<(SocketAddr, String, Secret)> {
+    let mut other = Vec::new();
+    for server in servers {
+        for url in &server.urls {
+            let parsed: TurnUrl = match url.parse() {
+                Ok(u) => u,
+                Err(e) => {
+                    tracing::warn!("ignoring an ICE server URL: {e}");
+                    continue;
+                }
+            };
+            if parsed.secure || parsed.transport() != TurnTransport::Udp {
+                other.push(url.as_str());
+                continue;
+            }
+            let host = (parsed.host.as_str(), parsed.port());
+            let found =
+                match tokio::time::timeout(TURN_TIMEOUT, tokio::net::lookup_host(host)).await {
+                    Ok(Ok(addrs)) => addrs.into_iter().find(|a| a.is_ipv4() == local.is_ipv4()),
+                    Ok(Err(e)) => {
+                        tracing::warn!("cannot resolve the TURN server of {url}: {e}");
+                        None
+                    }
+                    Err(_) => {
+                        tracing::warn!("resolving the TURN server of {url} took too long");
+                        None
+                    }
+                };
+            if let Some(addr) = found {
+                return Some((addr, server.username.clone(), server.credential.clone()));
+            }
+        }
+    }
+    if !other.is_empty() {
+        tracing::warn!(
+            urls = ?other,
+            "the server offers TURN only over TCP or TLS, which this client does not speak: \
+             joining without a relay"
+        );
+    }
+    None
+}
+
+/// A TURN allocation for the socket when the server named a TURN server this client can
+/// use, within [`TURN_TIMEOUT`]; `None` (and a log line why) otherwise: the join goes on
+/// with the host candidate alone.
+async fn allocate_relay(
+    socket: &UdpSocket,
+    local: SocketAddr,
+    servers: &[IceServer],
+) -> Option<TurnClient> {
+    let (server, username, credential) = pick_turn(servers, local).await?;
+    let deadline = Instant::now() + TURN_TIMEOUT;
+    let mut turn = TurnClient::new(Instant::now(), server, &username, credential);
+    let mut buf = vec![0u8; 2048];
+    loop {
+        while let Some(datagram) = turn.poll_transmit() {
+            if let Err(e) = socket.send_to(&datagram, server).await {
+                tracing::warn!(%server, "TURN: cannot send to the TURN server: {e}");
+            }
+        }
+        match turn.state() {
+            TurnState::Allocating => {}
+            TurnState::Allocated { relayed, .. } => {
+                tracing::info!(%relayed, turn = %server, "relay candidate {relayed} through the TURN server {server}");
+                return Some(turn);
+            }
+            TurnState::Failed(why) => {
+                tracing::warn!(turn = %server, "no TURN relay: {why}; joining without one");
+                return None;
+            }
+            TurnState::Closed => return None,
+        }
+        let wake = turn.poll_timeout().unwrap_or(deadline).min(deadline);
+        tokio::select! {
+            r = socket.recv_from(&mut buf) => match r {
+                Ok((n, from)) if from == server => {
+                    let _ = turn.handle_datagram(Instant::now(), &buf[..n]);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!("udp receive: {e}"),
+            },
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
+                if Instant::now() >= deadline {
+                    tracing::warn!(turn = %server, "no TURN relay within {TURN_TIMEOUT:?}; joining without one");
+                    return None;
+                }
+                turn.handle_timeout(Instant::now());
+            }
+        }
+    }
+}
+
 /// The task: one loop that waits for the media transport, the WebSocket, a command, the
 /// `Rtc`'s timeout or the ping timer; feeds that one input to the [`Peer`]; and drains the
 /// peer's output until its next timeout.
 struct Driver {
     peer: Peer,
     media: Media,
+    /// The TURN allocation whose relayed address is one of the peer's candidates: what
+    /// str0m sends from that address goes through it, and what it relays goes to str0m.
+    relay: Option<TurnClient>,
     ws: Ws,
     commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<ClientEvent>,
@@ -670,6 +824,10 @@ impl Driver {
         let end = self.run_loop(join).await;
         match end {
             End::Graceful => {
+                if let Some(relay) = &mut self.relay {
+                    relay.close(Instant::now());
+                    self.flush_relay().await;
+                }
                 let closing = async {
                     let _ = self.ws.close(None).await;
                     // Read until the server's close frame (or the end).
@@ -709,9 +867,7 @@ impl Driver {
                 _ = ping.tick() => Wake::Ping,
             };
             match wake {
-                Wake::Media(Ok((n, source))) => {
-                    self.peer.handle_packet(Instant::now(), source, &buf[..n]);
-                }
+                Wake::Media(Ok((n, source))) => self.on_packet(source, &buf[..n]),
                 Wake::Media(Err(e)) => tracing::debug!("media receive: {e}"),
                 Wake::Ws(Some(Ok(Message::Text(text)))) => self.peer.handle_frame(text.as_str()),
                 Wake::Ws(Some(Ok(Message::Binary(_)))) => self.peer.handle_unusable_frame("binary"),
@@ -731,7 +887,13 @@ impl Driver {
                         return end;
                     }
                 }
-                Wake::Timeout => self.peer.handle_timeout(Instant::now()),
+                Wake::Timeout => {
+                    let now = Instant::now();
+                    self.peer.handle_timeout(now);
+                    if let Some(relay) = &mut self.relay {
+                        relay.handle_timeout(now);
+                    }
+                }
                 Wake::Ping => {
                     if self.send_ws(&ClientMsg::Ping).await.is_err() {
                         return End::Gone;
@@ -781,12 +943,54 @@ impl Driver {
         None
     }
 
+    /// A packet from the media transport: the TURN server's go to the TURN client, and what
+    /// it relays on to the peer as received on the relayed address.
+    fn on_packet(&mut self, source: SocketAddr, packet: &[u8]) {
+        let now = Instant::now();
+        if let Some(relay) = self.relay.as_mut().filter(|r| r.server() == source) {
+            if let (Some(relayed), Some((from, data))) =
+                (relay.relayed(), relay.handle_datagram(now, packet))
+            {
+                self.peer.handle_packet(now, from, relayed, &data);
+            }
+            return;
+        }
+        let local = self.peer.local_addr();
+        self.peer.handle_packet(now, source, local, packet);
+    }
+
+    /// Sends what the TURN client has for the TURN server (on the UDP socket it was
+    /// allocated from).
+    async fn flush_relay(&mut self) {
+        let (Some(relay), Media::Udp(socket)) = (&mut self.relay, &self.media) else {
+            return;
+        };
+        let server = relay.server();
+        while let Some(datagram) = relay.poll_transmit() {
+            if let Err(e) = socket.send_to(&datagram, server).await {
+                tracing::debug!(%server, "udp send to the TURN server: {e}");
+            }
+        }
+    }
+
     /// Polls the peer until its next timeout, doing what it asks on the way.
     async fn drain(&mut self) -> Result<Instant, End> {
         loop {
             match self.peer.poll_output() {
-                PeerOutput::Timeout(t) => return Ok(t),
-                PeerOutput::Transmit(t) => self.media.send(&t).await,
+                PeerOutput::Timeout(t) => {
+                    self.flush_relay().await;
+                    let turn = self.relay.as_ref().and_then(TurnClient::poll_timeout);
+                    return Ok(turn.map_or(t, |turn| turn.min(t)));
+                }
+                PeerOutput::Transmit(t) => {
+                    let relayed = self.relay.as_ref().and_then(TurnClient::relayed);
+                    match &mut self.relay {
+                        Some(relay) if relayed == Some(t.source) => {
+                            relay.send_to(Instant::now(), t.destination, &t.contents)
+                        }
+                        _ => self.media.send(&t).await,
+                    }
+                }
                 PeerOutput::Signal(msg) => {
                     if self.send_ws(&msg).await.is_err() {
                         return Err(End::Gone);

@@ -23,7 +23,8 @@
 //! header extensions (RFC 6464 audio level is `a=extmap:1`, abs-send-time 2, transport-cc 3,
 //! sdes:mid 4). The client is the controlling full ICE agent with one host candidate: UDP,
 //! or with [`MediaTransport::Tcp`] an active TCP one (ICE over TCP, for networks that block
-//! UDP). Receive
+//! UDP); over UDP also a relayed one when the server's `hello` names a TURN server it can
+//! reach over UDP (see [`turn`]; allocated before the offer, within [`TURN_TIMEOUT`]). Receive
 //! slots arrive as server `offer`s with `sendonly` m-lines; the client answers each.
 //!
 //! A `wss://` server is reached over TLS (rustls) and must show a certificate from a public
@@ -37,10 +38,12 @@ mod peer;
 pub mod record;
 mod tcp_link;
 pub mod tls;
+pub mod turn;
 
 pub use client::{
     random_nonce, AudioSender, Client, ClientError, ClientEvent, ClientStats, JoinOptions,
-    MediaTransport, SilentClient, JOIN_TIMEOUT, PING_INTERVAL, REQUEST_TIMEOUT,
+    MediaTransport, SilentClient, HELLO_TIMEOUT, JOIN_TIMEOUT, PING_INTERVAL, REQUEST_TIMEOUT,
+    TURN_TIMEOUT,
 };
 pub use ivf::{read_ivf, IvfFrame, IvfHeader, IvfWriter};
 pub use ogg_opus::{read_ogg_opus, OggOpusError, OggOpusWriter, OpusPacket};

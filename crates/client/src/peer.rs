@@ -134,7 +134,8 @@ pub(crate) struct Peer {
 
 impl Peer {
     /// Builds the `Rtc` (Opus, and VP8 for a video room; standard header extensions: audio
-    /// level is id 1) with one host candidate at `local_addr` (UDP, or an active TCP one),
+    /// level is id 1) with one host candidate at `local_addr` (UDP, or an active TCP one;
+    /// over UDP also a relayed one at `relayed`, a TURN allocation made from `local_addr`),
     /// and the join offer: exactly one audio m-line, sendonly, and in a video room one video
     /// m-line, sendonly.
     pub(crate) fn new(
@@ -143,6 +144,7 @@ impl Peer {
         local_addr: SocketAddr,
         stats: Arc<SharedStats>,
         video: bool,
+        relayed: Option<SocketAddr>,
     ) -> Result<(Peer, String), ClientError> {
         let mut rtc = Rtc::builder()
             .clear_codecs()
@@ -167,6 +169,16 @@ impl Peer {
             return Err(ClientError::InvalidOptions(format!(
                 "{local_addr} is not usable as a host candidate"
             )));
+        }
+        if let Some(relayed) = relayed {
+            // str0m sends from this candidate with `Transmit::source == relayed`; the driver
+            // hands those to the TURN client.
+            let added = Candidate::relayed(relayed, local_addr, "udp")
+                .ok()
+                .and_then(|c| rtc.add_local_candidate(c));
+            if added.is_none() {
+                tracing::warn!(%relayed, "the relayed address is not usable as a candidate");
+            }
         }
         let mut change = rtc.sdp_api();
         let send_mid = change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
@@ -206,6 +218,11 @@ impl Peer {
     #[cfg(test)]
     pub(crate) fn is_connected(&self) -> bool {
         self.connected
+    }
+
+    /// Our UDP socket's address: the destination of every datagram read from it.
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.local_addr
     }
 
     /// False once the `Rtc` is closed or the join failed: the driver may stop.
@@ -269,6 +286,9 @@ impl Peer {
                 err_msg: status.err_msg,
             }),
             ServerMsg::Pong => {}
+            // The driver reads the connection's hello before the peer exists; another one
+            // would be a server bug with nothing to act on.
+            ServerMsg::Hello { .. } => tracing::debug!("a second hello, ignored"),
             ServerMsg::VideoMembersChanged { open_id_list, .. } => {
                 self.emit(ClientEvent::VideoMembersChanged(open_id_list))
             }
@@ -286,8 +306,16 @@ impl Peer {
         );
     }
 
-    /// One packet from the media transport: a UDP datagram, or one TCP frame.
-    pub(crate) fn handle_packet(&mut self, now: Instant, source: SocketAddr, contents: &[u8]) {
+    /// One packet from the media transport, a UDP datagram or one TCP frame (`destination`:
+    /// our socket's address), or a datagram relayed by TURN (`destination`: the relayed
+    /// address).
+    pub(crate) fn handle_packet(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        contents: &[u8],
+    ) {
         let Ok(contents) = contents.try_into() else {
             tracing::debug!(%source, len = contents.len(), "ignoring unknown packet");
             return;
@@ -297,7 +325,7 @@ impl Peer {
             Receive {
                 proto: self.proto,
                 source,
-                destination: self.local_addr,
+                destination,
                 contents,
             },
         );

@@ -28,6 +28,7 @@ fn new_peer(now: Instant) -> (Peer, String, Arc<SharedStats>) {
         client_addr(),
         stats.clone(),
         false,
+        None,
     )
     .unwrap();
     (peer, sdp, stats)
@@ -132,7 +133,8 @@ impl Net {
             }
             for t in to_client {
                 assert_eq!(t.destination, client_addr());
-                self.peer.handle_packet(now, t.source, &t.contents);
+                self.peer
+                    .handle_packet(now, t.source, t.destination, &t.contents);
                 drain(&mut self.peer, &mut self.out);
             }
         }
@@ -202,6 +204,7 @@ fn joined_net() -> Net {
         open_id_list: vec![oid("alice"), oid("bob")],
         muted_open_id_list: vec![],
         sdp: Some(answer.to_sdp_string()),
+        ice_servers: Vec::new(),
     });
     assert!(matches!(
         net.out.replies.as_slice(),
@@ -255,7 +258,15 @@ fn join_offer_has_one_sendonly_opus_audio_line_with_audio_level() {
 fn a_tcp_peer_offers_one_active_tcp_candidate_and_no_udp() {
     let stats = Arc::new(SharedStats::default());
     let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
-    let (_peer, sdp) = Peer::new(Instant::now(), MediaTransport::Tcp, addr, stats, false).unwrap();
+    let (_peer, sdp) = Peer::new(
+        Instant::now(),
+        MediaTransport::Tcp,
+        addr,
+        stats,
+        false,
+        None,
+    )
+    .unwrap();
     let candidates: Vec<&str> = sdp
         .lines()
         .filter(|l| l.starts_with("a=candidate:"))
@@ -275,7 +286,7 @@ fn unusable_bind_address_is_refused() {
     let stats = Arc::new(SharedStats::default());
     let any: SocketAddr = "0.0.0.0:5000".parse().unwrap();
     assert!(matches!(
-        Peer::new(Instant::now(), MediaTransport::Udp, any, stats, false),
+        Peer::new(Instant::now(), MediaTransport::Udp, any, stats, false, None),
         Err(ClientError::InvalidOptions(_))
     ));
 }
@@ -468,6 +479,7 @@ fn join_result_ok_without_or_with_bad_sdp_fails_the_join() {
                 open_id_list: vec![],
                 muted_open_id_list: vec![],
                 sdp: sdp.clone(),
+                ice_servers: Vec::new(),
             }
             .to_json(),
         );
@@ -497,12 +509,16 @@ fn every_server_message_and_garbage_is_handled_without_panic() {
         open_id: open_id.map(oid),
     };
     let messages = vec![
+        ServerMsg::Hello {
+            ice_servers: vec![],
+        },
         ServerMsg::join_failed(&Failure::new(ErrorCode::InvalidSignature)),
         ServerMsg::JoinResult {
             status: Status::ok(api::JOIN),
             open_id_list: vec![oid("a")],
             muted_open_id_list: vec![oid("a")],
             sdp: Some("not sdp".into()),
+            ice_servers: Vec::new(),
         },
         ServerMsg::ExitResult {
             status: Status::ok(api::EXIT),
@@ -586,8 +602,13 @@ fn every_server_message_and_garbage_is_handled_without_panic() {
         }
         peer.handle_unusable_frame("binary");
         drain(&mut peer, &mut out);
-        peer.handle_packet(Instant::now(), server_addr(), b"\x00\x01garbage");
-        peer.handle_packet(Instant::now(), server_addr(), &[]);
+        peer.handle_packet(
+            Instant::now(),
+            server_addr(),
+            client_addr(),
+            b"\x00\x01garbage",
+        );
+        peer.handle_packet(Instant::now(), server_addr(), client_addr(), &[]);
         drain(&mut peer, &mut out);
 
         // ...and each message alone lands where it belongs.
@@ -663,7 +684,9 @@ fn every_server_message_and_garbage_is_handled_without_panic() {
                 ServerMsg::JoinResult { .. } => {
                     assert!(matches!(out.replies.as_slice(), [Reply::Joined(Err(_))]))
                 }
-                ServerMsg::Pong => assert!(events.is_empty() && out.replies.is_empty()),
+                ServerMsg::Pong | ServerMsg::Hello { .. } => {
+                    assert!(events.is_empty() && out.replies.is_empty())
+                }
                 ServerMsg::VideoMembersChanged { open_id_list, .. } => assert_eq!(
                     events,
                     &[ClientEvent::VideoMembersChanged(open_id_list.clone())]

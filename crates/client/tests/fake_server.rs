@@ -36,6 +36,8 @@ enum Seen {
 enum Mode {
     Accept,
     Refuse,
+    /// Accept, as a server older than the `hello` message: it never sends one.
+    AcceptWithoutHello,
 }
 
 /// Packets the stand-in sends on the receive slot, one per 20 ms, once connected.
@@ -59,6 +61,12 @@ async fn serve(
     seen: mpsc::UnboundedSender<Seen>,
 ) {
     let send = |m: ServerMsg| Message::text(m.to_json());
+    if mode != Mode::AcceptWithoutHello {
+        let hello = ServerMsg::Hello {
+            ice_servers: vec![],
+        };
+        ws.send(send(hello)).await.unwrap();
+    }
     let first = ws.next().await.unwrap().unwrap();
     let join = match ClientMsg::parse(first.to_text().unwrap()).unwrap() {
         ClientMsg::Join(j) => j,
@@ -91,6 +99,7 @@ async fn serve(
         open_id_list: vec![OpenId::new("bob"), OpenId::new("alice")],
         muted_open_id_list: vec![],
         sdp: Some(answer.to_sdp_string()),
+        ice_servers: Vec::new(),
     }))
     .await
     .unwrap();
@@ -329,6 +338,29 @@ async fn join_exchange_media_mute_and_exit() {
         assert_eq!(p[1], i as u8);
         assert_eq!((*level, *voice), (Some(-30), Some(true)));
     }
+}
+
+/// A server that never says hello is joined all the same, after the client waited for it
+/// (no TURN then), and not much longer.
+#[tokio::test]
+async fn a_server_without_hello_is_joined_after_the_hello_timeout() {
+    let (url, _seen) = start(Mode::AcceptWithoutHello).await;
+    let t0 = Instant::now();
+    let (mut client, members) = Client::join(options(&url)).await.unwrap();
+    let took = t0.elapsed();
+    assert_eq!(members.len(), 2);
+    assert!(
+        took >= voipchat_client::HELLO_TIMEOUT && took < voipchat_client::HELLO_TIMEOUT * 2,
+        "joined after {took:?}"
+    );
+    client
+        .wait_connected(Duration::from_secs(10))
+        .await
+        .expect("ICE and DTLS up");
+    assert!(matches!(
+        next(&mut client).await,
+        ClientEvent::Joined { .. }
+    ));
 }
 
 #[tokio::test]

@@ -6,9 +6,12 @@ pub mod backend;
 pub mod error;
 pub mod ids;
 pub mod signal;
+pub mod turn_url;
 
 pub use error::{ErrorCode, Failure};
 pub use ids::{AppId, GroupId, OpenId, RoomKey, Secret};
 pub use signal::{
-    ClientMsg, JoinRequest, MuteConfig, RoomType, ServerMsg, Status, TrackKind, TrackSlot,
+    ClientMsg, IceServer, JoinRequest, MuteConfig, RoomType, ServerMsg, Status, TrackKind,
+    TrackSlot,
 };
+pub use turn_url::{TurnTransport, TurnUrl, TurnUrlError};

@@ -2,7 +2,7 @@
 //! object with a `type`. docs/protocol.md shows every one; `fixtures/` holds golden copies.
 
 use crate::error::{ErrorCode, Failure};
-use crate::ids::{AppId, GroupId, OpenId};
+use crate::ids::{AppId, GroupId, OpenId, Secret};
 use serde::{Deserialize, Serialize};
 
 /// Largest frame the server reads; an SDP offer with ten m-lines is about 10 KiB.
@@ -337,10 +337,33 @@ pub mod api {
     pub const SIGNALING: &str = "signaling";
 }
 
+/// One entry of `iceServers`, shaped as WebRTC's `RTCIceServer` so that a browser can pass
+/// the list to `new RTCPeerConnection({iceServers})` as it is. The server only hands out TURN
+/// servers with time-limited credentials (see docs/protocol.md, `hello`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IceServer {
+    /// `turn:` / `turns:` URLs of one TURN server (see [`crate::turn_url`]).
+    pub urls: Vec<String>,
+    /// `EXPIRY:NAME`: the Unix second the credential stops being accepted, and whom the
+    /// server gave it to.
+    pub username: String,
+    /// base64(HMAC-SHA1(shared secret, username)); kept out of `Debug` output and logs.
+    pub credential: Secret,
+}
+
 /// Messages from the server to a client.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum ServerMsg {
+    /// The first message of every connection, sent as soon as the WebSocket opens and before
+    /// anything else: the ICE servers the client should give its peer connection, which it
+    /// must create (and gather candidates for) before it can send `join`. Empty when the
+    /// server has no TURN server configured.
+    #[serde(rename_all = "camelCase")]
+    Hello {
+        ice_servers: Vec<IceServer>,
+    },
     /// The result of `join`. On success `sdp` is the answer to the join's offer; it has no
     /// receive slots (an answer cannot add m-lines): they arrive by `offer`, for the members
     /// already present right after this result, and as other members appear.
@@ -355,6 +378,11 @@ pub enum ServerMsg {
         muted_open_id_list: Vec<OpenId>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sdp: Option<String>,
+        /// On success, the `hello`'s ICE servers again (for a client that creates a new peer
+        /// connection later); absent on failure and when the server has no TURN server. The
+        /// engine leaves it empty; the connection's signaling task fills it in.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ice_servers: Vec<IceServer>,
     },
     /// The result of `exit`.
     ExitResult {
@@ -499,6 +527,7 @@ impl ServerMsg {
             open_id_list: Vec::new(),
             muted_open_id_list: Vec::new(),
             sdp: None,
+            ice_servers: Vec::new(),
         }
     }
 

@@ -57,6 +57,8 @@ const CLIENT_FIXTURES: &[&str] = &[
 const SERVER_FIXTURES: &[&str] = &[
     "error.json",
     "exitResult.json",
+    "hello-none.json",
+    "hello.json",
     "interrupted.json",
     "joinResult-fail.json",
     "joinResult-ok.json",
@@ -96,6 +98,7 @@ const CLIENT_TYPES: &[&str] = &[
 /// The wire name of each server message and the wx API its `errMsg` names (None: no status).
 fn server_type(msg: &ServerMsg) -> (&'static str, Option<&'static str>) {
     match msg {
+        ServerMsg::Hello { .. } => ("hello", None),
         ServerMsg::JoinResult { .. } => ("joinResult", Some(api::JOIN)),
         ServerMsg::ExitResult { .. } => ("exitResult", Some(api::EXIT)),
         ServerMsg::MuteConfigResult { .. } => ("muteConfigResult", Some(api::UPDATE_MUTE)),
@@ -119,6 +122,7 @@ fn server_type(msg: &ServerMsg) -> (&'static str, Option<&'static str>) {
     }
 }
 const SERVER_TYPES: &[&str] = &[
+    "hello",
     "joinResult",
     "exitResult",
     "muteConfigResult",
@@ -536,4 +540,41 @@ fn error_codes_keep_their_wx_meaning_and_ranges() {
             "{c:?}: {n} is outside the documented ranges"
         );
     }
+}
+
+// ----- hello -----
+
+/// The hello fixture's URLs are what `turn_urls` accepts, the joinResult repeats the hello's
+/// servers, and a credential never shows in `Debug` output (the client logs messages).
+#[test]
+fn hello_urls_parse_and_the_credential_stays_out_of_debug() {
+    let ServerMsg::Hello { ice_servers } = ServerMsg::parse(&read("server", "hello.json")).unwrap()
+    else {
+        panic!("hello.json is not a hello");
+    };
+    assert_eq!(ice_servers.len(), 1);
+    for url in &ice_servers[0].urls {
+        let parsed: voipchat_proto::TurnUrl =
+            url.parse().unwrap_or_else(|e| panic!("hello.json: {e}"));
+        assert_eq!(&parsed.to_string(), url);
+    }
+    let debug = format!("{ice_servers:?}");
+    assert!(
+        !debug.contains(ice_servers[0].credential.expose()),
+        "{debug}"
+    );
+    let ServerMsg::JoinResult {
+        ice_servers: repeated,
+        ..
+    } = ServerMsg::parse(&read("server", "joinResult-ok.json")).unwrap()
+    else {
+        panic!("joinResult-ok.json is not a joinResult");
+    };
+    assert_eq!(repeated, ice_servers);
+    let ServerMsg::Hello { ice_servers } =
+        ServerMsg::parse(&read("server", "hello-none.json")).unwrap()
+    else {
+        panic!("hello-none.json is not a hello");
+    };
+    assert!(ice_servers.is_empty());
 }

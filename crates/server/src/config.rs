@@ -2,6 +2,9 @@
 
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
+use voipchat_proto::{Secret, TurnUrl};
+
+use crate::turn::{TurnCredentials, MIN_SECRET_BYTES};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -80,7 +83,20 @@ pub struct Config {
     /// Webhooks: a PEM file of CA certificates trusted for `https://` webhook URLs besides
     /// the system's (a receiver with a private CA).
     pub webhook_ca_file: Option<PathBuf>,
+    /// The TURN REST shared secret, the TURN server's `static-auth-secret` (coturn's
+    /// `use-auth-secret`): clients get credentials signed with it. Set with `turn_urls`.
+    pub turn_secret: Option<Secret>,
+    /// `turn:` / `turns:` URLs of that TURN server, handed to clients in `hello`.
+    pub turn_urls: Vec<String>,
+    /// How long a TURN credential is accepted for a new allocation, in seconds.
+    pub turn_ttl_secs: u64,
 }
+
+/// The most `turn_urls`: one TURN server reached over UDP, TCP and TLS, on a few ports.
+pub const MAX_TURN_URLS: usize = 8;
+/// Bounds of `turn_ttl_secs`: a minute covers a slow join and some clock skew between the two
+/// hosts; past a week a credential is no longer what "time-limited" means.
+pub const TURN_TTL_RANGE: std::ops::RangeInclusive<u64> = 60..=604_800;
 
 impl std::str::FromStr for LogFormat {
     type Err = String;
@@ -130,6 +146,12 @@ impl Default for Config {
             webhook_max_age_secs: 3_600,
             webhook_max_pending: 10_000,
             webhook_ca_file: None,
+            turn_secret: None,
+            turn_urls: Vec::new(),
+            // Credentials are used within seconds of the hello (the peer connection gathers
+            // then), and coturn checks expiry only for new allocations: an hour is plenty,
+            // and bounds how long a collected credential stays useful.
+            turn_ttl_secs: 3600,
         }
     }
 }
@@ -215,6 +237,7 @@ impl Config {
                 "webhook_max_pending must be at least 1".into(),
             ));
         }
+        self.turn()?;
         if self.public_ip.is_none() && self.media_addr.ip().is_unspecified() {
             return Err(ConfigError::Invalid(
                 "media_addr binds a wildcard address: set public_ip to the address clients reach"
@@ -241,6 +264,60 @@ impl Config {
             _ => {}
         }
         Ok(())
+    }
+
+    /// The TURN settings, checked: `None` when TURN is off (neither key set).
+    pub fn turn(&self) -> Result<Option<TurnCredentials>, ConfigError> {
+        let bad = |s: String| Err(ConfigError::Invalid(s));
+        let secret = match (&self.turn_secret, self.turn_urls.is_empty()) {
+            (None, true) => return Ok(None),
+            (Some(secret), false) => secret,
+            (Some(_), true) => {
+                return bad(
+                    "turn_secret is set but turn_urls is empty: set both to hand out \
+                            TURN credentials, or neither"
+                        .into(),
+                )
+            }
+            (None, false) => {
+                return bad(
+                    "turn_urls is set but turn_secret is not: set turn_secret to the \
+                            TURN server's static-auth-secret, or remove turn_urls"
+                        .into(),
+                )
+            }
+        };
+        let n = secret.expose().len();
+        if n < MIN_SECRET_BYTES {
+            return bad(format!(
+                "turn_secret is {n} bytes long: it must be at least {MIN_SECRET_BYTES} (a long \
+                 random string, the same as the TURN server's static-auth-secret)"
+            ));
+        }
+        if self.turn_urls.len() > MAX_TURN_URLS {
+            return bad(format!(
+                "turn_urls has {} URLs: at most {MAX_TURN_URLS}",
+                self.turn_urls.len()
+            ));
+        }
+        for url in &self.turn_urls {
+            if let Err(e) = url.parse::<TurnUrl>() {
+                return bad(format!("turn_urls: {e}"));
+            }
+        }
+        if !TURN_TTL_RANGE.contains(&self.turn_ttl_secs) {
+            return bad(format!(
+                "turn_ttl_secs must be {} to {} seconds, not {}",
+                TURN_TTL_RANGE.start(),
+                TURN_TTL_RANGE.end(),
+                self.turn_ttl_secs
+            ));
+        }
+        Ok(Some(TurnCredentials {
+            secret: secret.clone(),
+            urls: self.turn_urls.clone(),
+            ttl_secs: self.turn_ttl_secs,
+        }))
     }
 
     /// The certificate files, when TLS is configured (both keys set; see [`Config::validate`]).

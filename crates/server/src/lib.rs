@@ -13,6 +13,7 @@ pub mod media;
 pub mod media_tcp;
 pub mod metrics;
 pub mod tls;
+pub mod turn;
 pub mod web;
 pub mod webhooks;
 pub mod ws;
@@ -45,6 +46,8 @@ pub struct AppState {
     /// bound), so a stopping server's last frames are read before its sockets close.
     pub connections: mpsc::Sender<()>,
     pub metrics: Arc<metrics::Metrics>,
+    /// TURN credentials to hand out in each connection's `hello`, when TURN is configured.
+    pub turn: Option<Arc<turn::TurnCredentials>>,
 }
 
 /// The sockets the server runs on, bound by the caller, and what `http` serves TLS with.
@@ -200,6 +203,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let media_bound = listeners.media.local_addr()?;
+    let turn = config.turn().map_err(std::io::Error::other)?.map(Arc::new);
     let metrics = metrics::Metrics::new();
     let store: Arc<dyn Store> = Arc::new(metrics::TimedStore::new(store, metrics.clone()));
     {
@@ -275,6 +279,7 @@ pub async fn run(
         shutdown: stop_rx.clone(),
         connections,
         metrics: metrics.clone(),
+        turn,
     };
     let separate_metrics = listeners.metrics.is_some();
     let app = router(state.clone(), !separate_metrics);

@@ -37,6 +37,21 @@ async fn connection(state: AppState, socket: WebSocket) {
     let conn = ConnId(NEXT_CONN.fetch_add(1, Ordering::Relaxed));
     let (mut sink, mut stream) = socket.split();
     let (outbox, mut inbox) = mpsc::unbounded_channel::<ServerMsg>();
+    // The connection's TURN credentials as of now: always the same name (what ties the
+    // TURN server's log to the member), each time a fresh expiry. The hello goes first,
+    // ahead of anything the media task sends once it knows the connection: the client
+    // creates its peer connection with these servers.
+    let turn = state.turn.clone();
+    let turn_name = crate::turn::connection_name();
+    let ice_servers = move || match &turn {
+        Some(turn) => turn.ice_servers(&turn_name, clock::unix_now()),
+        None => Vec::new(),
+    };
+    let hello_servers = ice_servers();
+    let turn_username = hello_servers.first().map(|s| s.username.clone());
+    let _ = outbox.send(ServerMsg::Hello {
+        ice_servers: hello_servers,
+    });
     if state
         .media
         .send(Command::Connect(conn, outbox.clone()))
@@ -53,10 +68,19 @@ async fn connection(state: AppState, socket: WebSocket) {
     let metrics = state.metrics.clone();
     let waiting = joins_waiting.clone();
     let writer = tokio::spawn(async move {
-        while let Some(msg) = inbox.recv().await {
-            if let ServerMsg::JoinResult { status, .. } = &msg {
+        while let Some(mut msg) = inbox.recv().await {
+            if let ServerMsg::JoinResult {
+                status,
+                ice_servers: repeated,
+                ..
+            } = &mut msg
+            {
                 let since = waiting.lock().ok().and_then(|mut w| w.pop_front());
                 metrics.join_result(status.code().map_or(0, |c| i64::from(c.code())), since);
+                if status.is_ok() {
+                    // Fresh: a join may come long after the hello on the same connection.
+                    *repeated = ice_servers();
+                }
             }
             let interrupted = matches!(msg, ServerMsg::Interrupted { .. });
             if sink
@@ -141,7 +165,19 @@ async fn connection(state: AppState, socket: WebSocket) {
             ClientMsg::Join(req) => {
                 join_arrived();
                 match authenticate(&state, &req).await {
-                    Ok(policy) => Command::Join(conn, req.into(), policy),
+                    Ok(policy) => {
+                        if let Some(turn_username) = &turn_username {
+                            // What ties the TURN server's log of this connection to a member.
+                            info!(
+                                ?conn,
+                                app_id = %req.app_id,
+                                open_id = %req.open_id,
+                                %turn_username,
+                                "join authenticated"
+                            );
+                        }
+                        Command::Join(conn, req.into(), policy)
+                    }
                     Err(f) => {
                         info!(
                             ?conn,

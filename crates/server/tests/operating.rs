@@ -173,6 +173,7 @@ fn config_md_lists_every_key_with_its_default() {
         "tls_cert",
         "tls_key",
         "webhook_ca_file",
+        "turn_secret",
     ]);
     want.sort();
     assert_eq!(keys, want, "docs/config.md keys vs Config");

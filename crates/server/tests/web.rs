@@ -100,7 +100,17 @@ impl Server {
 
     async fn ws(&self, query: &str) -> Ws {
         let url = format!("ws://{}/ws{query}", self.http);
-        let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        // Every connection starts with the server's hello (no TURN configured here).
+        let hello = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            hello,
+            Message::Text(r#"{"type":"hello","iceServers":[]}"#.into())
+        );
         ws
     }
 

@@ -7,6 +7,7 @@
 
 import { spawn, execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
+import dgram from 'node:dgram';
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
@@ -163,8 +164,9 @@ function requestTrusting(ca, url, { method = 'GET', headers = {}, body } = {}) {
  * `apps`: names of apps to create (VoIP enabled) before it starts.
  * `tls`: a makeCertificate() result: the server serves HTTPS/WSS with it (`base` and `ws` are
  * then https:// and wss://, and the server's helpers trust that certificate).
+ * `config`: TOML text of a config file to start it with (`--config`; the flags here override it).
  */
-export async function startServer({ testHooks = true, demo = true, apps = [], extraArgs = [], host = '127.0.0.1', tls = null } = {}) {
+export async function startServer({ testHooks = true, demo = true, apps = [], extraArgs = [], host = '127.0.0.1', tls = null, config = null } = {}) {
   if (!existsSync(BIN)) throw new Error(`${BIN} is missing: run cargo build first`);
   const dataDir = mkdtempSync(pathJoin(tmpdir(), 'voipchat-data-'));
   const created = {};
@@ -175,6 +177,11 @@ export async function startServer({ testHooks = true, demo = true, apps = [], ex
     created[name] = app;
   }
   const args = ['--data-dir', dataDir, 'serve', '--http-addr', `${host}:0`, '--media-addr', `${host}:0`];
+  if (config !== null) {
+    const file = pathJoin(dataDir, 'voipchat.toml');
+    writeFileSync(file, config);
+    args.push('--config', file);
+  }
   if (testHooks) args.push('--test-hooks');
   if (!demo) args.push('--no-demo');
   if (tls) args.push('--tls-cert', tls.cert, '--tls-key', tls.key);
@@ -194,10 +201,11 @@ export async function startServer({ testHooks = true, demo = true, apps = [], ex
       logs.push(chunk);
       // eslint-disable-next-line no-control-regex
       const text = logs.join('').replace(/\x1b\[[0-9;]*m/g, '');
-      const m = text.match(/http=(\d+\.\d+\.\d+\.\d+:\d+)/);
+      // Both on the "voipchat serving" line, which may arrive in two chunks.
+      const m = text.match(/http=(\d+\.\d+\.\d+\.\d+:\d+).*media=[\d.]+:(\d+)/);
       if (m && !http) {
         http = m[1];
-        mediaPort = Number((text.match(/media=[\d.]+:(\d+)/) || [])[1]);
+        mediaPort = Number(m[2]);
         clearTimeout(timer);
         resolveStart();
       }
@@ -373,11 +381,13 @@ export function killVoice(wav) {
  * recorded in `window.log`. `sign` runs in node (the game backend). `origin` loads the page
  * from another name of the server (e.g. https://voip.test:PORT through
  * --host-resolver-rules) and gives the SDK that origin as its server, so it derives the
- * signaling URL itself.
+ * signaling URL itself. `prepare(page)` runs before the page loads (for routes, which apply
+ * from the next load on).
  */
-export async function openClient(browser, server, { appId, openId, sign, tag = openId, pageErrors = [], options = {}, origin = null }) {
+export async function openClient(browser, server, { appId, openId, sign, tag = openId, pageErrors = [], options = {}, origin = null, prepare = null }) {
   const context = await browser.newContext();
   const page = await context.newPage();
+  if (prepare) await prepare(page);
   page.on('pageerror', (e) => pageErrors.push(`${openId}: ${e.message}`));
   page.on('console', (m) => {
     if (m.type() === 'error' || process.env.VOIPCHAT_PAGE_LOG) pageErrors.push(`${openId} console.${m.type()}: ${m.text()}`);
@@ -610,8 +620,33 @@ export async function sideNetwork({ hostIp = '10.77.0.1', peerIp = '10.77.0.2', 
   return {
     hostIp,
     peerIp,
+    /** The pid whose network namespace this is (for nsenter -t). */
+    pid,
     /** Runs a command inside the namespace; returns its stdout. */
     inside,
+    /** Starts a command inside the namespace (child_process.spawn's options). */
+    spawn(cmd, args, options) {
+      return spawn('nsenter', ['-t', pid, '-n', cmd, ...args], options);
+    },
+    /**
+     * A firewall on what the namespace sends: only TCP to `tcpPorts` and UDP to `udpPorts`
+     * of the host side (and loopback) pass; every other TCP and UDP packet is counted and
+     * dropped.
+     */
+    firewall({ tcpPorts = [], udpPorts = [] }) {
+      const set = (ports) => `{ ${ports.join(', ')} }`;
+      inside('nft', 'add', 'table', 'inet', 'fw');
+      inside('nft', 'add', 'chain', 'inet', 'fw', 'out', '{ type filter hook output priority 0; policy accept; }');
+      inside('nft', 'add', 'rule', 'inet', 'fw', 'out', 'oif', 'lo', 'accept');
+      if (tcpPorts.length) inside('nft', 'add', 'rule', 'inet', 'fw', 'out', 'ip', 'daddr', hostIp, 'tcp', 'dport', set(tcpPorts), 'accept');
+      if (udpPorts.length) inside('nft', 'add', 'rule', 'inet', 'fw', 'out', 'ip', 'daddr', hostIp, 'udp', 'dport', set(udpPorts), 'accept');
+      inside('nft', 'add', 'rule', 'inet', 'fw', 'out', 'meta', 'l4proto', '{ tcp, udp }', 'counter', 'drop');
+    },
+    /** How many packets the firewall dropped so far. */
+    firewallDrops() {
+      const m = inside('nft', 'list', 'table', 'inet', 'fw').match(/counter packets (\d+)/);
+      return m ? Number(m[1]) : 0;
+    },
     /** Drops `percent` % of the UDP packets from `port` arriving inside (nftables numgen). */
     lossFrom(port, percent) {
       inside('nft', 'add', 'table', 'inet', 'lossy');
@@ -634,8 +669,10 @@ export async function sideNetwork({ hostIp = '10.77.0.1', peerIp = '10.77.0.2', 
     unlimit() {
       sh('tc', 'qdisc', 'del', 'dev', here, 'root');
     },
+    /** A Chromium inside the namespace; `y4m` null: the fake device's own camera. */
     async launch(wav, y4m, extraArgs = []) {
-      const args = [...CHROMIUM_ARGS, `--use-file-for-fake-video-capture=${y4m}`, `--use-file-for-fake-audio-capture=${wav}`, ...extraArgs];
+      const camera = y4m ? [`--use-file-for-fake-video-capture=${y4m}`] : [];
+      const args = [...CHROMIUM_ARGS, ...camera, `--use-file-for-fake-audio-capture=${wav}`, ...extraArgs];
       return chromium.launch({ executablePath: wrapper, headless: true, args });
     },
     async close() {
@@ -645,6 +682,85 @@ export async function sideNetwork({ hostIp = '10.77.0.1', peerIp = '10.77.0.2', 
         /* gone with the namespace */
       }
       holder.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A UDP port free on `ip` now (the kernel's choice). */
+export async function freeUdpPort(ip) {
+  const sock = dgram.createSocket('udp4');
+  await new Promise((r, j) => {
+    sock.once('error', j);
+    sock.bind(0, ip, r);
+  });
+  const { port } = sock.address();
+  await new Promise((r) => sock.close(r));
+  return port;
+}
+
+/**
+ * Debian's coturn (`/usr/bin/turnserver`) on `ip`, with the TURN REST scheme voipchat signs
+ * for (`use-auth-secret` with `secret`), relaying from `ip` to `peers` only, no TLS, no CLI,
+ * its log on stdout. Resolves once it listens: {port, proc, logs(), stop()}.
+ */
+export async function startCoturn({ ip, secret, peers, realm = 'voipchat.test', relayPorts = [49152, 49251] }) {
+  const dir = mkdtempSync(pathJoin(tmpdir(), 'voipchat-coturn-'));
+  const port = await freeUdpPort(ip);
+  const conf = [
+    'use-auth-secret',
+    `static-auth-secret=${secret}`,
+    `realm=${realm}`,
+    `listening-ip=${ip}`,
+    `listening-port=${port}`,
+    `relay-ip=${ip}`,
+    `min-port=${relayPorts[0]}`,
+    `max-port=${relayPorts[1]}`,
+    // Relay to voipchat's media address only (docs/turn.md): not an open relay.
+    'denied-peer-ip=0.0.0.0-255.255.255.255',
+    ...peers.map((p) => `allowed-peer-ip=${p}`),
+    'no-multicast-peers',
+    'no-tls',
+    'no-dtls',
+    'no-cli',
+    'fingerprint',
+    'log-file=stdout',
+    'simple-log',
+    // Log each session with its username (the test checks carol's).
+    'verbose',
+    `pidfile=${pathJoin(dir, 'turnserver.pid')}`,
+    `userdb=${pathJoin(dir, 'turndb')}`,
+  ];
+  const file = pathJoin(dir, 'turnserver.conf');
+  writeFileSync(file, conf.join('\n') + '\n');
+  const proc = spawn('turnserver', ['-c', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const out = [];
+  proc.stdout.setEncoding('utf8');
+  proc.stderr.setEncoding('utf8');
+  proc.stdout.on('data', (d) => out.push(d));
+  proc.stderr.on('data', (d) => out.push(d));
+  await waitFor(() => proc.exitCode !== null || /Total General servers/.test(out.join('')), {
+    timeout: 15000,
+    what: 'coturn to start',
+  });
+  if (proc.exitCode !== null) throw new Error(`turnserver exited with ${proc.exitCode}:\n${out.join('')}`);
+  return {
+    port,
+    proc,
+    config: conf.join('\n'),
+    logs: () => out.join(''),
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        const exited = new Promise((r) => proc.once('exit', r));
+        proc.kill('SIGTERM');
+        let timer;
+        await Promise.race([exited, new Promise((r) => (timer = setTimeout(r, 5000)))]);
+        clearTimeout(timer);
+        if (proc.exitCode === null && proc.signalCode === null) {
+          proc.kill('SIGKILL');
+          await exited;
+        }
+      }
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -193,6 +193,7 @@ impl Engine {
                 open_id_list: list.clone(),
                 muted_open_id_list: muted.clone(),
                 sdp: Some(answer_sdp),
+                ice_servers: Vec::new(),
             },
         );
         if server_muted {

@@ -248,14 +248,27 @@ fn dechunk(mut s: &str) -> String {
 /// A bare WebSocket connection speaking raw frames.
 pub struct RawWs {
     ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>,
+    /// The connection's first message, read by `connect`.
+    pub hello: ServerMsg,
 }
 
 impl RawWs {
+    /// Connects and reads the server's `hello`, which always comes first.
     pub async fn connect(url: &str) -> RawWs {
         let (ws, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("ws connect");
-        RawWs { ws }
+        let mut raw = RawWs {
+            ws,
+            hello: ServerMsg::Pong,
+        };
+        raw.hello = raw.recv().await;
+        assert!(
+            matches!(raw.hello, ServerMsg::Hello { .. }),
+            "the first message is a hello: {:?}",
+            raw.hello
+        );
+        raw
     }
 
     pub async fn send_text(&mut self, text: &str) {
