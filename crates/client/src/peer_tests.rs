@@ -258,7 +258,15 @@ fn join_offer_has_one_sendonly_opus_audio_line_with_audio_level() {
 fn a_tcp_peer_offers_one_active_tcp_candidate_and_no_udp() {
     let stats = Arc::new(SharedStats::default());
     let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
-    let (_peer, sdp) = Peer::new(Instant::now(), MediaTransport::Tcp, addr, stats, false, None).unwrap();
+    let (_peer, sdp) = Peer::new(
+        Instant::now(),
+        MediaTransport::Tcp,
+        addr,
+        stats,
+        false,
+        None,
+    )
+    .unwrap();
     let candidates: Vec<&str> = sdp
         .lines()
         .filter(|l| l.starts_with("a=candidate:"))
@@ -593,7 +601,12 @@ fn every_server_message_and_garbage_is_handled_without_panic() {
         }
         peer.handle_unusable_frame("binary");
         drain(&mut peer, &mut out);
-        peer.handle_packet(Instant::now(), server_addr(), client_addr(), b"\x00\x01garbage");
+        peer.handle_packet(
+            Instant::now(),
+            server_addr(),
+            client_addr(),
+            b"\x00\x01garbage",
+        );
         peer.handle_packet(Instant::now(), server_addr(), client_addr(), &[]);
         drain(&mut peer, &mut out);
 
