@@ -82,19 +82,7 @@ impl Listeners {
         let http = TcpListener::bind(config.http_addr)
             .await
             .map_err(|e| bind_error("HTTP address", config.http_addr, "http_addr", e))?;
-        let media = bind_media(config.media_addr, config.media_recv_buffer_bytes)
-            .map_err(|e| bind_error("media address (UDP)", config.media_addr, "media_addr", e))?;
-        let media_tcp = if config.media_tcp {
-            // The UDP socket's own address: with port 0 the kernel chose the number.
-            let addr = media.local_addr()?;
-            Some(
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|e| media_tcp_bind_error(addr, e))?,
-            )
-        } else {
-            None
-        };
+        let (media, media_tcp) = bind_media_pair(config).await?;
         let metrics = match config.metrics_addr {
             Some(addr) => Some(
                 TcpListener::bind(addr)
@@ -110,6 +98,35 @@ impl Listeners {
             metrics,
             tls,
         })
+    }
+}
+
+/// The UDP media socket and, with `media_tcp`, the TCP listener on the same IP and port
+/// number. With port 0 the kernel picks the UDP number, and that TCP port may be taken
+/// (by any TCP connection's ephemeral port): then both are picked again, a few times.
+async fn bind_media_pair(config: &Config) -> std::io::Result<(UdpSocket, Option<TcpListener>)> {
+    const TRIES: usize = 20;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let media = bind_media(config.media_addr, config.media_recv_buffer_bytes)
+            .map_err(|e| bind_error("media address (UDP)", config.media_addr, "media_addr", e))?;
+        if !config.media_tcp {
+            return Ok((media, None));
+        }
+        // The UDP socket's own address: with port 0 the kernel chose the number.
+        let addr = media.local_addr()?;
+        match TcpListener::bind(addr).await {
+            Ok(tcp) => return Ok((media, Some(tcp))),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && config.media_addr.port() == 0
+                    && attempt < TRIES =>
+            {
+                continue
+            }
+            Err(e) => return Err(media_tcp_bind_error(addr, e)),
+        }
     }
 }
 
