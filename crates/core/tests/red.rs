@@ -80,8 +80,16 @@ fn a_red_receiver_gets_red_and_a_plain_one_exactly_the_primary() {
     let carol = peer(&mut net, "carol", false, false);
     net.connect();
     net.advance(Duration::from_millis(500));
-    assert!(net.peers[alice].last_answer.as_ref().unwrap().contains("red/48000/2"));
-    assert!(!net.peers[carol].last_answer.as_ref().unwrap().contains("red/"));
+    assert!(net.peers[alice]
+        .last_answer
+        .as_ref()
+        .unwrap()
+        .contains("red/48000/2"));
+    assert!(!net.peers[carol]
+        .last_answer
+        .as_ref()
+        .unwrap()
+        .contains("red/"));
     let (opus_b, red_b) = pts(&net, bob);
     let red_b = red_b.expect("bob negotiated RED");
     let (opus_c, red_c) = pts(&net, carol);
@@ -93,7 +101,11 @@ fn a_red_receiver_gets_red_and_a_plain_one_exactly_the_primary() {
     // bob: RED as alice's session sent it, each primary one of her frames in order, each
     // redundant block the frame before.
     let got = heard_from(&net, bob, "alice");
-    assert!(got.len() >= frames.len() - 2, "bob got {} packets", got.len());
+    assert!(
+        got.len() >= frames.len() - 2,
+        "bob got {} packets",
+        got.len()
+    );
     let mut primaries = Vec::new();
     let mut with_redundancy = 0;
     for (pt, payload) in &got {
@@ -109,7 +121,10 @@ fn a_red_receiver_gets_red_and_a_plain_one_exactly_the_primary() {
         }
         primaries.push(primary);
     }
-    assert!(with_redundancy >= got.len() - 1, "every packet but the first carries the one before");
+    assert!(
+        with_redundancy >= got.len() - 1,
+        "every packet but the first carries the one before"
+    );
     // carol: plain Opus, byte for byte the primaries bob got, in the same order.
     let plain = heard_from(&net, carol, "alice");
     assert_eq!(plain.len(), got.len());
@@ -177,7 +192,11 @@ fn hostile_red_from_a_publisher_reaches_nobody_and_good_red_still_does() {
     assert!(start.elapsed() < Duration::from_secs(30));
     let (_, red_b) = pts(&net, bob);
     let to_bob = heard_from(&net, bob, "alice");
-    assert_eq!(to_bob, vec![(*red_b.unwrap(), good.clone())], "only the good one");
+    assert_eq!(
+        to_bob,
+        vec![(*red_b.unwrap(), good.clone())],
+        "only the good one"
+    );
     let (opus_c, _) = pts(&net, carol);
     let to_carol = heard_from(&net, carol, "alice");
     assert_eq!(to_carol, vec![(*opus_c, b"newer".to_vec())]);
@@ -190,7 +209,11 @@ fn with_audio_red_off_nobody_negotiates_it() {
     let bob = peer(&mut net, "bob", true, false);
     net.connect();
     net.advance(Duration::from_millis(500));
-    assert!(!net.peers[alice].last_answer.as_ref().unwrap().contains("red/"));
+    assert!(!net.peers[alice]
+        .last_answer
+        .as_ref()
+        .unwrap()
+        .contains("red/"));
     assert_eq!(pts(&net, alice).1, None);
     assert_eq!(pts(&net, bob).1, None);
     let frames = frames();

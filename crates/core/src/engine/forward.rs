@@ -46,7 +46,8 @@ impl Engine {
             if !rules::forwards(sender_mute, r.mute, receiver == sender) {
                 continue;
             }
-            let Some((pt, payload)) = r.opus_pt.and_then(|o| audio.for_receiver(o, r.red_pt)) else {
+            let Some((pt, payload)) = r.opus_pt.and_then(|o| audio.for_receiver(o, r.red_pt))
+            else {
                 continue;
             };
             let Some(slot) = r

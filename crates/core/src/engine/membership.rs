@@ -101,9 +101,7 @@ impl Engine {
                 );
             }
         }
-        let opus = rtc
-            .codec_config()
-            .find(|p| p.spec().codec == Codec::Opus);
+        let opus = rtc.codec_config().find(|p| p.spec().codec == Codec::Opus);
         let (opus_pt, red_pt) = (opus.map(|p| p.pt()), opus.and_then(|p| p.red()));
         let video = (room_type == RoomType::Video).then(|| {
             let mid = sdp::media_sections(&req.sdp)
