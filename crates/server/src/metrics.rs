@@ -370,12 +370,16 @@ impl Metrics {
 
     /// An HTTP/WebSocket connection refused for `reason`.
     pub fn http_refused(&self, reason: &'static str) {
-        self.http_refused.get_or_create(&ReasonLabel { reason }).inc();
+        self.http_refused
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
     }
 
     /// A request's `reason` ("header" or "body") did not arrive in time.
     pub fn http_timeout(&self, reason: &'static str) {
-        self.http_timeouts.get_or_create(&ReasonLabel { reason }).inc();
+        self.http_timeouts
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
     }
 
     /// The server closed a WebSocket for `reason`.

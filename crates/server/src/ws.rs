@@ -154,7 +154,8 @@ async fn connection(state: AppState, socket: WebSocket) {
     let mut writer = tokio::spawn(async move {
         let mut last_open = true;
         let mut ping = (!ping_every.is_zero()).then(|| {
-            let mut i = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+            let mut i =
+                tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
             i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             i
         });
@@ -371,7 +372,12 @@ async fn connection(state: AppState, socket: WebSocket) {
     if let Some(limit) = &limit {
         state.metrics.ws_closed(limit.label);
         let failure = Failure::new(limit.code);
-        info!(?conn, code = limit.code.code(), "connection closed: {}", failure.detail);
+        info!(
+            ?conn,
+            code = limit.code.code(),
+            "connection closed: {}",
+            failure.detail
+        );
         // A member is told it is out of its room; any other connection gets an error.
         let last = match limit.code {
             ErrorCode::OutboxFull | ErrorCode::PingTimeout if admitted.load(Ordering::Relaxed) => {

@@ -46,13 +46,22 @@ async fn until_members(
 fn run_in_netns(name: &str) {
     let exe = std::env::current_exe().unwrap();
     let status = std::process::Command::new("unshare")
-        .args(["-n", "--", "sh", "-c", "ip link set lo up && exec \"$0\" \"$@\""])
+        .args([
+            "-n",
+            "--",
+            "sh",
+            "-c",
+            "ip link set lo up && exec \"$0\" \"$@\"",
+        ])
         .arg(exe)
         .args([name, "--exact", "--nocapture", "--test-threads=1"])
         .env(IN_NETNS, "1")
         .status()
         .expect("unshare runs (needs root, as the media tests do)");
-    assert!(status.success(), "{name} inside its network namespace: {status}");
+    assert!(
+        status.success(),
+        "{name} inside its network namespace: {status}"
+    );
 }
 
 fn nft(script: &str) {
@@ -100,10 +109,20 @@ async fn blackholed() {
     nft("table inet ghost {\n  chain input {\n    type filter hook input priority 0; policy accept;\n    \
          ip saddr 127.0.0.2 meta l4proto udp drop\n    ip daddr 127.0.0.2 meta l4proto udp drop\n  }\n}\n");
     let cut = Instant::now();
-    let removed = until_members(&server, &app, &secret, &["o_other"], Duration::from_secs(10)).await;
+    let removed = until_members(
+        &server,
+        &app,
+        &secret,
+        &["o_other"],
+        Duration::from_secs(10),
+    )
+    .await;
     println!("UDP blackholed: the member was removed {removed:?} after its UDP was cut");
     let removed = removed.expect("removed within 10 s");
-    assert!(removed < Duration::from_secs(5), "removed within 5 s: {removed:?}");
+    assert!(
+        removed < Duration::from_secs(5),
+        "removed within 5 s: {removed:?}"
+    );
     // Its WebSocket still works: it is told why.
     assert!(
         ghost
@@ -120,7 +139,10 @@ async fn blackholed() {
             .await,
         "the other member saw it leave"
     );
-    println!("UDP blackholed: the other member saw it leave {:?} after the cut", cut.elapsed());
+    println!(
+        "UDP blackholed: the other member saw it leave {:?} after the cut",
+        cut.elapsed()
+    );
     server.stop().await;
 }
 
@@ -140,7 +162,9 @@ impl FreezingRelay {
         tokio::spawn(async move {
             // One client connection is all the test needs; bounded to a few.
             for _ in 0..4 {
-                let Ok((client, _)) = listener.accept().await else { return };
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
                 let server = TcpStream::connect(upstream).await.unwrap();
                 let (cr, cw) = client.into_split();
                 let (sr, sw) = server.into_split();
@@ -200,10 +224,20 @@ async fn a_member_whose_websocket_stops_answering_pings_is_removed() {
 
     relay.frozen.store(true, Ordering::Relaxed);
     let cut = Instant::now();
-    let removed = until_members(&server, &app, &secret, &["o_other"], Duration::from_secs(10)).await;
+    let removed = until_members(
+        &server,
+        &app,
+        &secret,
+        &["o_other"],
+        Duration::from_secs(10),
+    )
+    .await;
     println!("WebSocket frozen (media still flowing): removed {removed:?} after the freeze");
     let removed = removed.expect("removed within 10 s");
-    assert!(removed < Duration::from_secs(5), "removed within 5 s: {removed:?}");
+    assert!(
+        removed < Duration::from_secs(5),
+        "removed within 5 s: {removed:?}"
+    );
     let (_, metrics) = server.http_request("GET", "/metrics", None, None).await;
     assert!(
         metrics
@@ -234,7 +268,10 @@ async fn silent_members_with_ice_alive_stay() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     println!("silent for 15 s: both members present at all {checks} checks");
-    assert!(a.audio_from("o_b").is_empty() && b.audio_from("o_a").is_empty(), "no audio flowed");
+    assert!(
+        a.audio_from("o_b").is_empty() && b.audio_from("o_a").is_empty(),
+        "no audio flowed"
+    );
     assert_eq!(a.interrupted(), None);
     assert_eq!(b.interrupted(), None);
     server.stop().await;

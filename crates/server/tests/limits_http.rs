@@ -109,7 +109,10 @@ async fn half_sent_bodies_are_refused_and_closed() {
             .await
             .unwrap_or_else(|| panic!("{path}: the connection is closed within 5 s"));
         let (status, body) = status_and_body(&response);
-        println!("{path}: half-sent body answered {status} and closed after {:?}", started.elapsed());
+        println!(
+            "{path}: half-sent body answered {status} and closed after {:?}",
+            started.elapsed()
+        );
         if path.starts_with("/api") {
             assert_eq!(status, 408, "{response}");
             assert_eq!(common::api_failure(&body).0, -12013, "{body}");
@@ -125,7 +128,13 @@ async fn half_sent_bodies_are_refused_and_closed() {
 async fn every_route_has_a_body_limit() {
     let dir = common::data_dir();
     let server = TestServer::start(dir.path(), |c| c.http_max_body_bytes = 4096).await;
-    for path in ["/demo/sign", "/healthz", "/ws", "/api/v1/session-key", "/no-such-route"] {
+    for path in [
+        "/demo/sign",
+        "/healthz",
+        "/ws",
+        "/api/v1/session-key",
+        "/no-such-route",
+    ] {
         let mut s = TcpStream::connect(server.http).await.unwrap();
         let head = format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n");
         s.write_all(head.as_bytes()).await.unwrap();
@@ -178,12 +187,19 @@ async fn connections_per_ip_and_in_total_are_limited() {
     assert_eq!(common::api_failure(&refused.1).0, -12010);
     drop(held.pop());
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(one_request(&server).await.0, 200, "a closed connection frees its place");
+    assert_eq!(
+        one_request(&server).await.0,
+        200,
+        "a closed connection frees its place"
+    );
     drop(held);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
-        metric(&server, "voipchat_http_refused_connections_total{reason=\"max_connections_per_ip\"}")
-            .await,
+        metric(
+            &server,
+            "voipchat_http_refused_connections_total{reason=\"max_connections_per_ip\"}"
+        )
+        .await,
         1.0
     );
     server.stop().await;
@@ -202,7 +218,10 @@ async fn connections_per_ip_and_in_total_are_limited() {
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let refused = one_request(&server).await;
-    assert_eq!(refused.0, 503, "six from the proxy pass its per-IP limit of 2: {refused:?}");
+    assert_eq!(
+        refused.0, 503,
+        "six from the proxy pass its per-IP limit of 2: {refused:?}"
+    );
     assert_eq!(common::api_failure(&refused.1).0, -12009);
     drop(held);
     tokio::time::sleep(Duration::from_millis(200)).await;

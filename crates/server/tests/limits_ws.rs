@@ -38,8 +38,21 @@ fn offer() -> String {
     offer.to_sdp_string()
 }
 
-fn join_frame(server: &TestServer, app: &AppId, key: &Secret, open_id: &str, group: &str) -> String {
-    let opts = JoinOptions::signed(server.ws_url(), app.clone(), open_id, group, key, unix_now());
+fn join_frame(
+    server: &TestServer,
+    app: &AppId,
+    key: &Secret,
+    open_id: &str,
+    group: &str,
+) -> String {
+    let opts = JoinOptions::signed(
+        server.ws_url(),
+        app.clone(),
+        open_id,
+        group,
+        key,
+        unix_now(),
+    );
     serde_json::to_string(&ClientMsg::Join(opts.join_request(offer()))).unwrap()
 }
 
@@ -52,10 +65,14 @@ async fn raw_member(
     group: &str,
 ) -> Ws {
     let key = server.session_key(app, secret, open_id).await;
-    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url()).await.unwrap();
-    ws.send(Message::Text(join_frame(server, app, &key, open_id, group).into()))
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
         .await
         .unwrap();
+    ws.send(Message::Text(
+        join_frame(server, app, &key, open_id, group).into(),
+    ))
+    .await
+    .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
         let msg = tokio::time::timeout_at(deadline, next_msg(&mut ws))
@@ -110,7 +127,9 @@ async fn a_connection_without_a_join_is_closed_with_an_error_first() {
     let dir = common::data_dir();
     let server = TestServer::start(dir.path(), |c| c.ws_join_timeout_ms = 800).await;
     let opened = Instant::now();
-    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url()).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .unwrap();
     let mut seen = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(5), async {
         while let Some(msg) = next_msg(&mut ws).await {
@@ -121,7 +140,10 @@ async fn a_connection_without_a_join_is_closed_with_an_error_first() {
     let after = opened.elapsed();
     assert!(closed.is_ok(), "closed within 5 s; got {seen:?}");
     println!("join deadline 800 ms: closed after {after:?}");
-    assert!(after >= Duration::from_millis(800), "not before the deadline: {after:?}");
+    assert!(
+        after >= Duration::from_millis(800),
+        "not before the deadline: {after:?}"
+    );
     match seen.last() {
         Some(ServerMsg::Error { status }) => {
             assert_eq!(status.err_code, -12012);
@@ -130,7 +152,11 @@ async fn a_connection_without_a_join_is_closed_with_an_error_first() {
         other => panic!("the last frame is the -12012 error: {other:?} (all: {seen:?})"),
     }
     assert_eq!(
-        metric(&server, "voipchat_ws_closed_by_server_total{reason=\"join_timeout\"}").await,
+        metric(
+            &server,
+            "voipchat_ws_closed_by_server_total{reason=\"join_timeout\"}"
+        )
+        .await,
         1.0
     );
 
@@ -138,7 +164,10 @@ async fn a_connection_without_a_join_is_closed_with_an_error_first() {
     let (app, secret) = server.create_app(true);
     let mut member = raw_member(&server, &app, &secret, "o_a", "g1").await;
     tokio::time::sleep(Duration::from_millis(1_800)).await;
-    member.send(Message::Text(r#"{"type":"ping"}"#.into())).await.unwrap();
+    member
+        .send(Message::Text(r#"{"type":"ping"}"#.into()))
+        .await
+        .unwrap();
     let pong = tokio::time::timeout(Duration::from_secs(2), async {
         loop {
             match next_msg(&mut member).await {
@@ -149,7 +178,11 @@ async fn a_connection_without_a_join_is_closed_with_an_error_first() {
         }
     })
     .await;
-    assert_eq!(pong, Ok(true), "an admitted member is not closed by the join deadline");
+    assert_eq!(
+        pong,
+        Ok(true),
+        "an admitted member is not closed by the join deadline"
+    );
     server.stop().await;
 }
 
@@ -175,7 +208,11 @@ async fn a_flood_gets_an_error_and_a_close_and_never_slows_the_other_member() {
         let started = Instant::now();
         let mut sent = 0;
         while sent < FLOOD_MAX && started.elapsed() < Duration::from_secs(10) {
-            if flood_tx.send(Message::Text(r#"{"type":"ping"}"#.into())).await.is_err() {
+            if flood_tx
+                .send(Message::Text(r#"{"type":"ping"}"#.into()))
+                .await
+                .is_err()
+            {
                 break;
             }
             sent += 1;
@@ -206,7 +243,10 @@ async fn a_flood_gets_an_error_and_a_close_and_never_slows_the_other_member() {
     let mut slowest = Duration::ZERO;
     for _ in 0..30 {
         let sent = Instant::now();
-        normal.send(Message::Text(r#"{"type":"ping"}"#.into())).await.unwrap();
+        normal
+            .send(Message::Text(r#"{"type":"ping"}"#.into()))
+            .await
+            .unwrap();
         let got = tokio::time::timeout(Duration::from_secs(2), async {
             loop {
                 match next_msg(&mut normal).await {
@@ -230,14 +270,32 @@ async fn a_flood_gets_an_error_and_a_close_and_never_slows_the_other_member() {
          pongs back, error {flood_error:?}; normal member: {answered}/30 pongs, slowest {slowest:?}"
     );
     assert!(flood_closed, "the flooder's connection is closed");
-    assert_eq!(flood_error, Some(-12011), "the flood gets the rate-limit error first");
-    assert!(flood_pongs <= 60, "at most the burst is answered: {flood_pongs}");
-    assert!(sent < FLOOD_MAX, "the server closed the flood before it ended");
+    assert_eq!(
+        flood_error,
+        Some(-12011),
+        "the flood gets the rate-limit error first"
+    );
+    assert!(
+        flood_pongs <= 60,
+        "at most the burst is answered: {flood_pongs}"
+    );
+    assert!(
+        sent < FLOOD_MAX,
+        "the server closed the flood before it ended"
+    );
     assert_eq!(answered, 30, "every ping of the other member is answered");
     let members = server.members(&app, &secret, "g1").await;
-    assert_eq!(members, vec!["o_normal".to_string()], "the flooder left, the other stays");
     assert_eq!(
-        metric(&server, "voipchat_ws_closed_by_server_total{reason=\"rate_limited\"}").await,
+        members,
+        vec!["o_normal".to_string()],
+        "the flooder left, the other stays"
+    );
+    assert_eq!(
+        metric(
+            &server,
+            "voipchat_ws_closed_by_server_total{reason=\"rate_limited\"}"
+        )
+        .await,
         1.0
     );
     server.stop().await;
@@ -264,12 +322,17 @@ async fn a_client_that_never_reads_is_disconnected_when_its_queue_is_full() {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let tcp = socket.connect(server.http).await.unwrap();
-    let (deaf, _) = tokio_tungstenite::client_async(server.ws_url(), tokio_tungstenite::MaybeTlsStream::Plain(tcp))
-        .await
-        .unwrap();
+    let (deaf, _) = tokio_tungstenite::client_async(
+        server.ws_url(),
+        tokio_tungstenite::MaybeTlsStream::Plain(tcp),
+    )
+    .await
+    .unwrap();
     let (mut deaf_tx, deaf_rx) = deaf.split();
     deaf_tx
-        .send(Message::Text(join_frame(&server, &app, &key, "o_deaf", "g1").into()))
+        .send(Message::Text(
+            join_frame(&server, &app, &key, "o_deaf", "g1").into(),
+        ))
         .await
         .unwrap();
     assert!(
@@ -297,7 +360,10 @@ async fn a_client_that_never_reads_is_disconnected_when_its_queue_is_full() {
     let mut asked = 0;
     let gone = loop {
         asked += 1;
-        normal.send(Message::Text(r#"{"type":"ping"}"#.into())).await.unwrap();
+        normal
+            .send(Message::Text(r#"{"type":"ping"}"#.into()))
+            .await
+            .unwrap();
         let got = tokio::time::timeout(Duration::from_secs(2), async {
             loop {
                 match next_msg(&mut normal).await {
@@ -325,10 +391,20 @@ async fn a_client_that_never_reads_is_disconnected_when_its_queue_is_full() {
         "never-reading client: removed after {gone:?}, {sent} frames written in {pump_time:?}; \
          other member: {answered}/{asked} pongs"
     );
-    assert!(gone.is_some(), "the never-reading member left its room within 20 s");
-    assert_eq!(answered, asked, "every ping of the other member was answered");
+    assert!(
+        gone.is_some(),
+        "the never-reading member left its room within 20 s"
+    );
     assert_eq!(
-        metric(&server, "voipchat_ws_closed_by_server_total{reason=\"outbox_full\"}").await,
+        answered, asked,
+        "every ping of the other member was answered"
+    );
+    assert_eq!(
+        metric(
+            &server,
+            "voipchat_ws_closed_by_server_total{reason=\"outbox_full\"}"
+        )
+        .await,
         1.0
     );
     server.stop().await;
@@ -348,17 +424,24 @@ async fn websocket_upgrades_count_toward_the_connection_limits() {
     match tokio_tungstenite::connect_async(server.ws_url()).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
             assert_eq!(resp.status(), 429);
-            let body = String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default()).to_string();
+            let body =
+                String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default()).to_string();
             let (code, msg) = common::api_failure(&body);
             assert_eq!(code, -12010, "{msg}");
         }
-        other => panic!("the 4th WebSocket is refused with 429: {:?}", other.map(|_| ())),
+        other => panic!(
+            "the 4th WebSocket is refused with 429: {:?}",
+            other.map(|_| ())
+        ),
     }
     // A WebSocket's place is given back when it closes, not at the upgrade.
     drop(held.pop());
     let again = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
-            if tokio_tungstenite::connect_async(server.ws_url()).await.is_ok() {
+            if tokio_tungstenite::connect_async(server.ws_url())
+                .await
+                .is_ok()
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -100,9 +100,7 @@ impl Liveness {
         if !self.connected {
             return config.connect_timeout;
         }
-        let rhythm = self
-            .interval()
-            .map_or(Duration::ZERO, |i| i + config.grace);
+        let rhythm = self.interval().map_or(Duration::ZERO, |i| i + config.grace);
         rhythm.max(config.floor).min(config.connect_timeout)
     }
 
