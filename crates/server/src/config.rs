@@ -189,7 +189,7 @@ impl Default for Config {
             // and bounds how long a collected credential stays useful.
             turn_ttl_secs: 3600,
             max_connections: 10_000,
-            max_connections_per_ip: 256,
+            max_connections_per_ip: 1024,
             trusted_proxies: Vec::new(),
             http_header_timeout_ms: 10_000,
             http_body_timeout_ms: 10_000,
