@@ -393,6 +393,19 @@ async fn connection(state: AppState, socket: WebSocket) {
         let _ = state.media.send(Command::Disconnect(conn));
     }
     drop(outbox);
+    if limit.is_some() {
+        // Read, and drop, what the client still sends until its Close answers ours (at most
+        // FINAL_WRITE): a socket closed with unread input is reset, and the reset can
+        // destroy the last frame (the error saying why) before the client has read it.
+        let _ = tokio::time::timeout(FINAL_WRITE, async {
+            while let Some(Ok(frame)) = stream.next().await {
+                if matches!(frame, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
     // Let queued messages (an interruption, a last result) reach the client; a client that
     // does not read (or whose network is gone) is cut off after that.
     let linger = if limit.is_some() {
