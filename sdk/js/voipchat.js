@@ -187,6 +187,9 @@ const roomElements = new Set();
 
 /** The server's interruption for a member whose media stopped arriving. */
 const MEDIA_TIMEOUT = -11003;
+/** The server disconnected a member whose WebSocket stopped reading (-11006) or stopped
+ * answering pings (-11007): like a lost medium, worth a rejoin once media had flowed. */
+const NETWORK_LOST = new Set([MEDIA_TIMEOUT, -11006, -11007]);
 
 /** Rejoin errCodes worth another attempt: the server was unreachable, failing or restarting. */
 const RETRYABLE = new Set([E.SYSTEM, -11004]);
@@ -506,7 +509,7 @@ class Session {
         break;
       case 'interrupted':
         if (client.session !== this) break;
-        if (msg.errCode === MEDIA_TIMEOUT && this.mediaConnected && client.canRejoin()) {
+        if (NETWORK_LOST.has(msg.errCode) && this.mediaConnected && client.canRejoin()) {
           // Media stopped arriving although it flowed before: the network dropped under a
           // signaling connection that survived. Rejoin like after a dropped socket.
           client.rejoin(`media lost (${msg.errCode})`);

@@ -80,11 +80,25 @@ pub enum ErrorCode {
     UnknownRoom,
     /// HTTP: the request body is larger than the server reads.
     BodyTooLarge,
+    /// HTTP: the server holds its most connections (`max_connections`); try again later.
+    TooManyConnections,
+    /// HTTP: this address holds its most connections (`max_connections_per_ip`).
+    TooManyConnectionsFromAddress,
+    /// Signaling: frames arrive faster than `ws_frames_per_sec`; the connection is closed.
+    RateLimited,
+    /// Signaling: no join arrived within `ws_join_timeout_ms` of the connection opening.
+    JoinTimeout,
+    /// HTTP: the request's headers or body did not arrive within their timeout.
+    RequestTimeout,
+    /// Disconnected: the client did not read its messages and its queue filled up.
+    OutboxFull,
+    /// Disconnected: the client did not answer the server's WebSocket pings in time.
+    PingTimeout,
 }
 
 impl ErrorCode {
     /// Every code, for documentation checks and exhaustive tests.
-    pub const ALL: [ErrorCode; 32] = [
+    pub const ALL: [ErrorCode; 39] = [
         ErrorCode::AlreadyInRoom,
         ErrorCode::MicrophoneBusy,
         ErrorCode::ExitedWhileJoining,
@@ -117,6 +131,13 @@ impl ErrorCode {
         ErrorCode::MethodNotAllowed,
         ErrorCode::UnknownRoom,
         ErrorCode::BodyTooLarge,
+        ErrorCode::TooManyConnections,
+        ErrorCode::TooManyConnectionsFromAddress,
+        ErrorCode::RateLimited,
+        ErrorCode::JoinTimeout,
+        ErrorCode::RequestTimeout,
+        ErrorCode::OutboxFull,
+        ErrorCode::PingTimeout,
     ];
 
     /// The number sent as `errCode`.
@@ -154,6 +175,13 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => -12006,
             ErrorCode::UnknownRoom => -12007,
             ErrorCode::BodyTooLarge => -12008,
+            ErrorCode::TooManyConnections => -12009,
+            ErrorCode::TooManyConnectionsFromAddress => -12010,
+            ErrorCode::RateLimited => -12011,
+            ErrorCode::JoinTimeout => -12012,
+            ErrorCode::RequestTimeout => -12013,
+            ErrorCode::OutboxFull => -11006,
+            ErrorCode::PingTimeout => -11007,
         }
     }
 
@@ -192,6 +220,13 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "method not allowed on this route",
             ErrorCode::UnknownRoom => "no such room is open",
             ErrorCode::BodyTooLarge => "request body too large",
+            ErrorCode::TooManyConnections => "too many connections to the server",
+            ErrorCode::TooManyConnectionsFromAddress => "too many connections from this address",
+            ErrorCode::RateLimited => "too many messages",
+            ErrorCode::JoinTimeout => "no join in time",
+            ErrorCode::RequestTimeout => "request not received in time",
+            ErrorCode::OutboxFull => "disconnected: messages were not read",
+            ErrorCode::PingTimeout => "disconnected: no answer to ping",
         }
     }
 
@@ -307,6 +342,13 @@ mod tests {
             MethodNotAllowed,
             UnknownRoom,
             BodyTooLarge,
+            TooManyConnections,
+            TooManyConnectionsFromAddress,
+            RateLimited,
+            JoinTimeout,
+            RequestTimeout,
+            OutboxFull,
+            PingTimeout,
         );
         assert_eq!(listed.len(), ErrorCode::ALL.len());
         for c in listed {

@@ -95,6 +95,42 @@ pub struct Config {
     pub audio_red: bool,
     /// Ask clients for Opus in-band FEC (`useinbandfec=1` in the answer's Opus fmtp).
     pub opus_fec: bool,
+    // ----- Limits (docs/security.md#limits) -----
+    /// Most HTTP/WebSocket connections open at once; more get 503 (-12009).
+    pub max_connections: usize,
+    /// Most HTTP/WebSocket connections open at once from one client IP; more get 429
+    /// (-12010). Peers in `trusted_proxies` count only toward `max_connections`.
+    pub max_connections_per_ip: usize,
+    /// Reverse proxies in front of the server (their IPs): connections from them are not
+    /// limited per IP, since every client behind them shares their address.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// A request's headers must arrive within this many milliseconds of the connection
+    /// being ready for one; else the connection is closed.
+    pub http_header_timeout_ms: u64,
+    /// A request's body must arrive in full within this many milliseconds of its headers;
+    /// else 408 (-12013) and the connection is closed.
+    pub http_body_timeout_ms: u64,
+    /// The largest request body any route reads, in bytes (413, -12008).
+    pub http_max_body_bytes: usize,
+    /// A WebSocket that has not been admitted to a room this many milliseconds after it
+    /// opened gets an `error` (-12012) and is closed.
+    pub ws_join_timeout_ms: u64,
+    /// Signaling frames one connection may send per second, on average (a token bucket).
+    pub ws_frames_per_sec: u32,
+    /// ... and in a burst: past it the connection gets an `error` (-12011) and is closed.
+    pub ws_frame_burst: u32,
+    /// Most messages waiting to be written to one WebSocket; a client that lets its queue
+    /// fill up is disconnected (-11006).
+    pub ws_outbox_messages: usize,
+    /// The server pings every WebSocket this often, in milliseconds (0: never).
+    pub ws_ping_interval_ms: u64,
+    /// A WebSocket from which nothing (not even a pong) arrived for this many milliseconds
+    /// is disconnected (-11007).
+    pub ws_pong_timeout_ms: u64,
+    /// The shortest silence, in milliseconds, after which a member whose media session
+    /// connected is removed (-11003): its ICE keepalive interval plus 1.5 s when longer,
+    /// at most `media_timeout_secs`.
+    pub media_liveness_ms: u64,
 }
 
 /// The most `turn_urls`: one TURN server reached over UDP, TCP and TLS, on a few ports.
@@ -159,6 +195,19 @@ impl Default for Config {
             turn_ttl_secs: 3600,
             audio_red: true,
             opus_fec: true,
+            max_connections: 10_000,
+            max_connections_per_ip: 1024,
+            trusted_proxies: Vec::new(),
+            http_header_timeout_ms: 10_000,
+            http_body_timeout_ms: 10_000,
+            http_max_body_bytes: 64 * 1024,
+            ws_join_timeout_ms: 10_000,
+            ws_frames_per_sec: 20,
+            ws_frame_burst: 60,
+            ws_outbox_messages: 256,
+            ws_ping_interval_ms: 1_000,
+            ws_pong_timeout_ms: 3_000,
+            media_liveness_ms: 4_000,
         }
     }
 }
@@ -244,6 +293,7 @@ impl Config {
                 "webhook_max_pending must be at least 1".into(),
             ));
         }
+        self.validate_limits()?;
         self.turn()?;
         if self.public_ip.is_none() && self.media_addr.ip().is_unspecified() {
             return Err(ConfigError::Invalid(
@@ -349,6 +399,41 @@ impl Config {
 
     pub fn media_timeout(&self) -> Duration {
         Duration::from_secs(self.media_timeout_secs)
+    }
+
+    /// The limits' own checks: each must let a well-behaved client through.
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        let positive: [(&str, u64); 8] = [
+            ("max_connections", self.max_connections as u64),
+            ("max_connections_per_ip", self.max_connections_per_ip as u64),
+            ("http_header_timeout_ms", self.http_header_timeout_ms),
+            ("http_body_timeout_ms", self.http_body_timeout_ms),
+            ("ws_join_timeout_ms", self.ws_join_timeout_ms),
+            ("ws_frames_per_sec", u64::from(self.ws_frames_per_sec)),
+            ("ws_outbox_messages", self.ws_outbox_messages as u64),
+            ("media_liveness_ms", self.media_liveness_ms),
+        ];
+        for (key, v) in positive {
+            if v == 0 {
+                return Err(ConfigError::Invalid(format!("{key} must be at least 1")));
+            }
+        }
+        if self.http_max_body_bytes < 1024 {
+            return Err(ConfigError::Invalid(
+                "http_max_body_bytes must be at least 1024".into(),
+            ));
+        }
+        if self.ws_frame_burst < self.ws_frames_per_sec {
+            return Err(ConfigError::Invalid(
+                "ws_frame_burst must be at least ws_frames_per_sec".into(),
+            ));
+        }
+        if self.ws_ping_interval_ms > 0 && self.ws_pong_timeout_ms < self.ws_ping_interval_ms {
+            return Err(ConfigError::Invalid(
+                "ws_pong_timeout_ms must be at least ws_ping_interval_ms".into(),
+            ));
+        }
+        Ok(())
     }
 
     pub fn utc_offset_secs(&self) -> i64 {

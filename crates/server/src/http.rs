@@ -113,6 +113,10 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<
                         ),
                     )
                 }
+                other if crate::serve::is_body_timeout(&other) => ApiError(
+                    StatusCode::REQUEST_TIMEOUT,
+                    Failure::new(ErrorCode::RequestTimeout),
+                ),
                 other => ApiError::invalid(format!("cannot read the body: {other}")),
             })?;
         parse_body(&body).map(ApiJson)

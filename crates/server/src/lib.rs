@@ -6,12 +6,14 @@
 
 pub mod clock;
 pub mod config;
+pub mod conn_limits;
 pub mod days;
 pub mod http;
 pub mod logging;
 pub mod media;
 pub mod media_tcp;
 pub mod metrics;
+pub mod serve;
 pub mod tls;
 pub mod turn;
 pub mod web;
@@ -239,6 +241,7 @@ pub async fn run(
     engine_config.media_timeout = config.media_timeout();
     engine_config.audio_red = config.audio_red;
     engine_config.opus_fec = config.opus_fec;
+    engine_config.media_liveness = std::time::Duration::from_millis(config.media_liveness_ms);
     let engine = Engine::new(engine_config, Instant::now());
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -300,6 +303,7 @@ pub async fn run(
         metrics: metrics.clone(),
         turn,
     };
+    let limits = serve::HttpLimits::from_config(&state.config);
     let separate_metrics = listeners.metrics.is_some();
     let app = router(state.clone(), !separate_metrics);
     if let Some(listener) = listeners.metrics {
@@ -346,23 +350,32 @@ pub async fn run(
         announce = %announce.ip(),
         "voipchat serving"
     );
-    let mut http_stop = stop_rx.clone();
-    let http_stopped = async move {
-        let _ = http_stop.wait_for(|s| *s).await;
-    };
+    let http_stop = stop_rx.clone();
     let server = if test_hooks {
         tracing::warn!("test hooks are enabled: never do this in production");
         let hooks = web::TestHooks::default();
         let app = web::with_test_hooks(app, hooks.clone());
         let listener = web::HookedListener::new(listeners.http, hooks);
         match tls_config {
-            Some(c) => serve_tagged(tls::TlsListener::new(listener, c), app, http_stopped),
-            None => serve_tagged(listener, app, http_stopped),
+            Some(c) => serve::spawn(
+                tls::TlsListener::new(listener, c),
+                app,
+                limits,
+                metrics,
+                http_stop,
+            ),
+            None => serve::spawn(listener, app, limits, metrics, http_stop),
         }
     } else {
         match tls_config {
-            Some(c) => serve(tls::TlsListener::new(listeners.http, c), app, http_stopped),
-            None => serve(listeners.http, app, http_stopped),
+            Some(c) => serve::spawn(
+                tls::TlsListener::new(listeners.http, c),
+                app,
+                limits,
+                metrics,
+                http_stop,
+            ),
+            None => serve::spawn(listeners.http, app, limits, metrics, http_stop),
         }
     };
 
@@ -379,40 +392,6 @@ pub async fn run(
     let _ = tokio::time::timeout(std::time::Duration::from_secs(3), server).await;
     let _ = tokio::time::timeout(std::time::Duration::from_secs(3), connections_gone.recv()).await;
     Ok(())
-}
-
-/// Serves `app` on `listener` in a task until `stopped` completes.
-fn serve<L>(
-    listener: L,
-    app: Router,
-    stopped: impl Future<Output = ()> + Send + 'static,
-) -> tokio::task::JoinHandle<std::io::Result<()>>
-where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
-{
-    let server = axum::serve(listener, app).with_graceful_shutdown(stopped);
-    tokio::spawn(async move { server.await })
-}
-
-/// [`serve`] with each connection's [`web::ConnTag`], which the test hooks need.
-fn serve_tagged<L>(
-    listener: L,
-    app: Router,
-    stopped: impl Future<Output = ()> + Send + 'static,
-) -> tokio::task::JoinHandle<std::io::Result<()>>
-where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
-    for<'a> web::ConnTag:
-        axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
-{
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<web::ConnTag>(),
-    )
-    .with_graceful_shutdown(stopped);
-    tokio::spawn(async move { server.await })
 }
 
 /// Every route of the HTTP address; `/metrics` too unless it has its own address. The

@@ -29,7 +29,8 @@ use crate::webhooks::{self, Event};
 pub const MAX_PACKET: usize = 2048;
 
 /// Where a connection's messages go; the connection task writes them to its WebSocket.
-pub type Outbox = mpsc::UnboundedSender<ServerMsg>;
+/// Bounded and never waits (`ws::Outbox`): a client that does not read is disconnected.
+pub type Outbox = crate::ws::Outbox;
 
 /// What the signaling side asks of the media task.
 #[derive(Debug)]

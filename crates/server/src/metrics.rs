@@ -89,6 +89,12 @@ pub struct Metrics {
     pub tcp_closed: Family<ReasonLabel, Counter>,
     pub tcp_frames: Family<DirectionLabel, Counter>,
     pub tcp_bytes: Family<DirectionLabel, Counter>,
+    /// Limits (docs/security.md#limits): HTTP/WebSocket connections open now, refused,
+    /// requests timed out, WebSockets the server closed.
+    pub http_connections: Gauge,
+    pub http_refused: Family<ReasonLabel, Counter>,
+    pub http_timeouts: Family<ReasonLabel, Counter>,
+    pub ws_closed: Family<ReasonLabel, Counter>,
     hot: Hot,
 }
 
@@ -161,6 +167,10 @@ impl Metrics {
             tcp_closed: Family::default(),
             tcp_frames: Family::default(),
             tcp_bytes: Family::default(),
+            http_connections: Gauge::default(),
+            http_refused: Family::default(),
+            http_timeouts: Family::default(),
+            ws_closed: Family::default(),
             registry: Registry::default(),
         };
         registry.register("rooms", "Rooms open now", m.rooms.clone());
@@ -273,6 +283,28 @@ impl Metrics {
             "Packet bytes of those frames (without the length prefix), by direction",
             m.tcp_bytes.clone(),
         );
+        registry.register(
+            "http_connections",
+            "HTTP and WebSocket connections open now",
+            m.http_connections.clone(),
+        );
+        registry.register(
+            "http_refused_connections",
+            "HTTP/WebSocket connections refused, by reason (max_connections, \
+             max_connections_per_ip, overflow: closed without an answer)",
+            m.http_refused.clone(),
+        );
+        registry.register(
+            "http_timeouts",
+            "HTTP requests whose headers or body did not arrive in time, by reason (header, body)",
+            m.http_timeouts.clone(),
+        );
+        registry.register(
+            "ws_closed_by_server",
+            "WebSockets the server closed for a limit, by reason (join_timeout, rate_limited, \
+             outbox_full, ping_timeout)",
+            m.ws_closed.clone(),
+        );
         Arc::new(Metrics { registry, ..m })
     }
 
@@ -334,6 +366,25 @@ impl Metrics {
     /// An ICE-TCP connection closed (or refused at accept) for `reason`.
     pub fn tcp_closed(&self, reason: &'static str) {
         self.tcp_closed.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// An HTTP/WebSocket connection refused for `reason`.
+    pub fn http_refused(&self, reason: &'static str) {
+        self.http_refused
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    /// A request's `reason` ("header" or "body") did not arrive in time.
+    pub fn http_timeout(&self, reason: &'static str) {
+        self.http_timeouts
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    /// The server closed a WebSocket for `reason`.
+    pub fn ws_closed(&self, reason: &'static str) {
+        self.ws_closed.get_or_create(&ReasonLabel { reason }).inc();
     }
 }
 

@@ -1,22 +1,95 @@
 //! WebSocket signaling: one task per connection. Frames are parsed into `ClientMsg` at this
 //! edge; joins are checked here (app, session key, signature, nonce) before the media task
 //! sees them, so the engine only ever gets authenticated joins.
+//!
+//! Each connection is bounded (docs/security.md#limits): its outbox holds at most
+//! `ws_outbox_messages` (a client that lets it fill is disconnected, and whoever sends to it,
+//! the media task included, never waits), its frames are rate limited (a token bucket), it
+//! must be admitted to a room within `ws_join_timeout_ms`, and it must answer the server's
+//! pings: one that goes silent for `ws_pong_timeout_ms` is disconnected, so a member whose
+//! network died leaves its room within seconds even while its TCP connection looks open.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot, Notify};
 use tracing::{debug, info, warn};
 use voipchat_auth::{verify, VerifyPolicy};
 use voipchat_core::{ConnId, JoinPolicy};
 use voipchat_proto::signal::MAX_FRAME_BYTES;
 use voipchat_proto::{ClientMsg, ErrorCode, Failure, JoinRequest, ServerMsg};
 
+use crate::conn_limits::TokenBucket;
 use crate::media::Command;
 use crate::{clock, AppState};
+
+/// tungstenite's read buffer per connection (its default is 128 KiB). A join frame with a
+/// video offer is a few KiB; a larger frame still arrives whole (the buffer grows for it).
+pub const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// Most bytes tungstenite buffers for a client whose socket takes no more; past it the
+/// connection fails (with `ws_outbox_messages`, the bound on what a slow client costs).
+pub const MAX_WRITE_BUFFER_BYTES: usize = 256 * 1024;
+/// How long the last frame (an error or interruption) and the Close may take to write.
+const FINAL_WRITE: Duration = Duration::from_secs(1);
+/// WebSocket close code for a connection closed for a limit (RFC 6455: policy violation).
+const CLOSE_POLICY: u16 = 1008;
+
+/// Where a connection's messages go: a bounded queue that never waits. A full queue means
+/// the client stopped reading: the send fails and the connection is told to end.
+#[derive(Clone, Debug)]
+pub struct Outbox {
+    tx: mpsc::Sender<ServerMsg>,
+    overflow: Arc<Notify>,
+}
+
+/// Why [`Outbox::send`] failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutboxError {
+    /// The client did not read: its connection is being closed (-11006).
+    Full,
+    /// The connection is gone.
+    Closed,
+}
+
+impl Outbox {
+    /// An outbox of `capacity` messages, the connection's end of it, and what it is told
+    /// when the queue overflows.
+    pub fn new(capacity: usize) -> (Outbox, mpsc::Receiver<ServerMsg>, Arc<Notify>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let overflow = Arc::new(Notify::new());
+        (
+            Outbox {
+                tx,
+                overflow: overflow.clone(),
+            },
+            rx,
+            overflow,
+        )
+    }
+
+    /// Queues `msg` without waiting.
+    pub fn send(&self, msg: ServerMsg) -> Result<(), OutboxError> {
+        match self.tx.try_send(msg) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.overflow.notify_one();
+                Err(OutboxError::Full)
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(OutboxError::Closed),
+        }
+    }
+}
+
+/// A connection the server ends for a limit: its code and the metric label.
+struct Limit {
+    code: ErrorCode,
+    label: &'static str,
+}
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
@@ -29,6 +102,10 @@ pub async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Res
     // instead of a dropped connection.
     ws.max_message_size(MAX_FRAME_BYTES * 4)
         .max_frame_size(MAX_FRAME_BYTES * 4)
+        .read_buffer_size(READ_BUFFER_BYTES)
+        // Each message is written out at once (the writer flushes every send anyway).
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
         .on_upgrade(move |socket| connection(state, socket))
 }
 
@@ -36,7 +113,13 @@ async fn connection(state: AppState, socket: WebSocket) {
     let _live = state.connections.clone();
     let conn = ConnId(NEXT_CONN.fetch_add(1, Ordering::Relaxed));
     let (mut sink, mut stream) = socket.split();
-    let (outbox, mut inbox) = mpsc::unbounded_channel::<ServerMsg>();
+    let config = state.config.clone();
+    let (outbox, mut inbox, overflow) = Outbox::new(config.ws_outbox_messages);
+    // Set by the writer once a join is admitted: the join deadline no longer applies.
+    let admitted = Arc::new(AtomicBool::new(false));
+    // The last frame of a connection ended for a limit, written ahead of anything queued.
+    let (last_tx, mut last_rx) = oneshot::channel::<(ServerMsg, &'static str)>();
+    let ping_every = Duration::from_millis(config.ws_ping_interval_ms);
     // The connection's TURN credentials as of now: always the same name (what ties the
     // TURN server's log to the member), each time a fresh expiry. The hello goes first,
     // ahead of anything the media task sends once it knows the connection: the client
@@ -67,8 +150,43 @@ async fn connection(state: AppState, socket: WebSocket) {
         std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
     let metrics = state.metrics.clone();
     let waiting = joins_waiting.clone();
-    let writer = tokio::spawn(async move {
-        while let Some(mut msg) = inbox.recv().await {
+    let joined = admitted.clone();
+    let mut writer = tokio::spawn(async move {
+        let mut last_open = true;
+        let mut ping = (!ping_every.is_zero()).then(|| {
+            let mut i =
+                tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+            i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            i
+        });
+        loop {
+            let mut msg = tokio::select! {
+                biased;
+                last = &mut last_rx, if last_open => {
+                    last_open = false;
+                    let Ok((msg, reason)) = last else { continue };
+                    let _ = tokio::time::timeout(FINAL_WRITE, async {
+                        sink.send(Message::Text(msg.to_json().into())).await?;
+                        sink.send(Message::Close(Some(CloseFrame {
+                            code: CLOSE_POLICY,
+                            reason: reason.into(),
+                        })))
+                        .await
+                    })
+                    .await;
+                    return;
+                }
+                msg = inbox.recv() => match msg {
+                    Some(msg) => msg,
+                    None => break,
+                },
+                _ = async { ping.as_mut().expect("guarded").tick().await }, if ping.is_some() => {
+                    if sink.send(Message::Ping(Default::default())).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            };
             if let ServerMsg::JoinResult {
                 status,
                 ice_servers: repeated,
@@ -80,6 +198,7 @@ async fn connection(state: AppState, socket: WebSocket) {
                 if status.is_ok() {
                     // Fresh: a join may come long after the hello on the same connection.
                     *repeated = ice_servers();
+                    joined.store(true, Ordering::Relaxed);
                 }
             }
             let interrupted = matches!(msg, ServerMsg::Interrupted { .. });
@@ -99,8 +218,21 @@ async fn connection(state: AppState, socket: WebSocket) {
 
     let mut shutdown = state.shutdown.clone();
     let mut server_stopping = false;
-    let linger_end = tokio::time::sleep(std::time::Duration::MAX);
+    let linger_end = tokio::time::sleep(Duration::MAX);
     tokio::pin!(linger_end);
+    let join_deadline = tokio::time::sleep(Duration::from_millis(config.ws_join_timeout_ms));
+    tokio::pin!(join_deadline);
+    let mut join_deadline_on = true;
+    // The pong deadline is checked as often as pings go out.
+    let mut liveness_check = (!ping_every.is_zero()).then(|| tokio::time::interval(ping_every));
+    let pong_timeout = Duration::from_millis(config.ws_pong_timeout_ms);
+    let mut last_heard = tokio::time::Instant::now();
+    let mut bucket = TokenBucket::new(
+        config.ws_frames_per_sec,
+        config.ws_frame_burst,
+        std::time::Instant::now(),
+    );
+    let mut limit: Option<Limit> = None;
     loop {
         let frame = tokio::select! {
             f = stream.next() => f,
@@ -112,8 +244,37 @@ async fn connection(state: AppState, socket: WebSocket) {
                 continue;
             }
             _ = &mut linger_end, if server_stopping => break,
+            _ = overflow.notified(), if !server_stopping => {
+                limit = Some(Limit { code: ErrorCode::OutboxFull, label: "outbox_full" });
+                break;
+            }
+            _ = &mut join_deadline, if join_deadline_on && !server_stopping => {
+                join_deadline_on = false;
+                if admitted.load(Ordering::Relaxed) {
+                    continue;
+                }
+                limit = Some(Limit { code: ErrorCode::JoinTimeout, label: "join_timeout" });
+                break;
+            }
+            _ = async { liveness_check.as_mut().expect("guarded").tick().await },
+                if liveness_check.is_some() && !server_stopping =>
+            {
+                if last_heard.elapsed() > pong_timeout {
+                    limit = Some(Limit { code: ErrorCode::PingTimeout, label: "ping_timeout" });
+                    break;
+                }
+                continue;
+            }
         };
         let Some(Ok(frame)) = frame else { break };
+        last_heard = tokio::time::Instant::now();
+        if !server_stopping && !bucket.take(std::time::Instant::now()) {
+            limit = Some(Limit {
+                code: ErrorCode::RateLimited,
+                label: "rate_limited",
+            });
+            break;
+        }
         if server_stopping {
             // Still read, and drop, what the client sends until its Close answers ours: a
             // socket closed with unread input is reset, and the reset can destroy the last
@@ -208,14 +369,53 @@ async fn connection(state: AppState, socket: WebSocket) {
             break;
         }
     }
+    if let Some(limit) = &limit {
+        state.metrics.ws_closed(limit.label);
+        let failure = Failure::new(limit.code);
+        info!(
+            ?conn,
+            code = limit.code.code(),
+            "connection closed: {}",
+            failure.detail
+        );
+        // A member is told it is out of its room; any other connection gets an error.
+        let last = match limit.code {
+            ErrorCode::OutboxFull | ErrorCode::PingTimeout if admitted.load(Ordering::Relaxed) => {
+                ServerMsg::interrupted(limit.code)
+            }
+            _ => ServerMsg::error(&failure),
+        };
+        let _ = last_tx.send((last, limit.code.reason()));
+    }
     // When the server stops, the media task interrupts every member (-11004) itself; a
     // disconnect sent now could reach it first and make the member leave untold.
     if !server_stopping {
         let _ = state.media.send(Command::Disconnect(conn));
     }
     drop(outbox);
-    // Let queued messages (an interruption, a last result) reach the client.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), writer).await;
+    if limit.is_some() {
+        // Read, and drop, what the client still sends until its Close answers ours (at most
+        // FINAL_WRITE): a socket closed with unread input is reset, and the reset can
+        // destroy the last frame (the error saying why) before the client has read it.
+        let _ = tokio::time::timeout(FINAL_WRITE, async {
+            while let Some(Ok(frame)) = stream.next().await {
+                if matches!(frame, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+    // Let queued messages (an interruption, a last result) reach the client; a client that
+    // does not read (or whose network is gone) is cut off after that.
+    let linger = if limit.is_some() {
+        FINAL_WRITE * 2
+    } else {
+        Duration::from_secs(2)
+    };
+    if tokio::time::timeout(linger, &mut writer).await.is_err() {
+        writer.abort();
+    }
 }
 
 fn looks_like_join(text: &str) -> bool {

@@ -159,7 +159,7 @@ impl Engine {
                 tracks_dirty: false,
                 addrs: Vec::new(),
                 connected: false,
-                last_rx: now,
+                liveness: super::liveness::Liveness::new(now),
                 next_timeout: now,
                 speaker: SpeakerState::default(),
             },

@@ -31,6 +31,7 @@ pub use counters::{Counters, Drops};
 mod audio_red;
 mod counters;
 mod forward;
+mod liveness;
 mod membership;
 mod operator;
 mod simulcast;
@@ -64,8 +65,12 @@ pub struct EngineConfig {
     pub ice_tcp: bool,
     /// Most members in one room at once.
     pub room_cap: usize,
-    /// A member from whom no media packet (UDP or TCP) arrives for this long is removed.
+    /// A member from whom no media packet (UDP or TCP) arrives for this long is removed;
+    /// once its session connected, the shorter `media_liveness` rule applies (`liveness`).
     pub media_timeout: Duration,
+    /// A connected member is removed once nothing arrived for the longer of this and its
+    /// ICE keepalive interval plus 1.5 s (at most `media_timeout`).
+    pub media_liveness: Duration,
     pub speakers: SpeakerConfig,
     /// Negotiate RED (RFC 2198 redundant audio) with clients that offer it: each packet of
     /// theirs then carries the previous frame too, and receivers that negotiated it get it.
@@ -82,6 +87,7 @@ impl EngineConfig {
             ice_tcp: false,
             room_cap: 10,
             media_timeout: Duration::from_secs(8),
+            media_liveness: Duration::from_secs(4),
             speakers: SpeakerConfig::default(),
             audio_red: true,
             opus_fec: true,
@@ -203,7 +209,8 @@ struct Member {
     /// ICE and DTLS completed at least once; a member removed before that never reached
     /// the announced address, which the operator needs to hear about.
     connected: bool,
-    last_rx: Instant,
+    /// When it was last heard from, and its keepalive rhythm.
+    liveness: liveness::Liveness,
     next_timeout: Instant,
     speaker: SpeakerState,
 }
@@ -652,7 +659,8 @@ impl Engine {
             self.by_addr.remove(&key);
             return;
         };
-        m.last_rx = now;
+        m.liveness
+            .received(now, liveness::is_binding_request(bytes));
         if let Err(e) = m.rtc.handle_input(input) {
             debug!(member = ?id, "input refused: {e}");
             self.counters.dropped.refused += 1;
@@ -816,13 +824,15 @@ impl Engine {
     }
 
     fn tick(&mut self, now: Instant) {
-        let timeout = self.config.media_timeout;
+        let liveness = liveness::LivenessConfig {
+            connect_timeout: self.config.media_timeout,
+            floor: self.config.media_liveness,
+            ..Default::default()
+        };
         let expired: Vec<MemberId> = self
             .members
             .iter()
-            .filter(|(_, m)| {
-                now.saturating_duration_since(m.last_rx) > timeout || !m.rtc.is_alive()
-            })
+            .filter(|(_, m)| m.liveness.expired(now, &liveness) || !m.rtc.is_alive())
             .map(|(id, _)| *id)
             .collect();
         self.end_slot_settles(now);
@@ -893,6 +903,7 @@ impl Engine {
                 Event::Connected => {
                     if let Some(m) = self.members.get_mut(&id) {
                         m.connected = true;
+                        m.liveness.connected();
                     }
                     // The member can receive media now: its videos start on fresh keyframes.
                     self.ask_keyframes_for_waiting_slots(now, id);
