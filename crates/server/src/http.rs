@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine as _;
-use voipchat_auth::{new_session_key, secrets_equal, sign};
+use voipchat_auth::{new_session_key, sign};
 use voipchat_proto::backend::{SessionKeyRequest, SessionKeyResponse, SignRequest, SignResponse};
 use voipchat_proto::signal::{ID_MAX_CHARS, NONCE_MAX_CHARS};
 use voipchat_proto::{AppId, ErrorCode, Failure, Status};
@@ -172,7 +172,7 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<AppRecord
     let app = blocking(move || store.app(&app_id)).await?;
     let wrong = ErrorCode::BadCredentials.reason();
     match app {
-        Some(app) if secrets_equal(app.secret.expose(), secret) => Ok(app),
+        Some(app) if voipchat_store::app_secret_matches(&app, secret) => Ok(app),
         Some(_) => Err(refuse("wrong appSecret", wrong, Some(&tried))),
         None => Err(refuse("unknown appId", wrong, Some(&tried))),
     }

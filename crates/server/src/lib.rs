@@ -12,6 +12,8 @@ pub mod logging;
 pub mod media;
 pub mod media_tcp;
 pub mod metrics;
+pub mod quota;
+pub mod secrets;
 pub mod tls;
 pub mod turn;
 pub mod web;
@@ -222,7 +224,16 @@ pub async fn run(
     let media_bound = listeners.media.local_addr()?;
     let turn = config.turn().map_err(std::io::Error::other)?.map(Arc::new);
     let metrics = metrics::Metrics::new();
+    let store = secrets::open_sealed(&config, store).await?;
     let store: Arc<dyn Store> = Arc::new(metrics::TimedStore::new(store, metrics.clone()));
+    let reservations = quota::Reservations::new(store.clone(), quota::node_id(&config)?);
+    {
+        let r = reservations.clone();
+        tokio::task::spawn_blocking(move || r.release_leftovers())
+            .await
+            .map_err(std::io::Error::other)?
+            .map_err(std::io::Error::other)?;
+    }
     {
         let store = store.clone();
         let demo = config.demo;
@@ -237,6 +248,7 @@ pub async fn run(
     engine_config.ice_tcp = engine_tcp;
     engine_config.room_cap = config.room_cap;
     engine_config.media_timeout = config.media_timeout();
+    engine_config.confirm_rooms = true;
     let engine = Engine::new(engine_config, Instant::now());
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -270,6 +282,7 @@ pub async fn run(
         daily_limit: config.daily_room_quota,
         utc_offset_secs: config.utc_offset_secs(),
         webhooks: sink,
+        reservations,
     };
     let tcp = media_tcp::TcpMedia::new(
         listeners.media_tcp,

@@ -51,6 +51,19 @@ enum Cmd {
     /// Run the service.
     // Boxed: its flags make it far larger than the other commands (clippy large_enum_variant).
     Serve(Box<ServeArgs>),
+    /// Start encrypting session keys under a new key: prepends a new key to the key file
+    /// (the old ones stay, to open what is sealed under them) and reseals every session
+    /// key under it; prints {"keyId", "resealed", "keys"}. Restart `serve` afterwards so it
+    /// seals under the new key too; then `rotate-key --prune` reseals what it wrote under
+    /// the old key meanwhile and drops the old keys (docs/security.md).
+    RotateKey {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Do not add a key: reseal everything under the current one and remove the old
+        /// keys from the file [default: off]
+        #[arg(long)]
+        prune: bool,
+    },
     /// Manage apps (the games whose players join rooms).
     App {
         #[command(flatten)]
@@ -343,6 +356,7 @@ fn run(cli: Cli) -> Result<(), BoxError> {
             ref store,
             ref command,
         } => app(command, merge(store.clone())),
+        Cmd::RotateKey { ref store, prune } => rotate_key(merge(store.clone()), prune),
         Cmd::Sign {
             ref app_id,
             ref group_id,
@@ -486,9 +500,15 @@ fn app(command: &AppCmd, store_args: StoreArgs) -> Result<(), BoxError> {
                 settings: Default::default(),
             };
             store.create_app(&app)?;
+            // Shown only now: the store keeps the secret's digest, which webhooks are
+            // signed with.
             println!(
                 "{}",
-                serde_json::json!({"appId": app.app_id, "appSecret": app.secret.expose()})
+                serde_json::json!({
+                    "appId": app.app_id,
+                    "appSecret": app.secret.expose(),
+                    "webhookSecret": voipchat_store::secret_digest(&app.secret).expose(),
+                })
             );
         }
         AppCmd::List => {
@@ -515,7 +535,11 @@ fn app(command: &AppCmd, store_args: StoreArgs) -> Result<(), BoxError> {
             );
             println!(
                 "{}",
-                serde_json::json!({"appId": app_id, "appSecret": secret.expose()})
+                serde_json::json!({
+                    "appId": app_id,
+                    "appSecret": secret.expose(),
+                    "webhookSecret": voipchat_store::secret_digest(&secret).expose(),
+                })
             );
         }
         AppCmd::SetWebhook { app_id, url, .. } => {
@@ -537,6 +561,74 @@ fn app(command: &AppCmd, store_args: StoreArgs) -> Result<(), BoxError> {
             }
             println!("{}", serde_json::json!({"appId": app_id, "deleted": true}));
         }
+    }
+    Ok(())
+}
+
+/// `rotate-key`: a new current key in the key file (or, with `prune`, only the current one
+/// kept), then every session key resealed under it.
+fn rotate_key(store_args: StoreArgs, prune: bool) -> Result<(), BoxError> {
+    use voipchat_server::secrets::{self, KeySource};
+    let (config, config_file) = load_config(&store_args)?;
+    if std::env::var_os(secrets::KEY_ENV).is_some() {
+        return Err(format!(
+            "the keys come from {}: rotate them there (put a new key first, keep the old \
+             ones after it) and restart serve, which reseals at start",
+            secrets::KEY_ENV
+        )
+        .into());
+    }
+    if !config.sqlite_path().exists() {
+        return Err(format!(
+            "no database at {}: give this command the same --config, VOIPCHAT_CONFIG or \
+             --data-dir as `voipchat serve`",
+            absolute(&config.sqlite_path()).display()
+        )
+        .into());
+    }
+    let (_, source) = secrets::keyring(&config)?;
+    let path = match source {
+        KeySource::File(p) | KeySource::DataDir { path: p, .. } => p,
+        KeySource::Env => unreachable!("checked above"),
+    };
+    let text = std::fs::read_to_string(&path)?;
+    let mut lines: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect();
+    if prune {
+        lines.truncate(1);
+    } else {
+        lines.insert(0, voipchat_store::secrets::new_key_line());
+    }
+    let new_text = lines.join("\n") + "\n";
+    // Check the new file before it replaces the old one.
+    let ring = voipchat_store::Keyring::parse(&new_text, &path.display().to_string())?;
+    let key_id = ring.current_id().to_string();
+    let (store, _) = open_store(&config, config_file.as_deref(), false)?;
+    let sealed = voipchat_store::SealedStore::new(Arc::new(store), ring);
+    if prune {
+        // Reseal first: a key still sealed under an old key must not become unreadable.
+        let resealed = sealed.reseal_all()?;
+        voipchat_store::secrets::write_private(&path, &new_text)?;
+        notice(&format!("key file {}: old keys removed", path.display()));
+        println!(
+            "{}",
+            serde_json::json!({"keyId": key_id, "resealed": resealed, "keys": lines.len()})
+        );
+    } else {
+        voipchat_store::secrets::write_private(&path, &new_text)?;
+        let resealed = sealed.reseal_all()?;
+        notice(&format!(
+            "key file {}: new key {key_id} first; restart `voipchat serve` to seal under it",
+            path.display()
+        ));
+        println!(
+            "{}",
+            serde_json::json!({"keyId": key_id, "resealed": resealed, "keys": lines.len()})
+        );
     }
     Ok(())
 }

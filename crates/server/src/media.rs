@@ -61,6 +61,8 @@ pub enum Command {
         bool,
         oneshot::Sender<Result<bool, ServerMuteError>>,
     ),
+    /// The store confirmed a new room's quota unit (`Output::ConfirmRoomQuota`).
+    RoomConfirmed(RoomKey),
     /// Close an open room; the reply names the members interrupted (None: no such room).
     Close(RoomKey, oneshot::Sender<Option<Vec<OpenId>>>),
 }
@@ -82,6 +84,8 @@ pub struct QuotaPolicy {
     pub utc_offset_secs: i64,
     /// Told when a join is refused for the quota (`quota_exhausted`).
     pub webhooks: webhooks::Sink,
+    /// Grants are reservations until the room's first member is admitted (crate::quota).
+    pub reservations: Arc<crate::quota::Reservations>,
 }
 
 impl QuotaPolicy {
@@ -94,8 +98,8 @@ impl QuotaPolicy {
             let limit = app
                 .and_then(|a| a.settings.daily_room_quota)
                 .unwrap_or(self.daily_limit);
-            self.store
-                .take_room_quota(app_id, &day, limit)
+            self.reservations
+                .reserve(key, &day, limit)
                 .map(|d| (d, limit))
         });
         match decision {
@@ -324,6 +328,7 @@ impl Task {
                 outboxes.remove(&conn);
             }
             Command::Quota(key, answer) => engine.handle_room_quota(now, &key, answer),
+            Command::RoomConfirmed(key) => engine.handle_room_confirmed(&key),
             Command::Room(key, reply) => {
                 let _ = reply.send(engine.room(&key));
             }
@@ -388,6 +393,14 @@ impl Task {
                         let _ = tx.send(Command::Quota(key, answer));
                     });
                 }
+                Output::ConfirmRoomQuota(key) => {
+                    let tx = command_tx.clone();
+                    let k = key.clone();
+                    quota.reservations.confirm(&key, move || {
+                        let _ = tx.send(Command::RoomConfirmed(k));
+                    });
+                }
+                Output::ReleaseRoomQuota(key) => quota.reservations.release(&key),
                 Output::RoomOpened(key, room_type) => {
                     metrics.rooms_created.inc();
                     info!(room = %key, "room opened");

@@ -66,6 +66,12 @@ pub struct EngineConfig {
     /// A member from whom no media packet (UDP or TCP) arrives for this long is removed.
     pub media_timeout: Duration,
     pub speakers: SpeakerConfig,
+    /// Confirm each new room before its first member is told: the first admitted join asks
+    /// for `Output::ConfirmRoomQuota`, and every message to the room's members is held until
+    /// `handle_room_confirmed`. The server sets it so that a crash can never leave a room
+    /// counted that no client was told of, nor one told of that is not counted (the store
+    /// gives back unconfirmed reservations at the next start). Off: rooms need no confirm.
+    pub confirm_rooms: bool,
 }
 
 impl EngineConfig {
@@ -76,6 +82,7 @@ impl EngineConfig {
             room_cap: 10,
             media_timeout: Duration::from_secs(8),
             speakers: SpeakerConfig::default(),
+            confirm_rooms: false,
         }
     }
 }
@@ -107,6 +114,13 @@ pub enum Output {
     /// A join wants to create this room: take one unit of the app's daily quota and call
     /// `handle_room_quota`. At most one request per room is outstanding.
     NeedRoomQuota(RoomKey),
+    /// (With `confirm_rooms`.) The room's first member is admitted: make its quota unit
+    /// count for good, then call `handle_room_confirmed`; until then the room's members are
+    /// told nothing (their messages wait in order).
+    ConfirmRoomQuota(RoomKey),
+    /// (With `confirm_rooms`.) A room whose quota was granted closed before any member was
+    /// admitted: give its unit back.
+    ReleaseRoomQuota(RoomKey),
     /// A room was created (quota taken) or destroyed (its last member left), with its type.
     RoomOpened(RoomKey, RoomType),
     RoomClosed(RoomKey, RoomType),
@@ -166,6 +180,20 @@ struct Room {
     /// The room is being closed by the backend: members leaving now are not announced to
     /// the others, who are leaving too.
     closing: bool,
+    /// Where its quota unit is (with `confirm_rooms`).
+    quota: RoomQuota,
+}
+
+/// The quota unit of a room, with `EngineConfig::confirm_rooms`.
+#[derive(Debug)]
+enum RoomQuota {
+    /// Nothing to do: confirmed, or confirmation not asked for.
+    Settled,
+    /// Granted; no member admitted yet. Closing now gives the unit back.
+    Granted,
+    /// The first member is admitted and the confirmation asked; messages to the room's
+    /// members wait here, in order, until it comes.
+    Confirming { held: Vec<(ConnId, ServerMsg)> },
 }
 
 struct Member {
@@ -375,6 +403,7 @@ impl Engine {
                         opened_at: now,
                         server_muted: Vec::new(),
                         closing: false,
+                        quota: RoomQuota::Settled,
                     },
                 );
                 self.conns.insert(conn, ConnState::Joining(key.clone()));
@@ -396,6 +425,9 @@ impl Engine {
             QuotaAnswer::Granted => {
                 room.state = RoomState::Open;
                 room.opened_at = now;
+                if self.config.confirm_rooms {
+                    room.quota = RoomQuota::Granted;
+                }
                 let room_type = room.room_type;
                 self.outputs
                     .push_back(Output::RoomOpened(key.clone(), room_type));
@@ -712,7 +744,46 @@ impl Engine {
     // ----- internals -----
 
     fn signal(&mut self, conn: ConnId, msg: ServerMsg) {
+        if self.config.confirm_rooms {
+            if let Some(ConnState::Member(id)) = self.conns.get(&conn) {
+                let room = self.members.get(id).map(|m| &m.room);
+                if let Some(Room {
+                    quota: RoomQuota::Confirming { held },
+                    ..
+                }) = room.and_then(|key| self.rooms.get_mut(key))
+                {
+                    held.push((conn, msg));
+                    return;
+                }
+            }
+        }
         self.outputs.push_back(Output::Signal(conn, msg));
+    }
+
+    /// The answer to `Output::ConfirmRoomQuota`: the messages held for the room's members go
+    /// out, in order. Whether the store managed to confirm or not, the room stays open (a
+    /// unit the store failed to confirm is given back at its next start).
+    pub fn handle_room_confirmed(&mut self, key: &RoomKey) {
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
+        if let RoomQuota::Confirming { held } =
+            std::mem::replace(&mut room.quota, RoomQuota::Settled)
+        {
+            self.outputs
+                .extend(held.into_iter().map(|(conn, msg)| Output::Signal(conn, msg)));
+        }
+    }
+
+    /// Called as the first member of a room is admitted, before anything is signaled to it.
+    fn confirm_if_new(&mut self, key: &RoomKey) {
+        if let Some(room) = self.rooms.get_mut(key) {
+            if matches!(room.quota, RoomQuota::Granted) {
+                room.quota = RoomQuota::Confirming { held: Vec::new() };
+                self.outputs
+                    .push_back(Output::ConfirmRoomQuota(key.clone()));
+            }
+        }
     }
 
     fn reply_join_fail(&mut self, conn: ConnId, failure: Failure) {

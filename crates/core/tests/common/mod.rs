@@ -235,6 +235,10 @@ pub struct Net {
     pub auto_quota: Option<QuotaAnswer>,
     pub opened: Vec<RoomKey>,
     pub closed: Vec<RoomKey>,
+    /// With `confirm_rooms`: confirmations asked for and not answered yet, and the rooms
+    /// whose unit the engine gave back.
+    pub confirm_requests: Vec<RoomKey>,
+    pub released: Vec<RoomKey>,
     /// The engine's room and member events in order, as text: "opened g voice",
     /// "joined g alice 1", "left g alice 0 exit", "closed g voice".
     pub lifecycle: Vec<String>,
@@ -266,6 +270,8 @@ impl Net {
             auto_quota: Some(QuotaAnswer::Granted),
             opened: Vec::new(),
             closed: Vec::new(),
+            confirm_requests: Vec::new(),
+            released: Vec::new(),
             lifecycle: Vec::new(),
             next_conn: 1,
             step: Duration::from_millis(10),
@@ -562,6 +568,15 @@ impl Net {
                             Some(a) => self.engine.handle_room_quota(self.now, &key, a),
                             None => self.quota_requests.push(key),
                         }
+                    }
+                    Output::ConfirmRoomQuota(k) => {
+                        busy = true;
+                        self.lifecycle.push(format!("confirm {}", k.group_id));
+                        self.confirm_requests.push(k)
+                    }
+                    Output::ReleaseRoomQuota(k) => {
+                        self.lifecycle.push(format!("release {}", k.group_id));
+                        self.released.push(k)
                     }
                     Output::RoomOpened(k, t) => {
                         self.lifecycle
