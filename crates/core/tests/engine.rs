@@ -139,9 +139,7 @@ fn a_new_room_is_confirmed_before_its_first_member_is_told() {
     let b = net.join("b", "g");
     assert_eq!(net.join_code(b), None, "a member of a room not confirmed waits too");
     assert_eq!(net.confirm_requests.len(), 1, "one confirmation per room");
-    let key = net.confirm_requests.remove(0);
-    net.engine.handle_room_confirmed(&key);
-    net.settle();
+    let key = net.confirm_next();
     assert_eq!(net.join_code(a), Some(0));
     assert_eq!(net.join_code(b), Some(0));
     assert_eq!(net.engine.room_members(&key), ids(&["a", "b"]));

@@ -393,10 +393,20 @@ impl Task {
                         let _ = tx.send(Command::Quota(key, answer));
                     });
                 }
-                Output::ConfirmRoomQuota(key) => {
+                Output::ConfirmRoomQuota(key, held) => {
+                    // The joinResults go out from the confirming thread right after the
+                    // commit (crate::quota); the engine holds what follows until told.
+                    let batch: Vec<(Outbox, ServerMsg)> = held
+                        .into_iter()
+                        .filter_map(|(conn, msg)| {
+                            if let ServerMsg::JoinResult { status, .. } = &msg {
+                                nonces.take(conn, status);
+                            }
+                            outboxes.get(&conn).map(|o| (o.clone(), msg))
+                        })
+                        .collect();
                     let tx = command_tx.clone();
-                    let k = key.clone();
-                    quota.reservations.confirm(&key, move || {
+                    quota.reservations.confirm(&key, batch, move |k| {
                         let _ = tx.send(Command::RoomConfirmed(k));
                     });
                 }

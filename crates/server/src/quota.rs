@@ -65,16 +65,27 @@ impl Reservations {
         Ok(decision)
     }
 
-    /// The room's first member is admitted: confirm in the background, then `done` (which
-    /// lets the engine tell the members).
-    pub fn confirm(self: &Arc<Self>, room: &RoomKey, done: impl FnOnce() + Send + 'static) {
+    /// The room's first members are admitted: confirm in the background, then send them
+    /// `told` (their joinResults) at once, then `done` (which lets the engine send the rest).
+    /// Nothing but a channel send lies between the commit and the telling, so a crash can
+    /// hardly fall between them.
+    pub fn confirm(
+        self: &Arc<Self>,
+        room: &RoomKey,
+        told: Vec<(crate::media::Outbox, voipchat_proto::ServerMsg)>,
+        done: impl FnOnce(RoomKey) + Send + 'static,
+    ) {
         let r = self.pending().remove(room);
         let this = self.clone();
+        let room = room.clone();
         tokio::task::spawn_blocking(move || {
             if let Some(r) = r {
                 this.settle(r, true);
             }
-            done();
+            for (outbox, msg) in told {
+                let _ = outbox.send(msg);
+            }
+            done(room);
         });
     }
 

@@ -114,10 +114,12 @@ pub enum Output {
     /// A join wants to create this room: take one unit of the app's daily quota and call
     /// `handle_room_quota`. At most one request per room is outstanding.
     NeedRoomQuota(RoomKey),
-    /// (With `confirm_rooms`.) The room's first member is admitted: make its quota unit
-    /// count for good, then call `handle_room_confirmed`; until then the room's members are
-    /// told nothing (their messages wait in order).
-    ConfirmRoomQuota(RoomKey),
+    /// (With `confirm_rooms`.) The room's first members are admitted: make its quota unit
+    /// count for good, then send these messages (their joinResults, in order), then call
+    /// `handle_room_confirmed`. Until then the engine holds every further message to the
+    /// room's members, so the order is kept. The caller sends this batch itself, right after
+    /// the store's commit, so that as little as possible happens between the two.
+    ConfirmRoomQuota(RoomKey, Vec<(ConnId, ServerMsg)>),
     /// (With `confirm_rooms`.) A room whose quota was granted closed before any member was
     /// admitted: give its unit back.
     ReleaseRoomQuota(RoomKey),
@@ -435,6 +437,7 @@ impl Engine {
                     self.conns.remove(&conn);
                     self.admit(now, conn, key.clone(), req, policy);
                 }
+                self.ask_confirmation(key);
                 self.close_if_empty(key);
             }
             QuotaAnswer::Exhausted | QuotaAnswer::Failed(_) => {
@@ -775,14 +778,27 @@ impl Engine {
         }
     }
 
-    /// Called as the first member of a room is admitted, before anything is signaled to it.
+    /// Called as the first member of a room is admitted, before anything is signaled to it:
+    /// from now on the room's messages are held.
     fn confirm_if_new(&mut self, key: &RoomKey) {
         if let Some(room) = self.rooms.get_mut(key) {
             if matches!(room.quota, RoomQuota::Granted) {
                 room.quota = RoomQuota::Confirming { held: Vec::new() };
-                self.outputs
-                    .push_back(Output::ConfirmRoomQuota(key.clone()));
             }
+        }
+    }
+
+    /// After the joins waiting for a new room were admitted: asks for the confirmation,
+    /// handing over what was held for them so far.
+    fn ask_confirmation(&mut self, key: &RoomKey) {
+        if let Some(Room {
+            quota: RoomQuota::Confirming { held },
+            ..
+        }) = self.rooms.get_mut(key)
+        {
+            let batch = std::mem::take(held);
+            self.outputs
+                .push_back(Output::ConfirmRoomQuota(key.clone(), batch));
         }
     }
 

@@ -237,7 +237,7 @@ pub struct Net {
     pub closed: Vec<RoomKey>,
     /// With `confirm_rooms`: confirmations asked for and not answered yet, and the rooms
     /// whose unit the engine gave back.
-    pub confirm_requests: Vec<RoomKey>,
+    pub confirm_requests: Vec<(RoomKey, Vec<(ConnId, ServerMsg)>)>,
     pub released: Vec<RoomKey>,
     /// The engine's room and member events in order, as text: "opened g voice",
     /// "joined g alice 1", "left g alice 0 exit", "closed g voice".
@@ -569,10 +569,10 @@ impl Net {
                             None => self.quota_requests.push(key),
                         }
                     }
-                    Output::ConfirmRoomQuota(k) => {
+                    Output::ConfirmRoomQuota(k, held) => {
                         busy = true;
                         self.lifecycle.push(format!("confirm {}", k.group_id));
-                        self.confirm_requests.push(k)
+                        self.confirm_requests.push((k, held))
                     }
                     Output::ReleaseRoomQuota(k) => {
                         self.lifecycle.push(format!("release {}", k.group_id));
@@ -904,6 +904,18 @@ impl Net {
     }
 
     /// The errCode of the peer's last joinResult.
+    /// Answers the oldest confirmation request as the server does: the messages handed over
+    /// first, then `handle_room_confirmed`. Returns the room.
+    pub fn confirm_next(&mut self) -> RoomKey {
+        let (key, held) = self.confirm_requests.remove(0);
+        for (conn, msg) in held {
+            self.deliver(conn, msg);
+        }
+        self.engine.handle_room_confirmed(&key);
+        self.settle();
+        key
+    }
+
     pub fn join_code(&self, idx: usize) -> Option<i32> {
         self.peers[idx].messages.iter().rev().find_map(|m| match m {
             ServerMsg::JoinResult { status, .. } => Some(status.err_code),
