@@ -8,149 +8,12 @@ mod common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
-use tokio::io::AsyncBufReadExt;
-use tokio_tungstenite::tungstenite::Message;
-use voipchat_proto::{AppId, Secret, ServerMsg};
+use common::binary::{cli, create_room, offer, rooms_created, serve, session_key};
+use voipchat_proto::{AppId, Secret};
 
 const ROOMS: usize = 50;
-
-/// Runs `voipchat` with `args` in `dir`; returns its stdout (it must succeed).
-fn cli(dir: &std::path::Path, args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_voipchat"))
-        .args(["--data-dir", dir.to_str().unwrap()])
-        .args(args)
-        .env_remove("VOIPCHAT_CONFIG")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Starts `voipchat serve` on ephemeral ports; returns the child, its HTTP address and
-/// the stderr lines up to "voipchat serving".
-async fn serve(dir: &std::path::Path) -> (tokio::process::Child, std::net::SocketAddr, Vec<String>) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_voipchat"))
-        .args(["--data-dir", dir.to_str().unwrap(), "serve"])
-        .args(["--http-addr", "127.0.0.1:0", "--media-addr", "127.0.0.1:0"])
-        .args(["--daily-room-quota", "1000", "--no-demo"])
-        .env("RUST_LOG", "info")
-        .env_remove("VOIPCHAT_CONFIG")
-        .env_remove("VOIPCHAT_SECRETS_KEY")
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    loop {
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("server starts")
-            .unwrap()
-            .unwrap_or_else(|| panic!("server exited: {seen:#?}"));
-        seen.push(common::plain(&line));
-        if line.contains("voipchat serving") {
-            break;
-        }
-    }
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let line = seen.last().unwrap().clone();
-    let http = line
-        .split("http=")
-        .nth(1)
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap_or_else(|e| panic!("{e}: {line}"));
-    (child, http, seen)
-}
-
-async fn session_key(http: std::net::SocketAddr, app: &AppId, secret: &Secret, user: &str) -> Secret {
-    let (status, body) = common::http_request(
-        http,
-        "POST",
-        "/api/v1/session-key",
-        Some((app.to_string(), secret.expose().to_string())),
-        Some(&serde_json::json!({ "openId": user }).to_string()),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    Secret::new(v["sessionKey"].as_str().unwrap())
-}
-
-async fn rooms_created(http: std::net::SocketAddr, app: &AppId, secret: &Secret) -> u64 {
-    let (status, body) = common::http_request(
-        http,
-        "GET",
-        "/api/v1/quota",
-        Some((app.to_string(), secret.expose().to_string())),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    v["roomsCreated"].as_u64().unwrap()
-}
-
-/// A real offer (one sendonly audio m-line), as the Rust client makes it.
-fn offer() -> String {
-    let mut rtc = str0m::Rtc::builder()
-        .clear_codecs()
-        .enable_opus(true, false)
-        .build(Instant::now());
-    rtc.add_local_candidate(
-        str0m::Candidate::host("127.0.0.1:40000".parse().unwrap(), "udp").unwrap(),
-    );
-    let mut change = rtc.sdp_api();
-    change.add_media(
-        str0m::media::MediaKind::Audio,
-        str0m::media::Direction::SendOnly,
-        None,
-        None,
-        None,
-    );
-    let (offer, _pending) = change.apply().expect("an offer");
-    offer.to_sdp_string()
-}
-
-/// One client: connects, sends its signed join for its own room and waits for the
-/// joinResult. Returns its errCode, or None if the server died first.
-async fn create_room(
-    http: std::net::SocketAddr,
-    app: AppId,
-    user: String,
-    key: Secret,
-    sdp: String,
-) -> Option<i32> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{http}/ws")).await.ok()?;
-    let nonce = voipchat_client::random_nonce();
-    let ts = common::unix_now();
-    let group = format!("room-{user}");
-    let signature = voipchat_auth::sign(app.as_str(), &group, &nonce, ts, &key);
-    let frame = serde_json::json!({
-        "type": "join", "appId": app, "openId": user, "groupId": group,
-        "nonceStr": nonce, "timeStamp": ts, "signature": signature, "sdp": sdp,
-    });
-    ws.send(Message::Text(frame.to_string().into())).await.ok()?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let msg = match tokio::time::timeout_at(deadline, ws.next()).await.ok()? {
-            None | Some(Err(_)) => return None,
-            Some(Ok(m)) => m,
-        };
-        if let Message::Text(t) = msg {
-            if let Ok(ServerMsg::JoinResult { status, .. }) = ServerMsg::parse(t.as_str()) {
-                return Some(status.err_code);
-            }
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn quota_count_equals_rooms_told_after_kill_9_during_creations() {
@@ -161,7 +24,7 @@ async fn quota_count_equals_rooms_told_after_kill_9_during_creations() {
     let secret = Secret::new(created["appSecret"].as_str().unwrap());
     cli(dir.path(), &["app", "enable-voip", app.as_str()]);
 
-    let (mut server, http, _) = serve(dir.path()).await;
+    let (mut server, http, _) = serve(dir.path(), &["--daily-room-quota", "1000", "--no-demo"]).await;
     let mut keys = Vec::new();
     for i in 0..ROOMS {
         keys.push(session_key(http, &app, &secret, &format!("u{i}")).await);
@@ -203,7 +66,7 @@ async fn quota_count_equals_rooms_told_after_kill_9_during_creations() {
         voipchat_store::Store::rooms_created(&store, &app, &day).unwrap()
     };
 
-    let (mut server, http, log) = serve(dir.path()).await;
+    let (mut server, http, log) = serve(dir.path(), &["--daily-room-quota", "1000", "--no-demo"]).await;
     let counted = rooms_created(http, &app, &secret).await;
     eprintln!(
         "quota after kill -9: {ROOMS} creations, told joinResult 0: {told}, other answers: \

@@ -12,10 +12,12 @@ pub mod conformance;
 pub mod outbox;
 pub mod sealed;
 pub mod secrets;
+mod redis_store;
 mod sqlite;
 mod sqlite_outbox;
 
 pub use outbox::{AttemptOutcome, Delivery, EnqueueOutcome, NewDelivery, OutboxCounts};
+pub use redis_store::RedisStore;
 pub use sealed::SealedStore;
 pub use secrets::{app_secret_matches, secret_digest, Keyring, KeyringError};
 pub use sqlite::SqliteStore;
@@ -58,9 +60,20 @@ pub enum StoreError {
     /// The store cannot be reached now (Redis down or too slow): the request may be retried.
     #[error("the store is unavailable: {0}")]
     Unavailable(String),
+    /// Redis answered with an error, or with data this build does not understand.
+    #[error("redis: {0}")]
+    Redis(String),
     /// An error from SQLite.
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+}
+
+impl StoreError {
+    /// Whether the store could not be reached (the request may succeed later): joins and
+    /// backend calls then say "the store is unavailable" with -1000.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
 }
 
 /// A registered app (a game), created by `voipchat app create`.

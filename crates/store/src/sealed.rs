@@ -167,3 +167,48 @@ impl Store for SealedStore {
         self.inner.update_app_settings(app_id, change)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SqliteStore;
+
+    #[test]
+    fn session_keys_are_sealed_in_the_backend_and_old_plain_ones_resealed() {
+        let raw: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().expect("open"));
+        let (a, u, v) = (AppId::new("wx1"), OpenId::new("alice"), OpenId::new("bob"));
+        // bob's key was written in plain by a voipchat before encryption.
+        raw.put_session_key(&a, &v, &Secret::new("plain-old"), 1)
+            .expect("put");
+        let sealed = SealedStore::new(raw.clone(), Keyring::from_keys(&[[7; 32]]));
+        sealed
+            .put_session_key(&a, &u, &Secret::new("k-alice"), 2)
+            .expect("put");
+        let stored = raw.session_key(&a, &u).expect("get").expect("some");
+        assert!(stored.expose().starts_with("s1$"), "{}", stored.expose());
+        assert!(!stored.expose().contains("k-alice"));
+        assert_eq!(
+            sealed.session_key(&a, &u).expect("get"),
+            Some(Secret::new("k-alice"))
+        );
+        // The plain one reads as it is, then is resealed (what the server does at start).
+        assert_eq!(
+            sealed.session_key(&a, &v).expect("get"),
+            Some(Secret::new("plain-old"))
+        );
+        assert_eq!(sealed.reseal_all().expect("reseal"), 1);
+        assert!(raw
+            .session_key(&a, &v)
+            .expect("get")
+            .expect("some")
+            .expose()
+            .starts_with("s1$"));
+        assert_eq!(sealed.reseal_all().expect("again"), 0);
+        // A keyring without the sealing key: an error, not another user's key or a panic.
+        let other = SealedStore::new(raw, Keyring::from_keys(&[[8; 32]]));
+        assert!(matches!(
+            other.session_key(&a, &u),
+            Err(StoreError::Sealed(_))
+        ));
+    }
+}
