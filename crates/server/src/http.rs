@@ -57,6 +57,19 @@ impl ApiError {
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
+/// -1000 for a failed store call; one that could not reach the store (Redis down) says so,
+/// so a client knows to try again later.
+pub fn store_failure(e: &voipchat_store::StoreError) -> Failure {
+    if e.is_unavailable() {
+        Failure::with_detail(
+            ErrorCode::SystemError,
+            "system error: the store is unavailable, try again later",
+        )
+    } else {
+        Failure::new(ErrorCode::SystemError)
+    }
+}
+
 /// Runs a store call off the async threads.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, voipchat_store::StoreError> + Send + 'static,
@@ -65,7 +78,7 @@ async fn blocking<T: Send + 'static>(
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => {
             tracing::warn!("store error in backend api: {e}");
-            Err(ApiError::system())
+            Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, store_failure(&e)))
         }
         Err(_) => Err(ApiError::system()),
     }

@@ -310,14 +310,26 @@ fn absolute(path: &Path) -> PathBuf {
         .unwrap_or_else(|_| path.to_path_buf())
 }
 
-/// Opens the SQLite file of `config`; returns it with its absolute path, and says on stderr
-/// (stdout stays for the commands' JSON) which file it is, and whether it was just created.
-/// `for_app`: an `app` command, which gets a hint when the file is new.
+/// Opens the store of `config`: the Redis server of `store = "redis://…"`, else the SQLite
+/// file in the data directory. Says on stderr (stdout stays for the commands' JSON) which
+/// store it is, and whether a SQLite file was just created. `for_app`: an `app` command,
+/// which gets a hint when the file is new.
 fn open_store(
     config: &Config,
     config_file: Option<&Path>,
     for_app: bool,
-) -> Result<(SqliteStore, PathBuf), BoxError> {
+) -> Result<(Box<dyn Store>, String), BoxError> {
+    let from = match config_file {
+        Some(file) => format!(", config {}", file.display()),
+        None => String::new(),
+    };
+    if let Some(url) = &config.store {
+        let store = voipchat_store::RedisStore::open(url)
+            .map_err(|e| format!("cannot open the store {}: {e}", redact(url)))?;
+        let shown = redact(url);
+        notice(&format!("store {shown}{from}"));
+        return Ok((Box::new(store), shown));
+    }
     let path = config.sqlite_path();
     let existed = path.exists();
     let store = SqliteStore::open(&path).map_err(|e| {
@@ -327,10 +339,6 @@ fn open_store(
         )
     })?;
     let path = absolute(&path);
-    let from = match config_file {
-        Some(file) => format!(", config {}", file.display()),
-        None => String::new(),
-    };
     let new = match (existed, for_app) {
         (true, _) => "",
         (false, false) => ", new and empty",
@@ -340,7 +348,15 @@ fn open_store(
         }
     };
     notice(&format!("database {}{from}{new}", path.display()));
-    Ok((store, path))
+    Ok((Box::new(store), path.display().to_string()))
+}
+
+/// A store URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://…@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
+    }
 }
 
 fn run(cli: Cli) -> Result<(), BoxError> {
@@ -442,8 +458,8 @@ fn serve(args: &ServeArgs, store_args: StoreArgs) -> Result<(), BoxError> {
     init_logging(config.log_format);
     config.validate()?;
     let (store, db_path) = open_store(&config, config_file.as_deref(), false)?;
-    tracing::info!(database = %db_path.display(), "store opened");
-    let store: Arc<dyn Store> = Arc::new(store);
+    tracing::info!(database = %db_path, "store opened");
+    let store: Arc<dyn Store> = Arc::from(store);
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let listeners = voipchat_server::Listeners::bind(&config).await?;
@@ -480,7 +496,10 @@ fn app(command: &AppCmd, store_args: StoreArgs) -> Result<(), BoxError> {
     let (config, config_file) = load_config(&store_args)?;
     // Only `create` makes a new database: the others would find nothing in it, and an empty
     // file in the wrong directory is what makes people think their apps are gone.
-    if !matches!(command, AppCmd::Create { .. }) && !config.sqlite_path().exists() {
+    if !matches!(command, AppCmd::Create { .. })
+        && config.store.is_none()
+        && !config.sqlite_path().exists()
+    {
         return Err(format!(
             "no database at {}: give this command the same --config, VOIPCHAT_CONFIG or \
              --data-dir as `voipchat serve` (it prints its database when it starts)",
@@ -578,7 +597,7 @@ fn rotate_key(store_args: StoreArgs, prune: bool) -> Result<(), BoxError> {
         )
         .into());
     }
-    if !config.sqlite_path().exists() {
+    if config.store.is_none() && !config.sqlite_path().exists() {
         return Err(format!(
             "no database at {}: give this command the same --config, VOIPCHAT_CONFIG or \
              --data-dir as `voipchat serve`",
@@ -608,7 +627,7 @@ fn rotate_key(store_args: StoreArgs, prune: bool) -> Result<(), BoxError> {
     let ring = voipchat_store::Keyring::parse(&new_text, &path.display().to_string())?;
     let key_id = ring.current_id().to_string();
     let (store, _) = open_store(&config, config_file.as_deref(), false)?;
-    let sealed = voipchat_store::SealedStore::new(Arc::new(store), ring);
+    let sealed = voipchat_store::SealedStore::new(Arc::from(store), ring);
     if prune {
         // Reseal first: a key still sealed under an old key must not become unreadable.
         let resealed = sealed.reseal_all()?;
@@ -647,13 +666,13 @@ fn no_app(app_id: &str) -> BoxError {
     format!("no app with appId {app_id} in this database (see `voipchat app list`)").into()
 }
 
-fn existing(store: &SqliteStore, app_id: &str) -> Result<AppRecord, BoxError> {
+fn existing(store: &dyn Store, app_id: &str) -> Result<AppRecord, BoxError> {
     store
         .app(&AppId::new(app_id))?
         .ok_or_else(|| no_app(app_id))
 }
 
-fn set_voip(store: &SqliteStore, app_id: &str, enabled: bool) -> Result<(), BoxError> {
+fn set_voip(store: &dyn Store, app_id: &str, enabled: bool) -> Result<(), BoxError> {
     if !store.set_voip_enabled(&AppId::new(app_id), enabled)? {
         return Err(no_app(app_id));
     }

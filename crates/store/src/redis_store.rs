@@ -91,32 +91,42 @@ impl RedisStore {
     }
 
     /// Runs `f` on a pooled connection; a connection that failed is dropped, not pooled.
+    /// When a pooled connection turns out dead (Redis restarted since it was last used),
+    /// the pool is emptied and `f` runs once more on a new connection: a dead connection
+    /// cannot have delivered the command, so the retry does not apply it twice, except
+    /// when Redis died between running it and answering (then it is gone anyway).
     fn with<T>(
         &self,
-        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+        mut f: impl FnMut(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> Result<T, StoreError> {
         let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let mut conn = match pooled {
-            Some(c) => c,
-            None => {
-                let c = self
-                    .client
-                    .get_connection_with_timeout(OP_TIMEOUT)
-                    .map_err(unavailable_or)?;
-                c.set_read_timeout(Some(OP_TIMEOUT)).map_err(unavailable_or)?;
-                c.set_write_timeout(Some(OP_TIMEOUT)).map_err(unavailable_or)?;
-                c
-            }
-        };
-        match f(&mut conn) {
-            Ok(v) => {
-                let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-                if idle.len() < POOL_IDLE {
-                    idle.push(conn);
+        if let Some(mut conn) = pooled {
+            match f(&mut conn) {
+                Ok(v) => {
+                    self.put_back(conn);
+                    return Ok(v);
                 }
-                Ok(v)
+                Err(e) if e.is_connection_dropped() || e.is_io_error() => {
+                    self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                }
+                Err(e) => return Err(unavailable_or(e)),
             }
-            Err(e) => Err(unavailable_or(e)),
+        }
+        let mut conn = self
+            .client
+            .get_connection_with_timeout(OP_TIMEOUT)
+            .map_err(unavailable_or)?;
+        conn.set_read_timeout(Some(OP_TIMEOUT)).map_err(unavailable_or)?;
+        conn.set_write_timeout(Some(OP_TIMEOUT)).map_err(unavailable_or)?;
+        let v = f(&mut conn).map_err(unavailable_or)?;
+        self.put_back(conn);
+        Ok(v)
+    }
+
+    fn put_back(&self, conn: redis::Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < POOL_IDLE {
+            idle.push(conn);
         }
     }
 
@@ -613,7 +623,7 @@ impl Store for RedisStore {
     fn release_nonce(&self, app_id: &AppId, open_id: &OpenId, nonce: &str) -> Result<(), StoreError> {
         let member = format!("{}:{}{nonce}", open_id.as_str().len(), open_id.as_str());
         let key = self.key(&["n:", app_id.as_str()]);
-        let _: i64 = self.with(|c| redis::cmd("ZREM").arg(&key).arg(member).query(c))?;
+        let _: i64 = self.with(|c| redis::cmd("ZREM").arg(&key).arg(&member).query(c))?;
         Ok(())
     }
 
@@ -875,6 +885,10 @@ mod tests {
                 .and_then(|l| l.local_addr())
                 .expect("a free port")
                 .port();
+            Self::start_on(port)
+        }
+
+        pub(crate) fn start_on(port: u16) -> TestRedis {
             let child = std::process::Command::new("redis-server")
                 .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
                 .args(["--save", "", "--appendonly", "no", "--protected-mode", "yes"])
@@ -931,6 +945,22 @@ mod tests {
         assert!(started.elapsed() < OP_TIMEOUT * 2, "{:?}", started.elapsed());
         let err = RedisStore::open("redis://127.0.0.1:1/0").expect_err("nothing listens");
         assert!(err.is_unavailable(), "{err}");
+    }
+
+    #[test]
+    fn a_restarted_redis_is_used_again_at_once() {
+        let redis = TestRedis::start();
+        let port: u16 = redis.url.rsplit(':').next().unwrap().trim_end_matches("/0").parse().unwrap();
+        let store = RedisStore::open(&redis.url).expect("connect");
+        let a = AppId::new("wx1");
+        for _ in 0..3 {
+            store.take_room_quota(&a, "d", 10).expect("take");
+        }
+        drop(redis);
+        let _back = TestRedis::start_on(port);
+        // The pooled connection is dead; the call still succeeds, on a new one.
+        assert_eq!(store.rooms_created(&a, "d").expect("after the restart"), 0);
+        assert!(store.take_room_quota(&a, "d", 10).expect("take").granted);
     }
 
     #[test]
