@@ -134,17 +134,28 @@ fn joins_wait_for_quota_and_all_fail_with_13000_when_exhausted() {
 fn a_new_room_is_confirmed_before_its_first_member_is_told() {
     let mut net = Net::with_config(|c| c.confirm_rooms = true);
     let a = net.join("a", "g");
-    assert_eq!(net.confirm_requests.len(), 1, "the first admit asks to confirm");
+    assert_eq!(
+        net.confirm_requests.len(),
+        1,
+        "the first admit asks to confirm"
+    );
     assert_eq!(net.join_code(a), None, "held until confirmed");
     let b = net.join("b", "g");
-    assert_eq!(net.join_code(b), None, "a member of a room not confirmed waits too");
+    assert_eq!(
+        net.join_code(b),
+        None,
+        "a member of a room not confirmed waits too"
+    );
     assert_eq!(net.confirm_requests.len(), 1, "one confirmation per room");
     let key = net.confirm_next();
     assert_eq!(net.join_code(a), Some(0));
     assert_eq!(net.join_code(b), Some(0));
     assert_eq!(net.engine.room_members(&key), ids(&["a", "b"]));
     // Messages kept their order: a's joinResult before it heard that b joined.
-    let first = net.peers[a].messages.iter().position(|m| matches!(m, ServerMsg::JoinResult { .. }));
+    let first = net.peers[a]
+        .messages
+        .iter()
+        .position(|m| matches!(m, ServerMsg::JoinResult { .. }));
     assert_eq!(first, Some(0));
     assert!(net.released.is_empty());
     // An open room needs no confirmation for later joins.
@@ -164,7 +175,8 @@ fn a_granted_room_that_never_opens_gives_its_unit_back() {
     net.settle();
     assert_eq!(net.join_code(a), Some(-3));
     let key = net.quota_requests.remove(0);
-    net.engine.handle_room_quota(net.now, &key, QuotaAnswer::Granted);
+    net.engine
+        .handle_room_quota(net.now, &key, QuotaAnswer::Granted);
     net.settle();
     assert_eq!(net.released, vec![key]);
     assert!(net.confirm_requests.is_empty());

@@ -78,7 +78,10 @@ async fn blocking<T: Send + 'static>(
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => {
             tracing::warn!("store error in backend api: {e}");
-            Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, store_failure(&e)))
+            Err(ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                store_failure(&e),
+            ))
         }
         Err(_) => Err(ApiError::system()),
     }

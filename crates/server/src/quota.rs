@@ -49,13 +49,20 @@ impl Reservations {
 
     /// Reserves one unit for `room` (blocking). A grant is remembered until confirmed or
     /// released.
-    pub fn reserve(&self, room: &RoomKey, day: &str, limit: u64) -> Result<QuotaDecision, StoreError> {
+    pub fn reserve(
+        &self,
+        room: &RoomKey,
+        day: &str,
+        limit: u64,
+    ) -> Result<QuotaDecision, StoreError> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let r = Reservation {
             node: self.node.clone(),
             token: format!("{}-{n}", self.run),
         };
-        let decision = self.store.reserve_room_quota(&room.app_id, day, limit, &r)?;
+        let decision = self
+            .store
+            .reserve_room_quota(&room.app_id, day, limit, &r)?;
         if decision.granted {
             if let Some(stale) = self.pending().insert(room.clone(), r) {
                 // Cannot happen while the engine asks once per room; give it back anyway.

@@ -18,7 +18,10 @@ pub enum KeySource {
     Env,
     File(PathBuf),
     /// The default file in the data directory; `created` if this start made it.
-    DataDir { path: PathBuf, created: bool },
+    DataDir {
+        path: PathBuf,
+        created: bool,
+    },
 }
 
 /// The default key file.
@@ -66,7 +69,10 @@ pub async fn open_sealed(
         .map_err(std::io::Error::other)?
         .map_err(std::io::Error::other)?;
     if resealed > 0 {
-        tracing::info!(resealed, "session keys resealed under the current secrets key");
+        tracing::info!(
+            resealed,
+            "session keys resealed under the current secrets key"
+        );
     }
     Ok(sealed)
 }

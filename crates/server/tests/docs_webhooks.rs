@@ -114,7 +114,10 @@ async fn the_node_and_python_receivers_of_the_doc_verify_real_deliveries() {
         };
         let mut child = tokio::process::Command::new(program)
             .arg(&path)
-            .env("WEBHOOK_SECRET", voipchat_store::secret_digest(&secret).expose())
+            .env(
+                "WEBHOOK_SECRET",
+                voipchat_store::secret_digest(&secret).expose(),
+            )
             .env("PORT", port.to_string())
             .env("HOST", "127.0.0.1")
             .stdout(Stdio::piped())

@@ -24,7 +24,8 @@ async fn quota_count_equals_rooms_told_after_kill_9_during_creations() {
     let secret = Secret::new(created["appSecret"].as_str().unwrap());
     cli(dir.path(), &["app", "enable-voip", app.as_str()]);
 
-    let (mut server, http, _) = serve(dir.path(), &["--daily-room-quota", "1000", "--no-demo"]).await;
+    let (mut server, http, _) =
+        serve(dir.path(), &["--daily-room-quota", "1000", "--no-demo"]).await;
     let mut keys = Vec::new();
     for i in 0..ROOMS {
         keys.push(session_key(http, &app, &secret, &format!("u{i}")).await);
@@ -56,17 +57,22 @@ async fn quota_count_equals_rooms_told_after_kill_9_during_creations() {
         codes.push(t.await.unwrap());
     }
     let told = told.load(Ordering::SeqCst);
-    let answered_other = codes.iter().filter(|c| matches!(c, Some(c) if *c != 0)).count();
+    let answered_other = codes
+        .iter()
+        .filter(|c| matches!(c, Some(c) if *c != 0))
+        .count();
     let unanswered = codes.iter().filter(|c| c.is_none()).count();
 
     // What the crash left in the file: every unit granted, confirmed or not.
     let granted = {
-        let store = voipchat_store::SqliteStore::open(&dir.path().join("voipchat.sqlite3")).unwrap();
+        let store =
+            voipchat_store::SqliteStore::open(&dir.path().join("voipchat.sqlite3")).unwrap();
         let day = voipchat_server::clock::day_key(common::unix_now(), 0);
         voipchat_store::Store::rooms_created(&store, &app, &day).unwrap()
     };
 
-    let (mut server, http, log) = serve(dir.path(), &["--daily-room-quota", "1000", "--no-demo"]).await;
+    let (mut server, http, log) =
+        serve(dir.path(), &["--daily-room-quota", "1000", "--no-demo"]).await;
     let counted = rooms_created(http, &app, &secret).await;
     eprintln!(
         "quota after kill -9: {ROOMS} creations, told joinResult 0: {told}, other answers: \
@@ -80,7 +86,10 @@ async fn quota_count_equals_rooms_told_after_kill_9_during_creations() {
     // having heard of it: a commit and a socket write cannot be one atomic step. That window
     // is a channel send and a task wake-up long (docs/security.md, "Room quota and
     // crashes"); every unit reserved for a room not yet admitted is given back.
-    assert!(counted >= told, "a room a client was told of is not counted");
+    assert!(
+        counted >= told,
+        "a room a client was told of is not counted"
+    );
     assert!(
         counted <= told + 2,
         "only rooms confirmed in the last instant before the kill may be counted untold"

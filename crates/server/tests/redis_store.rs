@@ -21,7 +21,14 @@ impl Redis {
     fn start(dir: &std::path::Path, port: u16) -> Redis {
         let child = std::process::Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--save", "", "--appendonly", "yes", "--appendfsync", "always"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
             .args(["--dir", dir.to_str().unwrap()])
             .stdout(std::process::Stdio::null())
             .spawn()
@@ -63,9 +70,11 @@ async fn join_failure(http: std::net::SocketAddr, app: &AppId, key: &Secret) -> 
         "type": "join", "appId": app, "openId": "alice", "groupId": "r2",
         "nonceStr": nonce, "timeStamp": ts, "signature": sig, "sdp": offer(),
     });
-    ws.send(tokio_tungstenite::tungstenite::Message::Text(frame.to_string().into()))
-        .await
-        .unwrap();
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(
+        frame.to_string().into(),
+    ))
+    .await
+    .unwrap();
     loop {
         let msg = ws.next().await.unwrap().unwrap();
         if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
@@ -101,7 +110,10 @@ async fn joins_on_redis_fail_clearly_while_it_is_down_and_work_again_after() {
     .unwrap();
     let app = AppId::new(created["appId"].as_str().unwrap());
     let secret = Secret::new(created["appSecret"].as_str().unwrap());
-    cli(dir.path(), &["app", "--config", cfg, "enable-voip", app.as_str()]);
+    cli(
+        dir.path(),
+        &["app", "--config", cfg, "enable-voip", app.as_str()],
+    );
     assert!(
         !std::path::Path::new(&dir.path().join("voipchat.sqlite3")).exists(),
         "no SQLite file: the app is in Redis"
@@ -122,14 +134,7 @@ async fn joins_on_redis_fail_clearly_while_it_is_down_and_work_again_after() {
     assert_eq!(code, -1000);
     assert!(msg.contains("the store is unavailable"), "{msg}");
     assert!(took < Duration::from_secs(5), "no hang: {took:?}");
-    let (status, body) = common::http_request(
-        http,
-        "GET",
-        "/readyz",
-        None,
-        None,
-    )
-    .await;
+    let (status, body) = common::http_request(http, "GET", "/readyz", None, None).await;
     assert_eq!(status, 503, "{body}");
 
     let mut redis = Redis::start(&redis.dir.clone(), redis.port);

@@ -58,14 +58,24 @@ async fn no_secret_in_the_database_and_rotate_key_keeps_keys_working() {
     server.wait().await.unwrap();
 
     let bytes = db_bytes(dir.path());
-    assert!(!contains(&bytes, secret.expose()), "the app secret is not in the file");
-    assert!(!contains(&bytes, alice.expose()), "the session key is not in the file");
+    assert!(
+        !contains(&bytes, secret.expose()),
+        "the app secret is not in the file"
+    );
+    assert!(
+        !contains(&bytes, alice.expose()),
+        "the session key is not in the file"
+    );
     let raw = SqliteStore::open(&dir.path().join("voipchat.sqlite3")).unwrap();
     let stored = raw
         .session_key(&app, &OpenId::new("alice"))
         .unwrap()
         .unwrap();
-    assert!(stored.expose().starts_with("s1$"), "sealed: {}", stored.expose());
+    assert!(
+        stored.expose().starts_with("s1$"),
+        "sealed: {}",
+        stored.expose()
+    );
     drop(raw);
 
     // rotate-key: a new key first, the old one kept; alice's key is resealed under the new
@@ -88,7 +98,10 @@ async fn no_secret_in_the_database_and_rotate_key_keeps_keys_working() {
     drop(raw);
     let pruned: serde_json::Value =
         serde_json::from_str(&cli(dir.path(), &["rotate-key", "--prune"])).unwrap();
-    assert_eq!((pruned["keys"].as_u64(), pruned["resealed"].as_u64()), (Some(1), Some(0)));
+    assert_eq!(
+        (pruned["keys"].as_u64(), pruned["resealed"].as_u64()),
+        (Some(1), Some(0))
+    );
     assert_eq!(pruned["keyId"], new_id);
     let (mut server, http, _) = serve(dir.path(), &["--no-demo"]).await;
     assert_eq!(
@@ -102,7 +115,11 @@ async fn no_secret_in_the_database_and_rotate_key_keeps_keys_working() {
     // Without the key that sealed them, session keys do not open: the join is a system
     // error (-1000), never a key of another user or a panic. A key of the wrong shape stops
     // the start with a message naming where it came from.
-    std::fs::write(&key_file, format!("{}\n", voipchat_store::secrets::new_key_line())).unwrap();
+    std::fs::write(
+        &key_file,
+        format!("{}\n", voipchat_store::secrets::new_key_line()),
+    )
+    .unwrap();
     let (mut server, http, _) = serve(dir.path(), &["--no-demo"]).await;
     assert_eq!(
         create_room(http, app.clone(), "alice".into(), alice.clone(), offer()).await,
@@ -111,7 +128,12 @@ async fn no_secret_in_the_database_and_rotate_key_keeps_keys_working() {
     server.start_kill().unwrap();
     server.wait().await.unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_voipchat"))
-        .args(["--data-dir", dir.path().to_str().unwrap(), "serve", "--no-demo"])
+        .args([
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "serve",
+            "--no-demo",
+        ])
         .args(["--http-addr", "127.0.0.1:0", "--media-addr", "127.0.0.1:0"])
         .env("VOIPCHAT_SECRETS_KEY", "not-a-key")
         .output()

@@ -1249,7 +1249,10 @@ pub fn app_secrets_are_digests(store: &dyn Store) {
         .expect("rotate"));
     let got = store.app(&a.app_id).expect("get").expect("exists");
     assert!(app_secret_matches(&got, "plain-secret-2"));
-    assert!(!app_secret_matches(&got, "plain-secret-1"), "the old secret is gone");
+    assert!(
+        !app_secret_matches(&got, "plain-secret-1"),
+        "the old secret is gone"
+    );
     let listed = store.list_apps().expect("list");
     assert!(listed.iter().all(|a| is_digest(a.secret.expose())));
 }
@@ -1271,14 +1274,22 @@ pub fn quota_reservations(store: &dyn Store) {
     let r2 = reservation("n1", "t2");
     let r3 = reservation("n1", "t3");
     let granted = |d: QuotaDecision| d.granted;
-    assert!(granted(store.reserve_room_quota(&a, day, 2, &r1).expect("reserve")));
-    assert_eq!(store.rooms_created(&a, day).expect("count"), 1, "counted at once");
+    assert!(granted(
+        store.reserve_room_quota(&a, day, 2, &r1).expect("reserve")
+    ));
+    assert_eq!(
+        store.rooms_created(&a, day).expect("count"),
+        1,
+        "counted at once"
+    );
     assert!(
         !granted(store.reserve_room_quota(&a, day, 2, &r1).expect("again")),
         "a pending token is not reserved twice"
     );
     assert_eq!(store.rooms_created(&a, day).expect("count"), 1);
-    assert!(granted(store.reserve_room_quota(&a, day, 2, &r2).expect("reserve")));
+    assert!(granted(
+        store.reserve_room_quota(&a, day, 2, &r2).expect("reserve")
+    ));
     assert_eq!(
         store.reserve_room_quota(&a, day, 2, &r3).expect("over"),
         QuotaDecision {
@@ -1293,24 +1304,44 @@ pub fn quota_reservations(store: &dyn Store) {
     );
 
     assert!(store.confirm_room_quota(&r1).expect("confirm"));
-    assert!(!store.confirm_room_quota(&r1).expect("twice"), "confirmed once");
+    assert!(
+        !store.confirm_room_quota(&r1).expect("twice"),
+        "confirmed once"
+    );
     assert!(!store.release_room_quota(&r1).expect("release confirmed"));
-    assert_eq!(store.rooms_created(&a, day).expect("count"), 2, "confirmed stays");
+    assert_eq!(
+        store.rooms_created(&a, day).expect("count"),
+        2,
+        "confirmed stays"
+    );
 
     assert!(store.release_room_quota(&r2).expect("release"));
-    assert!(!store.release_room_quota(&r2).expect("twice"), "released once");
+    assert!(
+        !store.release_room_quota(&r2).expect("twice"),
+        "released once"
+    );
     assert!(!store.confirm_room_quota(&r2).expect("confirm released"));
-    assert_eq!(store.rooms_created(&a, day).expect("count"), 1, "given back");
     assert_eq!(
-        store
-            .rooms_created_between(&a, day, day)
-            .expect("between"),
+        store.rooms_created(&a, day).expect("count"),
+        1,
+        "given back"
+    );
+    assert_eq!(
+        store.rooms_created_between(&a, day, day).expect("between"),
         vec![(day.to_string(), 1)]
     );
-    assert!(granted(store.reserve_room_quota(&a, day, 2, &r3).expect("room again")));
+    assert!(granted(
+        store
+            .reserve_room_quota(&a, day, 2, &r3)
+            .expect("room again")
+    ));
 
-    assert!(!store.confirm_room_quota(&reservation("n1", "never")).expect("unknown"));
-    assert!(!store.release_room_quota(&reservation("n2", "t3")).expect("other node"));
+    assert!(!store
+        .confirm_room_quota(&reservation("n1", "never"))
+        .expect("unknown"));
+    assert!(!store
+        .release_room_quota(&reservation("n2", "t3"))
+        .expect("other node"));
 
     // Deleting the app takes its pending reservations with it.
     store.create_app(&app("wx1", 1)).expect("create");
@@ -1357,7 +1388,10 @@ pub fn quota_reservations_exact_under_concurrency(store: &dyn Store) {
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("thread")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
     });
     let first: u64 = outcome.iter().map(|o| o.0).sum();
     let confirmed: u64 = outcome.iter().map(|o| o.1).sum();
@@ -1369,7 +1403,10 @@ pub fn quota_reservations_exact_under_concurrency(store: &dyn Store) {
         confirmed + pending,
         "the count is confirmed + pending"
     );
-    assert_eq!(store.release_node_reservations("n1").expect("release"), pending);
+    assert_eq!(
+        store.release_node_reservations("n1").expect("release"),
+        pending
+    );
     assert_eq!(store.rooms_created(&a, day).expect("count"), confirmed);
 
     // Confirm and release racing on the same reservations: exactly one wins each.
@@ -1378,15 +1415,36 @@ pub fn quota_reservations_exact_under_concurrency(store: &dyn Store) {
         .map(|i| reservation("n1", &format!("race{i}")))
         .collect();
     for r in &rs {
-        assert!(store.reserve_room_quota(&b, day, 1000, r).expect("reserve").granted);
+        assert!(
+            store
+                .reserve_room_quota(&b, day, 1000, r)
+                .expect("reserve")
+                .granted
+        );
     }
     let (confirms, releases) = std::thread::scope(|s| {
-        let c = s.spawn(|| rs.iter().filter(|r| store.confirm_room_quota(r).expect("c")).count());
-        let r = s.spawn(|| rs.iter().rev().filter(|r| store.release_room_quota(r).expect("r")).count());
+        let c = s.spawn(|| {
+            rs.iter()
+                .filter(|r| store.confirm_room_quota(r).expect("c"))
+                .count()
+        });
+        let r = s.spawn(|| {
+            rs.iter()
+                .rev()
+                .filter(|r| store.release_room_quota(r).expect("r"))
+                .count()
+        });
         (c.join().expect("thread"), r.join().expect("thread"))
     });
-    assert_eq!(confirms + releases, 50, "each reservation settled exactly once");
-    assert_eq!(store.rooms_created(&b, day).expect("count"), confirms as u64);
+    assert_eq!(
+        confirms + releases,
+        50,
+        "each reservation settled exactly once"
+    );
+    assert_eq!(
+        store.rooms_created(&b, day).expect("count"),
+        confirms as u64
+    );
 }
 
 /// A node's start gives back every reservation it left pending, of every app and day, and
@@ -1398,14 +1456,24 @@ pub fn quota_reservations_of_a_node(store: &dyn Store) {
     for i in 0..10 {
         let (app_id, day) = if i % 2 == 0 { (&a, "d1") } else { (&b, "d2") };
         let r = reservation("dead", &format!("t{i}"));
-        assert!(store.reserve_room_quota(app_id, day, 100, &r).expect("r").granted);
+        assert!(
+            store
+                .reserve_room_quota(app_id, day, 100, &r)
+                .expect("r")
+                .granted
+        );
         if i % 3 == 0 {
             assert!(store.confirm_room_quota(&r).expect("confirm"));
             confirmed += 1;
         }
     }
     let other = reservation("alive", "t0");
-    assert!(store.reserve_room_quota(&a, "d1", 100, &other).expect("r").granted);
+    assert!(
+        store
+            .reserve_room_quota(&a, "d1", 100, &other)
+            .expect("r")
+            .granted
+    );
     // t0, t3, t6, t9 confirmed: a/d1 has t0, t6 (+ alive's), b/d2 has t3, t9.
     assert_eq!(confirmed, 4);
     assert_eq!(store.release_node_reservations("dead").expect("release"), 6);
@@ -1413,7 +1481,10 @@ pub fn quota_reservations_of_a_node(store: &dyn Store) {
     assert_eq!(store.rooms_created(&b, "d2").expect("count"), 2);
     assert_eq!(store.release_node_reservations("dead").expect("again"), 0);
     assert!(store.confirm_room_quota(&other).expect("other node's kept"));
-    assert_eq!(store.release_node_reservations("alive").expect("none left"), 0);
+    assert_eq!(
+        store.release_node_reservations("alive").expect("none left"),
+        0
+    );
     assert_eq!(store.rooms_created(&a, "d1").expect("count"), 3);
 }
 
@@ -1423,7 +1494,12 @@ pub fn reseal_session_keys(store: &dyn Store) {
     let a = AppId::new("wx1");
     for i in 0..5 {
         store
-            .put_session_key(&a, &OpenId::new(format!("u{i}")), &Secret::new(format!("k{i}")), 1)
+            .put_session_key(
+                &a,
+                &OpenId::new(format!("u{i}")),
+                &Secret::new(format!("k{i}")),
+                1,
+            )
             .expect("put");
     }
     let changed = store

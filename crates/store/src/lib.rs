@@ -1,8 +1,9 @@
 //! Durable state behind one trait, [`Store`]: registered apps, each user's current session
 //! key, used nonces, the daily room quota, and each app's webhook URL with the outbox of
-//! webhook deliveries ([`outbox`]). [`SqliteStore`] is the single-node backend; a
-//! Redis backend for several nodes can come later and must pass the same
+//! webhook deliveries ([`outbox`]), and room quota reservations. [`SqliteStore`] is the
+//! single-node backend, [`RedisStore`] the one several nodes share; both pass the same
 //! [`conformance`] suite (enable the `conformance` feature to reach it from another crate).
+//! [`SealedStore`] wraps either so that session keys are encrypted at rest ([`secrets`]).
 //!
 //! Every method takes the current time as an argument where it needs one; no backend reads
 //! the clock. Methods block: async callers run them on a blocking thread.
@@ -10,9 +11,9 @@
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod outbox;
+mod redis_store;
 pub mod sealed;
 pub mod secrets;
-mod redis_store;
 mod sqlite;
 mod sqlite_outbox;
 

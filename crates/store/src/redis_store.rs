@@ -29,8 +29,7 @@ use voipchat_proto::{AppId, OpenId, Secret};
 use crate::outbox::{AttemptOutcome, EnqueueOutcome, NewDelivery, OutboxCounts, DEAD_KEPT_PER_APP};
 use crate::secrets::secret_digest;
 use crate::{
-    AppRecord, AppSettings, Delivery, QuotaDecision, Reservation, SettingsChange, Store,
-    StoreError,
+    AppRecord, AppSettings, Delivery, QuotaDecision, Reservation, SettingsChange, Store, StoreError,
 };
 
 /// Connecting, and each command's reply: past it the store is unavailable.
@@ -56,8 +55,7 @@ impl std::fmt::Debug for RedisStore {
 }
 
 fn unavailable_or(e: redis::RedisError) -> StoreError {
-    if e.is_io_error() || e.is_timeout() || e.is_connection_refusal() || e.is_connection_dropped()
-    {
+    if e.is_io_error() || e.is_timeout() || e.is_connection_refusal() || e.is_connection_dropped() {
         StoreError::Unavailable(format!("redis: {e}"))
     } else {
         StoreError::Redis(e.to_string())
@@ -116,8 +114,10 @@ impl RedisStore {
             .client
             .get_connection_with_timeout(OP_TIMEOUT)
             .map_err(unavailable_or)?;
-        conn.set_read_timeout(Some(OP_TIMEOUT)).map_err(unavailable_or)?;
-        conn.set_write_timeout(Some(OP_TIMEOUT)).map_err(unavailable_or)?;
+        conn.set_read_timeout(Some(OP_TIMEOUT))
+            .map_err(unavailable_or)?;
+        conn.set_write_timeout(Some(OP_TIMEOUT))
+            .map_err(unavailable_or)?;
         let v = f(&mut conn).map_err(unavailable_or)?;
         self.put_back(conn);
         Ok(v)
@@ -511,7 +511,9 @@ impl Store for RedisStore {
                 secret_digest(&app.secret).expose().to_string(),
                 if app.voip_enabled { "1" } else { "0" }.to_string(),
                 app.created_at.to_string(),
-                app.settings.room_cap.map_or(String::new(), |c| c.to_string()),
+                app.settings
+                    .room_cap
+                    .map_or(String::new(), |c| c.to_string()),
                 opt("daily_room_quota", app.settings.daily_room_quota)?,
             ],
         )?;
@@ -525,7 +527,9 @@ impl Store for RedisStore {
         let flat: Vec<Value> = self.script(LIST_APPS, &[])?;
         let mut apps = Vec::new();
         for pair in flat.chunks(2) {
-            let [id, h] = pair else { return Err(bad("app list")) };
+            let [id, h] = pair else {
+                return Err(bad("app list"));
+            };
             let id = String::from_redis_value(id).map_err(|_| bad("app id"))?;
             apps.push(parse_app(&id, &flat_map(h)?)?);
         }
@@ -620,14 +624,24 @@ impl Store for RedisStore {
         Ok(fresh == 1)
     }
 
-    fn release_nonce(&self, app_id: &AppId, open_id: &OpenId, nonce: &str) -> Result<(), StoreError> {
+    fn release_nonce(
+        &self,
+        app_id: &AppId,
+        open_id: &OpenId,
+        nonce: &str,
+    ) -> Result<(), StoreError> {
         let member = format!("{}:{}{nonce}", open_id.as_str().len(), open_id.as_str());
         let key = self.key(&["n:", app_id.as_str()]);
         let _: i64 = self.with(|c| redis::cmd("ZREM").arg(&key).arg(&member).query(c))?;
         Ok(())
     }
 
-    fn take_room_quota(&self, app_id: &AppId, day: &str, limit: u64) -> Result<QuotaDecision, StoreError> {
+    fn take_room_quota(
+        &self,
+        app_id: &AppId,
+        day: &str,
+        limit: u64,
+    ) -> Result<QuotaDecision, StoreError> {
         self.quota(app_id, day, limit, None)
     }
 
@@ -673,7 +687,12 @@ impl Store for RedisStore {
                 if let Some(new) = reseal(&app_id, &OpenId::new(&user), stored) {
                     let n: i64 = self.script(
                         RESEAL_ONE,
-                        &[app.clone(), user.clone(), v.clone(), format!("{issued} {new}")],
+                        &[
+                            app.clone(),
+                            user.clone(),
+                            v.clone(),
+                            format!("{issued} {new}"),
+                        ],
                     )?;
                     changed += n as u64;
                 }
@@ -722,14 +741,17 @@ impl Store for RedisStore {
                 exact("created_at", d.created_at)?,
             ]);
         }
-        let (enqueued, no_webhook, dropped): (u64, u64, Vec<Value>) = self.script(ENQUEUE, &args)?;
+        let (enqueued, no_webhook, dropped): (u64, u64, Vec<Value>) =
+            self.script(ENQUEUE, &args)?;
         let mut outcome = EnqueueOutcome {
             enqueued,
             no_webhook,
             dropped: Vec::new(),
         };
         for pair in dropped.chunks(2) {
-            let [app, n] = pair else { return Err(bad("enqueue outcome")) };
+            let [app, n] = pair else {
+                return Err(bad("enqueue outcome"));
+            };
             outcome.dropped.push((
                 AppId::new(String::from_redis_value(app).map_err(|_| bad("app"))?),
                 u64::from_redis_value(n).map_err(|_| bad("count"))?,
@@ -756,15 +778,17 @@ impl Store for RedisStore {
         )?;
         Ok(rows
             .into_iter()
-            .map(|(id, app, stream, event, body, created_at, attempts)| Delivery {
-                id,
-                app_id: AppId::new(app),
-                stream,
-                event,
-                body,
-                created_at,
-                attempts,
-            })
+            .map(
+                |(id, app, stream, event, body, created_at, attempts)| Delivery {
+                    id,
+                    app_id: AppId::new(app),
+                    stream,
+                    event,
+                    body,
+                    created_at,
+                    attempts,
+                },
+            )
             .collect())
     }
 
@@ -856,7 +880,11 @@ impl RedisStore {
     ) -> Result<QuotaDecision, StoreError> {
         // As on SQLite: counts live within i64, a larger limit is no limit.
         let limit = limit.min(i64::MAX as u64);
-        let mut args = vec![app_id.as_str().to_string(), day.to_string(), limit.to_string()];
+        let mut args = vec![
+            app_id.as_str().to_string(),
+            day.to_string(),
+            limit.to_string(),
+        ];
         if let Some(r) = r {
             args.push(r.node.clone());
             args.push(r.token.clone());
@@ -891,7 +919,14 @@ mod tests {
         pub(crate) fn start_on(port: u16) -> TestRedis {
             let child = std::process::Command::new("redis-server")
                 .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-                .args(["--save", "", "--appendonly", "no", "--protected-mode", "yes"])
+                .args([
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--protected-mode",
+                    "yes",
+                ])
                 .stdout(std::process::Stdio::null())
                 .spawn()
                 .expect("redis-server (Debian package redis-server) runs");
@@ -928,21 +963,29 @@ mod tests {
     fn a_redis_that_is_down_is_unavailable_within_the_timeout() {
         let redis = TestRedis::start();
         let store = RedisStore::open(&redis.url).expect("connect");
-        store.create_app(&AppRecord {
-            app_id: AppId::new("wx1"),
-            name: "n".into(),
-            secret: Secret::new("s"),
-            voip_enabled: true,
-            created_at: 1,
-            settings: AppSettings::default(),
-        })
-        .expect("create");
+        store
+            .create_app(&AppRecord {
+                app_id: AppId::new("wx1"),
+                name: "n".into(),
+                secret: Secret::new("s"),
+                voip_enabled: true,
+                created_at: 1,
+                settings: AppSettings::default(),
+            })
+            .expect("create");
         drop(redis);
         let started = std::time::Instant::now();
         let err = store.app(&AppId::new("wx1")).expect_err("redis is gone");
         assert!(err.is_unavailable(), "{err}");
-        assert!(err.to_string().starts_with("the store is unavailable"), "{err}");
-        assert!(started.elapsed() < OP_TIMEOUT * 2, "{:?}", started.elapsed());
+        assert!(
+            err.to_string().starts_with("the store is unavailable"),
+            "{err}"
+        );
+        assert!(
+            started.elapsed() < OP_TIMEOUT * 2,
+            "{:?}",
+            started.elapsed()
+        );
         let err = RedisStore::open("redis://127.0.0.1:1/0").expect_err("nothing listens");
         assert!(err.is_unavailable(), "{err}");
     }
@@ -950,7 +993,14 @@ mod tests {
     #[test]
     fn a_restarted_redis_is_used_again_at_once() {
         let redis = TestRedis::start();
-        let port: u16 = redis.url.rsplit(':').next().unwrap().trim_end_matches("/0").parse().unwrap();
+        let port: u16 = redis
+            .url
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .trim_end_matches("/0")
+            .parse()
+            .unwrap();
         let store = RedisStore::open(&redis.url).expect("connect");
         let a = AppId::new("wx1");
         for _ in 0..3 {

@@ -11,8 +11,7 @@ use voipchat_proto::{AppId, OpenId, Secret};
 use crate::outbox::{AttemptOutcome, EnqueueOutcome, NewDelivery, OutboxCounts};
 use crate::secrets::Keyring;
 use crate::{
-    AppRecord, AppSettings, Delivery, QuotaDecision, Reservation, SettingsChange, Store,
-    StoreError,
+    AppRecord, AppSettings, Delivery, QuotaDecision, Reservation, SettingsChange, Store, StoreError,
 };
 
 /// A store whose session keys are sealed under a keyring.
@@ -69,7 +68,8 @@ impl Store for SealedStore {
         now_unix: u64,
     ) -> Result<(), StoreError> {
         let sealed = Secret::new(self.keys.seal(app_id, open_id, key));
-        self.inner.put_session_key(app_id, open_id, &sealed, now_unix)
+        self.inner
+            .put_session_key(app_id, open_id, &sealed, now_unix)
     }
     fn session_key(&self, app_id: &AppId, open_id: &OpenId) -> Result<Option<Secret>, StoreError> {
         match self.inner.session_key(app_id, open_id)? {
@@ -88,10 +88,20 @@ impl Store for SealedStore {
         self.inner
             .consume_nonce(app_id, open_id, nonce, expires_at_unix, now_unix)
     }
-    fn release_nonce(&self, app_id: &AppId, open_id: &OpenId, nonce: &str) -> Result<(), StoreError> {
+    fn release_nonce(
+        &self,
+        app_id: &AppId,
+        open_id: &OpenId,
+        nonce: &str,
+    ) -> Result<(), StoreError> {
         self.inner.release_nonce(app_id, open_id, nonce)
     }
-    fn take_room_quota(&self, app_id: &AppId, day: &str, limit: u64) -> Result<QuotaDecision, StoreError> {
+    fn take_room_quota(
+        &self,
+        app_id: &AppId,
+        day: &str,
+        limit: u64,
+    ) -> Result<QuotaDecision, StoreError> {
         self.inner.take_room_quota(app_id, day, limit)
     }
     fn reserve_room_quota(

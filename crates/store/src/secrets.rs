@@ -175,11 +175,9 @@ impl Keyring {
             Ok(_) => Ok((Keyring::read(path)?, false)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = new_key_line();
-                write_private(path, &format!("{key}\n")).map_err(|source| {
-                    KeyringError::Write {
-                        path: path.to_path_buf(),
-                        source,
-                    }
+                write_private(path, &format!("{key}\n")).map_err(|source| KeyringError::Write {
+                    path: path.to_path_buf(),
+                    source,
                 })?;
                 Ok((Keyring::read(path)?, true))
             }
@@ -215,16 +213,17 @@ impl Keyring {
         }
         let mut out = nonce.to_vec();
         out.extend_from_slice(&buf);
-        format!(
-            "{SEALED_PREFIX}{}${}",
-            key.id,
-            URL_SAFE_NO_PAD.encode(out)
-        )
+        format!("{SEALED_PREFIX}{}${}", key.id, URL_SAFE_NO_PAD.encode(out))
     }
 
     /// Decrypts a stored session key. A value that is not sealed (written by a voipchat
     /// before encryption, not yet resealed) is returned as it is.
-    pub fn open(&self, app_id: &AppId, open_id: &OpenId, stored: &str) -> Result<Secret, OpenError> {
+    pub fn open(
+        &self,
+        app_id: &AppId,
+        open_id: &OpenId,
+        stored: &str,
+    ) -> Result<Secret, OpenError> {
         let Some(rest) = stored.strip_prefix(SEALED_PREFIX) else {
             return Ok(Secret::new(stored));
         };
@@ -234,16 +233,23 @@ impl Keyring {
             .iter()
             .find(|k| k.id == id)
             .ok_or_else(|| OpenError::UnknownKey(id.to_string()))?;
-        let mut bytes = URL_SAFE_NO_PAD.decode(body).map_err(|_| OpenError::Damaged)?;
+        let mut bytes = URL_SAFE_NO_PAD
+            .decode(body)
+            .map_err(|_| OpenError::Damaged)?;
         if bytes.len() < NONCE_LEN {
             return Err(OpenError::Damaged);
         }
         let mut ct = bytes.split_off(NONCE_LEN);
-        let nonce = <[u8; NONCE_LEN]>::try_from(bytes.as_slice()).map_err(|_| OpenError::Damaged)?;
+        let nonce =
+            <[u8; NONCE_LEN]>::try_from(bytes.as_slice()).map_err(|_| OpenError::Damaged)?;
         let aad = aad(app_id, open_id);
         let plain = key
             .aead
-            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(&aad), &mut ct)
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(&aad),
+                &mut ct,
+            )
             .map_err(|_| OpenError::Damaged)?;
         String::from_utf8(plain.to_vec())
             .map(Secret::new)
@@ -328,7 +334,10 @@ mod tests {
         };
         assert!(app_secret_matches(&app, "s3cret-of-the-app"));
         assert!(!app_secret_matches(&app, "s3cret-of-the-apq"));
-        assert!(!app_secret_matches(&app, d.expose()), "the digest is not a password");
+        assert!(
+            !app_secret_matches(&app, d.expose()),
+            "the digest is not a password"
+        );
     }
 
     #[test]

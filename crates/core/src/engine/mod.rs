@@ -773,8 +773,10 @@ impl Engine {
         if let RoomQuota::Confirming { held } =
             std::mem::replace(&mut room.quota, RoomQuota::Settled)
         {
-            self.outputs
-                .extend(held.into_iter().map(|(conn, msg)| Output::Signal(conn, msg)));
+            self.outputs.extend(
+                held.into_iter()
+                    .map(|(conn, msg)| Output::Signal(conn, msg)),
+            );
         }
     }
 

@@ -16,7 +16,11 @@ pub fn cli(dir: &std::path::Path, args: &[&str]) -> String {
         .env_remove("VOIPCHAT_CONFIG")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -63,7 +67,12 @@ pub async fn serve(
     (child, http, seen)
 }
 
-pub async fn session_key(http: std::net::SocketAddr, app: &AppId, secret: &Secret, user: &str) -> Secret {
+pub async fn session_key(
+    http: std::net::SocketAddr,
+    app: &AppId,
+    secret: &Secret,
+    user: &str,
+) -> Secret {
     let (status, body) = super::http_request(
         http,
         "POST",
@@ -121,7 +130,9 @@ pub async fn create_room(
     key: Secret,
     sdp: String,
 ) -> Option<i32> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{http}/ws")).await.ok()?;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{http}/ws"))
+        .await
+        .ok()?;
     let nonce = voipchat_client::random_nonce();
     let ts = super::unix_now();
     let group = format!("room-{user}");
@@ -130,7 +141,9 @@ pub async fn create_room(
         "type": "join", "appId": app, "openId": user, "groupId": group,
         "nonceStr": nonce, "timeStamp": ts, "signature": signature, "sdp": sdp,
     });
-    ws.send(Message::Text(frame.to_string().into())).await.ok()?;
+    ws.send(Message::Text(frame.to_string().into()))
+        .await
+        .ok()?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let msg = match tokio::time::timeout_at(deadline, ws.next()).await.ok()? {
@@ -144,4 +157,3 @@ pub async fn create_room(
         }
     }
 }
-
