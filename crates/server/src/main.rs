@@ -536,13 +536,13 @@ fn app(command: &AppCmd, store_args: StoreArgs) -> Result<(), BoxError> {
             }
         }
         AppCmd::Show { app_id } => {
-            let app = existing(&store, app_id)?;
+            let app = existing(store.as_ref(), app_id)?;
             let mut shown = app_json(&app);
             shown["webhookUrl"] = store.webhook_url(&app.app_id)?.into();
             println!("{shown}");
         }
-        AppCmd::EnableVoip { app_id } => set_voip(&store, app_id, true)?,
-        AppCmd::DisableVoip { app_id } => set_voip(&store, app_id, false)?,
+        AppCmd::EnableVoip { app_id } => set_voip(store.as_ref(), app_id, true)?,
+        AppCmd::DisableVoip { app_id } => set_voip(store.as_ref(), app_id, false)?,
         AppCmd::RotateSecret { app_id } => {
             let secret = voipchat_auth::new_app_secret();
             if !store.set_app_secret(&AppId::new(app_id.as_str()), &secret)? {
