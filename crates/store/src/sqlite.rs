@@ -85,11 +85,11 @@ const MIGRATIONS: &[&str] = &[
     "",
 ];
 
+/// A migration step in code, run inside the migration's transaction.
+type CodeStep = fn(&rusqlite::Transaction<'_>) -> Result<(), StoreError>;
+
 /// Steps in code after the SQL of a version: (version, step).
-const CODE_MIGRATIONS: &[(
-    usize,
-    fn(&rusqlite::Transaction<'_>) -> Result<(), StoreError>,
-)] = &[(5, digest_plain_secrets)];
+const CODE_MIGRATIONS: &[(usize, CodeStep)] = &[(5, digest_plain_secrets)];
 
 /// Version 5: each app secret stored in plain by an older voipchat becomes its digest.
 fn digest_plain_secrets(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
