@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rand::RngCore;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use voipchat_proto::RoomKey;
 use voipchat_store::{QuotaDecision, Reservation, Store, StoreError};
 
@@ -87,7 +87,11 @@ impl Reservations {
         let room = room.clone();
         tokio::task::spawn_blocking(move || {
             if let Some(r) = r {
+                // Both lines bound what a crash can leave: the store's count after it lies
+                // between the rooms logged "confirmed" and those logged "confirming".
+                debug!(room = %room, token = %r.token, "room quota confirming");
                 this.settle(r, true);
+                debug!(room = %room, "room quota confirmed");
             }
             for (outbox, msg) in told {
                 let _ = outbox.send(msg);

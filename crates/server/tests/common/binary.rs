@@ -30,11 +30,25 @@ pub async fn serve(
     dir: &std::path::Path,
     extra: &[&str],
 ) -> (tokio::process::Child, std::net::SocketAddr, Vec<String>) {
+    let (child, http, seen, _) = serve_logged(dir, extra).await;
+    (child, http, seen)
+}
+
+/// [`serve`], also returning every later stderr line as it comes (plain text).
+pub async fn serve_logged(
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> (
+    tokio::process::Child,
+    std::net::SocketAddr,
+    Vec<String>,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_voipchat"))
         .args(["--data-dir", dir.to_str().unwrap(), "serve"])
         .args(["--http-addr", "127.0.0.1:0", "--media-addr", "127.0.0.1:0"])
         .args(extra)
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", "info,voipchat_server::quota=debug")
         .env_remove("VOIPCHAT_CONFIG")
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -53,7 +67,13 @@ pub async fn serve(
             break;
         }
     }
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let later = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = later.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(l)) = lines.next_line().await {
+            sink.lock().unwrap().push(super::plain(&l));
+        }
+    });
     let line = seen.last().unwrap().clone();
     let http = line
         .split("http=")
@@ -64,7 +84,7 @@ pub async fn serve(
         .unwrap()
         .parse()
         .unwrap_or_else(|e| panic!("{e}: {line}"));
-    (child, http, seen)
+    (child, http, seen, later)
 }
 
 pub async fn session_key(
