@@ -22,6 +22,7 @@ command -v unshare >/dev/null || need_pkgs+=(util-linux)
 command -v nft >/dev/null || need_pkgs+=(nftables)        # packet loss, a UDP-blocked network, firewalls in browser tests
 command -v openssl >/dev/null || need_pkgs+=(openssl)      # the browser TLS test's certificate
 command -v turnserver >/dev/null || need_pkgs+=(coturn)   # the TURN server of the TURN tests
+command -v redis-server >/dev/null || need_pkgs+=(redis-server)  # the Redis store backend: its conformance suite and redis_store.rs start their own
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -1,6 +1,7 @@
 //! The signature on webhook deliveries (docs/webhooks.md): the header
 //! `X-Voipchat-Signature: t=<unix seconds>,v1=<hex>` where the hex is
-//! `HMAC-SHA256(key = the app secret's UTF-8 bytes, message = "<t>." + body)`.
+//! `HMAC-SHA256(key = the app's webhook secret's UTF-8 bytes, message = "<t>." + body)`
+//! (the webhook secret is the digest the store keeps of the app secret).
 //!
 //! The timestamp is inside the signed message, so a receiver that refuses old timestamps
 //! refuses replays of old deliveries. [`verify_header`] is what a Rust receiver runs; the
@@ -25,7 +26,7 @@ pub enum WebhookSignatureError {
     #[error("signature timestamp is {skew_secs} s from now, outside the accepted window")]
     Stale { skew_secs: i64 },
     /// No `v1` matches the body under this secret.
-    #[error("signature does not match the body under the app secret")]
+    #[error("signature does not match the body under the webhook secret")]
     Mismatch,
 }
 

@@ -5,7 +5,7 @@ mod common;
 use common::{ids, Net};
 use std::time::Duration;
 use voipchat_core::QuotaAnswer;
-use voipchat_proto::{ErrorCode, MuteConfig};
+use voipchat_proto::{ErrorCode, MuteConfig, ServerMsg};
 
 fn frame(peer: usize, n: u32) -> Vec<u8> {
     // An Opus TOC byte (SILK 20 ms) and a body that names the sender and the sequence.
@@ -124,6 +124,62 @@ fn joins_wait_for_quota_and_all_fail_with_13000_when_exhausted() {
     net.settle();
     assert_eq!(net.join_code(a), Some(-13000));
     assert_eq!(net.join_code(b), Some(-13000));
+    assert_eq!(net.engine.room_count(), 0);
+}
+
+/// With `confirm_rooms`, the first member of a new room is told nothing until the store
+/// confirmed the room: a crash before the confirmation leaves a room no client knows of (and
+/// the store gives its unit back at the next start). Joins that come meanwhile wait too.
+#[test]
+fn a_new_room_is_confirmed_before_its_first_member_is_told() {
+    let mut net = Net::with_config(|c| c.confirm_rooms = true);
+    let a = net.join("a", "g");
+    assert_eq!(
+        net.confirm_requests.len(),
+        1,
+        "the first admit asks to confirm"
+    );
+    assert_eq!(net.join_code(a), None, "held until confirmed");
+    let b = net.join("b", "g");
+    assert_eq!(
+        net.join_code(b),
+        None,
+        "a member of a room not confirmed waits too"
+    );
+    assert_eq!(net.confirm_requests.len(), 1, "one confirmation per room");
+    let key = net.confirm_next();
+    assert_eq!(net.join_code(a), Some(0));
+    assert_eq!(net.join_code(b), Some(0));
+    assert_eq!(net.engine.room_members(&key), ids(&["a", "b"]));
+    // Messages kept their order: a's joinResult before it heard that b joined.
+    let first = net.peers[a]
+        .messages
+        .iter()
+        .position(|m| matches!(m, ServerMsg::JoinResult { .. }));
+    assert_eq!(first, Some(0));
+    assert!(net.released.is_empty());
+    // An open room needs no confirmation for later joins.
+    let c = net.join("c", "g");
+    assert_eq!(net.join_code(c), Some(0));
+    assert!(net.confirm_requests.is_empty());
+}
+
+/// With `confirm_rooms`, a room granted whose creating joins all went away closes without
+/// a member and gives its unit back.
+#[test]
+fn a_granted_room_that_never_opens_gives_its_unit_back() {
+    let mut net = Net::with_config(|c| c.confirm_rooms = true);
+    net.auto_quota = None;
+    let a = net.join("a", "g");
+    net.engine.handle_exit(net.now, net.peers[a].conn);
+    net.settle();
+    assert_eq!(net.join_code(a), Some(-3));
+    let key = net.quota_requests.remove(0);
+    net.engine
+        .handle_room_quota(net.now, &key, QuotaAnswer::Granted);
+    net.settle();
+    assert_eq!(net.released, vec![key]);
+    assert!(net.confirm_requests.is_empty());
     assert_eq!(net.engine.room_count(), 0);
 }
 

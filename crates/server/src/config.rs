@@ -131,6 +131,16 @@ pub struct Config {
     /// connected is removed (-11003): its ICE keepalive interval plus 1.5 s when longer,
     /// at most `media_timeout_secs`.
     pub media_liveness_ms: u64,
+    /// Where state lives: `None` is the SQLite file in `data_dir`; `redis://host:port/db`
+    /// is a Redis server shared by every node (docs/cluster.md).
+    pub store: Option<String>,
+    /// This server's name in the store, for its room quota reservations (given back at its
+    /// next start). Default: the id kept in `data_dir/node-id`, made at the first start.
+    pub node_id: Option<String>,
+    /// The key file session keys are encrypted with at rest: base64 keys of 32 bytes, one a
+    /// line, the first sealing and all opening (docs/security.md). `VOIPCHAT_SECRETS_KEY`
+    /// overrides it. Default: `data_dir/secrets.key`, created (mode 0600) at the first start.
+    pub secrets_key_file: Option<PathBuf>,
 }
 
 /// The most `turn_urls`: one TURN server reached over UDP, TCP and TLS, on a few ports.
@@ -208,6 +218,9 @@ impl Default for Config {
             ws_ping_interval_ms: 1_000,
             ws_pong_timeout_ms: 3_000,
             media_liveness_ms: 4_000,
+            store: None,
+            node_id: None,
+            secrets_key_file: None,
         }
     }
 }
@@ -247,6 +260,7 @@ impl Config {
                 config.tls_cert.as_mut(),
                 config.tls_key.as_mut(),
                 config.webhook_ca_file.as_mut(),
+                config.secrets_key_file.as_mut(),
             ];
             for p in relative.into_iter().flatten() {
                 if p.is_relative() {

@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine as _;
-use voipchat_auth::{new_session_key, secrets_equal, sign};
+use voipchat_auth::{new_session_key, sign};
 use voipchat_proto::backend::{SessionKeyRequest, SessionKeyResponse, SignRequest, SignResponse};
 use voipchat_proto::signal::{ID_MAX_CHARS, NONCE_MAX_CHARS};
 use voipchat_proto::{AppId, ErrorCode, Failure, Status};
@@ -57,6 +57,19 @@ impl ApiError {
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
+/// -1000 for a failed store call; one that could not reach the store (Redis down) says so,
+/// so a client knows to try again later.
+pub fn store_failure(e: &voipchat_store::StoreError) -> Failure {
+    if e.is_unavailable() {
+        Failure::with_detail(
+            ErrorCode::SystemError,
+            "system error: the store is unavailable, try again later",
+        )
+    } else {
+        Failure::new(ErrorCode::SystemError)
+    }
+}
+
 /// Runs a store call off the async threads.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, voipchat_store::StoreError> + Send + 'static,
@@ -65,7 +78,10 @@ async fn blocking<T: Send + 'static>(
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => {
             tracing::warn!("store error in backend api: {e}");
-            Err(ApiError::system())
+            Err(ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                store_failure(&e),
+            ))
         }
         Err(_) => Err(ApiError::system()),
     }
@@ -176,7 +192,7 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<AppRecord
     let app = blocking(move || store.app(&app_id)).await?;
     let wrong = ErrorCode::BadCredentials.reason();
     match app {
-        Some(app) if secrets_equal(app.secret.expose(), secret) => Ok(app),
+        Some(app) if voipchat_store::app_secret_matches(&app, secret) => Ok(app),
         Some(_) => Err(refuse("wrong appSecret", wrong, Some(&tried))),
         None => Err(refuse("unknown appId", wrong, Some(&tried))),
     }

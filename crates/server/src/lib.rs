@@ -14,6 +14,8 @@ pub mod media;
 pub mod media_tcp;
 pub mod metrics;
 pub mod serve;
+pub mod quota;
+pub mod secrets;
 pub mod tls;
 pub mod turn;
 pub mod web;
@@ -224,7 +226,16 @@ pub async fn run(
     let media_bound = listeners.media.local_addr()?;
     let turn = config.turn().map_err(std::io::Error::other)?.map(Arc::new);
     let metrics = metrics::Metrics::new();
+    let store = secrets::open_sealed(&config, store).await?;
     let store: Arc<dyn Store> = Arc::new(metrics::TimedStore::new(store, metrics.clone()));
+    let reservations = quota::Reservations::new(store.clone(), quota::node_id(&config)?);
+    {
+        let r = reservations.clone();
+        tokio::task::spawn_blocking(move || r.release_leftovers())
+            .await
+            .map_err(std::io::Error::other)?
+            .map_err(std::io::Error::other)?;
+    }
     {
         let store = store.clone();
         let demo = config.demo;
@@ -242,6 +253,7 @@ pub async fn run(
     engine_config.audio_red = config.audio_red;
     engine_config.opus_fec = config.opus_fec;
     engine_config.media_liveness = std::time::Duration::from_millis(config.media_liveness_ms);
+    engine_config.confirm_rooms = true;
     let engine = Engine::new(engine_config, Instant::now());
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -275,6 +287,7 @@ pub async fn run(
         daily_limit: config.daily_room_quota,
         utc_offset_secs: config.utc_offset_secs(),
         webhooks: sink,
+        reservations,
     };
     let tcp = media_tcp::TcpMedia::new(
         listeners.media_tcp,

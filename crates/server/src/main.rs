@@ -51,6 +51,19 @@ enum Cmd {
     /// Run the service.
     // Boxed: its flags make it far larger than the other commands (clippy large_enum_variant).
     Serve(Box<ServeArgs>),
+    /// Start encrypting session keys under a new key: prepends a new key to the key file
+    /// (the old ones stay, to open what is sealed under them) and reseals every session
+    /// key under it; prints {"keyId", "resealed", "keys"}. Restart `serve` afterwards so it
+    /// seals under the new key too; then `rotate-key --prune` reseals what it wrote under
+    /// the old key meanwhile and drops the old keys (docs/security.md).
+    RotateKey {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Do not add a key: reseal everything under the current one and remove the old
+        /// keys from the file [default: off]
+        #[arg(long)]
+        prune: bool,
+    },
     /// Manage apps (the games whose players join rooms).
     App {
         #[command(flatten)]
@@ -297,14 +310,26 @@ fn absolute(path: &Path) -> PathBuf {
         .unwrap_or_else(|_| path.to_path_buf())
 }
 
-/// Opens the SQLite file of `config`; returns it with its absolute path, and says on stderr
-/// (stdout stays for the commands' JSON) which file it is, and whether it was just created.
-/// `for_app`: an `app` command, which gets a hint when the file is new.
+/// Opens the store of `config`: the Redis server of `store = "redis://…"`, else the SQLite
+/// file in the data directory. Says on stderr (stdout stays for the commands' JSON) which
+/// store it is, and whether a SQLite file was just created. `for_app`: an `app` command,
+/// which gets a hint when the file is new.
 fn open_store(
     config: &Config,
     config_file: Option<&Path>,
     for_app: bool,
-) -> Result<(SqliteStore, PathBuf), BoxError> {
+) -> Result<(Box<dyn Store>, String), BoxError> {
+    let from = match config_file {
+        Some(file) => format!(", config {}", file.display()),
+        None => String::new(),
+    };
+    if let Some(url) = &config.store {
+        let store = voipchat_store::RedisStore::open(url)
+            .map_err(|e| format!("cannot open the store {}: {e}", redact(url)))?;
+        let shown = redact(url);
+        notice(&format!("store {shown}{from}"));
+        return Ok((Box::new(store), shown));
+    }
     let path = config.sqlite_path();
     let existed = path.exists();
     let store = SqliteStore::open(&path).map_err(|e| {
@@ -314,10 +339,6 @@ fn open_store(
         )
     })?;
     let path = absolute(&path);
-    let from = match config_file {
-        Some(file) => format!(", config {}", file.display()),
-        None => String::new(),
-    };
     let new = match (existed, for_app) {
         (true, _) => "",
         (false, false) => ", new and empty",
@@ -327,7 +348,15 @@ fn open_store(
         }
     };
     notice(&format!("database {}{from}{new}", path.display()));
-    Ok((store, path))
+    Ok((Box::new(store), path.display().to_string()))
+}
+
+/// A store URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://…@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
+    }
 }
 
 fn run(cli: Cli) -> Result<(), BoxError> {
@@ -343,6 +372,7 @@ fn run(cli: Cli) -> Result<(), BoxError> {
             ref store,
             ref command,
         } => app(command, merge(store.clone())),
+        Cmd::RotateKey { ref store, prune } => rotate_key(merge(store.clone()), prune),
         Cmd::Sign {
             ref app_id,
             ref group_id,
@@ -428,8 +458,8 @@ fn serve(args: &ServeArgs, store_args: StoreArgs) -> Result<(), BoxError> {
     init_logging(config.log_format);
     config.validate()?;
     let (store, db_path) = open_store(&config, config_file.as_deref(), false)?;
-    tracing::info!(database = %db_path.display(), "store opened");
-    let store: Arc<dyn Store> = Arc::new(store);
+    tracing::info!(database = %db_path, "store opened");
+    let store: Arc<dyn Store> = Arc::from(store);
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let listeners = voipchat_server::Listeners::bind(&config).await?;
@@ -466,7 +496,10 @@ fn app(command: &AppCmd, store_args: StoreArgs) -> Result<(), BoxError> {
     let (config, config_file) = load_config(&store_args)?;
     // Only `create` makes a new database: the others would find nothing in it, and an empty
     // file in the wrong directory is what makes people think their apps are gone.
-    if !matches!(command, AppCmd::Create { .. }) && !config.sqlite_path().exists() {
+    if !matches!(command, AppCmd::Create { .. })
+        && config.store.is_none()
+        && !config.sqlite_path().exists()
+    {
         return Err(format!(
             "no database at {}: give this command the same --config, VOIPCHAT_CONFIG or \
              --data-dir as `voipchat serve` (it prints its database when it starts)",
@@ -486,9 +519,15 @@ fn app(command: &AppCmd, store_args: StoreArgs) -> Result<(), BoxError> {
                 settings: Default::default(),
             };
             store.create_app(&app)?;
+            // Shown only now: the store keeps the secret's digest, which webhooks are
+            // signed with.
             println!(
                 "{}",
-                serde_json::json!({"appId": app.app_id, "appSecret": app.secret.expose()})
+                serde_json::json!({
+                    "appId": app.app_id,
+                    "appSecret": app.secret.expose(),
+                    "webhookSecret": voipchat_store::secret_digest(&app.secret).expose(),
+                })
             );
         }
         AppCmd::List => {
@@ -497,13 +536,13 @@ fn app(command: &AppCmd, store_args: StoreArgs) -> Result<(), BoxError> {
             }
         }
         AppCmd::Show { app_id } => {
-            let app = existing(&store, app_id)?;
+            let app = existing(store.as_ref(), app_id)?;
             let mut shown = app_json(&app);
             shown["webhookUrl"] = store.webhook_url(&app.app_id)?.into();
             println!("{shown}");
         }
-        AppCmd::EnableVoip { app_id } => set_voip(&store, app_id, true)?,
-        AppCmd::DisableVoip { app_id } => set_voip(&store, app_id, false)?,
+        AppCmd::EnableVoip { app_id } => set_voip(store.as_ref(), app_id, true)?,
+        AppCmd::DisableVoip { app_id } => set_voip(store.as_ref(), app_id, false)?,
         AppCmd::RotateSecret { app_id } => {
             let secret = voipchat_auth::new_app_secret();
             if !store.set_app_secret(&AppId::new(app_id.as_str()), &secret)? {
@@ -515,7 +554,11 @@ fn app(command: &AppCmd, store_args: StoreArgs) -> Result<(), BoxError> {
             );
             println!(
                 "{}",
-                serde_json::json!({"appId": app_id, "appSecret": secret.expose()})
+                serde_json::json!({
+                    "appId": app_id,
+                    "appSecret": secret.expose(),
+                    "webhookSecret": voipchat_store::secret_digest(&secret).expose(),
+                })
             );
         }
         AppCmd::SetWebhook { app_id, url, .. } => {
@@ -541,6 +584,74 @@ fn app(command: &AppCmd, store_args: StoreArgs) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// `rotate-key`: a new current key in the key file (or, with `prune`, only the current one
+/// kept), then every session key resealed under it.
+fn rotate_key(store_args: StoreArgs, prune: bool) -> Result<(), BoxError> {
+    use voipchat_server::secrets::{self, KeySource};
+    let (config, config_file) = load_config(&store_args)?;
+    if std::env::var_os(secrets::KEY_ENV).is_some() {
+        return Err(format!(
+            "the keys come from {}: rotate them there (put a new key first, keep the old \
+             ones after it) and restart serve, which reseals at start",
+            secrets::KEY_ENV
+        )
+        .into());
+    }
+    if config.store.is_none() && !config.sqlite_path().exists() {
+        return Err(format!(
+            "no database at {}: give this command the same --config, VOIPCHAT_CONFIG or \
+             --data-dir as `voipchat serve`",
+            absolute(&config.sqlite_path()).display()
+        )
+        .into());
+    }
+    let (_, source) = secrets::keyring(&config)?;
+    let path = match source {
+        KeySource::File(p) | KeySource::DataDir { path: p, .. } => p,
+        KeySource::Env => unreachable!("checked above"),
+    };
+    let text = std::fs::read_to_string(&path)?;
+    let mut lines: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect();
+    if prune {
+        lines.truncate(1);
+    } else {
+        lines.insert(0, voipchat_store::secrets::new_key_line());
+    }
+    let new_text = lines.join("\n") + "\n";
+    // Check the new file before it replaces the old one.
+    let ring = voipchat_store::Keyring::parse(&new_text, &path.display().to_string())?;
+    let key_id = ring.current_id().to_string();
+    let (store, _) = open_store(&config, config_file.as_deref(), false)?;
+    let sealed = voipchat_store::SealedStore::new(Arc::from(store), ring);
+    if prune {
+        // Reseal first: a key still sealed under an old key must not become unreadable.
+        let resealed = sealed.reseal_all()?;
+        voipchat_store::secrets::write_private(&path, &new_text)?;
+        notice(&format!("key file {}: old keys removed", path.display()));
+        println!(
+            "{}",
+            serde_json::json!({"keyId": key_id, "resealed": resealed, "keys": lines.len()})
+        );
+    } else {
+        voipchat_store::secrets::write_private(&path, &new_text)?;
+        let resealed = sealed.reseal_all()?;
+        notice(&format!(
+            "key file {}: new key {key_id} first; restart `voipchat serve` to seal under it",
+            path.display()
+        ));
+        println!(
+            "{}",
+            serde_json::json!({"keyId": key_id, "resealed": resealed, "keys": lines.len()})
+        );
+    }
+    Ok(())
+}
+
 /// An app as `app list` and `app show` print it: everything but the secret.
 fn app_json(app: &AppRecord) -> serde_json::Value {
     serde_json::json!({
@@ -555,13 +666,13 @@ fn no_app(app_id: &str) -> BoxError {
     format!("no app with appId {app_id} in this database (see `voipchat app list`)").into()
 }
 
-fn existing(store: &SqliteStore, app_id: &str) -> Result<AppRecord, BoxError> {
+fn existing(store: &dyn Store, app_id: &str) -> Result<AppRecord, BoxError> {
     store
         .app(&AppId::new(app_id))?
         .ok_or_else(|| no_app(app_id))
 }
 
-fn set_voip(store: &SqliteStore, app_id: &str, enabled: bool) -> Result<(), BoxError> {
+fn set_voip(store: &dyn Store, app_id: &str, enabled: bool) -> Result<(), BoxError> {
     if !store.set_voip_enabled(&AppId::new(app_id), enabled)? {
         return Err(no_app(app_id));
     }

@@ -62,6 +62,8 @@ pub enum Command {
         bool,
         oneshot::Sender<Result<bool, ServerMuteError>>,
     ),
+    /// The store confirmed a new room's quota unit (`Output::ConfirmRoomQuota`).
+    RoomConfirmed(RoomKey),
     /// Close an open room; the reply names the members interrupted (None: no such room).
     Close(RoomKey, oneshot::Sender<Option<Vec<OpenId>>>),
 }
@@ -83,6 +85,8 @@ pub struct QuotaPolicy {
     pub utc_offset_secs: i64,
     /// Told when a join is refused for the quota (`quota_exhausted`).
     pub webhooks: webhooks::Sink,
+    /// Grants are reservations until the room's first member is admitted (crate::quota).
+    pub reservations: Arc<crate::quota::Reservations>,
 }
 
 impl QuotaPolicy {
@@ -95,8 +99,8 @@ impl QuotaPolicy {
             let limit = app
                 .and_then(|a| a.settings.daily_room_quota)
                 .unwrap_or(self.daily_limit);
-            self.store
-                .take_room_quota(app_id, &day, limit)
+            self.reservations
+                .reserve(key, &day, limit)
                 .map(|d| (d, limit))
         });
         match decision {
@@ -325,6 +329,7 @@ impl Task {
                 outboxes.remove(&conn);
             }
             Command::Quota(key, answer) => engine.handle_room_quota(now, &key, answer),
+            Command::RoomConfirmed(key) => engine.handle_room_confirmed(&key),
             Command::Room(key, reply) => {
                 let _ = reply.send(engine.room(&key));
             }
@@ -389,6 +394,24 @@ impl Task {
                         let _ = tx.send(Command::Quota(key, answer));
                     });
                 }
+                Output::ConfirmRoomQuota(key, held) => {
+                    // The joinResults go out from the confirming thread right after the
+                    // commit (crate::quota); the engine holds what follows until told.
+                    let batch: Vec<(Outbox, ServerMsg)> = held
+                        .into_iter()
+                        .filter_map(|(conn, msg)| {
+                            if let ServerMsg::JoinResult { status, .. } = &msg {
+                                nonces.take(conn, status);
+                            }
+                            outboxes.get(&conn).map(|o| (o.clone(), msg))
+                        })
+                        .collect();
+                    let tx = command_tx.clone();
+                    quota.reservations.confirm(&key, batch, move |k| {
+                        let _ = tx.send(Command::RoomConfirmed(k));
+                    });
+                }
+                Output::ReleaseRoomQuota(key) => quota.reservations.release(&key),
                 Output::RoomOpened(key, room_type) => {
                     metrics.rooms_created.inc();
                     info!(room = %key, "room opened");

@@ -20,7 +20,7 @@ use voipchat_core::Counters;
 use voipchat_proto::{AppId, OpenId, Secret};
 use voipchat_store::{
     AppRecord, AppSettings, AttemptOutcome, Delivery, EnqueueOutcome, NewDelivery, OutboxCounts,
-    QuotaDecision, SettingsChange, Store, StoreError,
+    QuotaDecision, Reservation, SettingsChange, Store, StoreError,
 };
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -562,6 +562,43 @@ impl Store for TimedStore {
                 .set(d.used as i64);
         }
         decision
+    }
+    fn reserve_room_quota(
+        &self,
+        app_id: &AppId,
+        day: &str,
+        limit: u64,
+        r: &Reservation,
+    ) -> Result<QuotaDecision, StoreError> {
+        let decision = self.timed("reserve_room_quota", |s| {
+            s.reserve_room_quota(app_id, day, limit, r)
+        });
+        if let Ok(d) = &decision {
+            self.metrics
+                .quota_rooms_used
+                .get_or_create(&AppLabel {
+                    app_id: app_id.as_str().to_string(),
+                })
+                .set(d.used as i64);
+        }
+        decision
+    }
+    fn confirm_room_quota(&self, r: &Reservation) -> Result<bool, StoreError> {
+        self.timed("confirm_room_quota", |s| s.confirm_room_quota(r))
+    }
+    fn release_room_quota(&self, r: &Reservation) -> Result<bool, StoreError> {
+        self.timed("release_room_quota", |s| s.release_room_quota(r))
+    }
+    fn release_node_reservations(&self, node: &str) -> Result<u64, StoreError> {
+        self.timed("release_node_reservations", |s| {
+            s.release_node_reservations(node)
+        })
+    }
+    fn reseal_session_keys(
+        &self,
+        reseal: &dyn Fn(&AppId, &OpenId, &str) -> Option<String>,
+    ) -> Result<u64, StoreError> {
+        self.timed("reseal_session_keys", |s| s.reseal_session_keys(reseal))
     }
     fn rooms_created(&self, app_id: &AppId, day: &str) -> Result<u64, StoreError> {
         self.timed("rooms_created", |s| s.rooms_created(app_id, day))

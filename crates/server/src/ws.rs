@@ -436,7 +436,7 @@ async fn authenticate(state: &AppState, req: &JoinRequest) -> Result<JoinPolicy,
     let result = tokio::task::spawn_blocking(move || -> Result<JoinPolicy, Failure> {
         let system = |e: voipchat_store::StoreError| {
             warn!("store error during join: {e}");
-            Failure::new(ErrorCode::SystemError)
+            crate::http::store_failure(&e)
         };
         let app = store.app(&req.app_id).map_err(system)?;
         let Some(app) = app else {

@@ -114,7 +114,10 @@ async fn the_node_and_python_receivers_of_the_doc_verify_real_deliveries() {
         };
         let mut child = tokio::process::Command::new(program)
             .arg(&path)
-            .env("WEBHOOK_SECRET", secret.expose())
+            .env(
+                "WEBHOOK_SECRET",
+                voipchat_store::secret_digest(&secret).expose(),
+            )
             .env("PORT", port.to_string())
             .env("HOST", "127.0.0.1")
             .stdout(Stdio::piped())
@@ -157,7 +160,11 @@ async fn the_node_and_python_receivers_of_the_doc_verify_real_deliveries() {
         // Forged, replayed, duplicate, and a fresh one to show the duplicate was not printed.
         let now = common::unix_now();
         let sign = |t: u64, body: &str| {
-            voipchat_auth::webhook::signature_header(&secret, t, body.as_bytes())
+            voipchat_auth::webhook::signature_header(
+                &voipchat_store::secret_digest(&secret),
+                t,
+                body.as_bytes(),
+            )
         };
         let seen = events[0]["id"].as_str().unwrap().to_string();
         let dup_body = serde_json::to_string(&events[0]).unwrap();

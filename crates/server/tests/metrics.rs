@@ -96,7 +96,7 @@ async fn a_scrape_shows_what_the_room_did() {
     assert!(
         get(
             "voipchat_store_call_duration_seconds_count",
-            &[("call", "take_room_quota")]
+            &[("call", "reserve_room_quota")]
         ) >= 1.0
     );
     assert_eq!(

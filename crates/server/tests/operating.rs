@@ -174,6 +174,9 @@ fn config_md_lists_every_key_with_its_default() {
         "tls_key",
         "webhook_ca_file",
         "turn_secret",
+        "store",
+        "node_id",
+        "secrets_key_file",
     ]);
     want.sort();
     assert_eq!(keys, want, "docs/config.md keys vs Config");

@@ -19,6 +19,7 @@ use voipchat_store::{AppRecord, SqliteStore, Store};
 
 struct Server {
     http: SocketAddr,
+    config: Config,
     store: Arc<SqliteStore>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
@@ -38,8 +39,9 @@ impl Server {
         let http = listeners.http.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let dyn_store: Arc<dyn Store> = store.clone();
+        let cfg = config.clone();
         let task = tokio::spawn(async move {
-            voipchat_server::run(listeners, config, dyn_store, async move {
+            voipchat_server::run(listeners, cfg, dyn_store, async move {
                 let _ = stopped.await;
             })
             .await
@@ -47,6 +49,7 @@ impl Server {
         });
         let server = Server {
             http,
+            config,
             store,
             stop: Some(stop),
             task,
@@ -239,11 +242,16 @@ async fn the_demo_signs_for_the_demo_app_and_no_other() {
     assert_eq!(signed["appId"], DEMO_APP_ID);
     assert_eq!(signed["openId"], "u");
     assert_eq!(signed["groupId"], "g");
-    let demo_key = server
+    // The store keeps it encrypted (docs/security.md): open it with the server's key.
+    let (keys, _) = voipchat_server::secrets::keyring(&server.config).unwrap();
+    let open = |stored: Secret| keys.open(&demo, &user, stored.expose()).unwrap();
+    let stored = server
         .store
         .session_key(&demo, &user)
         .unwrap()
         .expect("a demo session key was issued");
+    assert!(stored.expose().starts_with("s1$"), "sealed at rest");
+    let demo_key = open(stored);
     let expected = voipchat_auth::sign(
         DEMO_APP_ID,
         "g",
@@ -272,7 +280,7 @@ async fn the_demo_signs_for_the_demo_app_and_no_other() {
         .await;
     let again = json(&body);
     assert_eq!(
-        server.store.session_key(&demo, &user).unwrap(),
+        server.store.session_key(&demo, &user).unwrap().map(open),
         Some(demo_key)
     );
     assert_ne!(again["nonceStr"], signed["nonceStr"]);

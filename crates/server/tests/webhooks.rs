@@ -49,7 +49,11 @@ async fn events_arrive_signed_once_in_order_through_failures_and_a_receiver_rest
     let dir = data_dir();
     let server = TestServer::start(dir.path(), quick).await;
     let (app, secret) = server.create_app(true);
-    let hook = Receiver::start(secret.expose(), Mode::Accept).await;
+    let hook = Receiver::start(
+        voipchat_store::secret_digest(&secret).expose(),
+        Mode::Accept,
+    )
+    .await;
     // The first three attempts fail: 500, a dropped connection, 500.
     hook.fail_next(3);
     set_webhook(&server, &app, &secret, &hook.url("/hooks/voip?token=t1")).await;
@@ -125,7 +129,7 @@ async fn deliveries_waiting_when_the_server_stops_are_sent_after_it_starts_again
     let server = TestServer::start(dir.path(), quick).await;
     let (app, secret) = server.create_app(true);
     // Nobody listens yet.
-    let hook = Receiver::stopped(secret.expose()).await;
+    let hook = Receiver::stopped(voipchat_store::secret_digest(&secret).expose()).await;
     set_webhook(&server, &app, &secret, &hook.url("/h")).await;
     let a = peer(&server, &app, &secret, "alice", "r1").await;
     let b = peer(&server, &app, &secret, "bob", "r1").await;
@@ -173,8 +177,16 @@ async fn a_hanging_receiver_is_timed_out_and_other_apps_still_get_theirs() {
     .await;
     let (slow_app, slow_secret) = server.create_app(true);
     let (app, secret) = server.create_app(true);
-    let hang = Receiver::start(slow_secret.expose(), Mode::Hang).await;
-    let hook = Receiver::start(secret.expose(), Mode::Accept).await;
+    let hang = Receiver::start(
+        voipchat_store::secret_digest(&slow_secret).expose(),
+        Mode::Hang,
+    )
+    .await;
+    let hook = Receiver::start(
+        voipchat_store::secret_digest(&secret).expose(),
+        Mode::Accept,
+    )
+    .await;
     set_webhook(&server, &slow_app, &slow_secret, &hang.url("/never")).await;
     set_webhook(&server, &app, &secret, &hook.url("/h")).await;
 
@@ -236,7 +248,11 @@ async fn a_flood_of_refused_joins_tells_quota_exhausted_once() {
     })
     .await;
     let (app, secret) = server.create_app(true);
-    let hook = Receiver::start(secret.expose(), Mode::Accept).await;
+    let hook = Receiver::start(
+        voipchat_store::secret_digest(&secret).expose(),
+        Mode::Accept,
+    )
+    .await;
     set_webhook(&server, &app, &secret, &hook.url("/h")).await;
     let a = peer(&server, &app, &secret, "alice", "only").await;
     let key = server.session_key(&app, &secret, "bob").await;
@@ -274,7 +290,11 @@ async fn a_flood_of_joins_and_leaves_is_all_delivered_while_audio_keeps_flowing(
     let dir = data_dir();
     let server = TestServer::start(dir.path(), quick).await;
     let (app, secret) = server.create_app(true);
-    let hook = Receiver::start(secret.expose(), Mode::Accept).await;
+    let hook = Receiver::start(
+        voipchat_store::secret_digest(&secret).expose(),
+        Mode::Accept,
+    )
+    .await;
     set_webhook(&server, &app, &secret, &hook.url("/h")).await;
     let a = peer(&server, &app, &secret, "alice", "live").await;
     let b = peer(&server, &app, &secret, "bob", "live").await;
@@ -374,7 +394,11 @@ async fn https_receivers_are_verified_against_the_system_roots_and_webhook_ca_fi
     })
     .await;
     let (app, secret) = server.create_app(true);
-    let hook = Receiver::start_tls(secret.expose(), acceptor.clone()).await;
+    let hook = Receiver::start_tls(
+        voipchat_store::secret_digest(&secret).expose(),
+        acceptor.clone(),
+    )
+    .await;
     let url = format!("https://localhost:{}/tls", hook.addr.port());
     set_webhook(&server, &app, &secret, &url).await;
     let a = peer(&server, &app, &secret, "alice", "secure").await;
@@ -391,7 +415,7 @@ async fn https_receivers_are_verified_against_the_system_roots_and_webhook_ca_fi
     let dir2 = data_dir();
     let server = TestServer::start(dir2.path(), quick).await;
     let (app, secret) = server.create_app(true);
-    let hook = Receiver::start_tls(secret.expose(), acceptor).await;
+    let hook = Receiver::start_tls(voipchat_store::secret_digest(&secret).expose(), acceptor).await;
     let url = format!("https://localhost:{}/tls", hook.addr.port());
     set_webhook(&server, &app, &secret, &url).await;
     let a = peer(&server, &app, &secret, "alice", "secure").await;
@@ -448,7 +472,11 @@ async fn the_webhook_api_validates_and_clears() {
     }
     assert_eq!(get().await.1, r#"{"url":null}"#);
 
-    let hook = Receiver::start(secret.expose(), Mode::Accept).await;
+    let hook = Receiver::start(
+        voipchat_store::secret_digest(&secret).expose(),
+        Mode::Accept,
+    )
+    .await;
     set_webhook(&server, &app, &secret, &hook.url("/h")).await;
     assert_eq!(
         get().await.1,

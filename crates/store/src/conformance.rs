@@ -13,7 +13,10 @@
 //! Checks panic (with a message) on a violation, like any test assertion.
 
 use crate::outbox::{AttemptOutcome, NewDelivery, OutboxCounts};
-use crate::{AppRecord, AppSettings, QuotaDecision, SettingsChange, Store, StoreError};
+use crate::secrets::{app_secret_matches, is_digest, secret_digest};
+use crate::{
+    AppRecord, AppSettings, QuotaDecision, Reservation, SettingsChange, Store, StoreError,
+};
 use voipchat_proto::{AppId, OpenId, Secret};
 
 /// One conformance check: panics if `store` (fresh and empty) breaks the contract.
@@ -72,6 +75,14 @@ pub const CHECKS: &[(&str, Check)] = &[
         "app_settings_concurrent_fields",
         app_settings_concurrent_fields,
     ),
+    ("app_secrets_are_digests", app_secrets_are_digests),
+    ("quota_reservations", quota_reservations),
+    (
+        "quota_reservations_exact_under_concurrency",
+        quota_reservations_exact_under_concurrency,
+    ),
+    ("quota_reservations_of_a_node", quota_reservations_of_a_node),
+    ("reseal_session_keys", reseal_session_keys),
 ];
 
 /// Runs every check, each on a fresh store from `make`.
@@ -115,6 +126,11 @@ macro_rules! store_conformance_tests {
             quota_by_day_range,
             app_settings_update,
             app_settings_concurrent_fields,
+            app_secrets_are_digests,
+            quota_reservations,
+            quota_reservations_exact_under_concurrency,
+            quota_reservations_of_a_node,
+            reseal_session_keys,
         );
         #[test]
         fn run_all_checks_in_one_go() {
@@ -138,7 +154,8 @@ fn app(id: &str, created_at: u64) -> AppRecord {
     AppRecord {
         app_id: AppId::new(id),
         name: format!("Game {id} 游戏"),
-        secret: Secret::new(format!("secret-of-{id}")),
+        // Stored form: the digest, which a store keeps as it is (see app_secrets_are_digests).
+        secret: secret_digest(&Secret::new(format!("secret-of-{id}"))),
         voip_enabled: false,
         created_at,
         settings: AppSettings::default(),
@@ -275,8 +292,9 @@ pub fn app_secret_rotation(store: &dyn Store) {
     let other = app("wx2", 2);
     store.create_app(&other).expect("create");
 
-    let fresh = Secret::new("a-new-secret");
-    assert!(store.set_app_secret(&a.app_id, &fresh).expect("rotate"));
+    let plain = Secret::new("a-new-secret");
+    let fresh = secret_digest(&plain);
+    assert!(store.set_app_secret(&a.app_id, &plain).expect("rotate"));
     let got = store.app(&a.app_id).expect("get").expect("exists");
     assert_eq!(got.secret, fresh, "the new secret is the one read back");
     assert_ne!(got.secret, a.secret);
@@ -291,7 +309,7 @@ pub fn app_secret_rotation(store: &dyn Store) {
     assert_eq!(listed[0].secret, fresh, "list_apps sees the new secret too");
 
     // Rotating again replaces again; the same value is allowed.
-    let again = Secret::new("yet another");
+    let again = secret_digest(&Secret::new("yet another"));
     assert!(store.set_app_secret(&a.app_id, &again).expect("rotate"));
     assert!(store.set_app_secret(&a.app_id, &again).expect("same value"));
     assert_eq!(
@@ -1211,4 +1229,294 @@ pub fn app_settings_concurrent_fields(store: &dyn Store) {
             "round {round}: neither change undid the other"
         );
     }
+}
+
+/// App secrets are stored as their digest, never in plain: `create_app` and
+/// `set_app_secret` take the secret, what is read back is its digest, only the secret
+/// matches it, and after a rotation the old secret no longer does.
+pub fn app_secrets_are_digests(store: &dyn Store) {
+    let mut a = app("wx1", 1);
+    a.secret = Secret::new("plain-secret-1");
+    store.create_app(&a).expect("create");
+    let got = store.app(&a.app_id).expect("get").expect("exists");
+    assert!(is_digest(got.secret.expose()), "stored as a digest");
+    assert!(!got.secret.expose().contains("plain-secret-1"));
+    assert!(app_secret_matches(&got, "plain-secret-1"));
+    assert!(!app_secret_matches(&got, "plain-secret-2"));
+    assert!(!app_secret_matches(&got, got.secret.expose()));
+    assert!(store
+        .set_app_secret(&a.app_id, &Secret::new("plain-secret-2"))
+        .expect("rotate"));
+    let got = store.app(&a.app_id).expect("get").expect("exists");
+    assert!(app_secret_matches(&got, "plain-secret-2"));
+    assert!(
+        !app_secret_matches(&got, "plain-secret-1"),
+        "the old secret is gone"
+    );
+    let listed = store.list_apps().expect("list");
+    assert!(listed.iter().all(|a| is_digest(a.secret.expose())));
+}
+
+fn reservation(node: &str, token: &str) -> Reservation {
+    Reservation {
+        node: node.to_string(),
+        token: token.to_string(),
+    }
+}
+
+/// A reservation counts at once and against the limit; confirming keeps the unit,
+/// releasing gives it back; each reservation is confirmed or released once; a token cannot
+/// be reserved twice while pending; deleting the app removes its reservations.
+pub fn quota_reservations(store: &dyn Store) {
+    let a = AppId::new("wx1");
+    let day = "2026-11-22";
+    let r1 = reservation("n1", "t1");
+    let r2 = reservation("n1", "t2");
+    let r3 = reservation("n1", "t3");
+    let granted = |d: QuotaDecision| d.granted;
+    assert!(granted(
+        store.reserve_room_quota(&a, day, 2, &r1).expect("reserve")
+    ));
+    assert_eq!(
+        store.rooms_created(&a, day).expect("count"),
+        1,
+        "counted at once"
+    );
+    assert!(
+        !granted(store.reserve_room_quota(&a, day, 2, &r1).expect("again")),
+        "a pending token is not reserved twice"
+    );
+    assert_eq!(store.rooms_created(&a, day).expect("count"), 1);
+    assert!(granted(
+        store.reserve_room_quota(&a, day, 2, &r2).expect("reserve")
+    ));
+    assert_eq!(
+        store.reserve_room_quota(&a, day, 2, &r3).expect("over"),
+        QuotaDecision {
+            granted: false,
+            used: 2
+        },
+        "pending reservations hold the limit"
+    );
+    assert!(
+        !granted(store.take_room_quota(&a, day, 2).expect("take")),
+        "the one-step form sees them too"
+    );
+
+    assert!(store.confirm_room_quota(&r1).expect("confirm"));
+    assert!(
+        !store.confirm_room_quota(&r1).expect("twice"),
+        "confirmed once"
+    );
+    assert!(!store.release_room_quota(&r1).expect("release confirmed"));
+    assert_eq!(
+        store.rooms_created(&a, day).expect("count"),
+        2,
+        "confirmed stays"
+    );
+
+    assert!(store.release_room_quota(&r2).expect("release"));
+    assert!(
+        !store.release_room_quota(&r2).expect("twice"),
+        "released once"
+    );
+    assert!(!store.confirm_room_quota(&r2).expect("confirm released"));
+    assert_eq!(
+        store.rooms_created(&a, day).expect("count"),
+        1,
+        "given back"
+    );
+    assert_eq!(
+        store.rooms_created_between(&a, day, day).expect("between"),
+        vec![(day.to_string(), 1)]
+    );
+    assert!(granted(
+        store
+            .reserve_room_quota(&a, day, 2, &r3)
+            .expect("room again")
+    ));
+
+    assert!(!store
+        .confirm_room_quota(&reservation("n1", "never"))
+        .expect("unknown"));
+    assert!(!store
+        .release_room_quota(&reservation("n2", "t3"))
+        .expect("other node"));
+
+    // Deleting the app takes its pending reservations with it.
+    store.create_app(&app("wx1", 1)).expect("create");
+    assert!(store.delete_app(&a).expect("delete"));
+    assert!(!store.release_room_quota(&r3).expect("gone with its app"));
+    assert_eq!(store.rooms_created(&a, day).expect("count"), 0);
+}
+
+/// 8 threads each reserve 20 rooms against limit 100 (exactly 100 granted); then each
+/// releases every third of its grants and confirms the rest while reserving 5 more: the
+/// count never exceeds the limit and ends as exactly `confirmed + pending`.
+pub fn quota_reservations_exact_under_concurrency(store: &dyn Store) {
+    let a = AppId::new("wx1");
+    let day = "2026-11-22";
+    let barrier = std::sync::Barrier::new(8);
+    let outcome: Vec<(u64, u64, u64)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|t| {
+                let (a, barrier) = (&a, &barrier);
+                s.spawn(move || {
+                    let reserve = |i: &str| {
+                        let r = reservation("n1", &format!("t{t}-{i}"));
+                        let d = store.reserve_room_quota(a, day, 100, &r).expect("reserve");
+                        assert!(d.used <= 100, "count above limit: {d:?}");
+                        d.granted.then_some(r)
+                    };
+                    let mine: Vec<Reservation> =
+                        (0..20).filter_map(|i| reserve(&i.to_string())).collect();
+                    let first = mine.len() as u64;
+                    barrier.wait();
+                    let mut confirmed = 0;
+                    for (i, r) in mine.iter().enumerate() {
+                        if i % 3 == 0 {
+                            assert!(store.release_room_quota(r).expect("release"));
+                        } else {
+                            assert!(store.confirm_room_quota(r).expect("confirm"));
+                            confirmed += 1;
+                        }
+                        assert!(!store.release_room_quota(r).expect("again"));
+                        assert!(!store.confirm_room_quota(r).expect("again"));
+                    }
+                    let later = (0..5).filter_map(|i| reserve(&format!("late{i}"))).count();
+                    (first, confirmed, later as u64)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    let first: u64 = outcome.iter().map(|o| o.0).sum();
+    let confirmed: u64 = outcome.iter().map(|o| o.1).sum();
+    let pending: u64 = outcome.iter().map(|o| o.2).sum();
+    assert_eq!(first, 100, "exactly the limit was granted");
+    assert!(confirmed + pending <= 100);
+    assert_eq!(
+        store.rooms_created(&a, day).expect("count"),
+        confirmed + pending,
+        "the count is confirmed + pending"
+    );
+    assert_eq!(
+        store.release_node_reservations("n1").expect("release"),
+        pending
+    );
+    assert_eq!(store.rooms_created(&a, day).expect("count"), confirmed);
+
+    // Confirm and release racing on the same reservations: exactly one wins each.
+    let b = AppId::new("wx2");
+    let rs: Vec<Reservation> = (0..50)
+        .map(|i| reservation("n1", &format!("race{i}")))
+        .collect();
+    for r in &rs {
+        assert!(
+            store
+                .reserve_room_quota(&b, day, 1000, r)
+                .expect("reserve")
+                .granted
+        );
+    }
+    let (confirms, releases) = std::thread::scope(|s| {
+        let c = s.spawn(|| {
+            rs.iter()
+                .filter(|r| store.confirm_room_quota(r).expect("c"))
+                .count()
+        });
+        let r = s.spawn(|| {
+            rs.iter()
+                .rev()
+                .filter(|r| store.release_room_quota(r).expect("r"))
+                .count()
+        });
+        (c.join().expect("thread"), r.join().expect("thread"))
+    });
+    assert_eq!(
+        confirms + releases,
+        50,
+        "each reservation settled exactly once"
+    );
+    assert_eq!(
+        store.rooms_created(&b, day).expect("count"),
+        confirms as u64
+    );
+}
+
+/// A node's start gives back every reservation it left pending, of every app and day, and
+/// nothing of other nodes or anything confirmed: after it, the count is exactly the rooms
+/// confirmed. This is what makes the quota exact across a crash.
+pub fn quota_reservations_of_a_node(store: &dyn Store) {
+    let (a, b) = (AppId::new("wx1"), AppId::new("wx2"));
+    let mut confirmed = 0;
+    for i in 0..10 {
+        let (app_id, day) = if i % 2 == 0 { (&a, "d1") } else { (&b, "d2") };
+        let r = reservation("dead", &format!("t{i}"));
+        assert!(
+            store
+                .reserve_room_quota(app_id, day, 100, &r)
+                .expect("r")
+                .granted
+        );
+        if i % 3 == 0 {
+            assert!(store.confirm_room_quota(&r).expect("confirm"));
+            confirmed += 1;
+        }
+    }
+    let other = reservation("alive", "t0");
+    assert!(
+        store
+            .reserve_room_quota(&a, "d1", 100, &other)
+            .expect("r")
+            .granted
+    );
+    // t0, t3, t6, t9 confirmed: a/d1 has t0, t6 (+ alive's), b/d2 has t3, t9.
+    assert_eq!(confirmed, 4);
+    assert_eq!(store.release_node_reservations("dead").expect("release"), 6);
+    assert_eq!(store.rooms_created(&a, "d1").expect("count"), 2 + 1);
+    assert_eq!(store.rooms_created(&b, "d2").expect("count"), 2);
+    assert_eq!(store.release_node_reservations("dead").expect("again"), 0);
+    assert!(store.confirm_room_quota(&other).expect("other node's kept"));
+    assert_eq!(
+        store.release_node_reservations("alive").expect("none left"),
+        0
+    );
+    assert_eq!(store.rooms_created(&a, "d1").expect("count"), 3);
+}
+
+/// `reseal_session_keys` shows every stored key to the callback and stores what it
+/// returns, per user; `None` leaves a key alone.
+pub fn reseal_session_keys(store: &dyn Store) {
+    let a = AppId::new("wx1");
+    for i in 0..5 {
+        store
+            .put_session_key(
+                &a,
+                &OpenId::new(format!("u{i}")),
+                &Secret::new(format!("k{i}")),
+                1,
+            )
+            .expect("put");
+    }
+    let changed = store
+        .reseal_session_keys(&|app, user, stored| {
+            assert_eq!(app, &a);
+            (user.as_str() != "u0").then(|| format!("sealed({stored})"))
+        })
+        .expect("reseal");
+    assert_eq!(changed, 4);
+    assert_eq!(
+        store.session_key(&a, &OpenId::new("u0")).expect("get"),
+        Some(Secret::new("k0"))
+    );
+    assert_eq!(
+        store.session_key(&a, &OpenId::new("u3")).expect("get"),
+        Some(Secret::new("sealed(k3)"))
+    );
+    let changed = store.reseal_session_keys(&|_, _, _| None).expect("noop");
+    assert_eq!(changed, 0);
 }

@@ -1,8 +1,9 @@
 //! Durable state behind one trait, [`Store`]: registered apps, each user's current session
 //! key, used nonces, the daily room quota, and each app's webhook URL with the outbox of
-//! webhook deliveries ([`outbox`]). [`SqliteStore`] is the single-node backend; a
-//! Redis backend for several nodes can come later and must pass the same
+//! webhook deliveries ([`outbox`]), and room quota reservations. [`SqliteStore`] is the
+//! single-node backend, [`RedisStore`] the one several nodes share; both pass the same
 //! [`conformance`] suite (enable the `conformance` feature to reach it from another crate).
+//! [`SealedStore`] wraps either so that session keys are encrypted at rest ([`secrets`]).
 //!
 //! Every method takes the current time as an argument where it needs one; no backend reads
 //! the clock. Methods block: async callers run them on a blocking thread.
@@ -10,10 +11,16 @@
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod outbox;
+mod redis_store;
+pub mod sealed;
+pub mod secrets;
 mod sqlite;
 mod sqlite_outbox;
 
 pub use outbox::{AttemptOutcome, Delivery, EnqueueOutcome, NewDelivery, OutboxCounts};
+pub use redis_store::RedisStore;
+pub use sealed::SealedStore;
+pub use secrets::{app_secret_matches, secret_digest, Keyring, KeyringError};
 pub use sqlite::SqliteStore;
 
 use std::path::PathBuf;
@@ -47,9 +54,27 @@ pub enum StoreError {
     /// another file): what is written now would be lost at the next start.
     #[error("the database file {path} was removed or replaced while open: restart the server")]
     FileGone { path: PathBuf },
+    /// A stored session key did not decrypt (its key is not in the keyring, or the value is
+    /// damaged).
+    #[error("session key: {0}")]
+    Sealed(#[from] secrets::OpenError),
+    /// The store cannot be reached now (Redis down or too slow): the request may be retried.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    /// Redis answered with an error, or with data this build does not understand.
+    #[error("redis: {0}")]
+    Redis(String),
     /// An error from SQLite.
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+}
+
+impl StoreError {
+    /// Whether the store could not be reached (the request may succeed later): joins and
+    /// backend calls then say "the store is unavailable" with -1000.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
 }
 
 /// A registered app (a game), created by `voipchat app create`.
@@ -58,7 +83,10 @@ pub struct AppRecord {
     pub app_id: AppId,
     /// A human name for operators; not used for any decision.
     pub name: String,
-    /// The app secret the game's backend authenticates with.
+    /// The app secret the game's backend authenticates with. Given to
+    /// [`Store::create_app`] / [`Store::set_app_secret`] in plain; stored and read back as its
+    /// digest ([`secrets::secret_digest`]), so check a presented secret with
+    /// [`secrets::app_secret_matches`]. The digest is also the key webhooks are signed with.
     pub secret: Secret,
     /// Whether members of this app may join rooms at all.
     pub voip_enabled: bool,
@@ -96,7 +124,17 @@ impl AppSettings {
     }
 }
 
-/// The answer of [`Store::take_room_quota`].
+/// Who holds a quota reservation ([`Store::reserve_room_quota`]): the server process that
+/// took it (`node`, stable across its restarts: the node id of its data directory or
+/// config) and a token unique among that node's reservations. A node that dies holding
+/// reservations gives them back at its next start ([`Store::release_node_reservations`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Reservation {
+    pub node: String,
+    pub token: String,
+}
+
+/// The answer of [`Store::take_room_quota`] and [`Store::reserve_room_quota`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QuotaDecision {
     /// Whether a room may be created.
@@ -134,6 +172,20 @@ pub struct QuotaDecision {
 /// - [`take_room_quota`](Store::take_room_quota): compare-and-increment. The count never
 ///   exceeds `limit`, and exactly `min(calls, limit - used_before)` concurrent calls are
 ///   granted; no grant is lost and none is counted twice.
+/// - [`reserve_room_quota`](Store::reserve_room_quota): compare-and-increment like
+///   `take_room_quota`, and the reservation is recorded in the same step: no crash can leave
+///   a unit counted without its reservation or the other way round. Reserved units count
+///   against the limit (and in [`rooms_created`](Store::rooms_created)) until given back.
+/// - [`confirm_room_quota`](Store::confirm_room_quota) and
+///   [`release_room_quota`](Store::release_room_quota): test-and-set on one reservation. Of
+///   any number of concurrent confirms and releases of one reservation exactly one returns
+///   `true`; a release that returns `true` takes the unit back in the same step, so the
+///   count is always `confirmed + pending` for every (app, day).
+/// - [`release_node_reservations`](Store::release_node_reservations): every pending
+///   reservation of the node is given back in one step. Called at a node's start, it makes
+///   the count exact after a crash: it equals the rooms that were confirmed.
+/// - [`reseal_session_keys`](Store::reseal_session_keys): per record a compare-and-set: a
+///   key written by `put_session_key` meanwhile is never overwritten with a resealed old one.
 /// - [`set_webhook_url`](Store::set_webhook_url): a single-record write (the last writer
 ///   wins); clearing the URL and discarding the app's pending deliveries are one step.
 /// - [`enqueue_webhooks`](Store::enqueue_webhooks): the whole batch in one step, in order:
@@ -228,6 +280,42 @@ pub trait Store: Send + Sync + 'static {
         day: &str,
         limit: u64,
     ) -> Result<QuotaDecision, StoreError>;
+
+    /// Like [`take_room_quota`](Store::take_room_quota), but the unit is only reserved: it
+    /// counts at once (so the limit holds), and is recorded under `reservation` until the
+    /// room is confirmed ([`confirm_room_quota`](Store::confirm_room_quota): its first member
+    /// was told it joined) or given back ([`release_room_quota`](Store::release_room_quota):
+    /// the room never opened). The server reserves; `take_room_quota` is the one-step form.
+    /// Reserving a token that is already pending changes nothing and refuses.
+    fn reserve_room_quota(
+        &self,
+        app_id: &AppId,
+        day: &str,
+        limit: u64,
+        reservation: &Reservation,
+    ) -> Result<QuotaDecision, StoreError>;
+
+    /// The room of this reservation opened: the unit stays counted for good. Returns `false`
+    /// (and changes nothing) if the reservation is not pending (never made, already
+    /// confirmed or released, or its app deleted).
+    fn confirm_room_quota(&self, reservation: &Reservation) -> Result<bool, StoreError>;
+
+    /// The room of this reservation never opened: its unit is taken back from the count of
+    /// its day. Returns `false` (and changes nothing) if the reservation is not pending.
+    fn release_room_quota(&self, reservation: &Reservation) -> Result<bool, StoreError>;
+
+    /// Gives back every pending reservation of `node` (what a node that died left behind);
+    /// returns how many. A node calls it at its start, before it takes any reservation.
+    fn release_node_reservations(&self, node: &str) -> Result<u64, StoreError>;
+
+    /// Rewrites stored session keys: for each one, `reseal` gets the value as stored and
+    /// returns the value to store instead, or `None` to leave it. A key replaced by
+    /// `put_session_key` while this runs keeps the new value. Returns how many changed.
+    /// Used at start and by `voipchat rotate-key` to re-encrypt under the current key.
+    fn reseal_session_keys(
+        &self,
+        reseal: &dyn Fn(&AppId, &OpenId, &str) -> Option<String>,
+    ) -> Result<u64, StoreError>;
 
     /// Rooms granted to the app on `day` (0 if none).
     fn rooms_created(&self, app_id: &AppId, day: &str) -> Result<u64, StoreError>;

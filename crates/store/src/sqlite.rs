@@ -15,8 +15,8 @@
 
 use crate::outbox::{AttemptOutcome, EnqueueOutcome, NewDelivery, OutboxCounts};
 use crate::{
-    sqlite_outbox, AppRecord, AppSettings, Delivery, QuotaDecision, SettingsChange, Store,
-    StoreError,
+    sqlite_outbox, AppRecord, AppSettings, Delivery, QuotaDecision, Reservation, SettingsChange,
+    Store, StoreError,
 };
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::{Path, PathBuf};
@@ -31,7 +31,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// so the table stays near the number of nonces used within one expiry window.
 const NONCE_PURGE_BATCH: i64 = 64;
 
-/// Schema migrations; entry `i` takes the schema from version `i` to `i + 1`.
+/// Schema migrations; entry `i` takes the schema from version `i` to `i + 1`. Each runs in
+/// the one transaction of [`migrate`], with the code steps of [`CODE_MIGRATIONS`].
 const MIGRATIONS: &[&str] = &[
     // Version 1.
     "CREATE TABLE apps (
@@ -71,7 +72,42 @@ const MIGRATIONS: &[&str] = &[
     // Version 3: an app's own limits; NULL is the server's default.
     "ALTER TABLE apps ADD COLUMN room_cap INTEGER;
     ALTER TABLE apps ADD COLUMN daily_room_quota INTEGER;",
+    // Version 4: quota reservations, pending until their room opens (Store::reserve_room_quota).
+    "CREATE TABLE quota_reservations (
+        node   TEXT NOT NULL,
+        token  TEXT NOT NULL,
+        app_id TEXT NOT NULL,
+        day    TEXT NOT NULL,
+        PRIMARY KEY (node, token)
+    ) STRICT;
+    CREATE INDEX quota_reservations_by_app ON quota_reservations (app_id);",
+    // Version 5: app secrets become digests (the code step below rewrites the rows).
+    "",
 ];
+
+/// A migration step in code, run inside the migration's transaction.
+type CodeStep = fn(&rusqlite::Transaction<'_>) -> Result<(), StoreError>;
+
+/// Steps in code after the SQL of a version: (version, step).
+const CODE_MIGRATIONS: &[(usize, CodeStep)] = &[(5, digest_plain_secrets)];
+
+/// Version 5: each app secret stored in plain by an older voipchat becomes its digest.
+fn digest_plain_secrets(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+    let rows: Vec<(String, String)> = tx
+        .prepare("SELECT app_id, secret FROM apps")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (app_id, secret) in rows {
+        if !crate::secrets::is_digest(&secret) {
+            let digest = crate::secrets::secret_digest(&Secret::new(secret));
+            tx.execute(
+                "UPDATE apps SET secret = ?2 WHERE app_id = ?1",
+                params![app_id, digest.expose()],
+            )?;
+        }
+    }
+    Ok(())
+}
 
 /// The schema version this build writes.
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -155,6 +191,9 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     };
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(start) {
         tx.execute_batch(sql)?;
+        for (_, step) in CODE_MIGRATIONS.iter().filter(|(v, _)| *v == i + 1) {
+            step(&tx)?;
+        }
         tx.pragma_update(None, "user_version", i as i64 + 1)?;
     }
     tx.commit()?;
@@ -194,6 +233,82 @@ fn optional_arg(field: &'static str, value: Option<u64>) -> Result<Option<i64>, 
     value.map(|v| exact_arg(field, v)).transpose()
 }
 
+impl SqliteStore {
+    /// `take_room_quota`, recording `reservation` in the same transaction when given.
+    fn quota_step(
+        &self,
+        app_id: &AppId,
+        day: &str,
+        limit: u64,
+        reservation: Option<&Reservation>,
+    ) -> Result<QuotaDecision, StoreError> {
+        // Counts live in i64; a limit beyond that is the same as no limit.
+        let limit = limit.min(i64::MAX as u64);
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let used: u64 = tx
+            .query_row(
+                "SELECT rooms_created FROM room_quota WHERE app_id = ?1 AND day = ?2",
+                [app_id.as_str(), day],
+                |row| row.get(0),
+            )
+            .optional()?
+            .unwrap_or(0);
+        let refused = QuotaDecision {
+            granted: false,
+            used,
+        };
+        if used >= limit {
+            // Nothing written; dropping the transaction rolls it back.
+            return Ok(refused);
+        }
+        if let Some(r) = reservation {
+            let inserted = tx.execute(
+                "INSERT INTO quota_reservations (node, token, app_id, day) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (node, token) DO NOTHING",
+                params![r.node, r.token, app_id.as_str(), day],
+            )?;
+            if inserted == 0 {
+                return Ok(refused);
+            }
+        }
+        tx.execute(
+            "INSERT INTO room_quota (app_id, day, rooms_created) VALUES (?1, ?2, 1)
+             ON CONFLICT (app_id, day) DO UPDATE SET rooms_created = rooms_created + 1",
+            [app_id.as_str(), day],
+        )?;
+        tx.commit()?;
+        Ok(QuotaDecision {
+            granted: true,
+            // used < limit <= i64::MAX, so this cannot overflow.
+            used: used + 1,
+        })
+    }
+}
+
+/// Gives back the pending reservations that `filter` selects: each one's unit is taken off
+/// its (app, day) count, and the reservation removed. Inside the caller's transaction.
+fn release_where(
+    tx: &rusqlite::Transaction<'_>,
+    filter: &str,
+    args: &[&dyn rusqlite::ToSql],
+) -> Result<u64, StoreError> {
+    let rows: Vec<(String, String)> = tx
+        .prepare(&format!(
+            "DELETE FROM quota_reservations WHERE {filter} RETURNING app_id, day"
+        ))?
+        .query_map(args, |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (app_id, day) in &rows {
+        tx.execute(
+            "UPDATE room_quota SET rooms_created = rooms_created - 1
+             WHERE app_id = ?1 AND day = ?2 AND rooms_created > 0",
+            [app_id, day],
+        )?;
+    }
+    Ok(rows.len() as u64)
+}
+
 impl Store for SqliteStore {
     fn ready(&self) -> Result<(), StoreError> {
         // SQLite keeps writing to a file deleted under it (its data then gone at the next
@@ -219,7 +334,7 @@ impl Store for SqliteStore {
             params![
                 app.app_id.as_str(),
                 app.name,
-                app.secret.expose(),
+                crate::secrets::secret_digest(&app.secret).expose(),
                 app.voip_enabled,
                 created_at,
                 app.settings.room_cap,
@@ -263,7 +378,10 @@ impl Store for SqliteStore {
     fn set_app_secret(&self, app_id: &AppId, secret: &Secret) -> Result<bool, StoreError> {
         let changed = self.conn().execute(
             "UPDATE apps SET secret = ?2 WHERE app_id = ?1",
-            params![app_id.as_str(), secret.expose()],
+            params![
+                app_id.as_str(),
+                crate::secrets::secret_digest(secret).expose()
+            ],
         )?;
         Ok(changed > 0)
     }
@@ -280,6 +398,7 @@ impl Store for SqliteStore {
             "session_keys",
             "nonces",
             "room_quota",
+            "quota_reservations",
             "webhooks",
             "webhook_outbox",
         ] {
@@ -380,36 +499,66 @@ impl Store for SqliteStore {
         day: &str,
         limit: u64,
     ) -> Result<QuotaDecision, StoreError> {
-        // Counts live in i64; a limit beyond that is the same as no limit.
-        let limit = limit.min(i64::MAX as u64);
+        self.quota_step(app_id, day, limit, None)
+    }
+
+    fn reserve_room_quota(
+        &self,
+        app_id: &AppId,
+        day: &str,
+        limit: u64,
+        reservation: &Reservation,
+    ) -> Result<QuotaDecision, StoreError> {
+        self.quota_step(app_id, day, limit, Some(reservation))
+    }
+
+    fn confirm_room_quota(&self, r: &Reservation) -> Result<bool, StoreError> {
+        let deleted = self.conn().execute(
+            "DELETE FROM quota_reservations WHERE node = ?1 AND token = ?2",
+            [&r.node, &r.token],
+        )?;
+        Ok(deleted > 0)
+    }
+
+    fn release_room_quota(&self, r: &Reservation) -> Result<bool, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let used: u64 = tx
-            .query_row(
-                "SELECT rooms_created FROM room_quota WHERE app_id = ?1 AND day = ?2",
-                [app_id.as_str(), day],
-                |row| row.get(0),
-            )
-            .optional()?
-            .unwrap_or(0);
-        if used >= limit {
-            // Nothing written; dropping the transaction rolls it back.
-            return Ok(QuotaDecision {
-                granted: false,
-                used,
-            });
-        }
-        tx.execute(
-            "INSERT INTO room_quota (app_id, day, rooms_created) VALUES (?1, ?2, 1)
-             ON CONFLICT (app_id, day) DO UPDATE SET rooms_created = rooms_created + 1",
-            [app_id.as_str(), day],
-        )?;
+        let released = release_where(&tx, "node = ?1 AND token = ?2", &[&r.node, &r.token])?;
         tx.commit()?;
-        Ok(QuotaDecision {
-            granted: true,
-            // used < limit <= i64::MAX, so this cannot overflow.
-            used: used + 1,
-        })
+        Ok(released > 0)
+    }
+
+    fn release_node_reservations(&self, node: &str) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let released = release_where(&tx, "node = ?1", &[&node])?;
+        tx.commit()?;
+        Ok(released)
+    }
+
+    fn reseal_session_keys(
+        &self,
+        reseal: &dyn Fn(&AppId, &OpenId, &str) -> Option<String>,
+    ) -> Result<u64, StoreError> {
+        // One transaction: a put_session_key waits for it, so it cannot be overwritten.
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let rows: Vec<(String, String, String)> = tx
+            .prepare("SELECT app_id, open_id, session_key FROM session_keys")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut changed = 0;
+        for (app_id, open_id, stored) in rows {
+            if let Some(new) = reseal(&AppId::new(&app_id), &OpenId::new(&open_id), &stored) {
+                tx.execute(
+                    "UPDATE session_keys SET session_key = ?3 WHERE app_id = ?1 AND open_id = ?2",
+                    params![app_id, open_id, new],
+                )?;
+                changed += 1;
+            }
+        }
+        tx.commit()?;
+        Ok(changed)
     }
 
     fn rooms_created(&self, app_id: &AppId, day: &str) -> Result<u64, StoreError> {
@@ -600,6 +749,30 @@ mod tests {
         ) -> Result<QuotaDecision, StoreError> {
             self.store.take_room_quota(app_id, day, limit)
         }
+        fn reserve_room_quota(
+            &self,
+            app_id: &AppId,
+            day: &str,
+            limit: u64,
+            r: &Reservation,
+        ) -> Result<QuotaDecision, StoreError> {
+            self.store.reserve_room_quota(app_id, day, limit, r)
+        }
+        fn confirm_room_quota(&self, r: &Reservation) -> Result<bool, StoreError> {
+            self.store.confirm_room_quota(r)
+        }
+        fn release_room_quota(&self, r: &Reservation) -> Result<bool, StoreError> {
+            self.store.release_room_quota(r)
+        }
+        fn release_node_reservations(&self, node: &str) -> Result<u64, StoreError> {
+            self.store.release_node_reservations(node)
+        }
+        fn reseal_session_keys(
+            &self,
+            reseal: &dyn Fn(&AppId, &OpenId, &str) -> Option<String>,
+        ) -> Result<u64, StoreError> {
+            self.store.reseal_session_keys(reseal)
+        }
         fn rooms_created(&self, app_id: &AppId, day: &str) -> Result<u64, StoreError> {
             self.store.rooms_created(app_id, day)
         }
@@ -666,7 +839,7 @@ mod tests {
         AppRecord {
             app_id: AppId::new(id),
             name: format!("game {id}"),
-            secret: Secret::new(format!("secret-{id}")),
+            secret: crate::secrets::secret_digest(&Secret::new(format!("secret-{id}"))),
             voip_enabled: true,
             created_at: 1_700_000_000,
             settings: AppSettings::default(),

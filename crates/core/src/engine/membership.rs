@@ -174,6 +174,7 @@ impl Engine {
                 }
             }
         }
+        self.confirm_if_new(&key);
         let list = self.open_ids(&self.rooms[&key].members);
         let muted = self.muted_now(&key);
         info!(room = %key, open_id = %req.open_id, members = list.len(),
@@ -366,6 +367,10 @@ impl Engine {
         if let Some(room) = self.rooms.get(key) {
             if matches!(room.state, RoomState::Open) && room.members.is_empty() {
                 let room_type = room.room_type;
+                if matches!(room.quota, RoomQuota::Granted) {
+                    self.outputs
+                        .push_back(Output::ReleaseRoomQuota(key.clone()));
+                }
                 self.rooms.remove(key);
                 self.outputs
                     .push_back(Output::RoomClosed(key.clone(), room_type));

@@ -78,6 +78,12 @@ pub struct EngineConfig {
     /// Ask clients for Opus in-band FEC (`useinbandfec=1` in the answer's Opus fmtp); off,
     /// the parameter is taken out, and their encoders add none.
     pub opus_fec: bool,
+    /// Confirm each new room before its first member is told: the first admitted join asks
+    /// for `Output::ConfirmRoomQuota`, and every message to the room's members is held until
+    /// `handle_room_confirmed`. The server sets it so that a crash can never leave a room
+    /// counted that no client was told of, nor one told of that is not counted (the store
+    /// gives back unconfirmed reservations at the next start). Off: rooms need no confirm.
+    pub confirm_rooms: bool,
 }
 
 impl EngineConfig {
@@ -91,6 +97,7 @@ impl EngineConfig {
             speakers: SpeakerConfig::default(),
             audio_red: true,
             opus_fec: true,
+            confirm_rooms: false,
         }
     }
 }
@@ -122,6 +129,15 @@ pub enum Output {
     /// A join wants to create this room: take one unit of the app's daily quota and call
     /// `handle_room_quota`. At most one request per room is outstanding.
     NeedRoomQuota(RoomKey),
+    /// (With `confirm_rooms`.) The room's first members are admitted: make its quota unit
+    /// count for good, then send these messages (their joinResults, in order), then call
+    /// `handle_room_confirmed`. Until then the engine holds every further message to the
+    /// room's members, so the order is kept. The caller sends this batch itself, right after
+    /// the store's commit, so that as little as possible happens between the two.
+    ConfirmRoomQuota(RoomKey, Vec<(ConnId, ServerMsg)>),
+    /// (With `confirm_rooms`.) A room whose quota was granted closed before any member was
+    /// admitted: give its unit back.
+    ReleaseRoomQuota(RoomKey),
     /// A room was created (quota taken) or destroyed (its last member left), with its type.
     RoomOpened(RoomKey, RoomType),
     RoomClosed(RoomKey, RoomType),
@@ -181,6 +197,20 @@ struct Room {
     /// The room is being closed by the backend: members leaving now are not announced to
     /// the others, who are leaving too.
     closing: bool,
+    /// Where its quota unit is (with `confirm_rooms`).
+    quota: RoomQuota,
+}
+
+/// The quota unit of a room, with `EngineConfig::confirm_rooms`.
+#[derive(Debug)]
+enum RoomQuota {
+    /// Nothing to do: confirmed, or confirmation not asked for.
+    Settled,
+    /// Granted; no member admitted yet. Closing now gives the unit back.
+    Granted,
+    /// The first member is admitted and the confirmation asked; messages to the room's
+    /// members wait here, in order, until it comes.
+    Confirming { held: Vec<(ConnId, ServerMsg)> },
 }
 
 struct Member {
@@ -393,6 +423,7 @@ impl Engine {
                         opened_at: now,
                         server_muted: Vec::new(),
                         closing: false,
+                        quota: RoomQuota::Settled,
                     },
                 );
                 self.conns.insert(conn, ConnState::Joining(key.clone()));
@@ -414,6 +445,9 @@ impl Engine {
             QuotaAnswer::Granted => {
                 room.state = RoomState::Open;
                 room.opened_at = now;
+                if self.config.confirm_rooms {
+                    room.quota = RoomQuota::Granted;
+                }
                 let room_type = room.room_type;
                 self.outputs
                     .push_back(Output::RoomOpened(key.clone(), room_type));
@@ -421,6 +455,7 @@ impl Engine {
                     self.conns.remove(&conn);
                     self.admit(now, conn, key.clone(), req, policy);
                 }
+                self.ask_confirmation(key);
                 self.close_if_empty(key);
             }
             QuotaAnswer::Exhausted | QuotaAnswer::Failed(_) => {
@@ -731,7 +766,61 @@ impl Engine {
     // ----- internals -----
 
     fn signal(&mut self, conn: ConnId, msg: ServerMsg) {
+        if self.config.confirm_rooms {
+            if let Some(ConnState::Member(id)) = self.conns.get(&conn) {
+                let room = self.members.get(id).map(|m| &m.room);
+                if let Some(Room {
+                    quota: RoomQuota::Confirming { held },
+                    ..
+                }) = room.and_then(|key| self.rooms.get_mut(key))
+                {
+                    held.push((conn, msg));
+                    return;
+                }
+            }
+        }
         self.outputs.push_back(Output::Signal(conn, msg));
+    }
+
+    /// The answer to `Output::ConfirmRoomQuota`: the messages held for the room's members go
+    /// out, in order. Whether the store managed to confirm or not, the room stays open (a
+    /// unit the store failed to confirm is given back at its next start).
+    pub fn handle_room_confirmed(&mut self, key: &RoomKey) {
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
+        if let RoomQuota::Confirming { held } =
+            std::mem::replace(&mut room.quota, RoomQuota::Settled)
+        {
+            self.outputs.extend(
+                held.into_iter()
+                    .map(|(conn, msg)| Output::Signal(conn, msg)),
+            );
+        }
+    }
+
+    /// Called as the first member of a room is admitted, before anything is signaled to it:
+    /// from now on the room's messages are held.
+    fn confirm_if_new(&mut self, key: &RoomKey) {
+        if let Some(room) = self.rooms.get_mut(key) {
+            if matches!(room.quota, RoomQuota::Granted) {
+                room.quota = RoomQuota::Confirming { held: Vec::new() };
+            }
+        }
+    }
+
+    /// After the joins waiting for a new room were admitted: asks for the confirmation,
+    /// handing over what was held for them so far.
+    fn ask_confirmation(&mut self, key: &RoomKey) {
+        if let Some(Room {
+            quota: RoomQuota::Confirming { held },
+            ..
+        }) = self.rooms.get_mut(key)
+        {
+            let batch = std::mem::take(held);
+            self.outputs
+                .push_back(Output::ConfirmRoomQuota(key.clone(), batch));
+        }
     }
 
     fn reply_join_fail(&mut self, conn: ConnId, failure: Failure) {

@@ -238,6 +238,10 @@ pub struct Net {
     pub auto_quota: Option<QuotaAnswer>,
     pub opened: Vec<RoomKey>,
     pub closed: Vec<RoomKey>,
+    /// With `confirm_rooms`: confirmations asked for and not answered yet, and the rooms
+    /// whose unit the engine gave back.
+    pub confirm_requests: Vec<(RoomKey, Vec<(ConnId, ServerMsg)>)>,
+    pub released: Vec<RoomKey>,
     /// The engine's room and member events in order, as text: "opened g voice",
     /// "joined g alice 1", "left g alice 0 exit", "closed g voice".
     pub lifecycle: Vec<String>,
@@ -269,6 +273,8 @@ impl Net {
             auto_quota: Some(QuotaAnswer::Granted),
             opened: Vec::new(),
             closed: Vec::new(),
+            confirm_requests: Vec::new(),
+            released: Vec::new(),
             lifecycle: Vec::new(),
             next_conn: 1,
             step: Duration::from_millis(10),
@@ -566,6 +572,15 @@ impl Net {
                             Some(a) => self.engine.handle_room_quota(self.now, &key, a),
                             None => self.quota_requests.push(key),
                         }
+                    }
+                    Output::ConfirmRoomQuota(k, held) => {
+                        busy = true;
+                        self.lifecycle.push(format!("confirm {}", k.group_id));
+                        self.confirm_requests.push((k, held))
+                    }
+                    Output::ReleaseRoomQuota(k) => {
+                        self.lifecycle.push(format!("release {}", k.group_id));
+                        self.released.push(k)
                     }
                     Output::RoomOpened(k, t) => {
                         self.lifecycle
@@ -893,6 +908,18 @@ impl Net {
     }
 
     /// The errCode of the peer's last joinResult.
+    /// Answers the oldest confirmation request as the server does: the messages handed over
+    /// first, then `handle_room_confirmed`. Returns the room.
+    pub fn confirm_next(&mut self) -> RoomKey {
+        let (key, held) = self.confirm_requests.remove(0);
+        for (conn, msg) in held {
+            self.deliver(conn, msg);
+        }
+        self.engine.handle_room_confirmed(&key);
+        self.settle();
+        key
+    }
+
     pub fn join_code(&self, idx: usize) -> Option<i32> {
         self.peers[idx].messages.iter().rev().find_map(|m| match m {
             ServerMsg::JoinResult { status, .. } => Some(status.err_code),

@@ -316,6 +316,7 @@ pub fn unix_now() -> u64 {
     voipchat_server::clock::unix_now()
 }
 
+pub mod binary;
 pub mod peers;
 
 /// The `{errCode, errMsg}` of a backend API refusal (nothing else in the body).

@@ -2,7 +2,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 /// True if `header` (X-Voipchat-Signature: `t=<unix>,v1=<hex>`) signs the raw `body` with
-/// the app secret, at most 300 s from `now_unix`.
+/// the webhook secret, at most 300 s from `now_unix`.
 pub fn verify(app_secret: &str, header: &str, body: &[u8], now_unix: u64) -> bool {
     let (mut t, mut sigs) = (None, Vec::new());
     for part in header.split(',') {
