@@ -28,6 +28,10 @@ use crate::webhooks::{self, Event};
 /// comes near it (browsers keep theirs under about 1,200 bytes).
 pub const MAX_PACKET: usize = 2048;
 
+/// Most datagrams read in one wake-up of the media task before it looks at its other
+/// inputs (commands, TCP, the timer) again.
+const RECV_BATCH: usize = 32;
+
 /// Where a connection's messages go; the connection task writes them to its WebSocket.
 pub type Outbox = mpsc::UnboundedSender<ServerMsg>;
 
@@ -140,8 +144,15 @@ pub async fn run(
     // When the task last woke from its wait (for the busy ratio).
     let mut last_wake: Option<Instant> = None;
     let mut buf = vec![0u8; MAX_PACKET];
+    // One timer for the task's life, moved only when the engine's deadline moves: a new
+    // `sleep_until` per wake-up would register with tokio's timer wheel every time.
+    let mut timer = std::pin::pin!(tokio::time::sleep_until(Instant::now().into()));
     loop {
         let deadline = task.flush().await;
+        let wake_at = tokio::time::Instant::from_std(deadline);
+        if timer.deadline() != wake_at {
+            timer.as_mut().reset(wake_at);
+        }
         // Work ends here: from now until something wakes the task, it is idle.
         let idle_from = Instant::now();
         tokio::select! {
@@ -158,8 +169,18 @@ pub async fn run(
             received = task.socket.recv_from(&mut buf) => {
                 match received {
                     Ok((n, source)) => {
-                        task.metrics.datagram_in(n);
-                        task.engine.handle_datagram(Instant::now(), source, &buf[..n])
+                        task.datagram(source, &buf[..n]);
+                        // Others may be waiting: take them without going back to the wait,
+                        // each one's copies sent before the next is read (so a copy never
+                        // waits for later datagrams), at most a batch so that commands and
+                        // timeouts are not kept waiting.
+                        for _ in 1..RECV_BATCH {
+                            task.flush().await;
+                            match task.socket.try_recv_from(&mut buf) {
+                                Ok((n, source)) => task.datagram(source, &buf[..n]),
+                                Err(_) => break,
+                            }
+                        }
                     }
                     // ICMP errors from a gone peer surface here on Linux; they are not fatal.
                     Err(e) => debug!("udp receive: {e}"),
@@ -168,7 +189,7 @@ pub async fn run(
             (source, packet) = task.tcp.next() => {
                 task.engine.handle_tcp_frame(Instant::now(), source, &packet);
             }
-            _ = tokio::time::sleep_until(deadline.into()) => {}
+            _ = &mut timer => {}
         }
         let now = Instant::now();
         if now >= deadline {
@@ -297,6 +318,12 @@ impl Task {
             conn,
             msg,
         );
+    }
+
+    /// One UDP datagram into the engine (its copies are then in the engine's output).
+    fn datagram(&mut self, source: std::net::SocketAddr, bytes: &[u8]) {
+        self.metrics.datagram_in(bytes.len());
+        self.engine.handle_datagram(Instant::now(), source, bytes);
     }
 
     fn apply(&mut self, cmd: Command) {
