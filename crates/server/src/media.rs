@@ -20,6 +20,7 @@ use voipchat_proto::{
 use voipchat_store::Store;
 
 use crate::clock;
+use crate::media_load::{Admission, LoadMeter};
 use crate::media_tcp::TcpMedia;
 use crate::metrics::{EngineSync, Metrics};
 use crate::webhooks::{self, Event};
@@ -126,6 +127,7 @@ pub async fn run(
     mut commands: mpsc::UnboundedReceiver<Command>,
     command_tx: mpsc::UnboundedSender<Command>,
     quota: QuotaPolicy,
+    admission: Admission,
     mut shutdown: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
 ) {
@@ -139,6 +141,8 @@ pub async fn run(
         webhooks: quota.webhooks.clone(),
         quota,
         metrics,
+        admission,
+        load: LoadMeter::default(),
     };
     let mut sync = EngineSync::default();
     // When the task last woke from its wait (for the busy ratio).
@@ -200,7 +204,9 @@ pub async fn run(
             .sweep(now, |peer| engine.knows_source(Protocol::Tcp, peer));
         // From the previous wake-up to this turn's wait is work; the wait itself is not.
         if let Some(woke) = last_wake {
-            sync.busy(idle_from.saturating_duration_since(woke));
+            let busy = idle_from.saturating_duration_since(woke);
+            sync.busy(busy);
+            task.load.record(now, busy);
         }
         last_wake = Some(now);
         if sync.due(now) {
@@ -274,6 +280,9 @@ struct Task {
     metrics: Arc<Metrics>,
     /// Where room and member events go for the apps' webhooks (never blocks).
     webhooks: webhooks::Sink,
+    /// Refuses joins while `load` is too high.
+    admission: Admission,
+    load: LoadMeter,
 }
 
 /// Nonces of joins the engine has not answered yet, per connection in arrival order: a join
@@ -327,6 +336,15 @@ impl Task {
     }
 
     fn apply(&mut self, cmd: Command) {
+        if let Command::Join(conn, req, _) = &cmd {
+            if !self.admission.admits(&self.load) {
+                info!(share = ?self.load.busy_share(), "join refused: the media task is at capacity");
+                self.nonces.push(*conn, req);
+                let refusal = ServerMsg::join_failed(&Failure::new(ErrorCode::MediaOverloaded));
+                self.deliver(*conn, refusal);
+                return;
+            }
+        }
         let Task {
             engine,
             outboxes,
