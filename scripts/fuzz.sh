@@ -15,7 +15,7 @@ secs=${1:-30}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(client_frame server_frame signature engine_datagrams engine_signaling store_input)
+  targets=(client_frame server_frame signature engine_datagrams engine_signaling store_input red_payload)
 fi
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
 root=$PWD

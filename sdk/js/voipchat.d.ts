@@ -172,6 +172,11 @@ export interface ReceivedStats {
   audioLevel: number;
   totalAudioEnergy: number;
   totalSamplesDuration: number;
+  /** RTP packets the slot missed (its inbound-rtp `packetsLost`). */
+  packetsLost: number;
+  /** Samples played from received audio and made up for lost audio, as getStats counts them. */
+  totalSamplesReceived: number;
+  concealedSamples: number;
 }
 
 export interface Slot {

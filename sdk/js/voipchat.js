@@ -1415,6 +1415,10 @@ class VoIPClient {
           audioLevel: s.audioLevel || 0,
           totalAudioEnergy: s.totalAudioEnergy || 0,
           totalSamplesDuration: s.totalSamplesDuration || 0,
+          // How much the receiver had to make up for lost packets (RED and FEC lower it).
+          packetsLost: s.packetsLost || 0,
+          totalSamplesReceived: s.totalSamplesReceived || 0,
+          concealedSamples: s.concealedSamples || 0,
         };
       }
     }

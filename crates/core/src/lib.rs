@@ -8,6 +8,7 @@
 pub mod engine;
 pub mod keyframe;
 pub mod layers;
+pub mod red;
 pub mod rules;
 pub mod sdp;
 pub mod speakers;

@@ -225,6 +225,44 @@ pub fn check_simulcast(text: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `text` with Opus in-band FEC withdrawn: `useinbandfec` taken out of the `a=fmtp` of every
+/// payload type whose `a=rtpmap` is Opus (an fmtp left empty goes too), so that the other
+/// side's encoder adds no FEC. Every other line stays as it was, line endings included.
+pub fn without_inband_fec(text: &str) -> String {
+    let opus: Vec<&str> = text
+        .split('\n')
+        .filter_map(|l| l.trim_end_matches('\r').strip_prefix("a=rtpmap:"))
+        .filter_map(|m| m.split_once(' '))
+        .filter(|(_, codec)| codec.to_ascii_lowercase().starts_with("opus/"))
+        .map(|(pt, _)| pt)
+        .collect();
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\r', '\n']);
+        let ending = &line[body.len()..];
+        let fmtp = body
+            .strip_prefix("a=fmtp:")
+            .and_then(|f| f.split_once(' '))
+            .filter(|(pt, _)| opus.contains(pt));
+        let Some((pt, params)) = fmtp else {
+            out.push_str(line);
+            continue;
+        };
+        let kept: Vec<&str> = params
+            .split(';')
+            .filter(|p| {
+                let name = p.split('=').next().unwrap_or("").trim();
+                !name.eq_ignore_ascii_case("useinbandfec")
+            })
+            .collect();
+        if kept.iter().all(|p| p.trim().is_empty()) {
+            continue;
+        }
+        out.push_str(&format!("a=fmtp:{pt} {}{ending}", kept.join(";")));
+    }
+    out
+}
+
 /// Why str0m refused an SDP that parsed: its reason, made one short line.
 pub fn refused(kind: &str, error: &impl Display) -> String {
     format!("the {kind} was refused: {}", one_line(&error.to_string()))
@@ -357,6 +395,27 @@ mod tests {
                      a=simulcast:send q\r\n";
         let msg = check_video_offer(audio).unwrap_err();
         assert!(msg.contains("not on an audio m-line"), "{msg}");
+    }
+
+    #[test]
+    fn inband_fec_is_withdrawn_from_opus_only() {
+        let answer = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 63 111 9\r\n\
+                      a=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;useinbandfec=1\r\n\
+                      a=rtpmap:63 red/48000/2\r\na=fmtp:63 111/111\r\n\
+                      a=rtpmap:9 G722/8000\r\na=fmtp:9 useinbandfec=1\r\n\
+                      m=audio 9 UDP/TLS/RTP/SAVPF 109\r\na=rtpmap:109 OPUS/48000/2\r\n\
+                      a=fmtp:109 useinbandfec=1\r\n";
+        let out = without_inband_fec(answer);
+        assert_eq!(
+            out,
+            "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 63 111 9\r\n\
+             a=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10\r\n\
+             a=rtpmap:63 red/48000/2\r\na=fmtp:63 111/111\r\n\
+             a=rtpmap:9 G722/8000\r\na=fmtp:9 useinbandfec=1\r\n\
+             m=audio 9 UDP/TLS/RTP/SAVPF 109\r\na=rtpmap:109 OPUS/48000/2\r\n"
+        );
+        assert_eq!(without_inband_fec(&out), out, "nothing more to take out");
+        assert_eq!(without_inband_fec("garbage"), "garbage");
     }
 
     #[test]

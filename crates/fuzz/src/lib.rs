@@ -8,6 +8,7 @@
 
 pub mod engine;
 mod input;
+pub mod red;
 pub mod signal;
 pub mod signature;
 pub mod store;
@@ -18,11 +19,12 @@ pub use input::Input;
 pub type Target = fn(&[u8]);
 
 /// Every entry point by name, as `fuzz/` and the tests call them.
-pub const TARGETS: [(&str, Target); 6] = [
+pub const TARGETS: [(&str, Target); 7] = [
     ("client_frame", signal::client_frame),
     ("server_frame", signal::server_frame),
     ("signature", signature::signature),
     ("engine_datagrams", engine::datagrams),
     ("engine_signaling", engine::signaling),
     ("store_input", store::store_input),
+    ("red_payload", red::red_payload),
 ];

@@ -112,6 +112,11 @@ fn store_inputs() {
     run("store_input", target("store_input"), 300, 1_500, 6);
 }
 
+#[test]
+fn red_payloads() {
+    run("red_payload", target("red_payload"), 20_000, 64, 7);
+}
+
 /// The datagram target gets past the gate: its peer connects (ICE and DTLS), so hostile
 /// datagrams meet a live session and not only the unknown-source check.
 #[test]

@@ -93,6 +93,11 @@ pub struct Config {
     pub turn_urls: Vec<String>,
     /// How long a TURN credential is accepted for a new allocation, in seconds.
     pub turn_ttl_secs: u64,
+    /// RED (RFC 2198 redundant audio) with clients that offer it: their packets carry the
+    /// previous frame as well, so a receiver that loses one packet plays it from the next.
+    pub audio_red: bool,
+    /// Ask clients for Opus in-band FEC (`useinbandfec=1` in the answer's Opus fmtp).
+    pub opus_fec: bool,
 }
 
 /// The most `turn_urls`: one TURN server reached over UDP, TCP and TLS, on a few ports.
@@ -158,6 +163,8 @@ impl Default for Config {
             // then), and coturn checks expiry only for new allocations: an hour is plenty,
             // and bounds how long a collected credential stays useful.
             turn_ttl_secs: 3600,
+            audio_red: true,
+            opus_fec: true,
         }
     }
 }

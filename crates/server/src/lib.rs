@@ -238,6 +238,8 @@ pub async fn run(
     engine_config.ice_tcp = engine_tcp;
     engine_config.room_cap = config.room_cap;
     engine_config.media_timeout = config.media_timeout();
+    engine_config.audio_red = config.audio_red;
+    engine_config.opus_fec = config.opus_fec;
     let engine = Engine::new(engine_config, Instant::now());
 
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -2,6 +2,7 @@
 //! lock, no await, no store call and no allocation per receiver (but the copy of a VP8
 //! packet whose picture numbers a slot renumbers after a switch: `Slot::vp8_payload`).
 
+use super::audio_red::AudioCopies;
 use super::slots::Gate;
 use super::*;
 use crate::keyframe::{starts_keyframe, VideoCodec};
@@ -14,9 +15,16 @@ impl Engine {
         let Some(s) = self.members.get_mut(&sender) else {
             return;
         };
-        if Some(packet.header.payload_type) != s.opus_pt {
+        let pt = packet.header.payload_type;
+        if Some(pt) != s.opus_pt && Some(pt) != s.red_pt {
             return self.forward_video(now, sender, packet);
         }
+        let opus = s.opus_pt;
+        let Some(mut audio) = opus.and_then(|o| AudioCopies::new(pt, &packet.payload, o, s.red_pt))
+        else {
+            debug!(member = ?sender, "a RED packet that does not parse, or not of Opus: dropped");
+            return;
+        };
         if s.mute.mute_microphone {
             self.counters.dropped.muted += 1;
             return;
@@ -38,7 +46,8 @@ impl Engine {
             if !rules::forwards(sender_mute, r.mute, receiver == sender) {
                 continue;
             }
-            let Some(pt) = r.opus_pt else {
+            let Some((pt, payload)) = r.opus_pt.and_then(|o| audio.for_receiver(o, r.red_pt))
+            else {
                 continue;
             };
             let Some(slot) = r
@@ -57,14 +66,15 @@ impl Engine {
                 // Still negotiating this slot.
                 continue;
             };
+            let bytes = payload.len() as u64;
             tx.write_rtp(
-                RtpWrite::new(pt, seq, time, packet.timestamp, packet.payload.clone())
+                RtpWrite::new(pt, seq, time, packet.timestamp, payload)
                     .marker(packet.header.marker)
                     .ext_vals(ext.clone()),
             );
             slot.wrote(packet.timestamp);
             self.counters.forwarded_audio_packets += 1;
-            self.counters.forwarded_bytes += packet.payload.len() as u64;
+            self.counters.forwarded_bytes += bytes;
             self.drain(now, receiver);
         }
         self.scratch = receivers;

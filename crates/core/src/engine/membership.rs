@@ -80,7 +80,7 @@ impl Engine {
                 );
             }
         };
-        let answer_sdp = answer.to_sdp_string();
+        let answer_sdp = self.outgoing_sdp(answer.to_sdp_string());
         if room_type == RoomType::Video
             && sdp::media_sections(&req.sdp)
                 .iter()
@@ -101,10 +101,8 @@ impl Engine {
                 );
             }
         }
-        let opus_pt = rtc
-            .codec_config()
-            .find(|p| p.spec().codec == Codec::Opus)
-            .map(|p| p.pt());
+        let opus = rtc.codec_config().find(|p| p.spec().codec == Codec::Opus);
+        let (opus_pt, red_pt) = (opus.map(|p| p.pt()), opus.and_then(|p| p.red()));
         let video = (room_type == RoomType::Video).then(|| {
             let mid = sdp::media_sections(&req.sdp)
                 .into_iter()
@@ -153,6 +151,7 @@ impl Engine {
                 rtc,
                 mute,
                 opus_pt,
+                red_pt,
                 slots: Vec::new(),
                 pending_offer: None,
                 wants_slots: others.iter().map(|o| (TrackKind::Audio, *o)).collect(),

@@ -28,6 +28,7 @@ use crate::rules::{self, Admission};
 use crate::sdp;
 pub use counters::{Counters, Drops};
 
+mod audio_red;
 mod counters;
 mod forward;
 mod membership;
@@ -66,6 +67,12 @@ pub struct EngineConfig {
     /// A member from whom no media packet (UDP or TCP) arrives for this long is removed.
     pub media_timeout: Duration,
     pub speakers: SpeakerConfig,
+    /// Negotiate RED (RFC 2198 redundant audio) with clients that offer it: each packet of
+    /// theirs then carries the previous frame too, and receivers that negotiated it get it.
+    pub audio_red: bool,
+    /// Ask clients for Opus in-band FEC (`useinbandfec=1` in the answer's Opus fmtp); off,
+    /// the parameter is taken out, and their encoders add none.
+    pub opus_fec: bool,
 }
 
 impl EngineConfig {
@@ -76,6 +83,8 @@ impl EngineConfig {
             room_cap: 10,
             media_timeout: Duration::from_secs(8),
             speakers: SpeakerConfig::default(),
+            audio_red: true,
+            opus_fec: true,
         }
     }
 }
@@ -180,6 +189,8 @@ struct Member {
     mute: MuteConfig,
     /// Payload type of Opus in this member's session (what we write with).
     opus_pt: Option<Pt>,
+    /// Payload type of RED wrapping Opus, when the session negotiated it.
+    red_pt: Option<Pt>,
     slots: Vec<Slot>,
     pending_offer: Option<SdpPendingOffer>,
     /// Slots wanted but not yet in a negotiation: a kind and the member it will carry.
@@ -756,13 +767,23 @@ impl Engine {
         self.reply_join_fail(conn, failure);
     }
 
+    /// An SDP the server sends (a join's answer, a slot offer) as the config wants it:
+    /// without Opus in-band FEC when `opus_fec` is off (str0m's Opus always asks for it).
+    fn outgoing_sdp(&self, sdp: String) -> String {
+        if self.config.opus_fec {
+            sdp
+        } else {
+            sdp::without_inband_fec(&sdp)
+        }
+    }
+
     fn new_rtc(&self, now: Instant, room_type: RoomType) -> Rtc {
         let mut config = Rtc::builder()
             .set_ice_lite(true)
             .set_rtp_mode(true)
             .set_dtls_cert(self.cert.clone())
             .clear_codecs()
-            .enable_opus(true, false);
+            .enable_opus(true, self.config.audio_red);
         if room_type == RoomType::Video {
             // VP8 first (preferred), then H.264 constrained baseline, packetization-mode 1:
             // the one H.264 profile every browser decodes. Both with RTX for NACK repairs.

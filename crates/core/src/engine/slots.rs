@@ -320,13 +320,8 @@ impl Engine {
                 m.tracks_dirty = false;
                 let conn = m.conn;
                 let tracks = self.tracks_of(id);
-                self.signal(
-                    conn,
-                    ServerMsg::Offer {
-                        sdp: offer.to_sdp_string(),
-                        tracks,
-                    },
-                );
+                let sdp = self.outgoing_sdp(offer.to_sdp_string());
+                self.signal(conn, ServerMsg::Offer { sdp, tracks });
                 return;
             }
         }

@@ -76,6 +76,9 @@ pub struct Peer {
     pub video_codec: Codec,
     /// Video RTP packets with a payload received, repairs and padding aside (video peers).
     pub video_rtp_in: usize,
+    /// Every other RTP packet received with a payload, as it came on the wire: its mid
+    /// extension, payload type and payload (peers whose session records raw packets).
+    pub audio_rtp_in: Vec<(Option<String>, u8, Vec<u8>)>,
     video_time: u64,
     rtp_time: u64,
     /// RTP mode: the next sequence number and the last timestamp written, per rid.
@@ -377,6 +380,7 @@ impl Net {
             repairs: Repairs::default(),
             video_codec: codecs.first().copied().unwrap_or(Codec::Vp8),
             video_rtp_in: 0,
+            audio_rtp_in: Vec::new(),
             video_time: 0,
             rtp_time: 0,
             rtp_layers: HashMap::new(),
@@ -939,6 +943,12 @@ fn count_repairs(p: &mut Peer, raw: &RawPacket) {
             p.video_rtp_in += 1;
         }
     }
+    let audio = match raw {
+        RawPacket::RtpRx(h, data) if !data.is_empty() => {
+            !is_video(h.payload_type) && !is_rtx(h.payload_type)
+        }
+        _ => false,
+    };
     match raw {
         RawPacket::RtpRx(h, data) if is_rtx(h.payload_type) && !data.is_empty() => {
             p.repairs.rtx_in += 1
@@ -949,6 +959,16 @@ fn count_repairs(p: &mut Peer, raw: &RawPacket) {
         RawPacket::RtcpRx(r) if is_nack(r) => p.repairs.nacks_in += 1,
         RawPacket::RtcpTx(r) if is_nack(r) => p.repairs.nacks_out += 1,
         _ => {}
+    }
+    if let (true, RawPacket::RtpRx(h, data)) = (audio, raw) {
+        // The mid extension rides only on a stream's first packets: the SSRC tells the rest.
+        let ssrc = h.ssrc;
+        let mid = h
+            .ext_vals
+            .mid
+            .or_else(|| p.rtc.direct_api().stream_rx(&ssrc).map(|rx| rx.mid()));
+        p.audio_rtp_in
+            .push((mid.map(|m| m.to_string()), *h.payload_type, data.clone()));
     }
 }
 
