@@ -24,6 +24,19 @@ use voipchat_proto::{
 
 /// How long [`Client::join`] waits for the WebSocket and then for `joinResult`.
 pub const JOIN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The WebSocket polled in the media loop reads into a small buffer. tungstenite zeroes
+/// its whole free read buffer before each read (128 KiB by default), and the loop polls the
+/// WebSocket on every media packet, so the default buffer was zeroed once per packet;
+/// signaling frames are small (an SDP is a few KiB, and a larger frame grows the buffer).
+fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(WS_READ_BUFFER)
+}
+
+/// What `ws_config` reads into.
+const WS_READ_BUFFER: usize = 4096;
+
 /// How long [`Client::update_mute`] and [`Client::exit`] wait for their result.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// A `ping` goes to the server this often, so that idle signaling stays alive.
@@ -399,8 +412,12 @@ impl Client {
         } else {
             None
         };
-        let connect =
-            tokio_tungstenite::connect_async_tls_with_config(&opts.server, None, false, connector);
+        let connect = tokio_tungstenite::connect_async_tls_with_config(
+            &opts.server,
+            Some(ws_config()),
+            false,
+            connector,
+        );
         let (mut ws, _response) = tokio::time::timeout(JOIN_TIMEOUT, connect)
             .await
             .map_err(|_| ClientError::Timeout("the websocket connection"))?

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 /// -1, -2, -3 and -1000 keep the meaning they have in `wx.joinVoIPChat`; -13000 is the
 /// daily room quota as WeChat reports it. All other codes are ours, grouped by range:
 /// -10001.. join refusals, -11001.. interruptions, -12001.. malformed traffic and the
-/// backend HTTP API.
+/// backend HTTP API, -13001.. the server's capacity (admission control).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(into = "i32", try_from = "i32")]
 #[non_exhaustive]
@@ -94,11 +94,14 @@ pub enum ErrorCode {
     OutboxFull,
     /// Disconnected: the client did not answer the server's WebSocket pings in time.
     PingTimeout,
+    /// The media server is at capacity (its measured load is above `media_max_busy_share`):
+    /// the join is refused so that the rooms it carries keep their media whole.
+    MediaOverloaded,
 }
 
 impl ErrorCode {
     /// Every code, for documentation checks and exhaustive tests.
-    pub const ALL: [ErrorCode; 39] = [
+    pub const ALL: [ErrorCode; 40] = [
         ErrorCode::AlreadyInRoom,
         ErrorCode::MicrophoneBusy,
         ErrorCode::ExitedWhileJoining,
@@ -138,6 +141,7 @@ impl ErrorCode {
         ErrorCode::RequestTimeout,
         ErrorCode::OutboxFull,
         ErrorCode::PingTimeout,
+        ErrorCode::MediaOverloaded,
     ];
 
     /// The number sent as `errCode`.
@@ -148,6 +152,7 @@ impl ErrorCode {
             ErrorCode::ExitedWhileJoining => -3,
             ErrorCode::SystemError => -1000,
             ErrorCode::RoomQuotaExceeded => -13000,
+            ErrorCode::MediaOverloaded => -13001,
             ErrorCode::InvalidSignature => -10001,
             ErrorCode::StaleTimestamp => -10002,
             ErrorCode::ReplayedNonce => -10003,
@@ -193,6 +198,7 @@ impl ErrorCode {
             ErrorCode::ExitedWhileJoining => "exited while joining",
             ErrorCode::SystemError => "system error",
             ErrorCode::RoomQuotaExceeded => "daily room quota of this app is used up",
+            ErrorCode::MediaOverloaded => "media server is at capacity, try again later",
             ErrorCode::InvalidSignature => "invalid signature",
             ErrorCode::StaleTimestamp => "timeStamp is outside the accepted window",
             ErrorCode::ReplayedNonce => "nonceStr was already used",
@@ -349,6 +355,7 @@ mod tests {
             RequestTimeout,
             OutboxFull,
             PingTimeout,
+            MediaOverloaded,
         );
         assert_eq!(listed.len(), ErrorCode::ALL.len());
         for c in listed {

@@ -27,6 +27,9 @@ pub struct Config {
     pub media_tcp: bool,
     /// Most ICE-TCP connections open at once; more are closed as they arrive.
     pub media_tcp_max_connections: usize,
+    /// Admission control: joins are refused with -13001 while the media task was busy for
+    /// more than this share of the last second (0.0 to 1.0; 1.0 never refuses).
+    pub media_max_busy_share: f64,
     /// The IP announced to clients in ICE candidates; defaults to the media bind IP, and
     /// must be set when that is a wildcard address.
     pub public_ip: Option<IpAddr>,
@@ -176,6 +179,9 @@ impl Default for Config {
             media_addr: ([127, 0, 0, 1], 7882).into(),
             media_tcp: true,
             media_tcp_max_connections: 1000,
+            // Loss begins near a saturated core (95 % busy in the bench); the margin is
+            // for the admitted joins' own ICE and DTLS and for bursts.
+            media_max_busy_share: 0.8,
             public_ip: None,
             data_dir: PathBuf::from("voipchat-data"),
             room_cap: 10,
@@ -284,6 +290,11 @@ impl Config {
         if self.media_tcp && self.media_tcp_max_connections == 0 {
             return Err(ConfigError::Invalid(
                 "media_tcp_max_connections must be at least 1 (or set media_tcp = false)".into(),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.media_max_busy_share) {
+            return Err(ConfigError::Invalid(
+                "media_max_busy_share must be 0.0 to 1.0".into(),
             ));
         }
         parse_utc_offset(&self.quota_utc_offset)?;

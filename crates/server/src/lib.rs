@@ -11,6 +11,7 @@ pub mod days;
 pub mod http;
 pub mod logging;
 pub mod media;
+pub mod media_load;
 pub mod media_tcp;
 pub mod metrics;
 pub mod serve;
@@ -301,6 +302,9 @@ pub async fn run(
         cmd_rx,
         cmd_tx.clone(),
         quota,
+        media_load::Admission {
+            max_busy_share: config.media_max_busy_share,
+        },
         stop_rx.clone(),
         metrics.clone(),
     ));

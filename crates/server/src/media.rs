@@ -20,6 +20,7 @@ use voipchat_proto::{
 use voipchat_store::Store;
 
 use crate::clock;
+use crate::media_load::{Admission, LoadMeter};
 use crate::media_tcp::TcpMedia;
 use crate::metrics::{EngineSync, Metrics};
 use crate::webhooks::{self, Event};
@@ -27,6 +28,10 @@ use crate::webhooks::{self, Event};
 /// The largest packet the media task takes in, by UDP or in one TCP frame: no WebRTC packet
 /// comes near it (browsers keep theirs under about 1,200 bytes).
 pub const MAX_PACKET: usize = 2048;
+
+/// Most datagrams read in one wake-up of the media task before it looks at its other
+/// inputs (commands, TCP, the timer) again.
+const RECV_BATCH: usize = 32;
 
 /// Where a connection's messages go; the connection task writes them to its WebSocket.
 /// Bounded and never waits (`ws::Outbox`): a client that does not read is disconnected.
@@ -127,6 +132,7 @@ pub async fn run(
     mut commands: mpsc::UnboundedReceiver<Command>,
     command_tx: mpsc::UnboundedSender<Command>,
     quota: QuotaPolicy,
+    admission: Admission,
     mut shutdown: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
 ) {
@@ -140,13 +146,22 @@ pub async fn run(
         webhooks: quota.webhooks.clone(),
         quota,
         metrics,
+        admission,
+        load: LoadMeter::default(),
     };
     let mut sync = EngineSync::default();
     // When the task last woke from its wait (for the busy ratio).
     let mut last_wake: Option<Instant> = None;
     let mut buf = vec![0u8; MAX_PACKET];
+    // One timer for the task's life, moved only when the engine's deadline moves: a new
+    // `sleep_until` per wake-up would register with tokio's timer wheel every time.
+    let mut timer = std::pin::pin!(tokio::time::sleep_until(Instant::now().into()));
     loop {
         let deadline = task.flush().await;
+        let wake_at = tokio::time::Instant::from_std(deadline);
+        if timer.deadline() != wake_at {
+            timer.as_mut().reset(wake_at);
+        }
         // Work ends here: from now until something wakes the task, it is idle.
         let idle_from = Instant::now();
         tokio::select! {
@@ -163,8 +178,18 @@ pub async fn run(
             received = task.socket.recv_from(&mut buf) => {
                 match received {
                     Ok((n, source)) => {
-                        task.metrics.datagram_in(n);
-                        task.engine.handle_datagram(Instant::now(), source, &buf[..n])
+                        task.datagram(source, &buf[..n]);
+                        // Others may be waiting: take them without going back to the wait,
+                        // each one's copies sent before the next is read (so a copy never
+                        // waits for later datagrams), at most a batch so that commands and
+                        // timeouts are not kept waiting.
+                        for _ in 1..RECV_BATCH {
+                            task.flush().await;
+                            match task.socket.try_recv_from(&mut buf) {
+                                Ok((n, source)) => task.datagram(source, &buf[..n]),
+                                Err(_) => break,
+                            }
+                        }
                     }
                     // ICMP errors from a gone peer surface here on Linux; they are not fatal.
                     Err(e) => debug!("udp receive: {e}"),
@@ -173,7 +198,7 @@ pub async fn run(
             (source, packet) = task.tcp.next() => {
                 task.engine.handle_tcp_frame(Instant::now(), source, &packet);
             }
-            _ = tokio::time::sleep_until(deadline.into()) => {}
+            _ = &mut timer => {}
         }
         let now = Instant::now();
         if now >= deadline {
@@ -184,7 +209,9 @@ pub async fn run(
             .sweep(now, |peer| engine.knows_source(Protocol::Tcp, peer));
         // From the previous wake-up to this turn's wait is work; the wait itself is not.
         if let Some(woke) = last_wake {
-            sync.busy(idle_from.saturating_duration_since(woke));
+            let busy = idle_from.saturating_duration_since(woke);
+            sync.busy(busy);
+            task.load.record(now, busy);
         }
         last_wake = Some(now);
         if sync.due(now) {
@@ -258,6 +285,9 @@ struct Task {
     metrics: Arc<Metrics>,
     /// Where room and member events go for the apps' webhooks (never blocks).
     webhooks: webhooks::Sink,
+    /// Refuses joins while `load` is too high.
+    admission: Admission,
+    load: LoadMeter,
 }
 
 /// Nonces of joins the engine has not answered yet, per connection in arrival order: a join
@@ -304,7 +334,22 @@ impl Task {
         );
     }
 
+    /// One UDP datagram into the engine (its copies are then in the engine's output).
+    fn datagram(&mut self, source: std::net::SocketAddr, bytes: &[u8]) {
+        self.metrics.datagram_in(bytes.len());
+        self.engine.handle_datagram(Instant::now(), source, bytes);
+    }
+
     fn apply(&mut self, cmd: Command) {
+        if let Command::Join(conn, req, _) = &cmd {
+            if !self.admission.admits(&self.load) {
+                info!(share = ?self.load.busy_share(), "join refused: the media task is at capacity");
+                self.nonces.push(*conn, req);
+                let refusal = ServerMsg::join_failed(&Failure::new(ErrorCode::MediaOverloaded));
+                self.deliver(*conn, refusal);
+                return;
+            }
+        }
         let Task {
             engine,
             outboxes,

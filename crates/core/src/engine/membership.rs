@@ -303,6 +303,7 @@ impl Engine {
     /// why if the server removed it. Its room is left to the caller.
     pub(super) fn detach_member(&mut self, id: MemberId, why: Leave) -> Option<Member> {
         let mut m = self.members.remove(&id)?;
+        self.timers.remove(&(m.next_timeout, id));
         m.rtc.disconnect();
         for a in &m.addrs {
             self.by_addr.remove(a);

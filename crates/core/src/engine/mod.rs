@@ -6,7 +6,7 @@
 //! no store: room creation asks the caller for a unit of quota (`Output::NeedRoomQuota`) and
 //! continues when `handle_room_quota` brings the answer.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -281,9 +281,11 @@ pub struct Engine {
     events: VecDeque<(MemberId, Event)>,
     /// A reused list of member ids, so the hot paths do not allocate.
     scratch: Vec<MemberId>,
-    /// No session wants to be driven before this (it may be early, never late), so
-    /// `poll_output` need not look at every session after every packet.
-    earliest: Instant,
+    /// When each session wants to be driven next (`Member::next_timeout`, kept by `drain`),
+    /// ordered by time: `handle_timeout` takes the due ones off the front instead of
+    /// looking at every session, and the first entry is the engine's own next timeout.
+    /// `detach_member` takes a removed member's entry out.
+    timers: BTreeSet<(Instant, MemberId)>,
     next_tick: Instant,
     counters: Counters,
 }
@@ -311,7 +313,7 @@ impl Engine {
             outputs: VecDeque::new(),
             events: VecDeque::new(),
             scratch: Vec::new(),
-            earliest: now,
+            timers: BTreeSet::new(),
             next_tick: now + TICK,
             counters: Counters::default(),
         }
@@ -704,21 +706,21 @@ impl Engine {
         self.process_events(now);
     }
 
-    /// Time passed: drive sessions, expire silent members, settle speakers.
+    /// Time passed: drive the sessions that are due, expire silent members, settle speakers.
+    /// Only the due sessions are visited (`timers`), so a wake-up costs the same at any
+    /// number of members.
     pub fn handle_timeout(&mut self, now: Instant) {
-        // The one pass over all sessions: pick the due ones and recompute the earliest
-        // wake-up of the others (the due ones lower it again as they are drained).
         let mut due = std::mem::take(&mut self.scratch);
         due.clear();
-        let mut earliest = now + TICK;
-        for (id, m) in &self.members {
-            if m.next_timeout <= now {
-                due.push(*id);
-            } else {
-                earliest = earliest.min(m.next_timeout);
+        while let Some(&(at, id)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.pop_first();
+            if self.members.contains_key(&id) {
+                due.push(id);
             }
         }
-        self.earliest = earliest;
         for &id in &due {
             if let Some(m) = self.members.get_mut(&id) {
                 if let Err(e) = m.rtc.handle_input(Input::Timeout(now)) {
@@ -760,7 +762,8 @@ impl Engine {
         if let Some(o) = self.outputs.pop_front() {
             return o;
         }
-        Output::Timeout(self.earliest.min(self.next_tick))
+        let first = self.timers.first().map_or(self.next_tick, |(at, _)| *at);
+        Output::Timeout(first.min(self.next_tick))
     }
 
     // ----- internals -----
@@ -953,17 +956,32 @@ impl Engine {
     }
 
     /// Drains a session's output: datagrams to the queue, events for `process_events`.
+    /// A session that wants to be driven at once (a timeout not after `now`, as str0m asks
+    /// after `write_rtp`: its pacer releases a packet only on a timeout) is driven here and
+    /// drained again, so a forwarded copy is in the queue when the packet's `handle_*`
+    /// returns, not at the engine's next timeout.
     fn drain(&mut self, now: Instant, id: MemberId) {
         let Some(m) = self.members.get_mut(&id) else {
             return;
         };
+        let before = m.next_timeout;
         // str0m yields a bounded amount per call; the bound guards against a bug looping
         // (then the session is driven again at once).
         m.next_timeout = now;
+        let mut driven = false;
         for _ in 0..10_000 {
             match m.rtc.poll_output() {
                 Ok(RtcOutput::Transmit(t)) => self.outputs.push_back(Output::Transmit(t)),
                 Ok(RtcOutput::Event(e)) => self.events.push_back((id, e)),
+                Ok(RtcOutput::Timeout(t)) if t <= now && !driven => {
+                    // Once per drain: a session still due after that waits for
+                    // `handle_timeout`, so a session can never keep the engine here.
+                    driven = true;
+                    if let Err(e) = m.rtc.handle_input(Input::Timeout(now)) {
+                        debug!(member = ?id, "timeout refused: {e}");
+                        break;
+                    }
+                }
                 Ok(RtcOutput::Timeout(t)) => {
                     m.next_timeout = t.max(now);
                     break;
@@ -976,7 +994,8 @@ impl Engine {
                 }
             }
         }
-        self.earliest = self.earliest.min(m.next_timeout);
+        self.timers.remove(&(before, id));
+        self.timers.insert((m.next_timeout, id));
     }
 
     fn process_events(&mut self, now: Instant) {
