@@ -38,6 +38,14 @@ describe('the example game backends', () => {
     page.on('console', (m) => {
       if (m.type() === 'error') pageErrors.push(`${player} console.error: ${m.text()}`);
     });
+    // bob's SDK arrives 1.5 s late, as on a slow link or a busy server: Talk must wait for it
+    // (a click before the page's handler is set once did nothing, and the join never began).
+    if (player === 'bob') {
+      await context.route('**/sdk/voipchat.js', async (route) => {
+        await new Promise((r) => setTimeout(r, 1500));
+        await route.continue();
+      });
+    }
     await page.goto(`${backend.base}/?player=${player}&room=${room}`);
     await page.click('#talk');
     await h.waitFor(async () => /^In room /.test(await page.textContent('#status')), { what: `${player} in the room` }).catch(
