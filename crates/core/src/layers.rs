@@ -19,7 +19,7 @@
 use std::time::{Duration, Instant};
 
 /// How long the estimate must allow a higher layer before the receiver is moved up.
-pub const UP_DELAY: Duration = Duration::from_millis(1500);
+pub const UP_DELAY: Duration = Duration::from_millis(1000);
 
 /// The share of the estimate given to video; the rest is left for audio, RTCP and repairs.
 pub const HEADROOM_PERCENT: u64 = 90;
@@ -263,17 +263,17 @@ mod tests {
         assert_eq!(t.layer, Some(LOW), "down at once, two layers if need be");
         // The estimate recovers: the receiver stays low until UP_DELAY has passed.
         let mut now = t0;
-        for _ in 0..14 {
+        for _ in 0..9 {
             now += 100 * MS;
             t = choose_layer(t, &input(Some(5_000_000), 1), now);
             assert_eq!(t.layer, Some(LOW), "{:?}", now - t0);
         }
         now += 100 * MS;
         t = choose_layer(t, &input(Some(5_000_000), 1), now);
-        assert_eq!(t.layer, Some(LOW), "1.4 s after the first allowance");
+        assert_eq!(t.layer, Some(LOW), "0.9 s after the first allowance");
         now += 200 * MS;
         t = choose_layer(t, &input(Some(5_000_000), 1), now);
-        assert_eq!(t.layer, Some(HIGH), "straight to the best after 1.5 s");
+        assert_eq!(t.layer, Some(HIGH), "straight to the best after 1 s");
     }
 
     #[test]

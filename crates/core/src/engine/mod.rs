@@ -902,11 +902,13 @@ impl Engine {
             // toward the receivers (str0m's BWE on transport-cc feedback) chooses their
             // layers. str0m's extension map is per session, so the transport-wide sequence
             // number rides on a video room's audio too; the feedback is asked for video only.
+            // Stats (every STATS_INTERVAL) give the loss toward each receiver.
             config = config
                 .set_extension(3, Extension::TransportSequenceNumber)
                 .set_extension(10, Extension::RtpStreamId)
                 .set_extension(11, Extension::RepairedRtpStreamId)
-                .enable_bwe(Some(simulcast::INITIAL_ESTIMATE));
+                .enable_bwe(Some(simulcast::INITIAL_ESTIMATE))
+                .set_stats_interval(Some(simulcast::STATS_INTERVAL));
         }
         for params in config.codec_config().iter_mut() {
             let video = params.spec().codec.is_video();
@@ -1021,6 +1023,7 @@ impl Engine {
                 }
                 Event::KeyframeRequest(req) => self.on_keyframe_request(now, id, req.mid),
                 Event::EgressBitrateEstimate(kind) => self.on_estimate(id, kind),
+                Event::PeerStats(stats) => self.on_peer_stats(id, stats.egress_loss_fraction),
                 _ => {}
             }
         }

@@ -16,6 +16,10 @@ use crate::layers::{self, LayerInput, RateMeter};
 /// more; str0m's probes take it up (or down) from there within a second or two.
 pub(super) const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(1_500);
 
+/// How often str0m reports a video-room session's stats: its egress loss tells a link that
+/// is congested from one whose estimate is still catching up (`Probing`).
+pub(super) const STATS_INTERVAL: Duration = Duration::from_millis(500);
+
 /// Most layers a camera may publish (`sdp::check_video_offer` refuses more).
 pub(super) const MAX_LAYERS: usize = 3;
 
@@ -94,6 +98,9 @@ pub(super) struct Downlink {
     twcc: Option<u64>,
     /// The receiver's own REMB (browsers send it when transport-cc is not negotiated).
     remb: Option<u64>,
+    /// The share of the packets sent toward the receiver that its transport-cc feedback
+    /// reported lost over the last second (str0m's peer stats); None: not known yet.
+    loss: Option<f32>,
     /// What str0m's estimator was last told: the rate to sustain (with padding) so the
     /// estimate can grow to the next layer up, and the rate the videos could use at best.
     minimum: u64,
@@ -110,8 +117,10 @@ pub(super) struct Downlink {
 /// kbit/s for ten seconds or more. So while the estimate is short of the next layer, the
 /// engine dips `desired` for one tick and raises it back: str0m sees an allocation increase
 /// and probes at up to twice its estimate, and a probe that finds room leads to its
-/// exponential probes. A probe that finds no room (the link really is that narrow) backs off
-/// up to `PROBE_MAX_INTERVAL`, so a narrow link carries one short burst every few seconds.
+/// exponential probes. A probe that finds no room on a link that loses packets (it really is
+/// that narrow) backs off up to `PROBE_MAX_INTERVAL`, so a narrow link carries one short
+/// burst every few seconds; a link without loss is probed every `PROBE_FIRST_INTERVAL`. No
+/// probe goes into a congested link (`congestion_fall`).
 #[derive(Clone, Copy, Debug, Default)]
 struct Probing {
     /// When the next probe is due; None while the estimate suffices (or nothing is known).
@@ -125,8 +134,8 @@ struct Probing {
     probed_at_estimate: u64,
     /// When the last probe was sent.
     probed_at: Option<Instant>,
-    /// The estimate seen last tick, and when it last fell (by 2 % or more in a tick): no
-    /// probe into a congested link.
+    /// The estimate seen last tick, and when it last fell in a way that says the link is
+    /// congested (`Downlink::congestion_fall`): no probe into a congested link.
     last_estimate: u64,
     fell_at: Option<Instant>,
 }
@@ -145,6 +154,14 @@ const PROBE_MIN_INTERVAL: Duration = Duration::from_millis(500);
 
 /// No probe within this long after the receiver's estimate fell (its link is congested).
 const PROBE_AFTER_FALL: Duration = Duration::from_millis(1000);
+
+/// Loss over the last second at or above which a falling estimate means congestion.
+const CONGESTED_LOSS: f32 = 0.02;
+
+/// A fall of the estimate in one step by this share or more means congestion even without
+/// loss: the delay-based controller backs off sharply (to 85 % of what was acknowledged)
+/// when queues grow.
+const SHARP_FALL_PERCENT: u64 = 10;
 
 impl Downlink {
     fn estimate(&self) -> Option<u64> {
@@ -190,7 +207,7 @@ impl Downlink {
         let p = &mut self.probing;
         let estimate = self.twcc;
         if let Some(e) = estimate {
-            if e < p.last_estimate * 98 / 100 {
+            if congestion_fall(p.last_estimate, e, self.loss) {
                 p.fell_at = Some(now);
             }
             p.last_estimate = e;
@@ -229,8 +246,30 @@ impl Downlink {
         p.probed_at = Some(now);
         debug!(?estimate, ?needed, interval = ?p.interval, early, "probe");
         p.next = Some(now + p.interval);
-        p.interval = (p.interval * 2).min(PROBE_MAX_INTERVAL);
+        // A link without loss backs off no further than the first interval: a probe costs it
+        // one short burst, and an estimate still catching up after a limit gets there sooner.
+        let lossless = self.loss.is_some_and(|l| l < CONGESTED_LOSS);
+        p.interval = if lossless {
+            PROBE_FIRST_INTERVAL
+        } else {
+            (p.interval * 2).min(PROBE_MAX_INTERVAL)
+        };
         Some(true)
+    }
+}
+
+/// Whether the estimate moving from `before` to `after` says the link is congested.
+///
+/// Without loss the only such fall is a sharp one (delay-based backoff). A gradual fall with
+/// no loss is str0m's loss-based controller remembering the loss of the last few seconds
+/// (its window is 15 observations of 250 ms or more): a link freed after a limit reads as
+/// falling for four seconds or so after its loss ended, and a probe is what lifts it (a
+/// successful probe resets that controller's estimate). With loss, or loss not known yet,
+/// any fall of 2 % counts.
+fn congestion_fall(before: u64, after: u64, loss: Option<f32>) -> bool {
+    match loss {
+        Some(l) if l < CONGESTED_LOSS => after * 100 <= before * (100 - SHARP_FALL_PERCENT),
+        _ => after < before * 98 / 100,
     }
 }
 
@@ -321,6 +360,17 @@ impl Engine {
             } => video.downlink.twcc = can_probe.then(|| estimate.as_u64()),
             BweKind::Remb { estimate, .. } => video.downlink.remb = Some(estimate.as_u64()),
             _ => {}
+        }
+    }
+
+    /// `receiver`'s peer stats: the loss its feedback reports, for `Probing`.
+    pub(super) fn on_peer_stats(&mut self, receiver: MemberId, loss: Option<f32>) {
+        if let Some(video) = self
+            .members
+            .get_mut(&receiver)
+            .and_then(|m| m.video.as_mut())
+        {
+            video.downlink.loss = loss;
         }
     }
 
@@ -526,8 +576,21 @@ mod tests {
     /// The ticks (ms after `t0`) at which a probe is sent, over `ms` of 100 ms ticks with
     /// the estimate given by `estimate(ms)`.
     fn probes(ms: u64, needed: Option<u64>, estimate: impl Fn(u64) -> u64) -> Vec<u64> {
+        probes_with_loss(ms, needed, None, estimate)
+    }
+
+    /// `probes`, toward a receiver whose feedback reports `loss`.
+    fn probes_with_loss(
+        ms: u64,
+        needed: Option<u64>,
+        loss: Option<f32>,
+        estimate: impl Fn(u64) -> u64,
+    ) -> Vec<u64> {
         let t0 = Instant::now();
-        let mut d = Downlink::default();
+        let mut d = Downlink {
+            loss,
+            ..Downlink::default()
+        };
         let mut sent = Vec::new();
         let mut dipped = false;
         for t in (0..ms).step_by(100) {
@@ -588,5 +651,36 @@ mod tests {
             }
         });
         assert_eq!(sent, vec![1_100, 2_100, 5_100]);
+    }
+
+    /// str0m's loss-based controller after a limit is lifted: 5 % less every 500 ms.
+    fn lingering(t: u64) -> u64 {
+        (300_000.0 * 0.95f64.powi((t / 500) as i32)) as u64
+    }
+
+    #[test]
+    fn a_gradual_fall_without_loss_is_probed_every_second() {
+        // No loss reported: the fall is the estimator's memory of a limit, not congestion,
+        // and the probe is what lifts it; with no loss the backoff stays at 1 s.
+        assert_eq!(
+            probes_with_loss(5_000, Some(800_000), Some(0.0), lingering),
+            vec![1_100, 2_100, 3_100, 4_100]
+        );
+        // The same fall with loss (or loss not known) is congestion: no probe into it.
+        assert!(probes_with_loss(5_000, Some(800_000), Some(0.05), lingering).is_empty());
+        assert!(probes(5_000, Some(800_000), lingering).is_empty());
+    }
+
+    #[test]
+    fn a_sharp_fall_holds_the_probe_even_without_loss() {
+        // 15 % at once at 4 s: the delay-based controller backing off from a growing queue.
+        let sent = probes_with_loss(6_000, Some(800_000), Some(0.0), |t| {
+            if t < 4_000 {
+                300_000
+            } else {
+                255_000
+            }
+        });
+        assert_eq!(sent, vec![1_100, 2_100, 3_100, 5_100]);
     }
 }
