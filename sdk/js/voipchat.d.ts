@@ -62,8 +62,12 @@ export interface ReconnectOptions {
 }
 
 export interface VoIPClientOptions {
-  /** The voipchat server: "https://host" (signaling at wss://host/ws) or the WebSocket URL itself. Default: the page's origin. */
-  server?: string;
+  /**
+   * The voipchat server: "https://host" (signaling at wss://host/ws) or the WebSocket URL itself. Default: the page's origin.
+   * Several nodes of one cluster may be listed: a join (and a rejoin) that cannot reach one tries the next; a node that
+   * does not hold the room redirects the join to the one that does (-10015), which the SDK follows by itself.
+   */
+  server?: string | string[];
   appId: string;
   openId: string;
   /** Asked for a fresh signature by joinVoIPChat without signature fields, and by every rejoin. */

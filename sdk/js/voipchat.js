@@ -67,6 +67,7 @@ const E = Object.freeze({
   NOT_IN_ROOM: -10009,
   VIDEO_NOT_SHOWN: -10013,
   SERVER_MUTED: -10014,
+  ROOM_ELSEWHERE: -10015,
   UNEXPECTED: -12003,
 });
 
@@ -186,6 +187,9 @@ let lastClient = null;
 const roomElements = new Set();
 
 /** The server's interruption for a member whose media stopped arriving. */
+/** Most redirects (-10015: the room is on another node) one join follows. */
+const MAX_REDIRECTS = 3;
+
 const MEDIA_TIMEOUT = -11003;
 /** The server disconnected a member whose WebSocket stopped reading (-11006) or stopped
  * answering pings (-11007): like a lost medium, worth a rejoin once media had flowed. */
@@ -736,7 +740,12 @@ class VoIPClient {
     this.options = Object.assign({}, DEFAULTS, options);
     this.options.reconnect =
       options.reconnect === false ? false : Object.assign({}, DEFAULTS.reconnect, options.reconnect || {});
-    this.url = signalingUrl(options.server);
+    // Several nodes of one cluster may be given: a join that cannot reach one tries the
+    // next (a node that died), and a redirect names the room's node (-10015).
+    const servers = Array.isArray(options.server) ? options.server : [options.server];
+    if (servers.length === 0) throw new TypeError('createVoIPClient: server must not be an empty array');
+    this.urls = servers.map((s) => signalingUrl(s));
+    this.url = this.urls[0];
     this.appId = options.appId;
     this.openId = options.openId;
     /** 'idle' | 'joining' | 'joined' | 'reconnecting' */
@@ -1097,7 +1106,52 @@ class VoIPClient {
    * joinResult; rejects with {errCode, errMsg} or an Error (connection trouble).
    */
   async connect(signed, attempt) {
-    const session = new Session(this, this.url);
+    // The server that worked last first, then the others given; a refusal is an answer
+    // and is not retried elsewhere, only a node that cannot be reached.
+    const start = Math.max(0, this.urls.indexOf(this.url));
+    let last;
+    for (let i = 0; i < this.urls.length; i++) {
+      const entry = this.urls[(start + i) % this.urls.length];
+      try {
+        const result = await this.connectFollowing(entry, signed, attempt);
+        this.url = entry;
+        return result;
+      } catch (e) {
+        if (e && typeof e.errCode === 'number') throw e;
+        if (this.session) this.session.close();
+        this.session = null;
+        if (attempt) this.checkAborted(attempt);
+        last = e;
+      }
+    }
+    throw last;
+  }
+
+  /**
+   * A join at `url`: another node may hold the room (-10015 with its URL), and the same
+   * signed join goes there, a few times at most, never from wss: to ws:.
+   */
+  async connectFollowing(url, signed, attempt) {
+    for (let hops = 0; ; hops++) {
+      try {
+        return await this.connectAt(url, signed, attempt);
+      } catch (e) {
+        const to = e && e.errCode === E.ROOM_ELSEWHERE && typeof e.redirect === 'string' ? e.redirect : null;
+        if (!to) throw e;
+        if (this.session) this.session.close();
+        this.session = null;
+        const downgrade = url.startsWith('wss:') && !to.startsWith('wss:');
+        if (hops >= MAX_REDIRECTS || downgrade || !/^wss?:\/\//.test(to)) {
+          throw fail('joinVoIPChat', E.ROOM_ELSEWHERE, `${downgrade ? 'a redirect from wss to ws' : 'too many redirects'} (last: ${to})`);
+        }
+        url = to;
+      }
+    }
+  }
+
+  /** One join attempt at `url` (see connect). */
+  async connectAt(url, signed, attempt) {
+    const session = new Session(this, url);
     this.session = session;
     session.onDrop = (ev) => this.dropped(session, ev);
     await session.open();
@@ -1122,7 +1176,7 @@ class VoIPClient {
     });
     const result = await joinResult;
     if (result.errCode !== 0) {
-      throw { errCode: result.errCode, errMsg: result.errMsg };
+      throw { errCode: result.errCode, errMsg: result.errMsg, redirect: result.redirect };
     }
     if (attempt) this.checkAborted(attempt);
     await session.chain(() => session.pc.setRemoteDescription({ type: 'answer', sdp: result.sdp }));

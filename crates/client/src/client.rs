@@ -39,6 +39,8 @@ const WS_READ_BUFFER: usize = 4096;
 
 /// How long [`Client::update_mute`] and [`Client::exit`] wait for their result.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most redirects (-10015) one [`Client::join`] follows.
+pub const MAX_REDIRECTS: usize = 3;
 /// A `ping` goes to the server this often, so that idle signaling stays alive.
 pub const PING_INTERVAL: Duration = Duration::from_secs(10);
 /// How long [`Client::join`] waits for the server's `hello` (its TURN servers) before it
@@ -228,6 +230,10 @@ pub enum ClientError {
     /// The connection is closed (or closed before the answer came).
     #[error("connection closed")]
     Closed,
+    /// The room is on another node (-10015): [`Client::join`] follows this itself and
+    /// returns it only from a single attempt.
+    #[error("the room is on another node: {url}")]
+    Redirected { url: String },
 }
 
 impl ClientError {
@@ -392,7 +398,40 @@ impl Client {
     /// sends `join` with an SDP offer (one sendonly Opus m-line) and waits for `joinResult`.
     /// A refusal is `Err(ClientError::Refused { err_code, err_msg })`. Returns the room's
     /// members.
+    ///
+    /// When several nodes share the room directory and another node holds the room, the
+    /// server answers -10015 with that node's URL: the same signed join is sent there, at
+    /// most [`MAX_REDIRECTS`] times, never from `wss://` to plain `ws://`.
     pub async fn join(opts: JoinOptions) -> Result<(Client, Vec<OpenId>), ClientError> {
+        let mut opts = opts;
+        let mut hops = 0;
+        loop {
+            match Self::join_once(opts.clone()).await {
+                Err(ClientError::Redirected { url }) => {
+                    let downgrade =
+                        crate::tls::is_tls_url(&opts.server) && !crate::tls::is_tls_url(&url);
+                    if hops == MAX_REDIRECTS || downgrade {
+                        let why = if downgrade {
+                            "a redirect from wss to ws"
+                        } else {
+                            "too many redirects"
+                        };
+                        return Err(ClientError::Refused {
+                            err_code: ErrorCode::RoomElsewhere.code(),
+                            err_msg: format!("joinVoIPChat:fail {why} (last: {url})"),
+                        });
+                    }
+                    hops += 1;
+                    tracing::info!(from = %opts.server, to = %url, "join redirected to the room's node");
+                    opts.server = url;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One join attempt at `opts.server`, without following a redirect.
+    pub async fn join_once(opts: JoinOptions) -> Result<(Client, Vec<OpenId>), ClientError> {
         let (media, local_addr) = match opts.transport {
             MediaTransport::Udp => {
                 let socket = UdpSocket::bind(SocketAddr::new(opts.bind_ip, 0)).await?;

@@ -256,8 +256,9 @@ impl Peer {
                 status,
                 open_id_list,
                 sdp,
+                redirect,
                 ..
-            } => self.on_join_result(status, open_id_list, sdp),
+            } => self.on_join_result(status, open_id_list, sdp, redirect),
             ServerMsg::ExitResult { status } => self.reply(Reply::Exit(status)),
             ServerMsg::MuteConfigResult { status } => self.reply(Reply::MuteConfig(status)),
             ServerMsg::Offer { sdp, tracks } => self.on_offer(&sdp, tracks),
@@ -499,7 +500,13 @@ impl Peer {
         }
     }
 
-    fn on_join_result(&mut self, status: Status, open_id_list: Vec<OpenId>, sdp: Option<String>) {
+    fn on_join_result(
+        &mut self,
+        status: Status,
+        open_id_list: Vec<OpenId>,
+        sdp: Option<String>,
+        redirect: Option<String>,
+    ) {
         if self.phase != Phase::Joining {
             self.local_error(
                 ErrorCode::UnexpectedMessage,
@@ -508,10 +515,15 @@ impl Peer {
             return;
         }
         let result = if !status.is_ok() {
-            Err(ClientError::Refused {
-                err_code: status.err_code,
-                err_msg: status.err_msg,
-            })
+            match redirect {
+                Some(url) if status.err_code == ErrorCode::RoomElsewhere.code() => {
+                    Err(ClientError::Redirected { url })
+                }
+                _ => Err(ClientError::Refused {
+                    err_code: status.err_code,
+                    err_msg: status.err_msg,
+                }),
+            }
         } else {
             match sdp {
                 None => Err(ClientError::Protocol(

@@ -205,6 +205,7 @@ fn joined_net() -> Net {
         muted_open_id_list: vec![],
         sdp: Some(answer.to_sdp_string()),
         ice_servers: Vec::new(),
+        redirect: None,
     });
     assert!(matches!(
         net.out.replies.as_slice(),
@@ -480,6 +481,7 @@ fn join_result_ok_without_or_with_bad_sdp_fails_the_join() {
                 muted_open_id_list: vec![],
                 sdp: sdp.clone(),
                 ice_servers: Vec::new(),
+                redirect: None,
             }
             .to_json(),
         );
@@ -519,6 +521,7 @@ fn every_server_message_and_garbage_is_handled_without_panic() {
             muted_open_id_list: vec![oid("a")],
             sdp: Some("not sdp".into()),
             ice_servers: Vec::new(),
+            redirect: None,
         },
         ServerMsg::ExitResult {
             status: Status::ok(api::EXIT),

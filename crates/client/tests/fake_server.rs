@@ -100,6 +100,7 @@ async fn serve(
         muted_open_id_list: vec![],
         sdp: Some(answer.to_sdp_string()),
         ice_servers: Vec::new(),
+        redirect: None,
     }))
     .await
     .unwrap();

@@ -54,6 +54,10 @@ pub enum ErrorCode {
     /// `updateMuteConfig` would unmute a microphone the game backend muted
     /// (`POST /api/v1/rooms/{groupId}/mute`); it stays muted until the backend allows it.
     ServerMuted,
+    /// The room is held by another node of the cluster: the joinResult's `redirect` names
+    /// that node's signaling URL, where the same signed join is to be sent (clients follow
+    /// it by themselves).
+    RoomElsewhere,
     /// Interrupted: an operator or the backend removed the member.
     Kicked,
     /// Interrupted: the same openId joined the room on another connection.
@@ -101,7 +105,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation checks and exhaustive tests.
-    pub const ALL: [ErrorCode; 40] = [
+    pub const ALL: [ErrorCode; 41] = [
         ErrorCode::AlreadyInRoom,
         ErrorCode::MicrophoneBusy,
         ErrorCode::ExitedWhileJoining,
@@ -121,6 +125,7 @@ impl ErrorCode {
         ErrorCode::RoomTypeMismatch,
         ErrorCode::VideoNotShown,
         ErrorCode::ServerMuted,
+        ErrorCode::RoomElsewhere,
         ErrorCode::Kicked,
         ErrorCode::Replaced,
         ErrorCode::MediaTimeout,
@@ -167,6 +172,7 @@ impl ErrorCode {
             ErrorCode::RoomTypeMismatch => -10012,
             ErrorCode::VideoNotShown => -10013,
             ErrorCode::ServerMuted => -10014,
+            ErrorCode::RoomElsewhere => -10015,
             ErrorCode::Kicked => -11001,
             ErrorCode::Replaced => -11002,
             ErrorCode::MediaTimeout => -11003,
@@ -213,6 +219,7 @@ impl ErrorCode {
             ErrorCode::RoomTypeMismatch => "the room has the other roomType",
             ErrorCode::VideoNotShown => "the member's video is not received",
             ErrorCode::ServerMuted => "the microphone was muted by the server",
+            ErrorCode::RoomElsewhere => "the room is on another node, join there",
             ErrorCode::Kicked => "removed from the room",
             ErrorCode::Replaced => "replaced by a new connection of the same openId",
             ErrorCode::MediaTimeout => "no media for too long",
@@ -335,6 +342,7 @@ mod tests {
             RoomTypeMismatch,
             VideoNotShown,
             ServerMuted,
+            RoomElsewhere,
             Kicked,
             Replaced,
             MediaTimeout,

@@ -383,6 +383,10 @@ pub enum ServerMsg {
         /// engine leaves it empty; the connection's signaling task fills it in.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         ice_servers: Vec<IceServer>,
+        /// With errCode -10015 only: the signaling URL of the node that holds the room,
+        /// where the client sends the same join again (docs/cluster.md).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        redirect: Option<String>,
     },
     /// The result of `exit`.
     ExitResult {
@@ -528,6 +532,20 @@ impl ServerMsg {
             muted_open_id_list: Vec::new(),
             sdp: None,
             ice_servers: Vec::new(),
+            redirect: None,
+        }
+    }
+
+    /// A join refused because another node holds the room: the client joins at `url`.
+    pub fn join_redirected(url: &str) -> ServerMsg {
+        let failure = Failure::new(ErrorCode::RoomElsewhere);
+        ServerMsg::JoinResult {
+            status: Status::fail(api::JOIN, &failure),
+            open_id_list: Vec::new(),
+            muted_open_id_list: Vec::new(),
+            sdp: None,
+            ice_servers: Vec::new(),
+            redirect: Some(url.to_string()),
         }
     }
 

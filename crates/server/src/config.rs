@@ -140,6 +140,11 @@ pub struct Config {
     /// This server's name in the store, for its room quota reservations (given back at its
     /// next start). Default: the id kept in `data_dir/node-id`, made at the first start.
     pub node_id: Option<String>,
+    /// With a Redis `store`: the URL where clients reach this node, which other nodes send
+    /// a room's joins to (`https://host[:port]` or `wss://host[:port]/ws`; `http(s)` becomes
+    /// `ws(s)` with `/ws`). Default: the bound HTTP address, `ws://IP:PORT/ws` (`wss` with
+    /// TLS), which must then not be unspecified (0.0.0.0).
+    pub public_url: Option<String>,
     /// The key file session keys are encrypted with at rest: base64 keys of 32 bytes, one a
     /// line, the first sealing and all opening (docs/security.md). `VOIPCHAT_SECRETS_KEY`
     /// overrides it. Default: `data_dir/secrets.key`, created (mode 0600) at the first start.
@@ -226,6 +231,7 @@ impl Default for Config {
             media_liveness_ms: 4_000,
             store: None,
             node_id: None,
+            public_url: None,
             secrets_key_file: None,
         }
     }
@@ -281,6 +287,9 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.room_cap == 0 || self.room_cap > 50 {
             return Err(ConfigError::Invalid("room_cap must be 1 to 50".into()));
+        }
+        if let Some(url) = &self.public_url {
+            crate::cluster::signaling_url(url).map_err(ConfigError::Invalid)?;
         }
         if self.media_timeout_secs == 0 {
             return Err(ConfigError::Invalid(

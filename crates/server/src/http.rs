@@ -4,6 +4,8 @@
 //! (`rooms`) and the app's limits (`limits`) are run from here too. Every `/api/v1` route is
 //! registered with its OpenAPI description in one place (`openapi`).
 
+mod forward;
+pub use forward::to_owner as forward_to_owner;
 mod limits;
 pub mod openapi;
 mod rooms;

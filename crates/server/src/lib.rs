@@ -5,6 +5,7 @@
 //! side; `main.rs` binds the configured addresses and calls it.
 
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod conn_limits;
 pub mod days;
@@ -53,6 +54,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// TURN credentials to hand out in each connection's `hello`, when TURN is configured.
     pub turn: Option<Arc<turn::TurnCredentials>>,
+    /// This node in the room directory, when several nodes share a Redis store.
+    pub cluster: Option<Arc<cluster::Cluster>>,
 }
 
 /// The sockets the server runs on, bound by the caller, and what `http` serves TLS with.
@@ -229,7 +232,8 @@ pub async fn run(
     let metrics = metrics::Metrics::new();
     let store = secrets::open_sealed(&config, store).await?;
     let store: Arc<dyn Store> = Arc::new(metrics::TimedStore::new(store, metrics.clone()));
-    let reservations = quota::Reservations::new(store.clone(), quota::node_id(&config)?);
+    let node_id = quota::node_id(&config)?;
+    let reservations = quota::Reservations::new(store.clone(), node_id.clone());
     {
         let r = reservations.clone();
         tokio::task::spawn_blocking(move || r.release_leftovers())
@@ -272,7 +276,7 @@ pub async fn run(
     };
     let worker = tokio::spawn(webhooks::worker::run(
         store.clone(),
-        webhook_tls,
+        webhook_tls.clone(),
         webhooks::worker::Policy {
             timeout: std::time::Duration::from_millis(config.webhook_timeout_ms),
             retry_base: std::time::Duration::from_millis(config.webhook_retry_base_ms),
@@ -283,12 +287,42 @@ pub async fn run(
         stop_rx.clone(),
         metrics.clone(),
     ));
+    // Several nodes on one Redis: this one registers (so others can redirect to it) before
+    // it serves a join.
+    let cluster = if config
+        .store
+        .as_deref()
+        .is_some_and(|s| s.starts_with("redis"))
+    {
+        let bound = listeners.http.local_addr()?;
+        let url = cluster::public_url(&config, bound, listeners.tls.is_some())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let c = cluster::Cluster::new(
+            store.clone(),
+            voipchat_store::NodeInfo {
+                id: node_id.clone(),
+                url,
+            },
+            webhook_tls.clone(),
+        );
+        let first = c.clone();
+        tokio::task::spawn_blocking(move || first.beat())
+            .await
+            .map_err(std::io::Error::other)?
+            .map_err(std::io::Error::other)?;
+        tokio::spawn(cluster::run_heartbeat(c.clone(), stop_rx.clone()));
+        tracing::info!(node = %c.node().id, url = %c.node().url, "joined the cluster");
+        Some(c)
+    } else {
+        None
+    };
     let quota = media::QuotaPolicy {
         store: store.clone(),
         daily_limit: config.daily_room_quota,
         utc_offset_secs: config.utc_offset_secs(),
         webhooks: sink,
         reservations,
+        cluster: cluster.clone(),
     };
     let tcp = media_tcp::TcpMedia::new(
         listeners.media_tcp,
@@ -319,6 +353,7 @@ pub async fn run(
         connections,
         metrics: metrics.clone(),
         turn,
+        cluster: cluster.clone(),
     };
     let limits = serve::HttpLimits::from_config(&state.config);
     let separate_metrics = listeners.metrics.is_some();
@@ -362,6 +397,8 @@ pub async fn run(
     tracing::info!(
         http = %http_addr,
         tls = tls_config.is_some(),
+        node = %node_id,
+        cluster = cluster.is_some(),
         media = %media_bound,
         media_tcp = engine_tcp,
         announce = %announce.ip(),
@@ -399,6 +436,10 @@ pub async fn run(
     shutdown.await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
+    if let Some(c) = cluster {
+        // At once: the members told of the shutdown may rejoin on another node.
+        tokio::task::spawn_blocking(move || c.leave());
+    }
     let _ = media_task.await;
     // The media task's last events (members told of the shutdown, rooms finished) reach
     // the outbox: the writer ends once the queue is empty and every sink is gone. The
@@ -436,6 +477,10 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
             }),
         )
         .merge(api)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            http::forward_to_owner,
+        ))
         // After every route: it applies to the routes that exist when it is called.
         .method_not_allowed_fallback(http::method_not_allowed)
         .fallback(http::not_found)

@@ -92,6 +92,8 @@ pub struct QuotaPolicy {
     pub webhooks: webhooks::Sink,
     /// Grants are reservations until the room's first member is admitted (crate::quota).
     pub reservations: Arc<crate::quota::Reservations>,
+    /// Several nodes: the room directory is told which rooms are open (crate::cluster).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl QuotaPolicy {
@@ -458,11 +460,17 @@ impl Task {
                 }
                 Output::ReleaseRoomQuota(key) => quota.reservations.release(&key),
                 Output::RoomOpened(key, room_type) => {
+                    if let Some(c) = &quota.cluster {
+                        c.room_opened(&key);
+                    }
                     metrics.rooms_created.inc();
                     info!(room = %key, "room opened");
                     webhooks.emit(Event::RoomStarted(key, room_type));
                 }
                 Output::RoomClosed(key, room_type) => {
+                    if let Some(c) = &quota.cluster {
+                        c.room_closed(&key);
+                    }
                     info!(room = %key, "room closed");
                     webhooks.emit(Event::RoomFinished(key, room_type));
                 }

@@ -491,6 +491,20 @@ impl TimedStore {
 }
 
 impl Store for TimedStore {
+    fn nonce_used(
+        &self,
+        app_id: &AppId,
+        open_id: &OpenId,
+        nonce: &str,
+        now_unix: u64,
+    ) -> Result<bool, StoreError> {
+        self.timed("nonce_used", |s| {
+            s.nonce_used(app_id, open_id, nonce, now_unix)
+        })
+    }
+    fn directory(&self) -> &dyn voipchat_store::RoomDirectory {
+        self.inner.directory()
+    }
     fn ready(&self) -> Result<(), StoreError> {
         self.timed("ready", |s| s.ready())
     }

@@ -339,7 +339,7 @@ async fn connection(state: AppState, socket: WebSocket) {
                         }
                         Command::Join(conn, req.into(), policy)
                     }
-                    Err(f) => {
+                    Err(Refusal::Failed(f)) => {
                         info!(
                             ?conn,
                             app_id = %req.app_id,
@@ -350,6 +350,17 @@ async fn connection(state: AppState, socket: WebSocket) {
                             f.detail
                         );
                         let _ = outbox.send(ServerMsg::join_failed(&f));
+                        continue;
+                    }
+                    Err(Refusal::Elsewhere(owner)) => {
+                        info!(
+                            ?conn,
+                            app_id = %req.app_id,
+                            group_id = %req.group_id,
+                            node = %owner.id,
+                            "join redirected to the room's node"
+                        );
+                        let _ = outbox.send(ServerMsg::join_redirected(&owner.url));
                         continue;
                     }
                 }
@@ -425,31 +436,45 @@ fn looks_like_join(text: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Why a join does not go on to the engine.
+enum Refusal {
+    Failed(Failure),
+    /// Another node holds the room: the client joins there (with the same, unspent nonce).
+    Elsewhere(voipchat_store::NodeInfo),
+}
+
+impl From<Failure> for Refusal {
+    fn from(f: Failure) -> Refusal {
+        Refusal::Failed(f)
+    }
+}
+
 /// The join checks that need the store, in an order that spends nothing on a bad request:
-/// app, VoIP switch, session key, timestamp and signature, and only then the nonce. An
-/// admitted join comes back with its app's limits.
-async fn authenticate(state: &AppState, req: &JoinRequest) -> Result<JoinPolicy, Failure> {
+/// app, VoIP switch, session key, timestamp and signature, then (several nodes) the room's
+/// claim, and only then the nonce. An admitted join comes back with its app's limits.
+async fn authenticate(state: &AppState, req: &JoinRequest) -> Result<JoinPolicy, Refusal> {
     let store = state.store.clone();
+    let cluster = state.cluster.clone();
     let req = req.clone();
     let window = state.config.timestamp_window_secs;
     let default_cap = state.config.room_cap;
-    let result = tokio::task::spawn_blocking(move || -> Result<JoinPolicy, Failure> {
+    let result = tokio::task::spawn_blocking(move || -> Result<JoinPolicy, Refusal> {
         let system = |e: voipchat_store::StoreError| {
             warn!("store error during join: {e}");
             crate::http::store_failure(&e)
         };
         let app = store.app(&req.app_id).map_err(system)?;
         let Some(app) = app else {
-            return Err(Failure::new(ErrorCode::UnknownApp));
+            return Err(Failure::new(ErrorCode::UnknownApp).into());
         };
         if !app.voip_enabled {
-            return Err(Failure::new(ErrorCode::VoipNotEnabled));
+            return Err(Failure::new(ErrorCode::VoipNotEnabled).into());
         }
         let Some(key) = store
             .session_key(&req.app_id, &req.open_id)
             .map_err(system)?
         else {
-            return Err(Failure::new(ErrorCode::UnknownSession));
+            return Err(Failure::new(ErrorCode::UnknownSession).into());
         };
         let now = clock::unix_now();
         verify(
@@ -461,13 +486,26 @@ async fn authenticate(state: &AppState, req: &JoinRequest) -> Result<JoinPolicy,
             },
         )
         .map_err(|e| e.failure())?;
+        if let Some(cluster) = &cluster {
+            let room = voipchat_proto::RoomKey::new(req.app_id.clone(), req.group_id.clone());
+            if let voipchat_store::RoomOwner::Other(owner) = cluster.claim(&room).map_err(system)? {
+                // The owner spends the nonce; a replay is still refused here.
+                if store
+                    .nonce_used(&req.app_id, &req.open_id, &req.nonce_str, now)
+                    .map_err(system)?
+                {
+                    return Err(Failure::new(ErrorCode::ReplayedNonce).into());
+                }
+                return Err(Refusal::Elsewhere(owner));
+            }
+        }
         // The nonce lives as long as its timestamp is acceptable.
         let expires = req.time_stamp.saturating_add(window).max(now);
         let fresh = store
             .consume_nonce(&req.app_id, &req.open_id, &req.nonce_str, expires, now)
             .map_err(system)?;
         if !fresh {
-            return Err(Failure::new(ErrorCode::ReplayedNonce));
+            return Err(Failure::new(ErrorCode::ReplayedNonce).into());
         }
         Ok(JoinPolicy {
             room_cap: app
@@ -479,6 +517,6 @@ async fn authenticate(state: &AppState, req: &JoinRequest) -> Result<JoinPolicy,
     .await;
     result.unwrap_or_else(|e| {
         warn!("join check task failed: {e}");
-        Err(Failure::new(ErrorCode::SystemError))
+        Err(Failure::new(ErrorCode::SystemError).into())
     })
 }

@@ -23,6 +23,10 @@ const NOT_THE_BACKEND_API: &[(&str, &str)] = &[
         "/api/v1/test/drop-ws",
         "a test hook, only with test_hooks = true",
     ),
+    (
+        "/api/v1/rooms/",
+        "the prefix of the one-room routes, which a node passes to the room's node",
+    ),
 ];
 
 /// Every `.rs` file under `dir`.

@@ -176,6 +176,7 @@ fn config_md_lists_every_key_with_its_default() {
         "turn_secret",
         "store",
         "node_id",
+        "public_url",
         "secrets_key_file",
     ]);
     want.sort();

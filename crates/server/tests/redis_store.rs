@@ -9,53 +9,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::binary::{cli, create_room, offer, serve, session_key};
+use common::redis::Redis;
 use voipchat_proto::{AppId, Secret, ServerMsg};
-
-struct Redis {
-    child: std::process::Child,
-    port: u16,
-    dir: std::path::PathBuf,
-}
-
-impl Redis {
-    fn start(dir: &std::path::Path, port: u16) -> Redis {
-        let child = std::process::Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
-            .args(["--dir", dir.to_str().unwrap()])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server (Debian package redis-server) runs");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server starts");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Redis {
-            child,
-            port,
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 /// The next joinResult's errCode and errMsg on a fresh connection.
 async fn join_failure(http: std::net::SocketAddr, app: &AppId, key: &Secret) -> (i32, String) {

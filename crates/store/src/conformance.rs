@@ -12,12 +12,13 @@
 //! which makes one `#[test]` per check, or call [`run_all`] from a single test.
 //! Checks panic (with a message) on a violation, like any test assertion.
 
+use crate::directory::{Heartbeat, NodeInfo, RoomOwner};
 use crate::outbox::{AttemptOutcome, NewDelivery, OutboxCounts};
 use crate::secrets::{app_secret_matches, is_digest, secret_digest};
 use crate::{
     AppRecord, AppSettings, QuotaDecision, Reservation, SettingsChange, Store, StoreError,
 };
-use voipchat_proto::{AppId, OpenId, Secret};
+use voipchat_proto::{AppId, GroupId, OpenId, RoomKey, Secret};
 
 /// One conformance check: panics if `store` (fresh and empty) breaks the contract.
 pub type Check = fn(&dyn Store);
@@ -83,6 +84,15 @@ pub const CHECKS: &[(&str, Check)] = &[
     ),
     ("quota_reservations_of_a_node", quota_reservations_of_a_node),
     ("reseal_session_keys", reseal_session_keys),
+    ("nonce_used_is_a_read", nonce_used_is_a_read),
+    ("room_claims", room_claims),
+    (
+        "room_claims_follow_node_liveness",
+        room_claims_follow_node_liveness,
+    ),
+    ("room_claims_heartbeat", room_claims_heartbeat),
+    ("room_claims_leave", room_claims_leave),
+    ("room_claims_are_atomic", room_claims_are_atomic),
 ];
 
 /// Runs every check, each on a fresh store from `make`.
@@ -131,6 +141,12 @@ macro_rules! store_conformance_tests {
             quota_reservations_exact_under_concurrency,
             quota_reservations_of_a_node,
             reseal_session_keys,
+            nonce_used_is_a_read,
+            room_claims,
+            room_claims_follow_node_liveness,
+            room_claims_heartbeat,
+            room_claims_leave,
+            room_claims_are_atomic,
         );
         #[test]
         fn run_all_checks_in_one_go() {
@@ -1519,4 +1535,277 @@ pub fn reseal_session_keys(store: &dyn Store) {
     );
     let changed = store.reseal_session_keys(&|_, _, _| None).expect("noop");
     assert_eq!(changed, 0);
+}
+
+/// `nonce_used` sees what `consume_nonce` recorded until it expires, and records nothing.
+pub fn nonce_used_is_a_read(store: &dyn Store) {
+    let a = AppId::new("wx1");
+    let u = OpenId::new("user-1");
+    assert!(!store.nonce_used(&a, &u, "n1", 10).expect("read"));
+    // A read does not spend it.
+    assert!(store.consume_nonce(&a, &u, "n1", 100, 10).expect("consume"));
+    assert!(store.nonce_used(&a, &u, "n1", 10).expect("read"));
+    assert!(store.nonce_used(&a, &u, "n1", 99).expect("read"));
+    assert!(
+        !store.nonce_used(&a, &u, "n1", 100).expect("read"),
+        "expired"
+    );
+    assert!(!store
+        .nonce_used(&a, &OpenId::new("user-2"), "n1", 10)
+        .expect("read"));
+    assert!(!store
+        .nonce_used(&AppId::new("wx2"), &u, "n1", 10)
+        .expect("read"));
+}
+
+fn room(app: &str, group: &str) -> RoomKey {
+    RoomKey::new(AppId::new(app), GroupId::new(group))
+}
+
+fn node(id: &str) -> NodeInfo {
+    NodeInfo {
+        id: id.to_string(),
+        url: format!("ws://{id}.example:7880/ws"),
+    }
+}
+
+/// A heartbeat that only registers `n` at `now` for 3 s (claims 5 s).
+fn beat(store: &dyn Store, n: &NodeInfo, now: u64) -> Vec<RoomKey> {
+    store
+        .directory()
+        .heartbeat(&Heartbeat {
+            node: n,
+            now_ms: now,
+            node_ttl_ms: 3_000,
+            claim_ttl_ms: 5_000,
+            keep: &[],
+            release: &[],
+        })
+        .expect("heartbeat")
+}
+
+/// The first claim wins; others are told the owner (with its URL) while it is live; the
+/// owner renews; rooms and apps are independent.
+pub fn room_claims(store: &dyn Store) {
+    let d = store.directory();
+    let (a, b) = (node("a"), node("b"));
+    beat(store, &a, 1_000);
+    beat(store, &b, 1_000);
+    let r = room("wx1", "g1");
+    assert_eq!(
+        d.claim_room(&r, "a", 1_000, 5_000).unwrap(),
+        RoomOwner::This
+    );
+    assert_eq!(
+        d.claim_room(&r, "b", 1_100, 5_000).unwrap(),
+        RoomOwner::Other(a.clone())
+    );
+    assert_eq!(
+        d.claim_room(&r, "a", 1_200, 5_000).unwrap(),
+        RoomOwner::This
+    );
+    assert_eq!(d.room_owner(&r, 1_300).unwrap(), Some(a.clone()));
+    // Another group, another app, a groupId that reads like an appId+groupId split.
+    assert_eq!(
+        d.claim_room(&room("wx1", "g2"), "b", 1_300, 5_000).unwrap(),
+        RoomOwner::This
+    );
+    assert_eq!(
+        d.claim_room(&room("wx2", "g1"), "b", 1_300, 5_000).unwrap(),
+        RoomOwner::This
+    );
+    assert_eq!(
+        d.claim_room(&room("wx", "1g1"), "b", 1_300, 5_000).unwrap(),
+        RoomOwner::This
+    );
+    assert_eq!(d.room_owner(&room("wx9", "g1"), 1_300).unwrap(), None);
+    assert_eq!(d.nodes(1_300).unwrap(), vec![a.clone(), b.clone()]);
+    // The claim expires (its owner still live): anyone may take it.
+    beat(store, &a, 3_500);
+    beat(store, &b, 6_300);
+    assert_eq!(
+        d.claim_room(&r, "b", 6_300, 5_000).unwrap(),
+        RoomOwner::This
+    );
+    assert_eq!(d.room_owner(&r, 6_400).unwrap(), Some(b.clone()));
+}
+
+/// A claim of a node whose registration lapsed (it died) is taken over at once; a node
+/// that never registered holds nothing others must respect.
+pub fn room_claims_follow_node_liveness(store: &dyn Store) {
+    let d = store.directory();
+    let (a, b) = (node("a"), node("b"));
+    beat(store, &a, 1_000);
+    beat(store, &b, 1_000);
+    let r = room("wx1", "g1");
+    assert_eq!(
+        d.claim_room(&r, "a", 1_000, 60_000).unwrap(),
+        RoomOwner::This
+    );
+    // a stops beating; its registration lasts until 4_000.
+    beat(store, &b, 3_900);
+    assert_eq!(
+        d.claim_room(&r, "b", 3_900, 5_000).unwrap(),
+        RoomOwner::Other(a.clone())
+    );
+    assert_eq!(d.room_owner(&r, 4_000).unwrap(), None, "a is gone");
+    assert_eq!(d.nodes(4_000).unwrap(), vec![b.clone()]);
+    assert_eq!(
+        d.claim_room(&r, "b", 4_000, 5_000).unwrap(),
+        RoomOwner::This
+    );
+    // a comes back: b's claim stands.
+    beat(store, &a, 4_100);
+    assert_eq!(
+        d.claim_room(&r, "a", 4_100, 5_000).unwrap(),
+        RoomOwner::Other(b.clone())
+    );
+    // Never registered: its claim binds nobody.
+    let r2 = room("wx1", "g2");
+    assert_eq!(
+        d.claim_room(&r2, "ghost", 4_100, 5_000).unwrap(),
+        RoomOwner::This
+    );
+    assert_eq!(
+        d.claim_room(&r2, "a", 4_200, 5_000).unwrap(),
+        RoomOwner::This
+    );
+}
+
+/// A heartbeat renews the kept claims (retaking lapsed ones), gives up released ones, and
+/// reports the kept rooms another node took meanwhile.
+pub fn room_claims_heartbeat(store: &dyn Store) {
+    let d = store.directory();
+    let (a, b) = (node("a"), node("b"));
+    beat(store, &a, 1_000);
+    beat(store, &b, 1_000);
+    let (r1, r2, r3) = (room("wx1", "g1"), room("wx1", "g2"), room("wx1", "g3"));
+    for r in [&r1, &r2, &r3] {
+        assert_eq!(d.claim_room(r, "a", 1_000, 5_000).unwrap(), RoomOwner::This);
+    }
+    let keep = [r1.clone(), r3.clone()];
+    let lost = d
+        .heartbeat(&Heartbeat {
+            node: &a,
+            now_ms: 5_000,
+            node_ttl_ms: 3_000,
+            claim_ttl_ms: 5_000,
+            keep: &keep,
+            release: std::slice::from_ref(&r2),
+        })
+        .unwrap();
+    assert!(lost.is_empty(), "{lost:?}");
+    beat(store, &b, 5_000);
+    // Renewed to 10_000: still a's at 7_900 (past the old expiry, 6_000, and within a's
+    // registration); released: b gets it at once.
+    assert_eq!(
+        d.claim_room(&r1, "b", 7_900, 5_000).unwrap(),
+        RoomOwner::Other(a.clone())
+    );
+    assert_eq!(
+        d.claim_room(&r2, "b", 5_100, 5_000).unwrap(),
+        RoomOwner::This
+    );
+    // Releasing another node's claim changes nothing.
+    let lost = d
+        .heartbeat(&Heartbeat {
+            node: &a,
+            now_ms: 5_200,
+            node_ttl_ms: 3_000,
+            claim_ttl_ms: 5_000,
+            keep: &keep,
+            release: std::slice::from_ref(&r2),
+        })
+        .unwrap();
+    assert!(lost.is_empty());
+    assert_eq!(d.room_owner(&r2, 5_300).unwrap(), Some(b.clone()));
+    // a's claim on r3 lapses and b takes it; a's next beat reports r3 lost, keeps r1.
+    beat(store, &b, 10_300);
+    assert_eq!(
+        d.claim_room(&r3, "b", 10_300, 5_000).unwrap(),
+        RoomOwner::This
+    );
+    let lost = d
+        .heartbeat(&Heartbeat {
+            node: &a,
+            now_ms: 10_400,
+            node_ttl_ms: 3_000,
+            claim_ttl_ms: 5_000,
+            keep: &keep,
+            release: &[],
+        })
+        .unwrap();
+    assert_eq!(lost, vec![r3.clone()]);
+    assert_eq!(
+        d.room_owner(&r1, 10_500).unwrap(),
+        Some(a.clone()),
+        "r1 retaken"
+    );
+    assert_eq!(d.room_owner(&r3, 10_500).unwrap(), Some(b));
+}
+
+/// A node that leaves gives up its registration and every claim at once, and nothing of
+/// another node's.
+pub fn room_claims_leave(store: &dyn Store) {
+    let d = store.directory();
+    let (a, b) = (node("a"), node("b"));
+    beat(store, &a, 1_000);
+    beat(store, &b, 1_000);
+    let (r1, r2) = (room("wx1", "g1"), room("wx1", "g2"));
+    assert_eq!(
+        d.claim_room(&r1, "a", 1_000, 60_000).unwrap(),
+        RoomOwner::This
+    );
+    assert_eq!(
+        d.claim_room(&r2, "b", 1_000, 60_000).unwrap(),
+        RoomOwner::This
+    );
+    d.leave("a").unwrap();
+    assert_eq!(d.nodes(1_100).unwrap(), vec![b.clone()]);
+    assert_eq!(d.room_owner(&r1, 1_100).unwrap(), None);
+    assert_eq!(d.room_owner(&r2, 1_100).unwrap(), Some(b));
+    assert_eq!(
+        d.claim_room(&r1, "b", 1_100, 5_000).unwrap(),
+        RoomOwner::This
+    );
+}
+
+/// Sixteen nodes claiming one free room at once: exactly one gets it, and every other
+/// is told that one.
+pub fn room_claims_are_atomic(store: &dyn Store) {
+    let nodes: Vec<NodeInfo> = (0..16).map(|i| node(&format!("n{i}"))).collect();
+    for n in &nodes {
+        beat(store, n, 1_000);
+    }
+    let r = room("wx1", "contested");
+    let answers: Vec<(String, RoomOwner)> = std::thread::scope(|s| {
+        let handles: Vec<_> = nodes
+            .iter()
+            .map(|n| {
+                let r = &r;
+                s.spawn(move || {
+                    let owner = store
+                        .directory()
+                        .claim_room(r, &n.id, 1_000, 5_000)
+                        .expect("claim");
+                    (n.id.clone(), owner)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    let winners: Vec<&String> = answers
+        .iter()
+        .filter(|(_, o)| *o == RoomOwner::This)
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(winners.len(), 1, "{answers:?}");
+    for (_, o) in &answers {
+        if let RoomOwner::Other(owner) = o {
+            assert_eq!(&owner.id, winners[0]);
+        }
+    }
 }

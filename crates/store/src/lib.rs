@@ -10,13 +10,17 @@
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+pub mod directory;
 pub mod outbox;
+mod redis_directory;
 mod redis_store;
 pub mod sealed;
 pub mod secrets;
 mod sqlite;
+mod sqlite_directory;
 mod sqlite_outbox;
 
+pub use directory::{Heartbeat, NodeInfo, RoomDirectory, RoomOwner};
 pub use outbox::{AttemptOutcome, Delivery, EnqueueOutcome, NewDelivery, OutboxCounts};
 pub use redis_store::RedisStore;
 pub use sealed::SealedStore;
@@ -261,6 +265,17 @@ pub trait Store: Send + Sync + 'static {
         now_unix: u64,
     ) -> Result<bool, StoreError>;
 
+    /// Whether `nonce` is recorded for (app, openId) and unexpired at `now_unix`. A read:
+    /// a node that redirects a join to the room's owner leaves the nonce for the owner to
+    /// spend, yet must refuse a replay itself.
+    fn nonce_used(
+        &self,
+        app_id: &AppId,
+        open_id: &OpenId,
+        nonce: &str,
+        now_unix: u64,
+    ) -> Result<bool, StoreError>;
+
     /// Forgets a nonce that `consume_nonce` recorded, for a join refused after its nonce was
     /// spent (room full, quota used up): a refused join leaves no trace, and the same signed
     /// request may be tried again. Forgetting an unknown nonce is not an error.
@@ -391,4 +406,7 @@ pub trait Store: Send + Sync + 'static {
         app_id: &AppId,
         change: &SettingsChange,
     ) -> Result<Option<AppSettings>, StoreError>;
+
+    /// Room claims and node registrations, kept in this store ([`directory`]).
+    fn directory(&self) -> &dyn RoomDirectory;
 }

@@ -93,7 +93,7 @@ impl RedisStore {
     /// the pool is emptied and `f` runs once more on a new connection: a dead connection
     /// cannot have delivered the command, so the retry does not apply it twice, except
     /// when Redis died between running it and answering (then it is gone anyway).
-    fn with<T>(
+    pub(crate) fn with<T>(
         &self,
         mut f: impl FnMut(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> Result<T, StoreError> {
@@ -131,7 +131,11 @@ impl RedisStore {
     }
 
     /// Runs a script with the prefix as ARGV[1], then `args`.
-    fn script<T: FromRedisValue>(&self, body: &str, args: &[String]) -> Result<T, StoreError> {
+    pub(crate) fn script<T: FromRedisValue>(
+        &self,
+        body: &str,
+        args: &[String],
+    ) -> Result<T, StoreError> {
         let script = redis::Script::new(&format!("{LUA_LIB}\n{body}"));
         self.with(|c| {
             let mut inv = script.prepare_invoke();
@@ -143,7 +147,7 @@ impl RedisStore {
         })
     }
 
-    fn key(&self, parts: &[&str]) -> String {
+    pub(crate) fn key(&self, parts: &[&str]) -> String {
         let mut k = self.prefix.clone();
         for p in parts {
             k.push_str(p);
@@ -622,6 +626,24 @@ impl Store for RedisStore {
             ],
         )?;
         Ok(fresh == 1)
+    }
+
+    fn nonce_used(
+        &self,
+        app_id: &AppId,
+        open_id: &OpenId,
+        nonce: &str,
+        now_unix: u64,
+    ) -> Result<bool, StoreError> {
+        let member = format!("{}:{}{nonce}", open_id.as_str().len(), open_id.as_str());
+        let key = self.key(&["n:", app_id.as_str()]);
+        let expires: Option<f64> =
+            self.with(|c| redis::cmd("ZSCORE").arg(&key).arg(&member).query(c))?;
+        Ok(expires.is_some_and(|e| e > now_unix as f64))
+    }
+
+    fn directory(&self) -> &dyn crate::RoomDirectory {
+        self
     }
 
     fn release_nonce(

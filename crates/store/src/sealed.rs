@@ -39,6 +39,18 @@ impl SealedStore {
 }
 
 impl Store for SealedStore {
+    fn nonce_used(
+        &self,
+        app_id: &AppId,
+        open_id: &OpenId,
+        nonce: &str,
+        now_unix: u64,
+    ) -> Result<bool, StoreError> {
+        self.inner.nonce_used(app_id, open_id, nonce, now_unix)
+    }
+    fn directory(&self) -> &dyn crate::RoomDirectory {
+        self.inner.directory()
+    }
     fn ready(&self) -> Result<(), StoreError> {
         self.inner.ready()
     }

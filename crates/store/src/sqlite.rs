@@ -83,6 +83,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX quota_reservations_by_app ON quota_reservations (app_id);",
     // Version 5: app secrets become digests (the code step below rewrites the rows).
     "",
+    // Version 6: the room directory (crate::sqlite_directory has the queries).
+    crate::sqlite_directory::MIGRATION,
 ];
 
 /// A migration step in code, run inside the migration's transaction.
@@ -167,7 +169,7 @@ impl SqliteStore {
         })
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while the lock was held cannot leave a half-done write behind: an open
         // rusqlite transaction rolls back when it is dropped during unwinding. So the
         // connection is still consistent and the poison can be ignored.
@@ -480,6 +482,32 @@ impl Store for SqliteStore {
         Ok(recorded > 0)
     }
 
+    fn nonce_used(
+        &self,
+        app_id: &AppId,
+        open_id: &OpenId,
+        nonce: &str,
+        now_unix: u64,
+    ) -> Result<bool, StoreError> {
+        let used = self
+            .conn()
+            .prepare_cached(
+                "SELECT 1 FROM nonces
+                 WHERE app_id = ?1 AND open_id = ?2 AND nonce = ?3 AND expires_at > ?4",
+            )?
+            .exists(params![
+                app_id.as_str(),
+                open_id.as_str(),
+                nonce,
+                time_arg(now_unix)
+            ])?;
+        Ok(used)
+    }
+
+    fn directory(&self) -> &dyn crate::RoomDirectory {
+        self
+    }
+
     fn release_nonce(
         &self,
         app_id: &AppId,
@@ -685,6 +713,18 @@ mod tests {
     }
 
     impl Store for OnDisk {
+        fn nonce_used(
+            &self,
+            app_id: &AppId,
+            open_id: &OpenId,
+            nonce: &str,
+            now_unix: u64,
+        ) -> Result<bool, StoreError> {
+            self.store.nonce_used(app_id, open_id, nonce, now_unix)
+        }
+        fn directory(&self) -> &dyn crate::RoomDirectory {
+            self.store.directory()
+        }
         fn ready(&self) -> Result<(), StoreError> {
             self.store.ready()
         }

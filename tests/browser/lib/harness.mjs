@@ -226,7 +226,8 @@ export async function startServer({ testHooks = true, demo = true, apps = [], ex
     apps: created,
     logs: () => logs.join(''),
     async stop() {
-      if (proc.exitCode === null) {
+      // A process killed by a signal (a test's SIGKILL) has exitCode null and a signalCode.
+      if (proc.exitCode === null && proc.signalCode === null) {
         const exited = new Promise((r) => proc.once('exit', r));
         proc.kill('SIGTERM');
         let timer;
@@ -399,7 +400,8 @@ export async function openClient(browser, server, { appId, openId, sign, tag = o
       const sdk = await import('/sdk/voipchat.js');
       const client = sdk.createVoIPClient({
         ...options,
-        server: url,
+        // A list of nodes, when the test gives one (a cluster).
+        server: options.server || url,
         appId,
         openId,
         // Exact levels: no processing of the fake microphone's tone.

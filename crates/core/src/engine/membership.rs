@@ -194,6 +194,7 @@ impl Engine {
                 muted_open_id_list: muted.clone(),
                 sdp: Some(answer_sdp),
                 ice_servers: Vec::new(),
+                redirect: None,
             },
         );
         if server_muted {

@@ -22,6 +22,11 @@ use super::url::WebhookUrl;
 pub struct Tls(tokio_rustls::TlsConnector);
 
 impl Tls {
+    /// The connector, for other outgoing TLS of the server (calls passed between nodes).
+    pub fn connector(&self) -> &tokio_rustls::TlsConnector {
+        &self.0
+    }
+
     /// The system's root certificates, and those of `ca_file` if given. An unreadable
     /// `ca_file` is an error (the operator named it); unreadable system roots are a warning
     /// (plain `http://` receivers still work).

@@ -318,6 +318,7 @@ pub fn unix_now() -> u64 {
 
 pub mod binary;
 pub mod peers;
+pub mod redis;
 
 /// The `{errCode, errMsg}` of a backend API refusal (nothing else in the body).
 pub fn api_failure(body: &str) -> (i64, String) {

@@ -81,6 +81,11 @@ impl TestPeer {
             unix_now(),
         );
         tweak(&mut opts);
+        Self::from_join(opts, open_id).await
+    }
+
+    /// Joins with `opts` as they are (any server URL; redirects are followed).
+    pub async fn from_join(opts: JoinOptions, open_id: &str) -> Result<TestPeer, ClientError> {
         let (mut client, _list) = Client::join(opts).await?;
         let sender = client.audio_sender();
         let events = Arc::new(Mutex::new(Vec::new()));

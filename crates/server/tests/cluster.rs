@@ -1,0 +1,559 @@
+//! Three `voipchat serve` processes on 127.0.0.1 sharing one private redis-server (started
+//! here on a free port): a room lives on one node, joins that reach another node are
+//! redirected there (-10015 with the owner's URL) and followed, the room cap and the daily
+//! quota hold cluster-wide (the quota also across a restart of every node), a nonce is
+//! accepted once across nodes, and a node killed with SIGKILL loses its rooms to live
+//! nodes within seconds. The backend API of a room answers at every node.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::binary::{cli, offer, serve};
+use common::redis::Redis;
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use voipchat_proto::{AppId, Secret, ServerMsg};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A cluster: Redis, one config file every node reads, each node's data directory.
+struct Cluster {
+    redis: Redis,
+    root: tempfile::TempDir,
+    config: PathBuf,
+    nodes: Vec<Node>,
+}
+
+struct Node {
+    dir: PathBuf,
+    child: tokio::process::Child,
+    http: SocketAddr,
+}
+
+impl Node {
+    fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.http)
+    }
+}
+
+impl Cluster {
+    async fn start(n: usize, extra_config: &str) -> Cluster {
+        let root = common::data_dir();
+        let redis_dir = root.path().join("redis");
+        std::fs::create_dir_all(&redis_dir).unwrap();
+        let port = free_port();
+        let redis = Redis::start(&redis_dir, port);
+        // One secrets key for all: a node must open the session keys another one sealed.
+        let key = root.path().join("shared.key");
+        voipchat_store::Keyring::read_or_create(&key).expect("secrets key");
+        let config = root.path().join("voipchat.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "store = \"redis://127.0.0.1:{port}/0\"\ndemo = false\nsecrets_key_file = \"{}\"\n{extra_config}",
+                key.display()
+            ),
+        )
+        .unwrap();
+        let mut cluster = Cluster {
+            redis,
+            root,
+            config,
+            nodes: Vec::new(),
+        };
+        for i in 0..n {
+            let dir = cluster.root.path().join(format!("node{i}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let node = cluster.spawn(&dir).await;
+            cluster.nodes.push(node);
+        }
+        cluster
+    }
+
+    async fn spawn(&self, dir: &Path) -> Node {
+        let (child, http, _) = serve(dir, &["--config", self.config.to_str().unwrap()]).await;
+        Node {
+            dir: dir.to_path_buf(),
+            child,
+            http,
+        }
+    }
+
+    /// A new app with VoIP on, made with the CLI against the shared Redis.
+    fn app(&self) -> (AppId, Secret) {
+        let cfg = self.config.to_str().unwrap();
+        let created: serde_json::Value = serde_json::from_str(&cli(
+            self.root.path(),
+            &["app", "--config", cfg, "create", "--name", "cluster"],
+        ))
+        .unwrap();
+        let app = AppId::new(created["appId"].as_str().unwrap());
+        let secret = Secret::new(created["appSecret"].as_str().unwrap());
+        cli(
+            self.root.path(),
+            &["app", "--config", cfg, "enable-voip", app.as_str()],
+        );
+        (app, secret)
+    }
+
+    /// Stops every node with SIGTERM and starts it again on new ports.
+    async fn restart_all(&mut self) {
+        for node in &mut self.nodes {
+            let pid = node.child.id().expect("running") as i32;
+            // SAFETY: a signal to a child this test started.
+            unsafe { libc_kill(pid, 15) };
+            tokio::time::timeout(Duration::from_secs(15), node.child.wait())
+                .await
+                .expect("node stops")
+                .unwrap();
+        }
+        let dirs: Vec<PathBuf> = self.nodes.iter().map(|n| n.dir.clone()).collect();
+        self.nodes.clear();
+        for dir in dirs {
+            let node = self.spawn(&dir).await;
+            self.nodes.push(node);
+        }
+    }
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+/// A signed join frame for `user` in `group`.
+fn join_frame(app: &AppId, key: &Secret, user: &str, group: &str) -> String {
+    let nonce = voipchat_client::random_nonce();
+    let ts = common::unix_now();
+    let signature = voipchat_auth::sign(app.as_str(), group, &nonce, ts, key);
+    serde_json::json!({
+        "type": "join", "appId": app, "openId": user, "groupId": group,
+        "nonceStr": nonce, "timeStamp": ts, "signature": signature, "sdp": offer(),
+    })
+    .to_string()
+}
+
+/// What a join came to after following redirects the way the clients do.
+struct Joined {
+    code: i32,
+    /// The URL of the node that answered last.
+    at: String,
+    redirects: usize,
+    /// Kept open: an admitted member whose connection closes leaves its room.
+    _ws: Option<Ws>,
+}
+
+/// Sends `frame` to `url` and follows -10015 redirects (at most 3).
+async fn join_following(mut url: String, frame: &str) -> Joined {
+    for redirects in 0..=3 {
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+            .await
+            .expect("connect");
+        ws.send(Message::Text(frame.into())).await.unwrap();
+        let (code, redirect) = loop {
+            let msg = tokio::time::timeout(Duration::from_secs(20), ws.next())
+                .await
+                .expect("joinResult within 20 s")
+                .expect("open")
+                .expect("frame");
+            if let Message::Text(t) = msg {
+                if let Ok(ServerMsg::JoinResult {
+                    status, redirect, ..
+                }) = ServerMsg::parse(t.as_str())
+                {
+                    break (status.err_code, redirect);
+                }
+            }
+        };
+        match redirect {
+            Some(to) if code == -10015 => url = to,
+            _ => {
+                return Joined {
+                    code,
+                    at: url,
+                    redirects,
+                    _ws: Some(ws),
+                }
+            }
+        }
+    }
+    panic!("more than 3 redirects for one join");
+}
+
+/// The members of `group` as each node's backend API shows them (empty: no such room).
+async fn members_by_node(
+    nodes: &[Node],
+    app: &AppId,
+    secret: &Secret,
+    group: &str,
+) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for node in nodes {
+        let (status, body) = common::http_request(
+            node.http,
+            "GET",
+            &format!("/api/v1/rooms/{group}"),
+            Some((app.to_string(), secret.expose().to_string())),
+            None,
+        )
+        .await;
+        if status == 404 {
+            out.push(Vec::new());
+            continue;
+        }
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        out.push(
+            v["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["openId"].as_str().unwrap().to_string())
+                .collect(),
+        );
+    }
+    out
+}
+
+/// Session keys for `users`, each asked of a node in turn (any node serves the API).
+async fn keys(nodes: &[Node], app: &AppId, secret: &Secret, users: &[String]) -> Vec<Secret> {
+    let mut out = Vec::new();
+    for (i, u) in users.iter().enumerate() {
+        out.push(common::binary::session_key(nodes[i % nodes.len()].http, app, secret, u).await);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_room_on_one_node_for_a_hundred_joins_over_three_nodes_and_nonces_once() {
+    let cluster = Cluster::start(3, "").await;
+    let (app, secret) = cluster.app();
+    let users: Vec<String> = (0..100).map(|i| format!("u{i:03}")).collect();
+    let keys = keys(&cluster.nodes, &app, &secret, &users).await;
+    let frames: Vec<String> = users
+        .iter()
+        .zip(&keys)
+        .map(|(u, k)| join_frame(&app, k, u, "big"))
+        .collect();
+    // All at once, spread over the nodes.
+    let joins = futures_util::future::join_all(
+        frames
+            .iter()
+            .enumerate()
+            .map(|(i, f)| join_following(cluster.nodes[i % 3].ws_url(), f)),
+    )
+    .await;
+    let admitted: Vec<&Joined> = joins.iter().filter(|j| j.code == 0).collect();
+    let full = joins.iter().filter(|j| j.code == -10008).count();
+    let redirected = joins.iter().filter(|j| j.redirects > 0).count();
+    eprintln!(
+        "100 joins over 3 nodes: {} admitted, {full} room full, {redirected} redirected",
+        admitted.len()
+    );
+    assert_eq!(
+        admitted.len(),
+        10,
+        "codes: {:?}",
+        joins.iter().map(|j| j.code).collect::<Vec<_>>()
+    );
+    assert_eq!(full, 90);
+    assert!(
+        redirected >= 60,
+        "about two thirds reached another node first: {redirected}"
+    );
+    let owner_url = &admitted[0].at;
+    assert!(
+        admitted.iter().all(|j| &j.at == owner_url),
+        "all admitted on one node"
+    );
+    // Every node's backend API shows the one room (the others pass the call to its node).
+    let members = members_by_node(&cluster.nodes, &app, &secret, "big").await;
+    assert_eq!(members[0].len(), 10, "{members:?}");
+    assert!(members.iter().all(|m| m == &members[0]), "{members:?}");
+    let owner = cluster
+        .nodes
+        .iter()
+        .position(|n| &n.ws_url() == owner_url)
+        .unwrap();
+    // A kick made at another node reaches the member on the room's node.
+    let other = (owner + 1) % 3;
+    let (status, body) = common::http_request(
+        cluster.nodes[other].http,
+        "POST",
+        "/api/v1/rooms/big/kick",
+        Some((app.to_string(), secret.expose().to_string())),
+        Some(&serde_json::json!({ "openId": members[0][3] }).to_string()),
+    )
+    .await;
+    assert_eq!(
+        status, 200,
+        "kick at a node that does not hold the room: {body}"
+    );
+    let after = members_by_node(&cluster.nodes[owner..=owner], &app, &secret, "big").await;
+    assert_eq!(after[0].len(), 9, "kicked on the room's node: {after:?}");
+    assert!(!after[0].contains(&members[0][3]));
+    assert_eq!(
+        common::binary::rooms_created(cluster.nodes[0].http, &app, &secret).await,
+        1,
+        "one room counted"
+    );
+
+    // A nonce is accepted once: an admitted join's frame again, at every node (another
+    // node would redirect it, but it is refused there already).
+    let i = joins.iter().position(|j| j.code == 0).unwrap();
+    for node in &cluster.nodes {
+        let again = join_following(node.ws_url(), &frames[i]).await;
+        assert_eq!(again.code, -10003, "replay at {}", node.http);
+        assert_eq!(again.redirects, 0, "refused where it arrived");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daily_quota_holds_across_nodes_and_their_restart() {
+    let mut cluster = Cluster::start(3, "daily_room_quota = 5\n").await;
+    let (app, secret) = cluster.app();
+    let users: Vec<String> = (0..20).map(|i| format!("q{i:02}")).collect();
+    let keys = keys(&cluster.nodes, &app, &secret, &users).await;
+    let frames: Vec<String> = users
+        .iter()
+        .zip(&keys)
+        .map(|(u, k)| join_frame(&app, k, u, &format!("room-{u}")))
+        .collect();
+    let joins = futures_util::future::join_all(
+        frames
+            .iter()
+            .enumerate()
+            .map(|(i, f)| join_following(cluster.nodes[i % 3].ws_url(), f)),
+    )
+    .await;
+    let codes: Vec<i32> = joins.iter().map(|j| j.code).collect();
+    let created = codes.iter().filter(|&&c| c == 0).count();
+    let refused = codes.iter().filter(|&&c| c == -13000).count();
+    eprintln!("20 new rooms over 3 nodes, quota 5: {created} created, {refused} refused");
+    assert_eq!((created, refused), (5, 15), "{codes:?}");
+    let nodes_used: std::collections::BTreeSet<&String> = joins
+        .iter()
+        .filter(|j| j.code == 0)
+        .map(|j| &j.at)
+        .collect();
+    eprintln!("rooms created on {} nodes", nodes_used.len());
+    drop(joins);
+    assert_eq!(
+        common::binary::rooms_created(cluster.nodes[1].http, &app, &secret).await,
+        5
+    );
+
+    cluster.restart_all().await;
+    assert_eq!(
+        common::binary::rooms_created(cluster.nodes[2].http, &app, &secret).await,
+        5,
+        "the count survives a restart of every node"
+    );
+    let key = common::binary::session_key(cluster.nodes[0].http, &app, &secret, "late").await;
+    let late = join_following(
+        cluster.nodes[0].ws_url(),
+        &join_frame(&app, &key, "late", "room-late"),
+    )
+    .await;
+    assert_eq!(late.code, -13000, "still used up after the restart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_clients_follow_the_redirect_and_rejoin_a_live_node_after_sigkill() {
+    use common::peers::TestPeer;
+    let mut cluster = Cluster::start(2, "").await;
+    let (app, secret) = cluster.app();
+    let key_a = common::binary::session_key(cluster.nodes[0].http, &app, &secret, "alice").await;
+    let key_b = common::binary::session_key(cluster.nodes[1].http, &app, &secret, "bob").await;
+    let join = |url: String, user: &'static str, key: Secret| {
+        let app = app.clone();
+        async move {
+            let opts = voipchat_client::JoinOptions::signed(
+                url,
+                app,
+                user,
+                "talk",
+                &key,
+                common::unix_now(),
+            );
+            TestPeer::from_join(opts, user).await
+        }
+    };
+    // alice creates the room on node 0; bob, at node 1, is sent there by the client itself.
+    let alice = join(cluster.nodes[0].ws_url(), "alice", key_a.clone())
+        .await
+        .expect("alice joins");
+    let bob = join(cluster.nodes[1].ws_url(), "bob", key_b.clone())
+        .await
+        .expect("bob joins via a redirect");
+    let members = members_by_node(&cluster.nodes, &app, &secret, "talk").await;
+    assert_eq!(members[0], vec!["alice", "bob"], "{members:?}");
+    assert_eq!(members[1], members[0], "node 1 passes the call to node 0");
+    alice.wait_connected().await;
+    bob.wait_connected().await;
+    for seq in 0..10 {
+        alice.send(1, seq);
+        bob.send(2, seq);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        bob.wait_until(Duration::from_secs(5), || !bob
+            .audio_from("alice")
+            .is_empty())
+            .await
+    );
+
+    // SIGKILL the owner. Each client sees its connection end, and rejoins at the nodes it
+    // knows, in order, with a fresh signature, until one takes it.
+    let killed = Instant::now();
+    cluster.nodes[0].child.start_kill().unwrap();
+    cluster.nodes[0].child.wait().await.unwrap();
+    drop(alice);
+    drop(bob);
+    let urls = vec![cluster.nodes[0].ws_url(), cluster.nodes[1].ws_url()];
+    let rejoin = |user: &'static str, key: Secret| {
+        let urls = urls.clone();
+        let join = &join;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                for url in &urls {
+                    if let Ok(peer) = join(url.clone(), user, key.clone()).await {
+                        return peer;
+                    }
+                }
+                assert!(Instant::now() < deadline, "{user} rejoins within 10 s");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    };
+    let (alice, bob) = tokio::join!(rejoin("alice", key_a), rejoin("bob", key_b));
+    alice.wait_connected().await;
+    bob.wait_connected().await;
+    let mut seq = 100;
+    let heard = loop {
+        alice.send(1, seq);
+        bob.send(2, seq);
+        seq += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if !bob.audio_from("alice").is_empty() && !alice.audio_from("bob").is_empty() {
+            break killed.elapsed();
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "they hear each other again within 10 s of the kill"
+        );
+    };
+    eprintln!(
+        "SIGKILL of the owner → both in a room on the live node and heard again after {heard:?}"
+    );
+    let live = members_by_node(&cluster.nodes[1..], &app, &secret, "talk").await;
+    let mut sorted = live[0].clone();
+    sorted.sort();
+    assert_eq!(sorted, vec!["alice", "bob"], "on the live node, no ghost");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_keeps_live_rooms_and_their_node_and_refuses_joins_clearly_meanwhile() {
+    use common::peers::TestPeer;
+    let mut cluster = Cluster::start(2, "").await;
+    let (app, secret) = cluster.app();
+    let mut keys = Vec::new();
+    for u in ["alice", "bob", "carol", "dave"] {
+        keys.push(common::binary::session_key(cluster.nodes[0].http, &app, &secret, u).await);
+    }
+    let opts = |url: String, user: &str, key: &Secret, group: &str| {
+        voipchat_client::JoinOptions::signed(url, app.clone(), user, group, key, common::unix_now())
+    };
+    let alice = TestPeer::from_join(
+        opts(cluster.nodes[0].ws_url(), "alice", &keys[0], "talk"),
+        "alice",
+    )
+    .await
+    .expect("alice");
+    let bob = TestPeer::from_join(
+        opts(cluster.nodes[1].ws_url(), "bob", &keys[1], "talk"),
+        "bob",
+    )
+    .await
+    .expect("bob, redirected to node 0");
+    alice.wait_connected().await;
+    bob.wait_connected().await;
+
+    cluster.redis.stop();
+    let started = Instant::now();
+    let down = join_following(
+        cluster.nodes[1].ws_url(),
+        &join_frame(&app, &keys[2], "carol", "other"),
+    )
+    .await;
+    let took = started.elapsed();
+    eprintln!(
+        "join at a node while Redis is down: {} after {took:?}",
+        down.code
+    );
+    assert_eq!(down.code, -1000);
+    assert!(took < Duration::from_secs(5), "no hang: {took:?}");
+    // The live room keeps its media both ways, Redis or not.
+    for seq in 0..25 {
+        alice.send(1, seq);
+        bob.send(2, seq);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        bob.wait_until(Duration::from_secs(5), || bob.audio_from("alice").len()
+            >= 20)
+            .await
+    );
+    assert!(
+        alice
+            .wait_until(Duration::from_secs(5), || alice.audio_from("bob").len()
+                >= 20)
+            .await
+    );
+
+    cluster.redis.restart();
+    let back = Instant::now();
+    let carol = loop {
+        let j = join_following(
+            cluster.nodes[1].ws_url(),
+            &join_frame(&app, &keys[2], "carol", "talk"),
+        )
+        .await;
+        if j.code == 0 {
+            break j;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(10),
+            "joins work again: {}",
+            j.code
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    eprintln!(
+        "joins work again {:?} after Redis restarted",
+        back.elapsed()
+    );
+    assert_eq!(
+        carol.at,
+        cluster.nodes[0].ws_url(),
+        "the room is still node 0's"
+    );
+    let members = members_by_node(&cluster.nodes, &app, &secret, "talk").await;
+    assert_eq!(members[0], vec!["alice", "bob", "carol"], "{members:?}");
+    assert_eq!(members[1], members[0]);
+    drop(keys);
+}
