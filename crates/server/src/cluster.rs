@@ -86,12 +86,14 @@ impl Cluster {
             CLAIM_TTL.as_millis() as u64,
         )?;
         if owner == RoomOwner::This {
-            let mut claims = self.claims();
-            let c = claims.entry(room.clone()).or_insert(Claim {
-                open: false,
-                claimed_at: Instant::now(),
-            });
-            c.claimed_at = Instant::now();
+            let now = Instant::now();
+            self.claims()
+                .entry(room.clone())
+                .and_modify(|c| c.claimed_at = now)
+                .or_insert(Claim {
+                    open: false,
+                    claimed_at: now,
+                });
         }
         Ok(owner)
     }

@@ -1569,8 +1569,14 @@ fn node(id: &str) -> NodeInfo {
     }
 }
 
-/// A heartbeat that only registers `n` at `now` for 3 s (claims 5 s).
-fn beat(store: &dyn Store, n: &NodeInfo, now: u64) -> Vec<RoomKey> {
+/// A heartbeat of `n` at `now` (registration 3 s, claims 5 s) keeping and releasing rooms.
+fn beat_with(
+    store: &dyn Store,
+    n: &NodeInfo,
+    now: u64,
+    keep: &[RoomKey],
+    release: &[RoomKey],
+) -> Vec<RoomKey> {
     store
         .directory()
         .heartbeat(&Heartbeat {
@@ -1578,10 +1584,15 @@ fn beat(store: &dyn Store, n: &NodeInfo, now: u64) -> Vec<RoomKey> {
             now_ms: now,
             node_ttl_ms: 3_000,
             claim_ttl_ms: 5_000,
-            keep: &[],
-            release: &[],
+            keep,
+            release,
         })
         .expect("heartbeat")
+}
+
+/// A heartbeat that only registers `n` at `now`.
+fn beat(store: &dyn Store, n: &NodeInfo, now: u64) -> Vec<RoomKey> {
+    beat_with(store, n, now, &[], &[])
 }
 
 /// The first claim wins; others are told the owner (with its URL) while it is live; the
@@ -1684,16 +1695,7 @@ pub fn room_claims_heartbeat(store: &dyn Store) {
         assert_eq!(d.claim_room(r, "a", 1_000, 5_000).unwrap(), RoomOwner::This);
     }
     let keep = [r1.clone(), r3.clone()];
-    let lost = d
-        .heartbeat(&Heartbeat {
-            node: &a,
-            now_ms: 5_000,
-            node_ttl_ms: 3_000,
-            claim_ttl_ms: 5_000,
-            keep: &keep,
-            release: std::slice::from_ref(&r2),
-        })
-        .unwrap();
+    let lost = beat_with(store, &a, 5_000, &keep, std::slice::from_ref(&r2));
     assert!(lost.is_empty(), "{lost:?}");
     beat(store, &b, 5_000);
     // Renewed to 10_000: still a's at 7_900 (past the old expiry, 6_000, and within a's
@@ -1707,16 +1709,7 @@ pub fn room_claims_heartbeat(store: &dyn Store) {
         RoomOwner::This
     );
     // Releasing another node's claim changes nothing.
-    let lost = d
-        .heartbeat(&Heartbeat {
-            node: &a,
-            now_ms: 5_200,
-            node_ttl_ms: 3_000,
-            claim_ttl_ms: 5_000,
-            keep: &keep,
-            release: std::slice::from_ref(&r2),
-        })
-        .unwrap();
+    let lost = beat_with(store, &a, 5_200, &keep, std::slice::from_ref(&r2));
     assert!(lost.is_empty());
     assert_eq!(d.room_owner(&r2, 5_300).unwrap(), Some(b.clone()));
     // a's claim on r3 lapses and b takes it; a's next beat reports r3 lost, keeps r1.
@@ -1725,16 +1718,7 @@ pub fn room_claims_heartbeat(store: &dyn Store) {
         d.claim_room(&r3, "b", 10_300, 5_000).unwrap(),
         RoomOwner::This
     );
-    let lost = d
-        .heartbeat(&Heartbeat {
-            node: &a,
-            now_ms: 10_400,
-            node_ttl_ms: 3_000,
-            claim_ttl_ms: 5_000,
-            keep: &keep,
-            release: &[],
-        })
-        .unwrap();
+    let lost = beat_with(store, &a, 10_400, &keep, &[]);
     assert_eq!(lost, vec![r3.clone()]);
     assert_eq!(
         d.room_owner(&r1, 10_500).unwrap(),

@@ -111,16 +111,15 @@ async fn pass_on(
         return Err(format!("not a node URL: {ws_url}"));
     };
     let authority = rest.split('/').next().unwrap_or(rest).to_string();
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => match p.parse::<u16>() {
-            Ok(p) => (
-                h.trim_start_matches('[').trim_end_matches(']').to_string(),
-                p,
-            ),
-            Err(_) => (authority.clone(), if tls { 443 } else { 80 }),
-        },
-        _ => (authority.clone(), if tls { 443 } else { 80 }),
-    };
+    let parsed: hyper::http::uri::Authority = authority
+        .parse()
+        .map_err(|e| format!("node URL {ws_url}: {e}"))?;
+    let host = parsed
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = parsed.port_u16().unwrap_or(if tls { 443 } else { 80 });
     let (parts, body) = req.into_parts();
     let body = body
         .collect()
