@@ -363,7 +363,7 @@ pub async fn run(
         let app = Router::new()
             .route("/metrics", get(http::metrics))
             .fallback(http::not_found)
-            .with_state(state);
+            .with_state(state.clone());
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
             axum::serve(listener, app)
@@ -373,6 +373,9 @@ pub async fn run(
                 .await
         });
     }
+    // The routers hold the state from here: the last sender of `connections` must go with
+    // the last connection, or the wait for them below always runs out its time.
+    drop(state);
     let http_addr = listeners.http.local_addr()?;
     let tls_config = match listeners.tls {
         Some(cert) => {
