@@ -55,6 +55,14 @@ impl ApiError {
     fn system() -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::SystemError)
     }
+
+    /// -1000 that says what failed.
+    fn system_detail(detail: impl Into<String>) -> Self {
+        Self(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Failure::with_detail(ErrorCode::SystemError, detail.into()),
+        )
+    }
 }
 
 type ApiResult<T> = Result<Json<T>, ApiError>;

@@ -350,6 +350,47 @@ async fn the_daily_quota_holds_across_nodes_and_their_restart() {
         .map(|j| &j.at)
         .collect();
     eprintln!("rooms created on {} nodes", nodes_used.len());
+    // Every node lists the cluster's rooms, in order, page by page (2 rooms a page).
+    let created_groups: Vec<String> = users
+        .iter()
+        .zip(&joins)
+        .filter(|(_, j)| j.code == 0)
+        .map(|(u, _)| format!("room-{u}"))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        let mut listed = Vec::new();
+        let mut after: Option<String> = None;
+        for _page in 0..5 {
+            let path = match &after {
+                None => "/api/v1/rooms?limit=2".to_string(),
+                Some(a) => format!("/api/v1/rooms?limit=2&after={a}"),
+            };
+            let (status, body) = common::http_request(
+                node.http,
+                "GET",
+                &path,
+                Some((app.to_string(), secret.expose().to_string())),
+                None,
+            )
+            .await;
+            assert_eq!(status, 200, "{body}");
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            listed.extend(
+                v["rooms"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r["groupId"].as_str().unwrap().to_string()),
+            );
+            match v["nextAfter"].as_str() {
+                Some(a) => after = Some(a.to_string()),
+                None => break,
+            }
+        }
+        assert_eq!(listed, created_groups, "node {i} lists every node's rooms");
+    }
     drop(joins);
     assert_eq!(
         common::binary::rooms_created(cluster.nodes[1].http, &app, &secret).await,
@@ -421,6 +462,18 @@ async fn rust_clients_follow_the_redirect_and_rejoin_a_live_node_after_sigkill()
     let killed = Instant::now();
     cluster.nodes[0].child.start_kill().unwrap();
     cluster.nodes[0].child.wait().await.unwrap();
+    // Until its registration lapses the dead node is still listed: the room list, which
+    // asks every node, says which one failed rather than leave its rooms out.
+    let (status, body) = common::http_request(
+        cluster.nodes[1].http,
+        "GET",
+        "/api/v1/rooms",
+        Some((app.to_string(), secret.expose().to_string())),
+        None,
+    )
+    .await;
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("did not list its rooms"), "{body}");
     drop(alice);
     drop(bob);
     let urls = vec![cluster.nodes[0].ws_url(), cluster.nodes[1].ws_url()];

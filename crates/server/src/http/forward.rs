@@ -3,6 +3,9 @@
 //! it is (docs/cluster.md). The call is authenticated here first, so only an app's own
 //! calls travel; the owner authenticates it again. A passed-on call carries
 //! [`FORWARDED`], and a node answers such a call itself, so a call is passed on once.
+//!
+//! The room list (`GET /api/v1/rooms`) is the one call about every room: the node asked
+//! gathers the same page from every other live node and merges them ([`merge_pages`]).
 
 use std::time::Duration;
 
@@ -15,6 +18,7 @@ use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tracing::{debug, warn};
+use voipchat_proto::backend::{RoomInfo, RoomList};
 use voipchat_proto::{GroupId, RoomKey};
 
 use super::ApiError;
@@ -26,7 +30,7 @@ pub const FORWARDED: &str = "x-voipchat-forwarded";
 /// The routes about one room start with this.
 const ROOM_PREFIX: &str = "/api/v1/rooms/";
 /// A passed-on call, connecting included, ends by this.
-const TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The groupId of a room route's path, percent-decoded; None for other paths.
 fn room_of_path(path: &str) -> Option<String> {
@@ -103,6 +107,41 @@ async fn pass_on(
     ws_url: &str,
     req: Request,
 ) -> Result<Response, String> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(|e| format!("request body: {e}"))?
+        .to_bytes();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    let (status, headers, body) =
+        call_node(cluster, ws_url, parts.method, &path, &parts.headers, body).await?;
+    let mut out = Response::builder().status(status);
+    for (name, value) in &headers {
+        if name == hyper::header::CONNECTION || name == hyper::header::TRANSFER_ENCODING {
+            continue;
+        }
+        out = out.header(name, value);
+    }
+    out.body(Body::from(body))
+        .map_err(|e| format!("response: {e}"))
+}
+
+/// One call to the backend API of the node whose signaling URL is `ws_url`, marked as
+/// passed on ([`FORWARDED`]), with the caller's headers (its credentials among them).
+/// Bounded by the caller: wrap it in a timeout.
+pub(super) async fn call_node(
+    cluster: &crate::cluster::Cluster,
+    ws_url: &str,
+    method: hyper::Method,
+    path_and_query: &str,
+    headers: &hyper::HeaderMap,
+    body: Bytes,
+) -> Result<(hyper::StatusCode, hyper::HeaderMap, Bytes), String> {
     let (tls, rest) = if let Some(r) = ws_url.strip_prefix("wss://") {
         (true, r)
     } else if let Some(r) = ws_url.strip_prefix("ws://") {
@@ -120,24 +159,16 @@ async fn pass_on(
         .trim_end_matches(']')
         .to_string();
     let port = parsed.port_u16().unwrap_or(if tls { 443 } else { 80 });
-    let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map_err(|e| format!("request body: {e}"))?
-        .to_bytes();
-    let path = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "/".into());
     let mut builder = hyper::Request::builder()
-        .method(parts.method.clone())
-        .uri(path)
+        .method(method)
+        .uri(path_and_query)
         .header(hyper::header::HOST, authority.as_str())
         .header(FORWARDED, cluster.node().id.as_str());
-    for (name, value) in &parts.headers {
-        if name == hyper::header::HOST || name == hyper::header::CONNECTION {
+    for (name, value) in headers {
+        if name == hyper::header::HOST
+            || name == hyper::header::CONNECTION
+            || name == hyper::header::CONTENT_LENGTH
+        {
             continue;
         }
         builder = builder.header(name, value);
@@ -164,7 +195,10 @@ async fn pass_on(
     }
 }
 
-async fn send<T>(io: T, request: hyper::Request<Full<Bytes>>) -> Result<Response, String>
+async fn send<T>(
+    io: T,
+    request: hyper::Request<Full<Bytes>>,
+) -> Result<(hyper::StatusCode, hyper::HeaderMap, Bytes), String>
 where
     T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -185,20 +219,150 @@ where
         b = body.collect() => b.map_err(|e| format!("HTTP body: {e}"))?.to_bytes(),
         _ = &mut connection => return Err("HTTP: the connection closed in the body".into()),
     };
-    let mut out = Response::builder().status(parts.status);
-    for (name, value) in &parts.headers {
-        if name == hyper::header::CONNECTION || name == hyper::header::TRANSFER_ENCODING {
-            continue;
+    Ok((parts.status, parts.headers, body))
+}
+
+/// The same page of the room list from every other live node (`uri` is the call as it
+/// came here). A node that does not answer, or answers anything but a list, fails the
+/// call: a list that silently leaves out a node's rooms would be wrong without saying so.
+pub(super) async fn pages_of_other_nodes(
+    state: &AppState,
+    cluster: &crate::cluster::Cluster,
+    headers: &hyper::HeaderMap,
+    uri: &hyper::Uri,
+) -> Result<Vec<RoomList>, ApiError> {
+    let store = state.store.clone();
+    let nodes = tokio::task::spawn_blocking(move || store.directory().nodes(clock::unix_now_ms()))
+        .await
+        .map_err(|_| ApiError::system())?
+        .map_err(|e| {
+            ApiError(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                super::store_failure(&e),
+            )
+        })?;
+    let path = uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| uri.path().to_string());
+    let me = &cluster.node().id;
+    let calls = nodes.iter().filter(|n| &n.id != me).map(|node| {
+        let path = path.clone();
+        async move {
+            let call = call_node(
+                cluster,
+                &node.url,
+                hyper::Method::GET,
+                &path,
+                headers,
+                Bytes::new(),
+            );
+            let answer = match tokio::time::timeout(TIMEOUT, call).await {
+                Ok(Ok((status, _, body))) if status.is_success() => {
+                    serde_json::from_slice::<RoomList>(&body)
+                        .map_err(|e| format!("an unreadable room list: {e}"))
+                }
+                Ok(Ok((status, _, body))) => Err(format!(
+                    "{status}: {}",
+                    String::from_utf8_lossy(&body[..body.len().min(200)])
+                )),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err("no answer in time".to_string()),
+            };
+            answer.map_err(|e| {
+                warn!(node = %node.id, "room list: {e}");
+                ApiError::system_detail(format!("node {} did not list its rooms: {e}", node.id))
+            })
         }
-        out = out.header(name, value);
+    });
+    futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// One page out of the nodes' pages of the same query: each is sorted by groupId and holds
+/// the first `limit` rooms after the cursor, so the first `limit` of their union are the
+/// page's. A groupId on two nodes (only after a node was cut off from the directory, see
+/// docs/cluster.md) is listed once, the copy with more members.
+pub(super) fn merge_pages(pages: impl IntoIterator<Item = RoomList>, limit: usize) -> RoomList {
+    let mut more = false;
+    let mut rooms: Vec<RoomInfo> = Vec::new();
+    for page in pages {
+        more |= page.next_after.is_some();
+        rooms.extend(page.rooms);
     }
-    out.body(Body::from(body))
-        .map_err(|e| format!("response: {e}"))
+    rooms.sort_by(|a, b| {
+        a.group_id
+            .cmp(&b.group_id)
+            .then(b.open_id_list.len().cmp(&a.open_id_list.len()))
+    });
+    rooms.dedup_by(|later, first| later.group_id == first.group_id);
+    if rooms.len() > limit {
+        rooms.truncate(limit);
+        more = true;
+    }
+    let next_after = more
+        .then(|| rooms.last().map(|r| r.group_id.clone()))
+        .flatten();
+    RoomList { rooms, next_after }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::room_of_path;
+    use super::{merge_pages, room_of_path};
+    use voipchat_proto::backend::{RoomInfo, RoomList};
+    use voipchat_proto::{GroupId, OpenId, RoomType};
+
+    fn room(group: &str, members: usize) -> RoomInfo {
+        let open_id_list: Vec<OpenId> =
+            (0..members).map(|i| OpenId::new(format!("u{i}"))).collect();
+        RoomInfo {
+            group_id: GroupId::new(group),
+            room_type: RoomType::Voice,
+            created_at: 0,
+            age_secs: 0,
+            open_id_list,
+            members: Vec::new(),
+        }
+    }
+
+    fn page(groups: &[&str], more: bool) -> RoomList {
+        RoomList {
+            rooms: groups.iter().map(|g| room(g, 1)).collect(),
+            next_after: more.then(|| GroupId::new(*groups.last().unwrap())),
+        }
+    }
+
+    fn groups(list: &RoomList) -> Vec<&str> {
+        list.rooms.iter().map(|r| r.group_id.as_str()).collect()
+    }
+
+    #[test]
+    fn pages_of_several_nodes_merge_into_one_in_order() {
+        let merged = merge_pages([page(&["a", "d"], false), page(&["b", "c", "e"], false)], 3);
+        assert_eq!(groups(&merged), ["a", "b", "c"]);
+        assert_eq!(
+            merged.next_after,
+            Some(GroupId::new("c")),
+            "two rooms are left over"
+        );
+        let all = merge_pages([page(&["a", "d"], false), page(&["b"], false)], 3);
+        assert_eq!(groups(&all), ["a", "b", "d"]);
+        assert_eq!(all.next_after, None, "every node's last page");
+        let full = merge_pages([page(&["a"], false), page(&["b", "c"], true)], 3);
+        assert_eq!(groups(&full), ["a", "b", "c"]);
+        assert_eq!(full.next_after, Some(GroupId::new("c")), "a node has more");
+    }
+
+    #[test]
+    fn a_room_on_two_nodes_is_listed_once_with_its_larger_copy() {
+        let mut big = page(&["a", "b"], false);
+        big.rooms[1] = room("b", 3);
+        let merged = merge_pages([page(&["b", "c"], false), big], 10);
+        assert_eq!(groups(&merged), ["a", "b", "c"]);
+        assert_eq!(merged.rooms[1].open_id_list.len(), 3);
+    }
 
     #[test]
     fn room_routes_name_their_group() {

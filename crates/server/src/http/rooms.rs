@@ -77,7 +77,8 @@ fn room_info(room: RoomSnapshot, now: Instant, now_unix: u64) -> RoomInfo {
 /// The app's open rooms, ordered by groupId, one page at a time.
 ///
 /// At most `limit` rooms (1 to 100, default 100) per answer; when more follow, `nextAfter`
-/// names the last one, to pass as `after` for the next page.
+/// names the last one, to pass as `after` for the next page. With several nodes, any node
+/// lists every node's rooms (docs/cluster.md).
 #[utoipa::path(
     get,
     path = "/api/v1/rooms",
@@ -91,6 +92,8 @@ fn room_info(room: RoomSnapshot, now: Instant, now_unix: u64) -> RoomInfo {
 pub async fn list_rooms(
     State(state): State<AppState>,
     AuthedApp(app): AuthedApp,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
     query: Result<Query<RoomListQuery>, QueryRejection>,
 ) -> ApiResult<RoomList> {
     let Query(query) = query.map_err(|e| ApiError::invalid(format!("query: {}", e.body_text())))?;
@@ -117,7 +120,19 @@ pub async fn list_rooms(
     let next_after = more
         .then(|| rooms.last().map(|r| r.group_id.clone()))
         .flatten();
-    Ok(Json(RoomList { rooms, next_after }))
+    let here = RoomList { rooms, next_after };
+    match &state.cluster {
+        // Asked by a client (not by another node gathering the list): every node's rooms.
+        Some(cluster) if !headers.contains_key(super::forward::FORWARDED) => {
+            let others =
+                super::forward::pages_of_other_nodes(&state, cluster, &headers, &uri).await?;
+            Ok(Json(super::forward::merge_pages(
+                std::iter::once(here).chain(others),
+                limit as usize,
+            )))
+        }
+        _ => Ok(Json(here)),
+    }
 }
 
 /// One open room of the app: its type, age and members.
