@@ -195,8 +195,11 @@ const MEDIA_TIMEOUT = -11003;
  * answering pings (-11007): like a lost medium, worth a rejoin once media had flowed. */
 const NETWORK_LOST = new Set([MEDIA_TIMEOUT, -11006, -11007]);
 
+/** The server is stopping: with other nodes listed in `server`, the SDK rejoins there. */
+const SERVER_SHUTDOWN = -11004;
+
 /** Rejoin errCodes worth another attempt: the server was unreachable, failing or restarting. */
-const RETRYABLE = new Set([E.SYSTEM, -11004]);
+const RETRYABLE = new Set([E.SYSTEM, SERVER_SHUTDOWN]);
 
 const DEFAULTS = {
   joinTimeoutMs: 15000,
@@ -517,6 +520,9 @@ class Session {
           // Media stopped arriving although it flowed before: the network dropped under a
           // signaling connection that survived. Rejoin like after a dropped socket.
           client.rejoin(`media lost (${msg.errCode})`);
+        } else if (msg.errCode === SERVER_SHUTDOWN && client.urls.length > 1 && client.canRejoin()) {
+          // One node of several is stopping (a rolling restart): the room goes on elsewhere.
+          client.rejoin(`node stopping (${msg.errCode})`);
         } else {
           client.interrupted({ errCode: msg.errCode, errMsg: msg.errMsg }, 'interrupted');
         }

@@ -1,8 +1,9 @@
-// Two nodes on one redis-server (started here, inside the test's loopback-only namespace):
-// a Chromium page given both nodes and the Rust CLI peer meet in one room although the
-// peer asked the other node (the CLI follows the redirect); the room's node is killed with
-// SIGKILL; the page rejoins by itself on the live node, and hears the peer (which the test
-// starts again until it is in) again within 10 s.
+// Three nodes on one redis-server (started here, inside the test's loopback-only namespace):
+// a Chromium page given every node and the Rust CLI peer (`--rejoin`, every node) meet in
+// one room although the peer asked another node (the CLI follows the redirect). The room's
+// node is stopped with SIGTERM: both rejoin by themselves, in one room on another node. That
+// node is killed with SIGKILL: both rejoin by themselves on the last node and hear each
+// other again within 10 s.
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -40,12 +41,13 @@ async function startRedis(dir) {
   return { port, proc };
 }
 
-/** The Rust CLI peer in `group` at `ws`, sending speech until stopped. */
-function rustPeer(ws, app, sessionKey, fixtures, out) {
+/** The Rust CLI peer in group `g`, given the nodes `servers` (the first is asked first) and
+ * `--rejoin`, sending speech until stopped. */
+function rustPeer(servers, app, sessionKey, fixtures, out) {
   const peer = spawn(
     h.CLIENT_BIN,
-    ['join', '--server', ws, '--app-id', app.appId, '--open-id', 'rusty', '--group-id', 'g',
-      '--session-key', sessionKey, '--send', fixtures.speechOpus, '--loop', '--duration', '30'],
+    ['join', ...servers.flatMap((s) => ['--server', s]), '--rejoin', '--app-id', app.appId, '--open-id', 'rusty',
+      '--group-id', 'g', '--session-key', sessionKey, '--send', fixtures.speechOpus, '--loop', '--duration', '40'],
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } },
   );
   peer.stdout.on('data', (d) => out.push(String(d)));
@@ -54,7 +56,19 @@ function rustPeer(ws, app, sessionKey, fixtures, out) {
   return peer;
 }
 
-describe('two nodes on one Redis', () => {
+/** The node of `nodes` that holds room `g` with both members (null: none does yet). Asked
+ * as another node would ask, so that a node answers for itself and does not pass the call on. */
+async function roomNode(nodes, app) {
+  const authorization = 'Basic ' + Buffer.from(`${app.appId}:${app.appSecret}`).toString('base64');
+  for (const n of nodes) {
+    const r = await fetch(`${n.base}/api/v1/rooms/g`, { headers: { authorization, 'x-voipchat-forwarded': 'test' } })
+      .catch(() => null);
+    if (r && r.ok && (await r.json()).openIdList.length === 2) return n;
+  }
+  return null;
+}
+
+describe('three nodes on one Redis', () => {
   let root, redis, nodes = [], app, fixtures, browser, peers = [];
 
   before(async () => {
@@ -72,7 +86,7 @@ describe('two nodes on one Redis', () => {
         .trim().split('\n').pop(),
     );
     execFileSync(h.BIN, ['--data-dir', root, 'app', '--config', cfgFile, 'enable-voip', app.appId], { stdio: 'pipe' });
-    for (let i = 0; i < 2; i++) nodes.push(await h.startServer({ config }));
+    for (let i = 0; i < 3; i++) nodes.push(await h.startServer({ config }));
     browser = await h.launchVoice(fixtures.tone440);
   });
 
@@ -84,60 +98,65 @@ describe('two nodes on one Redis', () => {
     if (root) rmSync(root, { recursive: true, force: true });
   });
 
-  it('meet on one node, and after a SIGKILL of that node meet again on the live one within 10 s', async () => {
-    const [a, b] = nodes;
-    // Signing through the node that stays up.
+  it('meet on one node, move together when it stops (SIGTERM), and after a SIGKILL of the next meet again within 10 s', async () => {
+    const [a, b, c] = nodes;
+    // Signing through a node that stays up until the end (whichever of b and c that is,
+    // any node signs: the session keys are in Redis).
     const web = await h.openClient(browser, a, {
       appId: app.appId,
       openId: 'web',
-      sign: b.backend(app),
-      options: { server: [a.ws, b.ws] },
+      sign: c.backend(app),
+      options: { server: [a.ws, b.ws, c.ws] },
     });
     assert.equal((await h.join(web, 'g')).errCode, 0);
     const { sessionKey } = await b.api(app, '/api/v1/session-key', { openId: 'rusty' });
     const out = [];
-    // At node b: redirected to a, where the room is.
-    peers.push(rustPeer(b.ws, app, sessionKey, fixtures, out));
+    // Asking b first: redirected to a, where the room is.
+    const peer = rustPeer([b.ws, a.ws, c.ws], app, sessionKey, fixtures, out);
+    peers.push(peer);
     await h.waitFor(async () => (await h.pageLog(web)).members.at(-1)?.openIdList.includes('rusty'), {
       what: `rusty joins:\n${out.join('')}`,
     });
     assert.deepEqual((await a.api(app, '/api/v1/rooms/g')).openIdList, ['web', 'rusty']);
     await h.waitFor(async () => (await h.measure(web, 500)).rusty?.packets > 0, { what: 'audio from rusty' });
 
+    // A clean stop of the room's node: both are told -11004 and rejoin elsewhere at once.
+    const reconnectedBefore = (await h.pageLog(web)).state.filter((s) => s.data?.state === 'reconnected').length;
+    const stopped = Date.now();
+    a.proc.kill('SIGTERM');
+    const rejoinedCount = () => out.join('').split('"event":"rejoined"').length - 1;
+    await h.waitFor(async () => rejoinedCount() >= 1, { what: `rusty rejoins after the SIGTERM:\n${out.join('')}`, timeout: 10000 });
+    await h.waitFor(
+      async () => (await h.pageLog(web)).state.filter((s) => s.data?.state === 'reconnected').length > reconnectedBefore,
+      { what: 'the page rejoins after the SIGTERM', timeout: 10000 },
+    );
+    let home = null;
+    await h.waitFor(async () => (home = await roomNode([b, c], app)) !== null, { what: 'both in one room on b or c', timeout: 10000 });
+    await h.waitFor(async () => (await h.measure(web, 300)).rusty?.packets > 0, { what: `audio from rusty after the SIGTERM:\n${out.join('')}` });
+    const movedAfter = Date.now() - stopped;
+    assert.equal(peer.exitCode, null, 'the CLI peer rejoined by itself');
+
+    // SIGKILL of the node the room moved to.
+    const live = home === b ? c : b;
+    const reconnectedNow = (await h.pageLog(web)).state.filter((s) => s.data?.state === 'reconnected').length;
     const killed = Date.now();
-    a.proc.kill('SIGKILL');
-    // The CLI peer ends with its connection; it is started again at the live node.
-    await peers[0].exited;
-    // Until the live node takes the room over (a's registration lapses within 3 s), b sends
-    // the join to the dead a and the CLI fails: it is started again, as an app would.
-    const rejoinPeer = async () => {
-      while (Date.now() - killed < 10000) {
-        const mark = out.length;
-        const peer = rustPeer(b.ws, app, sessionKey, fixtures, out);
-        peers.push(peer);
-        const outcome = await Promise.race([
-          peer.exited.then(() => 'exited'),
-          h.waitFor(async () => out.slice(mark).some((l) => l.includes('"event":"joined"')), { timeout: 10000, what: 'joined' })
-            .then(() => 'joined', () => 'exited'),
-        ]);
-        if (outcome === 'joined') return;
-        await h.sleep(300);
-      }
-    };
-    await rejoinPeer();
-    await h.waitFor(async () => (await h.pageLog(web)).state.some((s) => s.data?.state === 'reconnected'), {
-      what: 'the page rejoins',
-      timeout: 10000,
-    });
+    home.proc.kill('SIGKILL');
+    await h.waitFor(async () => rejoinedCount() >= 2, { what: `rusty rejoins after the SIGKILL:\n${out.join('')}`, timeout: 10000 });
+    await h.waitFor(
+      async () => (await h.pageLog(web)).state.filter((s) => s.data?.state === 'reconnected').length > reconnectedNow,
+      { what: 'the page rejoins after the SIGKILL', timeout: 10000 },
+    );
     const rejoined = Date.now() - killed;
     await h.waitFor(async () => (await h.measure(web, 300)).rusty?.packets > 0, {
       what: `audio from rusty again:\n${out.join('')}`,
       timeout: Math.max(1000, 10000 - (Date.now() - killed)),
     });
     const heard = Date.now() - killed;
+    console.log(`SIGTERM of the room's node: both heard each other on another node after ${movedAfter} ms`);
     console.log(`SIGKILL of the room's node: the page rejoined after ${rejoined} ms, heard rusty again after ${heard} ms`);
     assert.ok(heard < 10000, `heard again after ${heard} ms`);
-    const members = (await b.api(app, '/api/v1/rooms/g')).openIdList.slice().sort();
+    assert.equal(peer.exitCode, null, 'the CLI peer rejoined by itself again');
+    const members = (await live.api(app, '/api/v1/rooms/g')).openIdList.slice().sort();
     assert.deepEqual(members, ['rusty', 'web'], 'both on the live node, no ghost');
   });
 });

@@ -245,6 +245,15 @@ impl ClientError {
         }
     }
 
+    /// The server could not be reached at all (no WebSocket, or none in time): another node
+    /// of a cluster may be. Everything else is an answer, or a failure after one.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            ClientError::WebSocket(_) | ClientError::Timeout("the websocket connection")
+        )
+    }
+
     fn from_status(status: Status) -> Result<(), ClientError> {
         if status.is_ok() {
             Ok(())
@@ -428,6 +437,32 @@ impl Client {
                 other => return other,
             }
         }
+    }
+
+    /// Joins at the first of `servers` (the nodes of one cluster, signaling URLs) that can be
+    /// reached, starting with `servers[first]` and trying each once, in order; a refusal or
+    /// any other answer ends it there. `opts` makes each attempt's options for the URL it is
+    /// given (a fresh signature, for one). Returns the index of the server that answered,
+    /// the one to start from next time (a redirect followed from there is not a server of
+    /// the list). With no servers, the answer is `InvalidOptions`.
+    pub async fn join_any(
+        servers: &[String],
+        first: usize,
+        mut opts: impl FnMut(&str) -> JoinOptions,
+    ) -> Result<(Client, Vec<OpenId>, usize), ClientError> {
+        let mut last = ClientError::InvalidOptions("no server to join at".into());
+        for k in 0..servers.len() {
+            let i = (first + k) % servers.len();
+            match Self::join(opts(&servers[i])).await {
+                Ok((client, members)) => return Ok((client, members, i)),
+                Err(e) if e.is_unreachable() => {
+                    tracing::info!(server = %servers[i], "join: unreachable ({e}); trying the next server");
+                    last = e;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
     }
 
     /// One join attempt at `opts.server`, without following a redirect.

@@ -5,7 +5,7 @@
 //! Exit codes: 0 after `--duration`, Ctrl-C or SIGTERM (each sends `exit` first); 1 on an
 //! error (bad arguments, unreadable file, no connection); 2 when the join is refused (the
 //! `joinResult` line carries errCode and errMsg); 3 when the server ended the membership
-//! (interrupted, or the connection closed).
+//! (interrupted, or the connection closed) and no `--rejoin` brought it back.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{json, Value};
@@ -40,9 +40,10 @@ enum Command {
 #[derive(Args)]
 struct JoinArgs {
     /// The server: http(s)://HOST:PORT (as the JS SDK takes it), or its signaling WebSocket
-    /// ws(s)://HOST:PORT with or without /ws
-    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:7880", value_parser = signaling_url)]
-    server: String,
+    /// ws(s)://HOST:PORT with or without /ws. Give it once per node of a cluster: a join
+    /// that cannot reach one node tries the next, starting with the one that worked last
+    #[arg(long = "server", value_name = "URL", default_value = "http://127.0.0.1:7880", value_parser = signaling_url)]
+    servers: Vec<String>,
     /// The app's appId (required)
     #[arg(long)]
     app_id: String,
@@ -113,7 +114,22 @@ struct JoinArgs {
     /// what a client on a network that blocks UDP does [default: off: UDP]
     #[arg(long)]
     ice_tcp: bool,
+    /// When the membership ends without an exit (the connection lost, the node stopped or
+    /// died, media lost after it had flowed), join again with a fresh signature, at the
+    /// --server URLs in turn, for up to 30 s (like the JS SDK's reconnect);
+    /// needs --session-key [default: off: the membership's end ends the program]
+    #[arg(long, requires = "session_key")]
+    rejoin: bool,
 }
+
+/// How long `--rejoin` keeps trying (its help says 30 s), and the pauses between its rounds
+/// over the servers.
+const REJOIN_SECS: u64 = 30;
+const REJOIN_DELAYS_MS: [u64; 4] = [0, 250, 500, 1000];
+
+/// Interruptions after which `--rejoin` joins again: the node is stopping (-11004) or the
+/// medium was lost under the signaling connection (-11003, -11006, -11007).
+const REJOINABLE: [i32; 4] = [-11004, -11003, -11006, -11007];
 
 /// `--server` as the signaling WebSocket URL the client connects to. Like the JS SDK's
 /// `signalingUrl`: http(s) becomes ws(s) with `/ws` appended to the path; a ws(s) URL is used
@@ -226,14 +242,14 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(1)
 }
 
-fn options(args: &JoinArgs) -> JoinOptions {
+fn options(args: &JoinArgs, server: &str) -> JoinOptions {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let mut opts = match &args.session_key {
         Some(key) => JoinOptions::signed(
-            args.server.clone(),
+            server.to_string(),
             AppId::new(&args.app_id),
             OpenId::new(&args.open_id),
             GroupId::new(&args.group_id),
@@ -242,7 +258,7 @@ fn options(args: &JoinArgs) -> JoinOptions {
         ),
         // clap enforces that --signature comes with --nonce-str and --timestamp.
         None => JoinOptions {
-            server: args.server.clone(),
+            server: server.to_string(),
             app_id: AppId::new(&args.app_id),
             open_id: OpenId::new(&args.open_id),
             group_id: GroupId::new(&args.group_id),
@@ -277,8 +293,36 @@ fn options(args: &JoinArgs) -> JoinOptions {
 enum Stop {
     /// --duration elapsed, Ctrl-C or SIGTERM: leave with `exit`.
     Leave(&'static str),
-    /// The server ended it (interrupted, connection closed).
-    Ended,
+    /// The server ended it (interrupted, connection closed); the interruption's code.
+    Ended(Option<i32>),
+}
+
+/// `--rejoin`: joins again (a fresh signature each attempt) until a server takes the join,
+/// one refuses it, or [`REJOIN_SECS`] pass. Starts with the server that worked last.
+async fn rejoin(
+    args: &JoinArgs,
+    from: usize,
+    reason: &str,
+) -> Result<(Client, Vec<OpenId>, usize), ClientError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(REJOIN_SECS);
+    let mut attempt = 0;
+    loop {
+        let pause = REJOIN_DELAYS_MS[attempt.min(REJOIN_DELAYS_MS.len() - 1)];
+        attempt += 1;
+        emit(json!({"event": "rejoining", "attempt": attempt, "reason": reason}));
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        match Client::join_any(&args.servers, from, |url| options(args, url)).await {
+            Err(e)
+                if e.is_unreachable()
+                    || matches!(e.code(), Some(c) if c.code() == -1000 || c.code() == -11004) =>
+            {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(e);
+                }
+            }
+            other => return other,
+        }
+    }
 }
 
 async fn join(args: JoinArgs) -> ExitCode {
@@ -322,14 +366,15 @@ async fn join(args: JoinArgs) -> ExitCode {
     };
     let keyframe_wanted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
 
-    let (mut client, _members) = match Client::join(options(&args)).await {
-        Ok(joined) => joined,
-        Err(ClientError::Refused { err_code, err_msg }) => {
-            emit(json!({"event": "joinResult", "errCode": err_code, "errMsg": err_msg}));
-            return ExitCode::from(2);
-        }
-        Err(e) => return fail(format!("join: {e}")),
-    };
+    let (mut client, _members, mut at) =
+        match Client::join_any(&args.servers, 0, |url| options(&args, url)).await {
+            Ok(joined) => joined,
+            Err(ClientError::Refused { err_code, err_msg }) => {
+                emit(json!({"event": "joinResult", "errCode": err_code, "errMsg": err_msg}));
+                return ExitCode::from(2);
+            }
+            Err(e) => return fail(format!("join: {e}")),
+        };
 
     let deadline = args
         .duration
@@ -338,73 +383,128 @@ async fn join(args: JoinArgs) -> ExitCode {
     let mut camera: Option<tokio::task::JoinHandle<()>> = None;
     let mut heard: HashSet<(Option<OpenId>, String)> = HashSet::new();
     let mut terminate = signal_terminate();
+    // Media counters of the memberships before the last (--rejoin).
+    let mut earlier = voipchat_client::ClientStats::default();
 
-    let stop = loop {
-        let event = tokio::select! {
-            e = client.next_event() => e,
-            _ = sleep_until_opt(deadline) => break Stop::Leave("duration"),
-            _ = tokio::signal::ctrl_c() => break Stop::Leave("interrupt"),
-            _ = terminate.recv() => break Stop::Leave("terminate"),
-        };
-        let Some(event) = event else {
-            break Stop::Ended;
-        };
-        match event {
-            ClientEvent::Audio {
-                from,
-                mid,
-                payload,
-                rtp_time,
-            } => {
-                if heard.insert((from.clone(), mid.clone())) {
-                    emit(json!({"event": "audioStarted", "openId": from, "mid": mid}));
-                }
-                if let (Some(rec), Some(from)) = (recorder.as_mut(), from.as_ref()) {
-                    if let Err(e) = rec.record(from, &payload, rtp_time) {
-                        tracing::warn!(%from, "recording: {e}");
+    let stop = 'membership: loop {
+        let mut interrupted: Option<i32> = None;
+        let mut media_flowed = false;
+        let stop = loop {
+            let event = tokio::select! {
+                e = client.next_event() => e,
+                _ = sleep_until_opt(deadline) => break Stop::Leave("duration"),
+                _ = tokio::signal::ctrl_c() => break Stop::Leave("interrupt"),
+                _ = terminate.recv() => break Stop::Leave("terminate"),
+            };
+            let Some(event) = event else {
+                break Stop::Ended(interrupted);
+            };
+            match event {
+                ClientEvent::Audio {
+                    from,
+                    mid,
+                    payload,
+                    rtp_time,
+                } => {
+                    if heard.insert((from.clone(), mid.clone())) {
+                        emit(json!({"event": "audioStarted", "openId": from, "mid": mid}));
+                    }
+                    if let (Some(rec), Some(from)) = (recorder.as_mut(), from.as_ref()) {
+                        if let Err(e) = rec.record(from, &payload, rtp_time) {
+                            tracing::warn!(%from, "recording: {e}");
+                        }
                     }
                 }
-            }
-            ClientEvent::Video {
-                from,
-                mid,
-                frame,
-                rtp_time,
-            } => {
-                if heard.insert((from.clone(), mid.clone())) {
-                    emit(json!({"event": "videoStarted", "openId": from, "mid": mid}));
-                }
-                if let (Some(rec), Some(from)) = (video_recorder.as_mut(), from.as_ref()) {
-                    if let Err(e) = rec.record(from, &frame, rtp_time) {
-                        tracing::warn!(%from, "recording video: {e}");
+                ClientEvent::Video {
+                    from,
+                    mid,
+                    frame,
+                    rtp_time,
+                } => {
+                    if heard.insert((from.clone(), mid.clone())) {
+                        emit(json!({"event": "videoStarted", "openId": from, "mid": mid}));
+                    }
+                    if let (Some(rec), Some(from)) = (video_recorder.as_mut(), from.as_ref()) {
+                        if let Err(e) = rec.record(from, &frame, rtp_time) {
+                            tracing::warn!(%from, "recording video: {e}");
+                        }
                     }
                 }
-            }
-            ClientEvent::KeyframeRequested => {
-                keyframe_wanted.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
-            ClientEvent::Connected => {
-                emit(event_json(&ClientEvent::Connected));
-                if let (Some(packets), None) = (&packets, &player) {
-                    let sender = client.audio_sender();
-                    player = Some(tokio::spawn(play(sender, packets.clone(), args.repeat)));
+                ClientEvent::KeyframeRequested => {
+                    keyframe_wanted.store(true, std::sync::atomic::Ordering::Relaxed);
                 }
-                if let (Some((header, frames)), None) = (&video, &camera) {
-                    let sender = client.audio_sender();
-                    camera = Some(tokio::spawn(play_video(
-                        sender,
-                        *header,
-                        frames.clone(),
-                        args.repeat,
-                        keyframe_wanted.clone(),
-                    )));
+                ClientEvent::Interrupted { err_code, .. } => {
+                    interrupted = Some(err_code);
+                    emit(event_json(&event));
                 }
+                ClientEvent::Connected => {
+                    media_flowed = true;
+                    emit(event_json(&ClientEvent::Connected));
+                    if let (Some(packets), None) = (&packets, &player) {
+                        let sender = client.audio_sender();
+                        player = Some(tokio::spawn(play(sender, packets.clone(), args.repeat)));
+                    }
+                    if let (Some((header, frames)), None) = (&video, &camera) {
+                        let sender = client.audio_sender();
+                        camera = Some(tokio::spawn(play_video(
+                            sender,
+                            *header,
+                            frames.clone(),
+                            args.repeat,
+                            keyframe_wanted.clone(),
+                        )));
+                    }
+                }
+                ClientEvent::Closed => {
+                    emit(event_json(&ClientEvent::Closed));
+                    break Stop::Ended(interrupted);
+                }
+                other => emit(event_json(&other)),
             }
-            ClientEvent::Closed => {
-                emit(event_json(&ClientEvent::Closed));
-                break Stop::Ended;
+        };
+        let Stop::Ended(code) = stop else {
+            break 'membership stop;
+        };
+        let worth_it = match code {
+            None => true,
+            Some(-11004) => true,
+            Some(c) => REJOINABLE.contains(&c) && media_flowed,
+        };
+        if !args.rejoin || !worth_it {
+            break 'membership stop;
+        }
+        // What the next membership sends restarts once it is connected.
+        if let Some(p) = player.take() {
+            p.abort();
+        }
+        if let Some(c) = camera.take() {
+            c.abort();
+        }
+        heard.clear();
+        let stats = client.stats();
+        earlier.packets_sent += stats.packets_sent;
+        earlier.packets_dropped_before_connected += stats.packets_dropped_before_connected;
+        earlier.packets_received += stats.packets_received;
+        let reason = match code {
+            None => "connection closed".to_string(),
+            Some(c) => format!("interrupted ({c})"),
+        };
+        match rejoin(&args, at, &reason).await {
+            Ok((next, members, i)) => {
+                emit(
+                    json!({"event": "rejoined", "server": args.servers[i], "openIdList": members}),
+                );
+                client = next;
+                at = i;
             }
-            other => emit(event_json(&other)),
+            Err(ClientError::Refused { err_code, err_msg }) => {
+                emit(json!({"event": "joinResult", "errCode": err_code, "errMsg": err_msg}));
+                break 'membership Stop::Ended(code);
+            }
+            Err(e) => {
+                emit(json!({"event": "error", "errMsg": format!("rejoin: {e}")}));
+                break 'membership Stop::Ended(code);
+            }
         }
     };
 
@@ -414,7 +514,10 @@ async fn join(args: JoinArgs) -> ExitCode {
     if let Some(c) = camera.take() {
         c.abort();
     }
-    let stats = client.stats();
+    let mut stats = client.stats();
+    stats.packets_sent += earlier.packets_sent;
+    stats.packets_dropped_before_connected += earlier.packets_dropped_before_connected;
+    stats.packets_received += earlier.packets_received;
     let code = match stop {
         Stop::Leave(reason) => {
             emit(json!({"event": "leaving", "reason": reason}));
@@ -433,7 +536,7 @@ async fn join(args: JoinArgs) -> ExitCode {
                 }
             }
         }
-        Stop::Ended => ExitCode::from(3),
+        Stop::Ended(_) => ExitCode::from(3),
     };
     let mut summary = json!({
         "event": "summary",
