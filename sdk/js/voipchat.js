@@ -197,6 +197,8 @@ const NETWORK_LOST = new Set([MEDIA_TIMEOUT, -11006, -11007]);
 
 /** The server is stopping: with other nodes listed in `server`, the SDK rejoins there. */
 const SERVER_SHUTDOWN = -11004;
+/** Another node holds the room now: a rejoin is redirected there. */
+const ROOM_MOVED = -11008;
 
 /** Rejoin errCodes worth another attempt: the server was unreachable, failing or restarting. */
 const RETRYABLE = new Set([E.SYSTEM, SERVER_SHUTDOWN]);
@@ -523,6 +525,8 @@ class Session {
         } else if (msg.errCode === SERVER_SHUTDOWN && client.urls.length > 1 && client.canRejoin()) {
           // One node of several is stopping (a rolling restart): the room goes on elsewhere.
           client.rejoin(`node stopping (${msg.errCode})`);
+        } else if (msg.errCode === ROOM_MOVED && client.canRejoin()) {
+          client.rejoin(`room moved (${msg.errCode})`);
         } else {
           client.interrupted({ errCode: msg.errCode, errMsg: msg.errMsg }, 'interrupted');
         }

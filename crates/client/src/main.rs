@@ -467,7 +467,8 @@ async fn join(args: JoinArgs) -> ExitCode {
         };
         let worth_it = match code {
             None => true,
-            Some(-11004) => true,
+            // The node is stopping, or another node holds the room now.
+            Some(-11004) | Some(-11008) => true,
             Some(c) => REJOINABLE.contains(&c) && media_flowed,
         };
         if !args.rejoin || !worth_it {

@@ -98,6 +98,9 @@ pub enum ErrorCode {
     OutboxFull,
     /// Disconnected: the client did not answer the server's WebSocket pings in time.
     PingTimeout,
+    /// Several nodes: another node holds this room now (this node was cut off from the room
+    /// directory and its claim lapsed); the member is to join again, and lands there.
+    RoomMoved,
     /// The media server is at capacity (its measured load is above `media_max_busy_share`):
     /// the join is refused so that the rooms it carries keep their media whole.
     MediaOverloaded,
@@ -105,7 +108,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation checks and exhaustive tests.
-    pub const ALL: [ErrorCode; 41] = [
+    pub const ALL: [ErrorCode; 42] = [
         ErrorCode::AlreadyInRoom,
         ErrorCode::MicrophoneBusy,
         ErrorCode::ExitedWhileJoining,
@@ -146,6 +149,7 @@ impl ErrorCode {
         ErrorCode::RequestTimeout,
         ErrorCode::OutboxFull,
         ErrorCode::PingTimeout,
+        ErrorCode::RoomMoved,
         ErrorCode::MediaOverloaded,
     ];
 
@@ -193,6 +197,7 @@ impl ErrorCode {
             ErrorCode::RequestTimeout => -12013,
             ErrorCode::OutboxFull => -11006,
             ErrorCode::PingTimeout => -11007,
+            ErrorCode::RoomMoved => -11008,
         }
     }
 
@@ -240,6 +245,7 @@ impl ErrorCode {
             ErrorCode::RequestTimeout => "request not received in time",
             ErrorCode::OutboxFull => "disconnected: messages were not read",
             ErrorCode::PingTimeout => "disconnected: no answer to ping",
+            ErrorCode::RoomMoved => "the room moved to another node, join again",
         }
     }
 
@@ -363,6 +369,7 @@ mod tests {
             RequestTimeout,
             OutboxFull,
             PingTimeout,
+            RoomMoved,
             MediaOverloaded,
         );
         assert_eq!(listed.len(), ErrorCode::ALL.len());

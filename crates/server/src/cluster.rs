@@ -13,7 +13,11 @@
 //! - a closed room's claim is not given back but left to expire: giving it back could race
 //!   a join that claimed it again meanwhile, and a join redirected here until it expires
 //!   simply creates the room here;
-//! - a node that stops cleanly leaves the directory at once ([`Cluster::leave`]).
+//! - a node that stops cleanly leaves the directory at once ([`Cluster::leave`]);
+//! - an open room whose claim another node took (this node was cut off from the directory
+//!   for longer than [`CLAIM_TTL`]) is ended here with -11008, so that its members join
+//!   again and meet the others on that node: two copies of a room live at most until this
+//!   node's next heartbeat after it reaches the directory again.
 //!
 //! A single node on SQLite has no cluster: it owns every room and claims nothing.
 
@@ -145,8 +149,13 @@ impl Cluster {
     }
 }
 
-/// Beats every [`HEARTBEAT`] until `stop` turns true.
-pub async fn run_heartbeat(cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) {
+/// Beats every [`HEARTBEAT`] until `stop` turns true; open rooms another node took are
+/// handed to the media task to end (`media`).
+pub async fn run_heartbeat(
+    cluster: Arc<Cluster>,
+    mut stop: watch::Receiver<bool>,
+    media: tokio::sync::mpsc::UnboundedSender<crate::media::Command>,
+) {
     let mut tick = tokio::time::interval(HEARTBEAT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
@@ -163,9 +172,10 @@ pub async fn run_heartbeat(cluster: Arc<Cluster>, mut stop: watch::Receiver<bool
                     failing = false;
                 }
                 for room in lost {
-                    // Both copies live until their members leave; new joins go to the
-                    // other node. docs/cluster.md says when this can happen.
-                    warn!(room = %room, "another node took over this open room's claim");
+                    // docs/cluster.md says when this can happen.
+                    warn!(room = %room, "another node took over this open room's claim: its members are sent there (-11008)");
+                    cluster.claims().remove(&room);
+                    let _ = media.send(crate::media::Command::RoomMoved(room));
                 }
             }
             Ok(Err(e)) => {

@@ -310,7 +310,11 @@ pub async fn run(
             .await
             .map_err(std::io::Error::other)?
             .map_err(std::io::Error::other)?;
-        tokio::spawn(cluster::run_heartbeat(c.clone(), stop_rx.clone()));
+        tokio::spawn(cluster::run_heartbeat(
+            c.clone(),
+            stop_rx.clone(),
+            cmd_tx.clone(),
+        ));
         tracing::info!(node = %c.node().id, url = %c.node().url, "joined the cluster");
         Some(c)
     } else {

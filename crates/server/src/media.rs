@@ -71,6 +71,9 @@ pub enum Command {
     RoomConfirmed(RoomKey),
     /// Close an open room; the reply names the members interrupted (None: no such room).
     Close(RoomKey, oneshot::Sender<Option<Vec<OpenId>>>),
+    /// Another node holds this open room now (the cluster's heartbeat found its claim
+    /// taken): end it here with -11008, so that its members join again and land there.
+    RoomMoved(RoomKey),
 }
 
 /// Which of an app's rooms `Command::Rooms` asks for.
@@ -392,6 +395,9 @@ impl Task {
             }
             Command::Close(key, reply) => {
                 let _ = reply.send(engine.close_room(now, &key));
+            }
+            Command::RoomMoved(key) => {
+                engine.room_moved(now, &key);
             }
         }
     }

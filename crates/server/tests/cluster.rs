@@ -610,3 +610,106 @@ async fn a_redis_restart_keeps_live_rooms_and_their_node_and_refuses_joins_clear
     assert_eq!(members[1], members[0]);
     drop(keys);
 }
+
+/// A node cut off from Redis for longer than a claim lasts can find, once back, that
+/// another node took one of its open rooms and a join created a second copy there. It ends
+/// its copy with -11008; its members join again, are redirected, and meet the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_taken_over_while_its_node_was_cut_off_is_ended_there_and_its_members_move() {
+    use common::peers::TestPeer;
+    use voipchat_store::{RoomDirectory, RoomOwner};
+    let cluster = Cluster::start(2, "").await;
+    let (app, secret) = cluster.app();
+    let key_a = common::binary::session_key(cluster.nodes[0].http, &app, &secret, "alice").await;
+    let key_b = common::binary::session_key(cluster.nodes[0].http, &app, &secret, "bob").await;
+    let opts = |url: String, user: &str, key: &Secret| {
+        voipchat_client::JoinOptions::signed(
+            url,
+            app.clone(),
+            user,
+            "split",
+            key,
+            common::unix_now(),
+        )
+    };
+    let alice = TestPeer::from_join(opts(cluster.nodes[0].ws_url(), "alice", &key_a), "alice")
+        .await
+        .expect("alice at node 0");
+    alice.wait_connected().await;
+
+    // What a cut-off leaves in Redis: node 0's claim lapsed (seen from ten minutes ahead)
+    // and node 1 took it.
+    let store =
+        voipchat_store::RedisStore::open(&format!("redis://127.0.0.1:{}/0", cluster.redis.port))
+            .unwrap();
+    let now_ms = common::unix_now() * 1000;
+    let node1 = store
+        .nodes(now_ms)
+        .unwrap()
+        .into_iter()
+        .find(|n| n.url == cluster.nodes[1].ws_url())
+        .expect("node 1 is registered");
+    let room = voipchat_proto::RoomKey::new(app.clone(), voipchat_proto::GroupId::new("split"));
+    let ahead = now_ms + 600_000;
+    assert_eq!(
+        store.claim_room(&room, &node1.id, ahead, 5_000).unwrap(),
+        RoomOwner::This
+    );
+    // A join at node 1 creates the second copy there.
+    let bob = TestPeer::from_join(opts(cluster.nodes[1].ws_url(), "bob", &key_b), "bob")
+        .await
+        .expect("bob at node 1");
+    bob.wait_connected().await;
+
+    // Node 0's next heartbeat finds the claim taken and ends its copy.
+    assert!(
+        alice
+            .wait_until(Duration::from_secs(5), || alice.interrupted().is_some())
+            .await,
+        "alice's copy of the room is ended"
+    );
+    assert_eq!(alice.interrupted(), Some(-11008));
+    drop(alice);
+    // Her rejoin at node 0 is redirected to node 1, into bob's room.
+    let alice = TestPeer::from_join(opts(cluster.nodes[0].ws_url(), "alice", &key_a), "alice")
+        .await
+        .expect("alice again");
+    alice.wait_connected().await;
+    for seq in 0..25 {
+        alice.send(1, seq);
+        bob.send(2, seq);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        bob.wait_until(Duration::from_secs(5), || !bob
+            .audio_from("alice")
+            .is_empty())
+            .await,
+        "bob hears alice"
+    );
+    assert!(
+        alice
+            .wait_until(Duration::from_secs(5), || !alice
+                .audio_from("bob")
+                .is_empty())
+            .await,
+        "alice hears bob"
+    );
+    let (status, body) = common::http_request(
+        cluster.nodes[0].http,
+        "GET",
+        "/api/v1/rooms",
+        Some((app.to_string(), secret.expose().to_string())),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let rooms = list["rooms"].as_array().unwrap();
+    assert_eq!(rooms.len(), 1, "one copy of the room is left: {body}");
+    assert_eq!(
+        rooms[0]["openIdList"],
+        serde_json::json!(["bob", "alice"]),
+        "{body}"
+    );
+}

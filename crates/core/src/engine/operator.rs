@@ -162,6 +162,17 @@ impl Engine {
     /// of each one leaving) and the room is destroyed, so the next join creates a new one.
     /// Returns the openIds interrupted, in join order; `None` if no such room is open.
     pub fn close_room(&mut self, now: Instant, key: &RoomKey) -> Option<Vec<OpenId>> {
+        self.end_room(now, key, ErrorCode::RoomClosed)
+    }
+
+    /// Ends an open room because another node holds it now (a cluster whose directory
+    /// gave the room away while this node was cut off): every member is interrupted with
+    /// -11008, and their clients join again, which sends them to that node.
+    pub fn room_moved(&mut self, now: Instant, key: &RoomKey) -> Option<Vec<OpenId>> {
+        self.end_room(now, key, ErrorCode::RoomMoved)
+    }
+
+    fn end_room(&mut self, now: Instant, key: &RoomKey, why: ErrorCode) -> Option<Vec<OpenId>> {
         let room = self.rooms.get_mut(key)?;
         if !matches!(room.state, RoomState::Open) {
             return None;
@@ -169,9 +180,9 @@ impl Engine {
         room.closing = true;
         let ids = room.members.clone();
         let open_ids = self.open_ids(&ids);
-        info!(room = %key, members = ids.len(), "room closed by the backend");
+        info!(room = %key, members = ids.len(), code = why.code(), "room ended: {}", why.reason());
         for id in ids {
-            self.remove_member(now, id, Leave::Interrupted(ErrorCode::RoomClosed));
+            self.remove_member(now, id, Leave::Interrupted(why));
         }
         // The last member's leaving destroyed the room; an open room is never empty, but if
         // one were, it must not stay behind marked as closing.
