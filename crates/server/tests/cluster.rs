@@ -6,6 +6,8 @@
 //! nodes within seconds. The backend API of a room answers at every node.
 
 mod common;
+#[path = "common/receiver.rs"]
+mod receiver;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -319,6 +321,48 @@ async fn one_room_on_one_node_for_a_hundred_joins_over_three_nodes_and_nonces_on
         assert_eq!(again.code, -10003, "replay at {}", node.http);
         assert_eq!(again.redirects, 0, "refused where it arrived");
     }
+
+    // Server mute and close, each made at a node that does not hold the room.
+    let auth = Some((app.to_string(), secret.expose().to_string()));
+    let muted_one = &after[0][0];
+    let (status, body) = common::http_request(
+        cluster.nodes[other].http,
+        "POST",
+        "/api/v1/rooms/big/mute",
+        auth.clone(),
+        Some(&serde_json::json!({ "openId": muted_one, "muted": true }).to_string()),
+    )
+    .await;
+    assert_eq!(status, 200, "mute at another node: {body}");
+    let (_, room) = common::http_request(
+        cluster.nodes[owner].http,
+        "GET",
+        "/api/v1/rooms/big",
+        auth.clone(),
+        None,
+    )
+    .await;
+    let room: serde_json::Value = serde_json::from_str(&room).unwrap();
+    assert_eq!(room["members"][0]["openId"], muted_one.as_str());
+    assert_eq!(room["members"][0]["serverMuted"], true, "{room}");
+    let third = (owner + 2) % 3;
+    let (status, body) = common::http_request(
+        cluster.nodes[third].http,
+        "POST",
+        "/api/v1/rooms/big/close",
+        auth.clone(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "close at another node: {body}");
+    let closed: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(closed["closed"], true, "{body}");
+    assert_eq!(closed["openIdList"].as_array().unwrap().len(), 9, "{body}");
+    let gone = members_by_node(&cluster.nodes, &app, &secret, "big").await;
+    assert!(
+        gone.iter().all(|m| m.is_empty()),
+        "closed everywhere: {gone:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -712,4 +756,74 @@ async fn a_room_taken_over_while_its_node_was_cut_off_is_ended_there_and_its_mem
         serde_json::json!(["bob", "alice"]),
         "{body}"
     );
+}
+
+/// Webhooks with several nodes: each room's events come from its own node, once each, in
+/// order, whichever node a member asked and whichever node set the URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_come_once_from_the_rooms_node() {
+    use common::peers::TestPeer;
+    let cluster = Cluster::start(2, "webhook_retry_base_ms = 50\n").await;
+    let (app, secret) = cluster.app();
+    let hook = receiver::Receiver::start(
+        voipchat_store::secret_digest(&secret).expose(),
+        receiver::Mode::Accept,
+    )
+    .await;
+    let body = serde_json::json!({ "url": hook.url("/h") }).to_string();
+    let (status, answer) = common::http_request(
+        cluster.nodes[1].http,
+        "PUT",
+        "/api/v1/webhook",
+        Some((app.to_string(), secret.expose().to_string())),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let key_a = common::binary::session_key(cluster.nodes[0].http, &app, &secret, "alice").await;
+    let key_b = common::binary::session_key(cluster.nodes[1].http, &app, &secret, "bob").await;
+    let opts = |url: String, user: &str, key: &Secret| {
+        voipchat_client::JoinOptions::signed(
+            url,
+            app.clone(),
+            user,
+            "hooked",
+            key,
+            common::unix_now(),
+        )
+    };
+    let alice = TestPeer::from_join(opts(cluster.nodes[0].ws_url(), "alice", &key_a), "alice")
+        .await
+        .expect("alice");
+    alice.wait_connected().await;
+    let bob = TestPeer::from_join(opts(cluster.nodes[1].ws_url(), "bob", &key_b), "bob")
+        .await
+        .expect("bob, redirected to node 0");
+    bob.wait_connected().await;
+    bob.exit().await;
+    alice.exit().await;
+    let got = hook.wait_accepted(6, Duration::from_secs(10)).await;
+    // A second node delivering the same events would show here, later.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let got_later = hook.accepted();
+    assert_eq!(got_later.len(), got.len(), "nothing more arrives");
+    assert_eq!(
+        receiver::room_story(&got_later, "hooked"),
+        [
+            "room_started",
+            "member_joined alice 1",
+            "member_joined bob 2",
+            "member_left bob 1 exit",
+            "member_left alice 0 exit",
+            "room_finished"
+        ]
+    );
+    let deliveries: std::collections::HashSet<String> =
+        hook.requests().iter().map(|r| r.delivery.clone()).collect();
+    assert_eq!(
+        deliveries.len(),
+        6,
+        "each event is one delivery, sent by one node"
+    );
+    assert!(hook.requests().iter().all(|r| r.signature_ok));
 }
