@@ -23,14 +23,6 @@ use voipchat_proto::{AppId, Secret, ServerMsg};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A cluster: Redis, one config file every node reads, each node's data directory.
 struct Cluster {
     redis: Redis,
@@ -56,8 +48,8 @@ impl Cluster {
         let root = common::data_dir();
         let redis_dir = root.path().join("redis");
         std::fs::create_dir_all(&redis_dir).unwrap();
-        let port = free_port();
-        let redis = Redis::start(&redis_dir, port);
+        let redis = Redis::start_free(&redis_dir);
+        let port = redis.port;
         // One secrets key for all: a node must open the session keys another one sealed.
         let key = root.path().join("shared.key");
         voipchat_store::Keyring::read_or_create(&key).expect("secrets key");
@@ -109,6 +101,31 @@ impl Cluster {
             &["app", "--config", cfg, "enable-voip", app.as_str()],
         );
         (app, secret)
+    }
+
+    /// A Rust client member `user` of `group`, joined at node `at` (following a redirect)
+    /// and connected.
+    async fn member(
+        &self,
+        at: usize,
+        app: &AppId,
+        key: &Secret,
+        user: &str,
+        group: &str,
+    ) -> common::peers::TestPeer {
+        let opts = voipchat_client::JoinOptions::signed(
+            self.nodes[at].ws_url(),
+            app.clone(),
+            user,
+            group,
+            key,
+            common::unix_now(),
+        );
+        let peer = common::peers::TestPeer::from_join(opts, user)
+            .await
+            .unwrap_or_else(|e| panic!("{user} joins at node {at}: {e}"));
+        peer.wait_connected().await;
+        peer
     }
 
     /// Stops every node with SIGTERM and starts it again on new ports.
@@ -660,26 +677,12 @@ async fn a_redis_restart_keeps_live_rooms_and_their_node_and_refuses_joins_clear
 /// its copy with -11008; its members join again, are redirected, and meet the others.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_taken_over_while_its_node_was_cut_off_is_ended_there_and_its_members_move() {
-    use common::peers::TestPeer;
     use voipchat_store::{RoomDirectory, RoomOwner};
     let cluster = Cluster::start(2, "").await;
     let (app, secret) = cluster.app();
     let key_a = common::binary::session_key(cluster.nodes[0].http, &app, &secret, "alice").await;
     let key_b = common::binary::session_key(cluster.nodes[0].http, &app, &secret, "bob").await;
-    let opts = |url: String, user: &str, key: &Secret| {
-        voipchat_client::JoinOptions::signed(
-            url,
-            app.clone(),
-            user,
-            "split",
-            key,
-            common::unix_now(),
-        )
-    };
-    let alice = TestPeer::from_join(opts(cluster.nodes[0].ws_url(), "alice", &key_a), "alice")
-        .await
-        .expect("alice at node 0");
-    alice.wait_connected().await;
+    let alice = cluster.member(0, &app, &key_a, "alice", "split").await;
 
     // What a cut-off leaves in Redis: node 0's claim lapsed (seen from ten minutes ahead)
     // and node 1 took it.
@@ -700,10 +703,7 @@ async fn a_room_taken_over_while_its_node_was_cut_off_is_ended_there_and_its_mem
         RoomOwner::This
     );
     // A join at node 1 creates the second copy there.
-    let bob = TestPeer::from_join(opts(cluster.nodes[1].ws_url(), "bob", &key_b), "bob")
-        .await
-        .expect("bob at node 1");
-    bob.wait_connected().await;
+    let bob = cluster.member(1, &app, &key_b, "bob", "split").await;
 
     // Node 0's next heartbeat finds the claim taken and ends its copy.
     assert!(
@@ -715,10 +715,7 @@ async fn a_room_taken_over_while_its_node_was_cut_off_is_ended_there_and_its_mem
     assert_eq!(alice.interrupted(), Some(-11008));
     drop(alice);
     // Her rejoin at node 0 is redirected to node 1, into bob's room.
-    let alice = TestPeer::from_join(opts(cluster.nodes[0].ws_url(), "alice", &key_a), "alice")
-        .await
-        .expect("alice again");
-    alice.wait_connected().await;
+    let alice = cluster.member(0, &app, &key_a, "alice", "split").await;
     for seq in 0..25 {
         alice.send(1, seq);
         bob.send(2, seq);
@@ -762,7 +759,6 @@ async fn a_room_taken_over_while_its_node_was_cut_off_is_ended_there_and_its_mem
 /// order, whichever node a member asked and whichever node set the URL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_come_once_from_the_rooms_node() {
-    use common::peers::TestPeer;
     let cluster = Cluster::start(2, "webhook_retry_base_ms = 50\n").await;
     let (app, secret) = cluster.app();
     let hook = receiver::Receiver::start(
@@ -782,24 +778,9 @@ async fn webhooks_come_once_from_the_rooms_node() {
     assert_eq!(status, 200, "{answer}");
     let key_a = common::binary::session_key(cluster.nodes[0].http, &app, &secret, "alice").await;
     let key_b = common::binary::session_key(cluster.nodes[1].http, &app, &secret, "bob").await;
-    let opts = |url: String, user: &str, key: &Secret| {
-        voipchat_client::JoinOptions::signed(
-            url,
-            app.clone(),
-            user,
-            "hooked",
-            key,
-            common::unix_now(),
-        )
-    };
-    let alice = TestPeer::from_join(opts(cluster.nodes[0].ws_url(), "alice", &key_a), "alice")
-        .await
-        .expect("alice");
-    alice.wait_connected().await;
-    let bob = TestPeer::from_join(opts(cluster.nodes[1].ws_url(), "bob", &key_b), "bob")
-        .await
-        .expect("bob, redirected to node 0");
-    bob.wait_connected().await;
+    let alice = cluster.member(0, &app, &key_a, "alice", "hooked").await;
+    // Redirected to node 0.
+    let bob = cluster.member(1, &app, &key_b, "bob", "hooked").await;
     bob.exit().await;
     alice.exit().await;
     let got = hook.wait_accepted(6, Duration::from_secs(10)).await;

@@ -43,14 +43,10 @@ async fn join_failure(http: std::net::SocketAddr, app: &AppId, key: &Secret) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn joins_on_redis_fail_clearly_while_it_is_down_and_work_again_after() {
     let dir = common::data_dir();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let redis_dir = dir.path().join("redis");
     std::fs::create_dir_all(&redis_dir).unwrap();
-    let mut redis = Redis::start(&redis_dir, port);
+    let mut redis = Redis::start_free(&redis_dir);
+    let port = redis.port;
     let config = dir.path().join("voipchat.toml");
     std::fs::write(
         &config,

@@ -930,15 +930,28 @@ mod tests {
     }
 
     impl TestRedis {
+        /// On a free port of its own. A port found free can be taken by another test's
+        /// server before this one binds it (then this one exits and the other answers): the
+        /// answering server's process id tells, and another port is tried.
         pub(crate) fn start() -> TestRedis {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free port")
-                .port();
-            Self::start_on(port)
+            for _ in 0..5 {
+                let port = std::net::TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .expect("a free port")
+                    .port();
+                if let Some(redis) = Self::try_start_on(port) {
+                    return redis;
+                }
+            }
+            panic!("redis-server found no free port in 5 tries");
         }
 
         pub(crate) fn start_on(port: u16) -> TestRedis {
+            Self::try_start_on(port)
+                .unwrap_or_else(|| panic!("redis-server could not take port {port}"))
+        }
+
+        fn try_start_on(port: u16) -> Option<TestRedis> {
             let child = std::process::Command::new("redis-server")
                 .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
                 .args([
@@ -953,14 +966,32 @@ mod tests {
                 .spawn()
                 .expect("redis-server (Debian package redis-server) runs");
             let url = format!("redis://127.0.0.1:{port}/0");
-            let redis = TestRedis { child, url };
+            let mut redis = TestRedis { child, url };
             let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            while RedisStore::open(&redis.url).is_err() {
+            loop {
+                if let Ok(Some(_)) = redis.child.try_wait() {
+                    return None;
+                }
+                if let Some(pid) = answering_pid(&redis.url) {
+                    // Dropping a server that is not the one answering stops it.
+                    return (pid == redis.child.id()).then_some(redis);
+                }
                 assert!(std::time::Instant::now() < deadline, "redis-server starts");
                 std::thread::sleep(Duration::from_millis(20));
             }
-            redis
         }
+    }
+
+    /// The process id of the server answering at `url` (INFO server), if one answers.
+    fn answering_pid(url: &str) -> Option<u32> {
+        let client = redis::Client::open(url).ok()?;
+        let mut conn = client
+            .get_connection_with_timeout(Duration::from_secs(2))
+            .ok()?;
+        let info: String = redis::cmd("INFO").arg("server").query(&mut conn).ok()?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("process_id:"))
+            .and_then(|p| p.trim().parse().ok())
     }
 
     impl Drop for TestRedis {
@@ -968,6 +999,28 @@ mod tests {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+
+    /// Tests start servers in parallel: a port another test's server holds is never taken
+    /// for this test's own (they would share their keys).
+    #[test]
+    fn a_port_another_server_holds_is_not_taken_for_a_new_one() {
+        let first = TestRedis::start();
+        let port: u16 = first
+            .url
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(TestRedis::try_start_on(port).is_none());
+        assert!(
+            answering_pid(&first.url).is_some(),
+            "the first one still answers"
+        );
     }
 
     fn fresh() -> Box<dyn Store> {
