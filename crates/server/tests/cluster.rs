@@ -221,14 +221,8 @@ async fn members_by_node(
 ) -> Vec<Vec<String>> {
     let mut out = Vec::new();
     for node in nodes {
-        let (status, body) = common::http_request(
-            node.http,
-            "GET",
-            &format!("/api/v1/rooms/{group}"),
-            Some((app.to_string(), secret.expose().to_string())),
-            None,
-        )
-        .await;
+        let (status, body) =
+            api_get(node.http, app, secret, &format!("/api/v1/rooms/{group}")).await;
         if status == 404 {
             out.push(Vec::new());
             continue;
@@ -245,6 +239,42 @@ async fn members_by_node(
         );
     }
     out
+}
+
+/// Alice (marks 1) and bob (marks 2) send 25 packets each; each hears at least `least` of
+/// the other's within 5 s.
+async fn hear_each_other(
+    alice: &common::peers::TestPeer,
+    bob: &common::peers::TestPeer,
+    least: usize,
+) {
+    for seq in 0..25 {
+        alice.send(1, seq);
+        bob.send(2, seq);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for (who, from) in [(bob, "alice"), (alice, "bob")] {
+        assert!(
+            who.wait_until(Duration::from_secs(5), || who.audio_from(from).len()
+                >= least)
+                .await,
+            "{} hears {from}: {} packets",
+            who.open_id,
+            who.audio_from(from).len()
+        );
+    }
+}
+
+/// A backend API GET with the app's credentials: status and body.
+async fn api_get(http: SocketAddr, app: &AppId, secret: &Secret, path: &str) -> (u16, String) {
+    common::http_request(
+        http,
+        "GET",
+        path,
+        Some((app.to_string(), secret.expose().to_string())),
+        None,
+    )
+    .await
 }
 
 /// Session keys for `users`, each asked of a node in turn (any node serves the API).
@@ -428,14 +458,7 @@ async fn the_daily_quota_holds_across_nodes_and_their_restart() {
                 None => "/api/v1/rooms?limit=2".to_string(),
                 Some(a) => format!("/api/v1/rooms?limit=2&after={a}"),
             };
-            let (status, body) = common::http_request(
-                node.http,
-                "GET",
-                &path,
-                Some((app.to_string(), secret.expose().to_string())),
-                None,
-            )
-            .await;
+            let (status, body) = api_get(node.http, &app, &secret, &path).await;
             assert_eq!(status, 200, "{body}");
             let v: serde_json::Value = serde_json::from_str(&body).unwrap();
             listed.extend(
@@ -525,14 +548,7 @@ async fn rust_clients_follow_the_redirect_and_rejoin_a_live_node_after_sigkill()
     cluster.nodes[0].child.wait().await.unwrap();
     // Until its registration lapses the dead node is still listed: the room list, which
     // asks every node, says which one failed rather than leave its rooms out.
-    let (status, body) = common::http_request(
-        cluster.nodes[1].http,
-        "GET",
-        "/api/v1/rooms",
-        Some((app.to_string(), secret.expose().to_string())),
-        None,
-    )
-    .await;
+    let (status, body) = api_get(cluster.nodes[1].http, &app, &secret, "/api/v1/rooms").await;
     assert_eq!(status, 500, "{body}");
     assert!(body.contains("did not list its rooms"), "{body}");
     drop(alice);
@@ -622,22 +638,7 @@ async fn a_redis_restart_keeps_live_rooms_and_their_node_and_refuses_joins_clear
     assert_eq!(down.code, -1000);
     assert!(took < Duration::from_secs(5), "no hang: {took:?}");
     // The live room keeps its media both ways, Redis or not.
-    for seq in 0..25 {
-        alice.send(1, seq);
-        bob.send(2, seq);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(
-        bob.wait_until(Duration::from_secs(5), || bob.audio_from("alice").len()
-            >= 20)
-            .await
-    );
-    assert!(
-        alice
-            .wait_until(Duration::from_secs(5), || alice.audio_from("bob").len()
-                >= 20)
-            .await
-    );
+    hear_each_other(&alice, &bob, 20).await;
 
     cluster.redis.restart();
     let back = Instant::now();
@@ -716,34 +717,8 @@ async fn a_room_taken_over_while_its_node_was_cut_off_is_ended_there_and_its_mem
     drop(alice);
     // Her rejoin at node 0 is redirected to node 1, into bob's room.
     let alice = cluster.member(0, &app, &key_a, "alice", "split").await;
-    for seq in 0..25 {
-        alice.send(1, seq);
-        bob.send(2, seq);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(
-        bob.wait_until(Duration::from_secs(5), || !bob
-            .audio_from("alice")
-            .is_empty())
-            .await,
-        "bob hears alice"
-    );
-    assert!(
-        alice
-            .wait_until(Duration::from_secs(5), || !alice
-                .audio_from("bob")
-                .is_empty())
-            .await,
-        "alice hears bob"
-    );
-    let (status, body) = common::http_request(
-        cluster.nodes[0].http,
-        "GET",
-        "/api/v1/rooms",
-        Some((app.to_string(), secret.expose().to_string())),
-        None,
-    )
-    .await;
+    hear_each_other(&alice, &bob, 1).await;
+    let (status, body) = api_get(cluster.nodes[0].http, &app, &secret, "/api/v1/rooms").await;
     assert_eq!(status, 200, "{body}");
     let list: serde_json::Value = serde_json::from_str(&body).unwrap();
     let rooms = list["rooms"].as_array().unwrap();

@@ -6,8 +6,6 @@ mod common;
 
 use std::time::Duration;
 
-use tokio::io::AsyncBufReadExt;
-
 /// Starts `voipchat serve` with `extra` flags on ephemeral ports in `dir`; returns the child,
 /// its stderr lines read up to the "voipchat serving" line, the rest of them, and its HTTP
 /// address.
@@ -20,42 +18,8 @@ async fn serve(
     tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
     std::net::SocketAddr,
 ) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_voipchat"))
-        .args(["--data-dir", dir.to_str().unwrap(), "serve"])
-        .args(["--http-addr", "127.0.0.1:0", "--media-addr", "127.0.0.1:0"])
-        .args(extra)
-        .env("RUST_LOG", "info")
-        .env_remove("VOIPCHAT_CONFIG")
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    loop {
-        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-            .await
-            .expect("server starts")
-            .unwrap()
-            .unwrap_or_else(|| panic!("server exited: {seen:#?}"));
-        seen.push(line.clone());
-        if line.contains("voipchat serving") {
-            break;
-        }
-    }
-    let line = common::plain(seen.last().unwrap());
-    // Text: `http=127.0.0.1:N`; JSON: `"http":"127.0.0.1:N"`.
-    let http = line
-        .split("http")
-        .nth(1)
-        .unwrap()
-        .trim_start_matches(['=', '"', ':'])
-        .split(['"', ' '])
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap_or_else(|e| panic!("{e}: {line}"));
-    (child, seen, lines, http)
+    let s = common::binary::start(dir, extra, "info").await;
+    (s.child, s.seen, s.lines, s.http)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,7 +20,7 @@ use common::peers::TestPeer;
 use common::TestServer;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
 use rustls::pki_types::{CertificateDer, ServerName};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use voipchat_client::{ClientError, ClientEvent};
 use voipchat_proto::Secret;
@@ -348,39 +348,12 @@ async fn serve(
     tokio::sync::mpsc::UnboundedReceiver<String>,
     SocketAddr,
 ) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_voipchat"))
-        .args(["--data-dir", dir.to_str().unwrap(), "serve"])
-        .args(["--media-addr", "127.0.0.1:0"])
-        .args(args)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .env_remove("VOIPCHAT_CONFIG")
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    loop {
-        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-            .await
-            .expect("server starts")
-            .unwrap()
-            .unwrap_or_else(|| panic!("server exited: {seen:#?}"));
-        let line = common::plain(&line);
-        seen.push(line.clone());
-        if line.contains("voipchat serving") {
-            break;
-        }
-    }
-    let http = seen
-        .last()
-        .unwrap()
-        .split("http=")
-        .nth(1)
-        .and_then(|s| s.split(' ').next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no http= in {seen:#?}"));
+    let common::binary::Started {
+        child,
+        http,
+        seen,
+        mut lines,
+    } = common::binary::start(dir, args, "info").await;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {

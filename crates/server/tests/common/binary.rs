@@ -44,11 +44,46 @@ pub async fn serve_logged(
     Vec<String>,
     std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 ) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_voipchat"))
+    let Started {
+        child,
+        http,
+        seen,
+        mut lines,
+    } = start(dir, extra, "info,voipchat_server::quota=debug").await;
+    let later = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = later.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(l)) = lines.next_line().await {
+            sink.lock().unwrap().push(super::plain(&l));
+        }
+    });
+    (child, http, seen, later)
+}
+
+/// A started `voipchat serve`.
+pub struct Started {
+    pub child: tokio::process::Child,
+    pub http: std::net::SocketAddr,
+    /// Its stderr lines up to "voipchat serving", colours taken out.
+    pub seen: Vec<String>,
+    /// The stderr lines after it, as they come (read them, or the server blocks on a full pipe).
+    pub lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
+}
+
+/// Starts `voipchat serve` in `dir` with `args`, logging at `rust_log`: on ephemeral ports
+/// (HTTP too, unless `args` give `--http-addr`), and waits for the "voipchat serving" line,
+/// text or JSON (`log_format`).
+pub async fn start(dir: &std::path::Path, args: &[&str], rust_log: &str) -> Started {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_voipchat"));
+    command
         .args(["--data-dir", dir.to_str().unwrap(), "serve"])
-        .args(["--http-addr", "127.0.0.1:0", "--media-addr", "127.0.0.1:0"])
-        .args(extra)
-        .env("RUST_LOG", "info,voipchat_server::quota=debug")
+        .args(["--media-addr", "127.0.0.1:0"]);
+    if !args.contains(&"--http-addr") {
+        command.args(["--http-addr", "127.0.0.1:0"]);
+    }
+    let mut child = command
+        .args(args)
+        .env("RUST_LOG", rust_log)
         .env_remove("VOIPCHAT_CONFIG")
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -62,29 +97,31 @@ pub async fn serve_logged(
             .expect("server starts")
             .unwrap()
             .unwrap_or_else(|| panic!("server exited: {seen:#?}"));
-        seen.push(super::plain(&line));
-        if line.contains("voipchat serving") {
+        let line = super::plain(&line);
+        let serving = line.contains("voipchat serving");
+        seen.push(line);
+        if serving {
             break;
         }
     }
-    let later = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sink = later.clone();
-    tokio::spawn(async move {
-        while let Ok(Some(l)) = lines.next_line().await {
-            sink.lock().unwrap().push(super::plain(&l));
-        }
-    });
-    let line = seen.last().unwrap().clone();
+    let line = seen.last().unwrap();
+    // Text: `http=127.0.0.1:N`; JSON: `"http":"127.0.0.1:N"`.
     let http = line
-        .split("http=")
+        .split("http")
         .nth(1)
         .unwrap()
-        .split(' ')
+        .trim_start_matches(['=', '"', ':'])
+        .split(['"', ' '])
         .next()
         .unwrap()
         .parse()
         .unwrap_or_else(|e| panic!("{e}: {line}"));
-    (child, http, seen, later)
+    Started {
+        child,
+        http,
+        seen,
+        lines,
+    }
 }
 
 pub async fn session_key(
