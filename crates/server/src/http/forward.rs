@@ -15,14 +15,13 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use tracing::{debug, warn};
 use voipchat_proto::backend::{RoomInfo, RoomList};
 use voipchat_proto::{GroupId, RoomKey};
 
 use super::ApiError;
 use crate::media::Command;
+use crate::webhooks::client::Answer;
 use crate::{clock, AppState};
 
 /// The header of a call passed on by another node.
@@ -118,16 +117,15 @@ async fn pass_on(
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
-    let (status, headers, body) =
-        call_node(cluster, ws_url, parts.method, &path, &parts.headers, body).await?;
-    let mut out = Response::builder().status(status);
-    for (name, value) in &headers {
+    let answer = call_node(cluster, ws_url, parts.method, &path, &parts.headers, body).await?;
+    let mut out = Response::builder().status(answer.status);
+    for (name, value) in &answer.headers {
         if name == hyper::header::CONNECTION || name == hyper::header::TRANSFER_ENCODING {
             continue;
         }
         out = out.header(name, value);
     }
-    out.body(Body::from(body))
+    out.body(Body::from(answer.body))
         .map_err(|e| format!("response: {e}"))
 }
 
@@ -141,28 +139,21 @@ pub(super) async fn call_node(
     path_and_query: &str,
     headers: &hyper::HeaderMap,
     body: Bytes,
-) -> Result<(hyper::StatusCode, hyper::HeaderMap, Bytes), String> {
-    let (tls, rest) = if let Some(r) = ws_url.strip_prefix("wss://") {
-        (true, r)
+) -> Result<Answer, String> {
+    // A node's signaling URL names its HTTP address too: ws(s) is http(s) upgraded.
+    let http_url = if let Some(r) = ws_url.strip_prefix("wss://") {
+        format!("https://{r}")
     } else if let Some(r) = ws_url.strip_prefix("ws://") {
-        (false, r)
+        format!("http://{r}")
     } else {
         return Err(format!("not a node URL: {ws_url}"));
     };
-    let authority = rest.split('/').next().unwrap_or(rest).to_string();
-    let parsed: hyper::http::uri::Authority = authority
-        .parse()
-        .map_err(|e| format!("node URL {ws_url}: {e}"))?;
-    let host = parsed
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    let port = parsed.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let url =
+        crate::webhooks::url::parse(&http_url).map_err(|e| format!("node URL {ws_url}: {e}"))?;
     let mut builder = hyper::Request::builder()
         .method(method)
         .uri(path_and_query)
-        .header(hyper::header::HOST, authority.as_str())
+        .header(hyper::header::HOST, url.authority.as_str())
         .header(FORWARDED, cluster.node().id.as_str());
     for (name, value) in headers {
         if name == hyper::header::HOST
@@ -176,50 +167,7 @@ pub(super) async fn call_node(
     let request = builder
         .body(Full::new(body))
         .map_err(|e| format!("request: {e}"))?;
-    let tcp = TcpStream::connect((host.as_str(), port))
-        .await
-        .map_err(|e| format!("connect to {authority}: {e}"))?;
-    let _ = tcp.set_nodelay(true);
-    if tls {
-        let name = rustls::pki_types::ServerName::try_from(host.clone())
-            .map_err(|e| format!("{host}: not a TLS server name: {e}"))?;
-        let stream = cluster
-            .tls()
-            .connector()
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("TLS with {host}: {e}"))?;
-        send(TokioIo::new(stream), request).await
-    } else {
-        send(TokioIo::new(tcp), request).await
-    }
-}
-
-async fn send<T>(
-    io: T,
-    request: hyper::Request<Full<Bytes>>,
-) -> Result<(hyper::StatusCode, hyper::HeaderMap, Bytes), String>
-where
-    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| format!("HTTP: {e}"))?;
-    tokio::pin!(connection);
-    let response = tokio::select! {
-        r = sender.send_request(request) => r.map_err(|e| format!("HTTP: {e}"))?,
-        ended = &mut connection => return Err(match ended {
-            Ok(()) => "HTTP: the connection closed before an answer".to_string(),
-            Err(e) => format!("HTTP: {e}"),
-        }),
-    };
-    let (parts, body) = response.into_parts();
-    // The connection keeps running while the body is read.
-    let body = tokio::select! {
-        b = body.collect() => b.map_err(|e| format!("HTTP body: {e}"))?.to_bytes(),
-        _ = &mut connection => return Err("HTTP: the connection closed in the body".into()),
-    };
-    Ok((parts.status, parts.headers, body))
+    crate::webhooks::client::exchange(cluster.tls(), &url, request, true).await
 }
 
 /// The same page of the room list from every other live node (`uri` is the call as it
@@ -258,13 +206,12 @@ pub(super) async fn pages_of_other_nodes(
                 Bytes::new(),
             );
             let answer = match tokio::time::timeout(TIMEOUT, call).await {
-                Ok(Ok((status, _, body))) if status.is_success() => {
-                    serde_json::from_slice::<RoomList>(&body)
-                        .map_err(|e| format!("an unreadable room list: {e}"))
-                }
-                Ok(Ok((status, _, body))) => Err(format!(
-                    "{status}: {}",
-                    String::from_utf8_lossy(&body[..body.len().min(200)])
+                Ok(Ok(a)) if a.status.is_success() => serde_json::from_slice::<RoomList>(&a.body)
+                    .map_err(|e| format!("an unreadable room list: {e}")),
+                Ok(Ok(a)) => Err(format!(
+                    "{}: {}",
+                    a.status,
+                    String::from_utf8_lossy(&a.body[..a.body.len().min(200)])
                 )),
                 Ok(Err(e)) => Err(e),
                 Err(_) => Err("no answer in time".to_string()),

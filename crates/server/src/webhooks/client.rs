@@ -1,5 +1,5 @@
 //! One webhook POST: connect (TCP, and TLS for `https://`), send, read the status line, hang
-//! up. One connection per attempt keeps every attempt independent and bounded by one
+//! up ([`exchange`], which calls passed between nodes use too). One connection per attempt keeps every attempt independent and bounded by one
 //! timeout; webhook traffic is a few requests per room event, so the handshakes are cheap
 //! next to the events themselves.
 
@@ -22,11 +22,6 @@ use super::url::WebhookUrl;
 pub struct Tls(tokio_rustls::TlsConnector);
 
 impl Tls {
-    /// The connector, for other outgoing TLS of the server (calls passed between nodes).
-    pub fn connector(&self) -> &tokio_rustls::TlsConnector {
-        &self.0
-    }
-
     /// The system's root certificates, and those of `ca_file` if given. An unreadable
     /// `ca_file` is an error (the operator named it); unreadable system roots are a warning
     /// (plain `http://` receivers still work).
@@ -92,10 +87,6 @@ async fn post_inner(
     headers: &Headers<'_>,
     body: String,
 ) -> Result<u16, String> {
-    let tcp = TcpStream::connect((url.host.as_str(), url.port))
-        .await
-        .map_err(|e| format!("connect to {}:{}: {e}", url.host, url.port))?;
-    let _ = tcp.set_nodelay(true);
     let request = Request::post(url.path_and_query.as_str())
         .header(hyper::header::HOST, url.authority.as_str())
         .header(hyper::header::CONTENT_TYPE, "application/json")
@@ -108,6 +99,33 @@ async fn post_inner(
         .header(voipchat_auth::webhook::SIGNATURE_HEADER, headers.signature)
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| format!("request: {e}"))?;
+    // A receiver's body is never read: only its status counts.
+    let answer = exchange(tls, url, request, false).await?;
+    Ok(answer.status.as_u16())
+}
+
+/// What a request to another server came to.
+pub struct Answer {
+    pub status: hyper::StatusCode,
+    pub headers: hyper::HeaderMap,
+    /// Empty unless asked for.
+    pub body: Bytes,
+}
+
+/// One request on a connection of its own to `url`'s host (TCP, and TLS for `https://`):
+/// the server's outgoing HTTP, for webhooks and for calls passed between nodes. With
+/// `read_body` the answer's body is read too. Unbounded in time: callers wrap it in
+/// their timeout.
+pub async fn exchange(
+    tls: &Tls,
+    url: &WebhookUrl,
+    request: Request<Full<Bytes>>,
+    read_body: bool,
+) -> Result<Answer, String> {
+    let tcp = TcpStream::connect((url.host.as_str(), url.port))
+        .await
+        .map_err(|e| format!("connect to {}:{}: {e}", url.host, url.port))?;
+    let _ = tcp.set_nodelay(true);
     if url.tls {
         let name = ServerName::try_from(url.host.clone())
             .map_err(|e| format!("{}: not a TLS server name: {e}", url.host))?;
@@ -116,13 +134,13 @@ async fn post_inner(
             .connect(name, tcp)
             .await
             .map_err(|e| format!("TLS with {}: {e}", url.host))?;
-        send(TokioIo::new(stream), request).await
+        send(TokioIo::new(stream), request, read_body).await
     } else {
-        send(TokioIo::new(tcp), request).await
+        send(TokioIo::new(tcp), request, read_body).await
     }
 }
 
-async fn send<T>(io: T, request: Request<Full<Bytes>>) -> Result<u16, String>
+async fn send<T>(io: T, request: Request<Full<Bytes>>, read_body: bool) -> Result<Answer, String>
 where
     T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -132,13 +150,26 @@ where
     // The connection is driven beside the request, in this future: when the attempt ends
     // (answered, failed, or dropped at its deadline) the connection goes with it.
     tokio::pin!(connection);
-    tokio::select! {
-        response = sender.send_request(request) => response
-            .map(|r| r.status().as_u16())
-            .map_err(|e| format!("HTTP: {e}")),
-        ended = &mut connection => Err(match ended {
+    let response = tokio::select! {
+        response = sender.send_request(request) => response.map_err(|e| format!("HTTP: {e}"))?,
+        ended = &mut connection => return Err(match ended {
             Ok(()) => "HTTP: the connection closed before an answer".to_string(),
             Err(e) => format!("HTTP: {e}"),
         }),
-    }
+    };
+    let (parts, body) = response.into_parts();
+    let body = if read_body {
+        // The connection keeps running while the body is read.
+        tokio::select! {
+            b = http_body_util::BodyExt::collect(body) => b.map_err(|e| format!("HTTP body: {e}"))?.to_bytes(),
+            _ = &mut connection => return Err("HTTP: the connection closed in the body".into()),
+        }
+    } else {
+        Bytes::new()
+    };
+    Ok(Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    })
 }
