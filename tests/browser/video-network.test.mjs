@@ -164,6 +164,7 @@ describe('video over bad links', () => {
     let lifted;
     try {
       side.limit('300kbit');
+      console.log(`# the limit began at ${new Date().toISOString()} (to read with the server's log)`);
       await h.waitFor(() => firstAfter(0, (x) => x.carol > 0 && x.carol < top), {
         timeout: 20000,
         what: 'carol on a lower layer',
@@ -171,6 +172,7 @@ describe('video over bad links', () => {
       // Hold the limit a little longer: carol stays low.
       await h.sleep(3000);
       side.unlimit();
+      console.log(`# the limit was lifted at ${new Date().toISOString()}`);
       lifted = Date.now() - t0;
       await h.waitFor(() => firstAfter(lifted, (x) => x.carol === top), {
         timeout: 20000,
@@ -195,10 +197,9 @@ describe('video over bad links', () => {
     assert.ok(limitedSamples.every((x) => x.carol < top), `carol stayed low under the limit: ${heights()}`);
     // Bob's own estimate is his browser's feedback: on a loaded 2-core machine a sample may dip.
     assert.ok(bobTop >= limitedSamples.length * 0.9, `bob kept the top layer: ${heights()}`);
-    // The aim is 10 s; on this machine it takes 7 to 11 s (str0m's loss-based estimate toward
-    // a receiver whose link was held down keeps falling for seconds after the loss ended, until
-    // the server's probes lift it), so the test bounds it at 15 s and prints the figure.
-    assert.ok(up.t - lifted <= 15000, `back up within 15 s: ${up.t - lifted} ms`);
+    // Within 10 s: 5.3 to 7.6 s on this machine (the server restarts its estimate toward
+    // carol once her feedback shows a clean second, then the 1 s hysteresis and the keyframe).
+    assert.ok(up.t - lifted <= 10000, `back up within 10 s: ${up.t - lifted} ms`);
   });
 
   it('simulcast: false sends one full-size layer; a bad simulcast option throws', async () => {

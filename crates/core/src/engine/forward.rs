@@ -196,6 +196,7 @@ impl Engine {
                 }
                 Gate::Forward => {}
                 Gate::Switch => {
+                    debug!(?receiver, publisher = ?sender, layer, "layer switched on a keyframe");
                     slot.switched_at = Some(now);
                     slot.continue_numbering(packet.timestamp)
                 }

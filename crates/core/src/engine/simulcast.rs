@@ -107,7 +107,33 @@ pub(super) struct Downlink {
     desired: u64,
     /// Our own probing toward the next layer up (`Probing`).
     probing: Probing,
+    /// Restarting str0m's estimator once a congested link is clean again (`Recovery`).
+    recovery: Recovery,
 }
+
+/// A fresh start for str0m's estimator toward a receiver whose link was congested and is
+/// clean again, while it is short of the next layer.
+///
+/// During congestion str0m's loss-based controller drives the estimate far below what the
+/// link carries (to a quarter of a 300 kbit/s limit, on this machine), and it remembers
+/// that loss for seconds after the loss ended: str0m does not probe while it is
+/// loss-limited, and a probe goes to at most twice the estimate. In the browser test of a
+/// 300 kbit/s limit, waiting that out was most of the 7 to 13 s climb back to the top
+/// layer. So when the receiver's feedback shows a clean
+/// second after congestion, the engine resets the estimator, starting from what the
+/// receiver gets now (`Engine::choose_layers`); a new estimator probes at once, at 3 and 6
+/// times its start. At most one reset per `RESET_INTERVAL`: a link that stays narrow pays
+/// two short probe bursts per interval, as it pays one per `PROBE_MAX_INTERVAL` already.
+#[derive(Clone, Copy, Debug, Default)]
+struct Recovery {
+    /// Loss of `CONGESTED_LOSS` or more was reported since the last reset.
+    congested: bool,
+    /// When the last reset was.
+    reset_at: Option<Instant>,
+}
+
+/// The least time between two resets of the estimator toward one receiver.
+const RESET_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Probes toward a receiver held below the layer it could get.
 ///
@@ -164,6 +190,37 @@ const CONGESTED_LOSS: f32 = 0.02;
 const SHARP_FALL_PERCENT: u64 = 10;
 
 impl Downlink {
+    /// Whether str0m's estimator should start afresh now, and from which rate: Some when the
+    /// receiver is short of `needed` and its link is clean again after congestion
+    /// (`Recovery`). `getting`: the bitrate of the layers it receives now.
+    fn restart(&mut self, now: Instant, needed: Option<u64>, getting: u64) -> Option<u64> {
+        let r = &mut self.recovery;
+        let short = matches!((self.twcc, needed), (Some(e), Some(n)) if e < n);
+        if !short {
+            r.congested = false;
+            return None;
+        }
+        match self.loss {
+            Some(l) if l < CONGESTED_LOSS => {}
+            Some(_) => {
+                r.congested = true;
+                return None;
+            }
+            None => return None,
+        }
+        let recent = r
+            .reset_at
+            .is_some_and(|t| now.saturating_duration_since(t) < RESET_INTERVAL);
+        if !r.congested || recent {
+            return None;
+        }
+        r.congested = false;
+        r.reset_at = Some(now);
+        // A probe now has nothing to wait for: the fall it was held by was the congestion.
+        self.probing.fell_at = None;
+        Some(self.twcc.unwrap_or(0).max(getting))
+    }
+
     fn estimate(&self) -> Option<u64> {
         match (self.twcc, self.remb) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -410,7 +467,7 @@ impl Engine {
                 .filter(|b| layers::top_bitrate(b) > 0)
                 .count();
             let estimate = video.downlink.estimate();
-            let (mut sustain, mut upgrade, mut best) = (Vec::new(), false, 0);
+            let (mut sustain, mut upgrade, mut best, mut getting) = (Vec::new(), false, 0, 0);
             for slot in r.slots.iter_mut().filter(|s| s.kind == TrackKind::Video) {
                 let Some(publisher) = slot.occupant else {
                     continue;
@@ -432,6 +489,7 @@ impl Engine {
                 let next = layers::upgrade_bitrate(bitrates, slot.target.layer);
                 upgrade |= next.is_some();
                 let current = slot.target.layer.and_then(|l| bitrates.get(l).copied());
+                getting += current.unwrap_or(0);
                 sustain.push(next.or(current).unwrap_or(0));
                 let pending = slot.wait_keyframe || slot.target.layer != slot.layer;
                 // An unconnected receiver's slots are asked for by its Connected event.
@@ -449,10 +507,17 @@ impl Engine {
                 }
             }
             let needed = upgrade.then(|| layers::estimate_needed(sustain));
+            if let Some(start) = video.downlink.restart(now, needed, getting) {
+                debug!(receiver = ?id, start, ?estimate, ?needed, "estimator restarted: the link is clean again");
+                r.rtc.bwe().reset(Bitrate::bps(start.max(1)));
+                video.downlink.twcc = Some(start);
+                retune.push(*id);
+            }
             if video.downlink.tune(now, needed, best) {
                 retune.push(*id);
             }
         }
+        retune.dedup();
         for id in retune {
             if let Some(m) = self.members.get_mut(&id) {
                 let (minimum, desired) = m
@@ -669,6 +734,61 @@ mod tests {
         // The same fall with loss (or loss not known) is congestion: no probe into it.
         assert!(probes_with_loss(5_000, Some(800_000), Some(0.05), lingering).is_empty());
         assert!(probes(5_000, Some(800_000), lingering).is_empty());
+    }
+
+    /// `Downlink::restart` over ticks of 100 ms: the estimate 200 kbps, the next layer
+    /// needing 800, the receiver getting 250; `loss(t)` is its feedback's loss at `t` ms.
+    /// The ticks (ms) at which the estimator is restarted, with the rate it starts from.
+    fn restarts(
+        ms: u64,
+        needed: Option<u64>,
+        loss: impl Fn(u64) -> Option<f32>,
+    ) -> Vec<(u64, u64)> {
+        let t0 = Instant::now();
+        let mut d = Downlink::default();
+        let mut out = Vec::new();
+        for t in (0..ms).step_by(100) {
+            d.twcc = Some(200_000);
+            d.loss = loss(t);
+            if let Some(start) = d.restart(t0 + MS * t as u32, needed, 250_000) {
+                out.push((t, start));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_link_clean_again_after_congestion_restarts_the_estimator_from_what_it_gets() {
+        // 10 % loss until 3 s, clean after: one restart at the first clean tick, from the
+        // 250 kbps the receiver gets (more than the estimate).
+        let lifted = |t| Some(if t < 3_000 { 0.10 } else { 0.0 });
+        assert_eq!(
+            restarts(8_000, Some(800_000), lifted),
+            vec![(3_000, 250_000)]
+        );
+        // Never without congestion first, nor with loss not known, nor with nothing to
+        // reach.
+        assert!(restarts(8_000, Some(800_000), |_| Some(0.0)).is_empty());
+        assert!(restarts(8_000, Some(800_000), |_| None).is_empty());
+        assert!(restarts(8_000, None, lifted).is_empty());
+    }
+
+    #[test]
+    fn restarts_are_two_seconds_apart_however_the_loss_comes_and_goes() {
+        // Loss in every other 500 ms: a restart at the first clean tick, then none until
+        // 2 s have passed and the link was congested again since.
+        let flapping = |t: u64| {
+            Some(if (t / 500).is_multiple_of(2) {
+                0.10
+            } else {
+                0.0
+            })
+        };
+        let at: Vec<u64> = restarts(8_000, Some(800_000), flapping)
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect();
+        assert_eq!(at, vec![500, 2_500, 4_500, 6_500]);
     }
 
     #[test]
