@@ -119,10 +119,9 @@ pub(super) struct Downlink {
 /// that loss for seconds after the loss ended: str0m does not probe while it is
 /// loss-limited, and a probe goes to at most twice the estimate. In the browser test of a
 /// 300 kbit/s limit, waiting that out was most of the 7 to 13 s climb back to the top
-/// layer. So when the receiver's feedback shows a clean
-/// second after congestion, the engine resets the estimator, starting from what the
-/// receiver gets now (`Engine::choose_layers`); a new estimator probes at once, at 3 and 6
-/// times its start. At most one reset per `RESET_INTERVAL`: a link that stays narrow pays
+/// layer. So when the receiver's feedback shows a clean second after congestion, the
+/// engine resets the estimator, starting from what the receiver gets now
+/// (`Engine::choose_layers`); a new estimator probes at once, at 3 and 6 times its start. At most one reset per `RESET_INTERVAL`: a link that stays narrow pays
 /// two short probe bursts per interval, as it pays one per `PROBE_MAX_INTERVAL` already.
 #[derive(Clone, Copy, Debug, Default)]
 struct Recovery {
@@ -193,9 +192,10 @@ impl Downlink {
     /// Whether str0m's estimator should start afresh now, and from which rate: Some when the
     /// receiver is short of `needed` and its link is clean again after congestion
     /// (`Recovery`). `getting`: the bitrate of the layers it receives now.
+    /// The estimate then reads as that rate, until str0m reports its next.
     fn restart(&mut self, now: Instant, needed: Option<u64>, getting: u64) -> Option<u64> {
+        let short = self.short_of(needed);
         let r = &mut self.recovery;
-        let short = matches!((self.twcc, needed), (Some(e), Some(n)) if e < n);
         if !short {
             r.congested = false;
             return None;
@@ -218,7 +218,15 @@ impl Downlink {
         r.reset_at = Some(now);
         // A probe now has nothing to wait for: the fall it was held by was the congestion.
         self.probing.fell_at = None;
-        Some(self.twcc.unwrap_or(0).max(getting))
+        let start = self.twcc.unwrap_or(0).max(getting);
+        self.twcc = Some(start);
+        Some(start)
+    }
+
+    /// Whether str0m's estimate is short of what the next layer `needed` (None: nothing
+    /// above to reach).
+    fn short_of(&self, needed: Option<u64>) -> bool {
+        matches!((self.twcc, needed), (Some(e), Some(n)) if e < n)
     }
 
     fn estimate(&self) -> Option<u64> {
@@ -261,6 +269,7 @@ impl Downlink {
     /// Where the probing stands this tick: Some(true) dips `desired`, Some(false) raises it
     /// back (the probe), None leaves it.
     fn probe(&mut self, now: Instant, needed: Option<u64>) -> Option<bool> {
+        let short = self.short_of(needed);
         let p = &mut self.probing;
         let estimate = self.twcc;
         if let Some(e) = estimate {
@@ -269,7 +278,6 @@ impl Downlink {
             }
             p.last_estimate = e;
         }
-        let short = matches!((estimate, needed), (Some(e), Some(n)) if e < n);
         if !short {
             *p = Probing {
                 last_estimate: p.last_estimate,
@@ -510,7 +518,6 @@ impl Engine {
             if let Some(start) = video.downlink.restart(now, needed, getting) {
                 debug!(receiver = ?id, start, ?estimate, ?needed, "estimator restarted: the link is clean again");
                 r.rtc.bwe().reset(Bitrate::bps(start.max(1)));
-                video.downlink.twcc = Some(start);
                 retune.push(*id);
             }
             if video.downlink.tune(now, needed, best) {
