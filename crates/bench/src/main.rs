@@ -72,9 +72,13 @@ struct Cli {
     /// With --server-url: the server's process id, for its CPU and RSS
     #[arg(long, value_name = "PID")]
     server_pid: Option<u32>,
-    /// CPU of the server and of the floor relay
-    #[arg(long, default_value_t = 0)]
-    server_cpu: usize,
+    /// CPU of the server and of the floor relay; a list (e.g. 0,1) gives the server several
+    /// (the relay takes the first)
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    server_cpu: Vec<usize>,
+    /// Media shards of the server started (its --media-shards)
+    #[arg(long, default_value_t = 1)]
+    media_shards: usize,
     /// CPU of the generator (all its threads)
     #[arg(long, default_value_t = 1)]
     gen_cpu: usize,
@@ -114,6 +118,13 @@ struct Cli {
     /// (for CI; it checks no timing)
     #[arg(long)]
     check: bool,
+    /// Offer more than the server carries. A join refused as at capacity (-13001) is always
+    /// tried again a second later, for up to 30 s (and counted); with --overload one still
+    /// refused then ends its room's joins instead of failing the run, loss, latency and CPU
+    /// are those of the members admitted, and a saturated run does not end the series. With
+    /// --check, the admitted members must lose nothing
+    #[arg(long)]
+    overload: bool,
 }
 
 fn main() -> ExitCode {
@@ -255,12 +266,21 @@ fn bench(cli: &Cli) -> Result<bool, BenchError> {
         cli.warmup,
         if cli.gen_threads == 1 { "1 thread".to_string() } else { format!("{} threads", cli.gen_threads) },
         if pin { cli.gen_cpu.to_string() } else { "any".into() },
-        if pin { cli.server_cpu.to_string() } else { "any".into() },
+        if pin {
+            cli.server_cpu.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")
+        } else {
+            "any".into()
+        },
         cli.nice,
     );
     match &cli.server_url {
         Some(url) => println!("voipchat: {url} (given)"),
-        None => println!("voipchat: {}", binary.display()),
+        None => println!(
+            "voipchat: {}, {} media shard{}",
+            binary.display(),
+            cli.media_shards,
+            if cli.media_shards == 1 { "" } else { "s" }
+        ),
     }
     println!("{}", report::header());
     let mut all: Vec<Summary> = Vec::new();
@@ -274,7 +294,8 @@ fn bench(cli: &Cli) -> Result<bool, BenchError> {
             warmup: cli.warmup,
             gen_threads: cli.gen_threads,
             decrypt_every: cli.decrypt_every.max(1),
-            system_cpu: pin.then_some(cli.server_cpu),
+            system_cpu: pin.then(|| cli.server_cpu.first().copied().unwrap_or(0)),
+            overload: cli.overload,
         };
         let run_voipchat = |attempt: usize| -> Result<Summary, BenchError> {
             quiet(cli, "voipchat", rooms)?;
@@ -282,8 +303,9 @@ fn bench(cli: &Cli) -> Result<bool, BenchError> {
                 Some(url) => Server::External(external_target(cli, url)?),
                 None => Server::Spawned(Spawned::start(
                     &binary,
-                    pin.then_some(cli.server_cpu),
+                    pin.then(|| cli.server_cpu.clone()),
                     cli.members.max(10),
+                    cli.media_shards,
                 )?),
             };
             let prefix = format!("bench-{}-{i}-{attempt}", std::process::id());
@@ -328,6 +350,22 @@ fn bench(cli: &Cli) -> Result<bool, BenchError> {
                 v.decrypted, v.header_only, cfg.decrypt_every, v.sample_mismatches
             );
         }
+        if cli.overload || v.refusals > 0 {
+            println!(
+                "  voipchat: {} of {} members admitted; {} joins refused as at capacity (-13001), \
+                 retried after {} s for {} s; {} rooms stopped joining at a member still refused{}",
+                v.admitted,
+                v.rooms * v.members_per_room,
+                v.refusals,
+                signaling::RETRY_AFTER.as_secs(),
+                signaling::RETRY_FOR.as_secs(),
+                v.refused.len(),
+                v.refused
+                    .first()
+                    .map(|r| format!(", the first: {r}"))
+                    .unwrap_or_default()
+            );
+        }
         for s in [Some(&v), f.as_ref()].into_iter().flatten() {
             for e in s.join_failures.iter().chain(&s.late_errors).take(5) {
                 println!("  {}: {e}", s.system);
@@ -344,6 +382,14 @@ fn bench(cli: &Cli) -> Result<bool, BenchError> {
             }
         }
         let why = report::saturation(Some(&v), f.as_ref(), cli.gen_threads);
+        // An overload run is meant to saturate the server: said, and the series goes on.
+        let why = match why {
+            Some(why) if cli.overload => {
+                println!("  at {rooms} rooms: {why}");
+                None
+            }
+            why => why,
+        };
         all.push(v);
         all.extend(f);
         if let Some(why) = why {

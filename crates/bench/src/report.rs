@@ -21,6 +21,14 @@ pub struct Summary {
     pub system: &'static str,
     pub rooms: usize,
     pub members_per_room: usize,
+    /// Members in the rooms during the window: all of them, but with `--overload` only
+    /// those the server admitted.
+    pub admitted: usize,
+    /// With `--overload`: the joins refused as at capacity (-13001), one per room at most
+    /// (a room's joins stop at its first refusal).
+    pub refused: Vec<String>,
+    /// With `--overload`: every -13001 answer, the joins tried again included.
+    pub refusals: u64,
     pub window_secs: f64,
     /// Copies expected by the receivers (each sender's packets of the window, times the
     /// other members of its room) and received.
@@ -122,7 +130,13 @@ pub fn summarize(out: &mut RunOutput) -> Summary {
         (0, 0, 0, 0, 0, 0);
     let (mut decrypted, mut header_only, mut mismatches) = (0, 0, 0);
     let mut joins = Vec::new();
-    for (member, st) in &out.peers {
+    // With --overload, a member the server refused is neither a receiver nor a sender (it
+    // sent nothing, so nobody expects its packets).
+    // (The floor has no joins: all its members count.)
+    let overload = out.config.overload && out.system == crate::run::System::Voipchat;
+    let admitted = |st: &crate::peer::PeerStats| !overload || st.join_sent.is_some();
+    let admitted_count = out.peers.iter().filter(|(_, st)| admitted(st)).count();
+    for (member, st) in out.peers.iter().filter(|(_, st)| admitted(st)) {
         misrouted += st.misrouted;
         mislabelled += st.mislabelled;
         unstamped += st.unstamped;
@@ -158,11 +172,22 @@ pub fn summarize(out: &mut RunOutput) -> Summary {
     let us = |v: Option<f64>| v.map(|ns| ns / 1e3);
     let window_ok = secs > 0.0;
     let system_cpu_us = out.system_cpu.map(|c| c.as_secs_f64() * 1e6);
-    let members = (out.config.rooms * m) as f64;
+    let members = if overload {
+        admitted_count as f64
+    } else {
+        (out.config.rooms * m) as f64
+    };
     Summary {
         system: out.system.name(),
         rooms: out.config.rooms,
         members_per_room: m,
+        admitted: if overload {
+            admitted_count
+        } else {
+            out.config.rooms * m
+        },
+        refused: std::mem::take(&mut out.refused),
+        refusals: out.refusals,
         window_secs: secs,
         expected,
         received,
@@ -252,7 +277,7 @@ pub fn row(s: &Summary, ratio: Option<f64>) -> String {
     format!(
         "{:>5} {:>5} {:<8} {:>9.0} {:>7.3} {:>5} {:>7} {:>6} {:>6} {:>7} {:>7} {:>8} {:>8} {:>7} {:>6.1} {:>6} {:>7.1} {:>8}",
         s.rooms,
-        s.rooms * s.members_per_room,
+        s.admitted,
         s.system,
         s.forwarded_per_sec,
         s.loss_pct,

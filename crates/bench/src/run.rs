@@ -49,6 +49,9 @@ pub struct RunConfig {
     pub decrypt_every: u64,
     /// CPU of the system under test (the server, or the relay thread), if pinning.
     pub system_cpu: Option<usize>,
+    /// `--overload`: joins refused as at capacity are counted, and the figures are those of
+    /// the members admitted.
+    pub overload: bool,
 }
 
 /// Everything measured in one run; `report` turns it into figures.
@@ -69,6 +72,11 @@ pub struct RunOutput {
     pub rss_with_kib: Option<u64>,
     /// Joins that failed; the run then has no window.
     pub join_failures: Vec<String>,
+    /// Members still refused as at capacity after their retries (`--overload`); their rooms
+    /// ran without them.
+    pub refused: Vec<String>,
+    /// Every -13001 answer, retried joins included.
+    pub refusals: u64,
     /// Members that failed after joining.
     pub late_errors: Vec<String>,
 }
@@ -268,6 +276,7 @@ pub fn run_voipchat(
         backend,
         group_prefix.to_string(),
         rooms,
+        cfg.overload,
         joined_tx,
         stop_rx,
         late.clone(),
@@ -305,15 +314,23 @@ pub fn run_voipchat(
         rss_before_kib: rss_before,
         rss_with_kib: None,
         join_failures: Vec::new(),
+        refused: Vec::new(),
+        refusals: 0,
         late_errors: Vec::new(),
     };
-    if let Err(failures) = joined {
-        control.stop_now();
-        out.peers = threads.join()?.peers;
-        out.join_failures = failures;
-        drop(stop_signaling);
-        out.late_errors = late.lock().map(|l| l.clone()).unwrap_or_default();
-        return Ok(out);
+    match joined {
+        Ok(j) => {
+            out.refused = j.refused;
+            out.refusals = j.refusals;
+        }
+        Err(failures) => {
+            control.stop_now();
+            out.peers = threads.join()?.peers;
+            out.join_failures = failures;
+            drop(stop_signaling);
+            out.late_errors = late.lock().map(|l| l.clone()).unwrap_or_default();
+            return Ok(out);
+        }
     }
     let (window, s0, s1, rss) = measure(cfg, &control, target.pid, None)?;
     let result = threads.join()?;
@@ -390,6 +407,8 @@ pub fn run_floor(cfg: &RunConfig) -> Result<RunOutput, BenchError> {
         rss_before_kib: None,
         rss_with_kib: None,
         join_failures: Vec::new(),
+        refused: Vec::new(),
+        refusals: 0,
         late_errors: Vec::new(),
     })
 }

@@ -33,12 +33,14 @@ pub struct Spawned {
 }
 
 impl Spawned {
-    /// Starts `voipchat serve` on 127.0.0.1 (ports chosen by the kernel) pinned to `cpu`,
-    /// after creating an app and enabling VoIP in a fresh data dir.
+    /// Starts `voipchat serve` on 127.0.0.1 (ports chosen by the kernel) pinned to `cpus`,
+    /// with `media_shards` shards, after creating an app and enabling VoIP in a fresh data
+    /// dir.
     pub fn start(
         binary: &Path,
-        cpu: Option<usize>,
+        cpus: Option<Vec<usize>>,
         room_cap: usize,
+        media_shards: usize,
     ) -> Result<Spawned, BenchError> {
         if !binary.is_file() {
             return Err(BenchError::new(format!(
@@ -75,15 +77,23 @@ impl Spawned {
             .arg(&data_dir)
             .args(["--http-addr", "127.0.0.1:0", "--media-addr", "127.0.0.1:0"])
             .args(["--no-demo", "--room-cap", &room_cap.to_string()])
-            .env("RUST_LOG", "info,str0m=warn,dimpl=warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("VOIPCHAT_BENCH_RUST_LOG")
+                    .unwrap_or_else(|_| "info,str0m=warn,dimpl=warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        if let Some(cpu) = cpu {
+        // Only when asked for: a server of before the shards takes no such flag.
+        if media_shards != 1 {
+            cmd.args(["--media-shards", &media_shards.to_string()]);
+        }
+        if let Some(cpus) = cpus {
             // SAFETY: sched_setaffinity is async-signal-safe; it runs in the child before exec,
             // so every thread the server creates inherits the mask.
             unsafe {
-                cmd.pre_exec(move || crate::sys::pin(0, cpu));
+                cmd.pre_exec(move || crate::sys::pin_set(0, &cpus));
             }
         }
         let mut child = cmd
@@ -95,10 +105,17 @@ impl Spawned {
         let (addr_tx, addr_rx) = mpsc::channel();
         if let Some(stderr) = stderr {
             let tail = log_tail.clone();
+            // VOIPCHAT_BENCH_SERVER_LOG=FILE: the server's whole log goes there too.
+            let mut copy = std::env::var_os("VOIPCHAT_BENCH_SERVER_LOG")
+                .and_then(|p| std::fs::File::create(p).ok());
             // Reads the whole log so the server never blocks on a full pipe.
             std::thread::spawn(move || {
                 let mut sent = false;
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if let Some(f) = copy.as_mut() {
+                        use std::io::Write;
+                        let _ = writeln!(f, "{line}");
+                    }
                     if !sent && line.contains("voipchat serving") {
                         if let Some(http) = log_field(&line, "http=") {
                             let _ = addr_tx.send(http);

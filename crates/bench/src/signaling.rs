@@ -4,6 +4,7 @@
 //! finds others already talking: that is what "join → first remote audio" measures.
 //! Rooms join in parallel.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -51,13 +52,63 @@ pub struct MemberSignal {
 /// Failures of members after they joined (interrupted, a refused offer, a closed socket).
 pub type LateErrors = Arc<Mutex<Vec<String>>>;
 
+/// The code the server refuses a join with while its media engine is at capacity.
+pub const AT_CAPACITY: i32 = -13001;
+
+/// A member refused as at capacity tries again after this long (as a client told "try again
+/// later" would), for at most `RETRY_FOR` after the run's first join.
+pub const RETRY_AFTER: Duration = Duration::from_secs(1);
+pub const RETRY_FOR: Duration = Duration::from_secs(30);
+
+/// How the joins of a run went, when none failed.
+#[derive(Debug, Default)]
+pub struct Joined {
+    /// Members still refused as at capacity when `RETRY_FOR` ran out (`--overload` only:
+    /// otherwise that is a failure). Their rooms go on with the members admitted before;
+    /// the members after them do not try.
+    pub refused: Vec<String>,
+    /// Every -13001 answer, the retried ones included.
+    pub refusals: u64,
+}
+
+/// Why a member did not get connected.
+enum JoinError {
+    /// The server answered the join with this code.
+    Refused(i32, String),
+    Other(String),
+}
+
+impl From<String> for JoinError {
+    fn from(e: String) -> JoinError {
+        JoinError::Other(e)
+    }
+}
+
+impl From<&str> for JoinError {
+    fn from(e: &str) -> JoinError {
+        JoinError::Other(e.to_string())
+    }
+}
+
+impl std::fmt::Display for JoinError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JoinError::Refused(code, msg) => write!(f, "join refused: {msg} ({code})"),
+            JoinError::Other(e) => f.write_str(e),
+        }
+    }
+}
+
 /// Starts the signaling thread. `joined` gets the join outcome of all rooms once known (the
-/// failures, if any); the thread then keeps serving offers until `stop` turns true.
+/// failures, if any); the thread then keeps serving offers until `stop` turns true. With
+/// `overload`, a join still refused as at capacity after its retries ends its room's joins
+/// and is counted, not failed.
 pub fn spawn(
     backend: Backend,
     group_prefix: String,
     rooms: Vec<Vec<MemberSignal>>,
-    joined: Sender<Result<(), Vec<String>>>,
+    overload: bool,
+    joined: Sender<Result<Joined, Vec<String>>>,
     stop: watch::Receiver<bool>,
     late: LateErrors,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
@@ -69,26 +120,36 @@ pub fn spawn(
         .spawn(move || {
             rt.block_on(async move {
                 let mut tasks = Vec::new();
+                let refusals = Arc::new(AtomicU64::new(0));
+                let retry = Retry {
+                    until: Instant::now() + RETRY_FOR,
+                    refusals: refusals.clone(),
+                };
                 for (r, members) in rooms.into_iter().enumerate() {
                     let group = format!("{group_prefix}-r{r}");
                     tasks.push(tokio::spawn(join_room(
                         backend.clone(),
                         group,
                         members,
+                        retry.clone(),
+                        overload,
                         stop.clone(),
                         late.clone(),
                     )));
                 }
                 let mut failures = Vec::new();
+                let mut outcome = Joined::default();
                 for t in tasks {
                     match t.await {
-                        Ok(Ok(())) => {}
+                        Ok(Ok(Some(refused))) => outcome.refused.push(refused),
+                        Ok(Ok(None)) => {}
                         Ok(Err(e)) => failures.push(e),
                         Err(e) => failures.push(format!("a room task failed: {e}")),
                     }
                 }
+                outcome.refusals = refusals.load(Ordering::Relaxed);
                 let ok = failures.is_empty();
-                let _ = joined.send(if ok { Ok(()) } else { Err(failures) });
+                let _ = joined.send(if ok { Ok(outcome) } else { Err(failures) });
                 let mut stop = stop;
                 let _ = stop.wait_for(|s| *s).await;
                 // Give the member tasks a moment to close their WebSockets.
@@ -97,51 +158,81 @@ pub fn spawn(
         })
 }
 
-/// Joins a room's members one by one, each after the previous one is connected.
+/// Joins refused as at capacity are tried again until `until`, and counted.
+#[derive(Clone)]
+struct Retry {
+    until: Instant,
+    refusals: Arc<AtomicU64>,
+}
+
+/// Joins a room's members one by one, each after the previous one is connected. With
+/// `overload`, a join still refused as at capacity when the retries ran out ends the room's
+/// joins: Ok(Some(who)).
 async fn join_room(
     backend: Backend,
     group: String,
     members: Vec<MemberSignal>,
+    retry: Retry,
+    overload: bool,
     stop: watch::Receiver<bool>,
     late: LateErrors,
-) -> Result<(), String> {
+) -> Result<Option<String>, String> {
     for m in members {
         let who = m.member.open_id();
         let (tx, rx) = oneshot::channel();
+        // Retries get their time on top of a join's own.
+        let timeout = JOIN_TIMEOUT + retry.until.saturating_duration_since(Instant::now());
         tokio::spawn(member_task(
             backend.clone(),
             group.clone(),
             m,
             tx,
+            retry.clone(),
             stop.clone(),
             late.clone(),
         ));
-        match tokio::time::timeout(JOIN_TIMEOUT, rx).await {
+        match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(JoinError::Refused(AT_CAPACITY, _)))) if overload => {
+                return Ok(Some(format!("{who} in {group}")))
+            }
             Ok(Ok(Err(e))) => return Err(format!("{who} in {group}: {e}")),
             Ok(Err(_)) => return Err(format!("{who} in {group}: its task ended")),
             Err(_) => {
                 return Err(format!(
                     "{who} in {group}: not connected (ICE + DTLS) within {} s",
-                    JOIN_TIMEOUT.as_secs()
+                    timeout.as_secs()
                 ))
             }
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 async fn member_task(
     backend: Backend,
     group: String,
-    m: MemberSignal,
-    connected: oneshot::Sender<Result<(), String>>,
+    mut m: MemberSignal,
+    connected: oneshot::Sender<Result<(), JoinError>>,
+    retry: Retry,
     stop: watch::Receiver<bool>,
     late: LateErrors,
 ) {
     let who = m.member.open_id();
     let mut connected = Some(connected);
-    let result = member_run(&backend, &group, m, &mut connected, stop).await;
+    let result = loop {
+        let result = member_run(&backend, &group, &mut m, &mut connected, stop.clone()).await;
+        match &result {
+            Err(JoinError::Refused(AT_CAPACITY, _)) => {
+                retry.refusals.fetch_add(1, Ordering::Relaxed);
+                if Instant::now() + RETRY_AFTER >= retry.until {
+                    break result;
+                }
+                tokio::time::sleep(RETRY_AFTER).await;
+            }
+            _ => break result,
+        }
+    };
     if let Err(e) = result {
         match connected.take() {
             Some(tx) => {
@@ -159,15 +250,15 @@ async fn member_task(
 async fn member_run(
     backend: &Backend,
     group: &str,
-    mut m: MemberSignal,
-    connected: &mut Option<oneshot::Sender<Result<(), String>>>,
+    m: &mut MemberSignal,
+    connected: &mut Option<oneshot::Sender<Result<(), JoinError>>>,
     mut stop: watch::Receiver<bool>,
-) -> Result<(), String> {
+) -> Result<(), JoinError> {
     let open_id = m.member.open_id();
     let signed = backend
         .sign_join(&open_id, group)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| JoinError::Other(e.to_string()))?;
     let url = format!("ws://{}/ws", backend.http);
     let (mut ws, _) = tokio_tungstenite::connect_async(&url)
         .await
@@ -181,7 +272,8 @@ async fn member_run(
         signature: signed.signature,
         room_type: RoomType::Voice,
         mute_config: MuteConfig::default(),
-        sdp: std::mem::take(&mut m.offer),
+        // Kept: a join the server refused is sent again with the same offer.
+        sdp: m.offer.clone(),
     });
     let join_sent = Instant::now();
     ws.send(Message::text(join.to_json()))
@@ -196,14 +288,14 @@ async fn member_run(
                         return Err("the server closed the WebSocket".into());
                     }
                     Some(Ok(_)) => continue,
-                    Some(Err(e)) => return Err(format!("websocket: {e}")),
+                    Some(Err(e)) => return Err(format!("websocket: {e}").into()),
                 };
                 let msg = ServerMsg::parse(text.as_str())
                     .map_err(|e| format!("a server frame does not parse: {}", e.detail))?;
                 match msg {
                     ServerMsg::JoinResult { status, sdp, .. } => {
                         if !status.is_ok() {
-                            return Err(format!("join refused: {} ({})", status.err_msg, status.err_code));
+                            return Err(JoinError::Refused(status.err_code, status.err_msg));
                         }
                         let sdp = sdp.ok_or("joinResult ok without an sdp answer")?;
                         m.link.send(m.index, FromSignal::Joined { sdp, join_sent });
@@ -213,10 +305,10 @@ async fn member_run(
                     }
                     ServerMsg::Tracks { tracks } => m.link.send(m.index, FromSignal::Tracks(tracks)),
                     ServerMsg::Interrupted { status } => {
-                        return Err(format!("interrupted: {} ({})", status.err_msg, status.err_code));
+                        return Err(format!("interrupted: {} ({})", status.err_msg, status.err_code).into());
                     }
                     ServerMsg::Error { status } => {
-                        return Err(format!("server error: {} ({})", status.err_msg, status.err_code));
+                        return Err(format!("server error: {} ({})", status.err_msg, status.err_code).into());
                     }
                     _ => {}
                 }
@@ -232,7 +324,7 @@ async fn member_run(
                         let _ = tx.send(Ok(()));
                     }
                 }
-                Some(ToSignal::Failed(e)) => return Err(e),
+                Some(ToSignal::Failed(e)) => return Err(e.into()),
                 // The media thread ended: the run is over.
                 None => break,
             },

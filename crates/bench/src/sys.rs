@@ -12,16 +12,23 @@ pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
 
 /// Pins thread or process `pid` (0: the caller) to one CPU.
 pub fn pin(pid: libc::pid_t, cpu: usize) -> io::Result<()> {
+    pin_set(pid, &[cpu])
+}
+
+/// Pins a thread (0: the calling one) to a set of CPUs.
+pub fn pin_set(pid: libc::pid_t, cpus: &[usize]) -> io::Result<()> {
     // SAFETY: cpu_set_t is plain data; CPU_SET only writes inside it (cpu is checked).
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if cpu >= libc::CPU_SETSIZE as usize {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "cpu index too large",
-            ));
+        for &cpu in cpus {
+            if cpu >= libc::CPU_SETSIZE as usize {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "cpu index too large",
+                ));
+            }
+            libc::CPU_SET(cpu, &mut set);
         }
-        libc::CPU_SET(cpu, &mut set);
         if libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
             return Err(io::Error::last_os_error());
         }

@@ -154,7 +154,7 @@ impl Cluster {
 pub async fn run_heartbeat(
     cluster: Arc<Cluster>,
     mut stop: watch::Receiver<bool>,
-    media: tokio::sync::mpsc::UnboundedSender<crate::media::Command>,
+    media: crate::shards::Shards,
 ) {
     let mut tick = tokio::time::interval(HEARTBEAT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -175,7 +175,7 @@ pub async fn run_heartbeat(
                     // docs/cluster.md says when this can happen.
                     warn!(room = %room, "another node took over this open room's claim: its members are sent there (-11008)");
                     cluster.claims().remove(&room);
-                    let _ = media.send(crate::media::Command::RoomMoved(room));
+                    let _ = media.send_room(&room, crate::media::Command::RoomMoved(room.clone()));
                 }
             }
             Ok(Err(e)) => {

@@ -14,8 +14,12 @@ use std::time::Duration;
 pub struct Config {
     /// HTTP: backend API and WebSocket signaling (`/ws`).
     pub http_addr: SocketAddr,
-    /// The UDP port all media runs on.
+    /// The UDP port media runs on; with several `media_shards`, the first of as many ports
+    /// in a row (shard i on port + i; port 0 picks a free one for each).
     pub media_addr: SocketAddr,
+    /// Media shards: threads with an engine and a media port each, a room on exactly one.
+    /// One by default (a single port to open); 0 is one per core this process may use.
+    pub media_shards: usize,
     /// The receive buffer the media socket asks the kernel for (SO_RCVBUF), in bytes: room
     /// for bursts while the media task is busy, so the kernel does not drop them. The kernel
     /// grants at most `net.core.rmem_max`; less than asked is logged at start.
@@ -182,6 +186,7 @@ impl Default for Config {
         Self {
             http_addr: ([127, 0, 0, 1], 7880).into(),
             media_addr: ([127, 0, 0, 1], 7882).into(),
+            media_shards: 1,
             media_tcp: true,
             media_tcp_max_connections: 1000,
             // Loss begins near a saturated core (95 % busy in the bench); the margin is
@@ -300,6 +305,20 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "media_tcp_max_connections must be at least 1 (or set media_tcp = false)".into(),
             ));
+        }
+        let shards = crate::shards::count(self.media_shards);
+        if shards > 256 {
+            return Err(ConfigError::Invalid(
+                "media_shards must be at most 256".into(),
+            ));
+        }
+        if self.media_addr.port() != 0
+            && usize::from(self.media_addr.port()) + shards - 1 > usize::from(u16::MAX)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "media_addr's port {} leaves no room for {shards} media shards' ports",
+                self.media_addr.port()
+            )));
         }
         if !(0.0..=1.0).contains(&self.media_max_busy_share) {
             return Err(ConfigError::Invalid(

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod quota;
 pub mod secrets;
 pub mod serve;
+pub mod shards;
 pub mod tls;
 pub mod turn;
 pub mod web;
@@ -44,8 +45,8 @@ pub use logging::log_filter;
 pub struct AppState {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
-    /// The media task's command queue.
-    pub media: mpsc::UnboundedSender<media::Command>,
+    /// The media shards' command queues.
+    pub media: shards::Shards,
     /// Turns true when the server is stopping.
     pub shutdown: watch::Receiver<bool>,
     /// Held by every WebSocket connection task; `run` returns once all are gone (or after a
@@ -61,9 +62,11 @@ pub struct AppState {
 /// The sockets the server runs on, bound by the caller, and what `http` serves TLS with.
 pub struct Listeners {
     pub http: TcpListener,
-    pub media: UdpSocket,
-    /// ICE over TCP on the media socket's IP and port number, when `media_tcp` is on.
-    pub media_tcp: Option<TcpListener>,
+    /// One UDP socket per media shard (`media_shards`), in shard order.
+    pub media: Vec<UdpSocket>,
+    /// ICE over TCP on each media socket's IP and port number, when `media_tcp` is on
+    /// (else empty).
+    pub media_tcp: Vec<TcpListener>,
     /// `/metrics` alone, when `metrics_addr` is set (else it is on `http`). Plain HTTP.
     pub metrics: Option<TcpListener>,
     /// With `tls_cert` and `tls_key`: `http` serves HTTPS/WSS with this certificate.
@@ -90,7 +93,19 @@ impl Listeners {
         let http = TcpListener::bind(config.http_addr)
             .await
             .map_err(|e| bind_error("HTTP address", config.http_addr, "http_addr", e))?;
-        let (media, media_tcp) = bind_media_pair(config).await?;
+        let mut media = Vec::new();
+        let mut media_tcp = Vec::new();
+        for shard in 0..shards::count(config.media_shards) {
+            let port = match config.media_addr.port() {
+                0 => 0,
+                // validate() checked the ports fit.
+                p => p.saturating_add(shard as u16),
+            };
+            let addr = SocketAddr::new(config.media_addr.ip(), port);
+            let (udp, tcp) = bind_media_pair(config, addr).await?;
+            media.push(udp);
+            media_tcp.extend(tcp);
+        }
         let metrics = match config.metrics_addr {
             Some(addr) => Some(
                 TcpListener::bind(addr)
@@ -112,13 +127,16 @@ impl Listeners {
 /// The UDP media socket and, with `media_tcp`, the TCP listener on the same IP and port
 /// number. With port 0 the kernel picks the UDP number, and that TCP port may be taken
 /// (by any TCP connection's ephemeral port): then both are picked again, a few times.
-async fn bind_media_pair(config: &Config) -> std::io::Result<(UdpSocket, Option<TcpListener>)> {
+async fn bind_media_pair(
+    config: &Config,
+    at: SocketAddr,
+) -> std::io::Result<(UdpSocket, Option<TcpListener>)> {
     const TRIES: usize = 20;
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let media = bind_media(config.media_addr, config.media_recv_buffer_bytes)
-            .map_err(|e| bind_error("media address (UDP)", config.media_addr, "media_addr", e))?;
+        let media = bind_media(at, config.media_recv_buffer_bytes)
+            .map_err(|e| bind_error("media address (UDP)", at, "media_addr", e))?;
         if !config.media_tcp {
             return Ok((media, None));
         }
@@ -128,7 +146,7 @@ async fn bind_media_pair(config: &Config) -> std::io::Result<(UdpSocket, Option<
             Ok(tcp) => return Ok((media, Some(tcp))),
             Err(e)
                 if e.kind() == std::io::ErrorKind::AddrInUse
-                    && config.media_addr.port() == 0
+                    && at.port() == 0
                     && attempt < TRIES =>
             {
                 continue
@@ -227,7 +245,11 @@ pub async fn run(
     store: Arc<dyn Store>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let media_bound = listeners.media.local_addr()?;
+    let media_bound: Vec<SocketAddr> = listeners
+        .media
+        .iter()
+        .map(|m| m.local_addr())
+        .collect::<std::io::Result<_>>()?;
     let turn = config.turn().map_err(std::io::Error::other)?.map(Arc::new);
     let metrics = metrics::Metrics::new();
     let store = secrets::open_sealed(&config, store).await?;
@@ -249,20 +271,25 @@ pub async fn run(
             .map_err(std::io::Error::other)?
             .map_err(std::io::Error::other)?;
     }
-    let announce = announce_addr(&config, media_bound);
-    let mut engine_config = EngineConfig::new(announce);
-    let engine_tcp = listeners.media_tcp.is_some();
-    engine_config.ice_tcp = engine_tcp;
-    engine_config.room_cap = config.room_cap;
-    engine_config.media_timeout = config.media_timeout();
-    engine_config.audio_red = config.audio_red;
-    engine_config.opus_fec = config.opus_fec;
-    engine_config.media_liveness = std::time::Duration::from_millis(config.media_liveness_ms);
-    engine_config.confirm_rooms = true;
-    let engine = Engine::new(engine_config, Instant::now());
+    let announce = announce_addr(&config, media_bound[0]);
+    let engine_tcp = !listeners.media_tcp.is_empty();
+    let engine_config = |bound: SocketAddr| {
+        let mut c = EngineConfig::new(announce_addr(&config, bound));
+        c.ice_tcp = engine_tcp;
+        c.room_cap = config.room_cap;
+        c.media_timeout = config.media_timeout();
+        c.audio_red = config.audio_red;
+        c.opus_fec = config.opus_fec;
+        c.media_liveness = std::time::Duration::from_millis(config.media_liveness_ms);
+        c.confirm_rooms = true;
+        c
+    };
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let (queues, receivers): (Vec<_>, Vec<_>) = (0..media_bound.len())
+        .map(|_| mpsc::unbounded_channel())
+        .unzip();
+    let media = shards::Shards::new(queues.clone());
     let webhook_tls = webhooks::client::Tls::new(config.webhook_ca_file.as_deref())
         .map_err(std::io::Error::other)?;
     let (sink, webhook_queue) = webhooks::Sink::new(metrics.clone());
@@ -313,7 +340,7 @@ pub async fn run(
         tokio::spawn(cluster::run_heartbeat(
             c.clone(),
             stop_rx.clone(),
-            cmd_tx.clone(),
+            media.clone(),
         ));
         tracing::info!(node = %c.node().id, url = %c.node().url, "joined the cluster");
         Some(c)
@@ -328,31 +355,43 @@ pub async fn run(
         reservations,
         cluster: cluster.clone(),
     };
-    let tcp = media_tcp::TcpMedia::new(
-        listeners.media_tcp,
-        media_tcp::Limits::with_max_connections(config.media_tcp_max_connections),
-        metrics.clone(),
-    );
-    let media_task = tokio::spawn(media::run(
-        engine,
-        listeners.media,
-        tcp,
-        cmd_rx,
-        cmd_tx.clone(),
-        quota,
-        media_load::Admission {
-            max_busy_share: config.media_max_busy_share,
-        },
-        stop_rx.clone(),
-        metrics.clone(),
-    ));
+    // Each shard on a thread of its own, its sockets moved there.
+    let mut tcp_listeners = listeners.media_tcp.into_iter();
+    let mut media_tasks = Vec::new();
+    for (shard, ((udp, commands), queue)) in listeners
+        .media
+        .into_iter()
+        .zip(receivers)
+        .zip(queues)
+        .enumerate()
+    {
+        let parts = shards::ShardParts {
+            shard,
+            engine: Engine::new(engine_config(media_bound[shard]), Instant::now()),
+            udp: udp.into_std()?,
+            tcp: tcp_listeners.next().map(|l| l.into_std()).transpose()?,
+            tcp_max_connections: config.media_tcp_max_connections,
+            commands,
+            queue,
+            quota: quota.clone(),
+            admission: media_load::Admission {
+                max_busy_share: config.media_max_busy_share,
+            },
+            shutdown: stop_rx.clone(),
+            metrics: metrics.clone(),
+        };
+        media_tasks.push(shards::spawn(parts)?);
+    }
+    // The shards hold the quota policy (and its webhook sink) now: the webhook writer ends
+    // only once every sink is gone.
+    drop(quota);
 
     let test_hooks = config.test_hooks;
     let (connections, mut connections_gone) = mpsc::channel::<()>(1);
     let state = AppState {
         config: Arc::new(config),
         store,
-        media: cmd_tx,
+        media,
         shutdown: stop_rx.clone(),
         connections,
         metrics: metrics.clone(),
@@ -406,7 +445,8 @@ pub async fn run(
         tls = tls_config.is_some(),
         node = %node_id,
         cluster = cluster.is_some(),
-        media = %media_bound,
+        media = %media_bound[0],
+        media_shards = media_bound.len(),
         media_tcp = engine_tcp,
         announce = %announce.ip(),
         "voipchat serving"
@@ -447,7 +487,9 @@ pub async fn run(
         // At once: the members told of the shutdown may rejoin on another node.
         tokio::task::spawn_blocking(move || c.leave());
     }
-    let _ = media_task.await;
+    for task in media_tasks {
+        let _ = task.await;
+    }
     // The media task's last events (members told of the shutdown, rooms finished) reach
     // the outbox: the writer ends once the queue is empty and every sink is gone. The
     // worker hands its running attempts back; the next start delivers what is left.

@@ -106,6 +106,10 @@ struct ServeArgs {
     /// 127.0.0.1:7882]
     #[arg(long, value_name = "ADDR")]
     media_addr: Option<SocketAddr>,
+    /// Media shards: threads with an engine and a port each (media_addr's port, then the
+    /// next ones); 0 is one per core [default: media_shards from the config, else 1]
+    #[arg(long, value_name = "N")]
+    media_shards: Option<usize>,
     /// Do not listen for ICE over TCP on the media port's number; the same as media_tcp =
     /// false [default: media_tcp from the config, else TCP is on]
     #[arg(long)]
@@ -410,6 +414,9 @@ fn serve(args: &ServeArgs, store_args: StoreArgs) -> Result<(), BoxError> {
     if let Some(v) = args.media_addr {
         config.media_addr = v;
     }
+    if let Some(v) = args.media_shards {
+        config.media_shards = v;
+    }
     if args.no_media_tcp {
         config.media_tcp = false;
     }
@@ -464,8 +471,16 @@ fn serve(args: &ServeArgs, store_args: StoreArgs) -> Result<(), BoxError> {
     rt.block_on(async move {
         let listeners = voipchat_server::Listeners::bind(&config).await?;
         let http = listeners.http.local_addr()?;
-        let media = listeners.media.local_addr()?;
+        let media = listeners.media[0].local_addr()?;
         let announce = voipchat_server::announce_addr(&config, media).ip();
+        let media = match listeners.media.last().map(|s| s.local_addr()).transpose()? {
+            Some(last) if listeners.media.len() > 1 => format!(
+                "{media} to port {} ({} shards)",
+                last.port(),
+                listeners.media.len()
+            ),
+            _ => media.to_string(),
+        };
         let (name, http_scheme, ws_scheme) = match listeners.tls {
             Some(_) => ("HTTPS", "https", "wss"),
             None => ("HTTP", "http", "ws"),
@@ -479,7 +494,7 @@ fn serve(args: &ServeArgs, store_args: StoreArgs) -> Result<(), BoxError> {
         } else {
             ""
         };
-        let transports = if listeners.media_tcp.is_some() {
+        let transports = if !listeners.media_tcp.is_empty() {
             "UDP and TCP"
         } else {
             "UDP"

@@ -74,6 +74,9 @@ pub enum Command {
     /// Another node holds this open room now (the cluster's heartbeat found its claim
     /// taken): end it here with -11008, so that its members join again and land there.
     RoomMoved(RoomKey),
+    /// Whether this shard's engine knows the connection (it is in a room here or joining
+    /// one): a join for a room of another shard is refused (-1) while it does.
+    Holds(ConnId, oneshot::Sender<bool>),
 }
 
 /// Which of an app's rooms `Command::Rooms` asks for.
@@ -128,9 +131,10 @@ impl QuotaPolicy {
     }
 }
 
-/// Runs until `shutdown` turns true; then interrupts every member and returns.
+/// Runs shard `shard` until `shutdown` turns true; then interrupts every member and returns.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
+    shard: usize,
     engine: Engine,
     socket: UdpSocket,
     tcp: TcpMedia,
@@ -154,9 +158,10 @@ pub async fn run(
         admission,
         load: LoadMeter::default(),
     };
-    let mut sync = EngineSync::default();
-    // When the task last woke from its wait (for the busy ratio).
-    let mut last_wake: Option<Instant> = None;
+    let mut sync = EngineSync::new(shard);
+    // When the task last woke from its wait: from then until it waits again is work (the
+    // busy ratio and admission control), the wait itself is not.
+    let mut woke: Option<Instant> = None;
     let mut buf = vec![0u8; MAX_PACKET];
     // One timer for the task's life, moved only when the engine's deadline moves: a new
     // `sleep_until` per wake-up would register with tokio's timer wheel every time.
@@ -167,43 +172,58 @@ pub async fn run(
         if timer.deadline() != wake_at {
             timer.as_mut().reset(wake_at);
         }
-        // Work ends here: from now until something wakes the task, it is idle.
+        // Work ends here: the wake-up's input handled, its output sent.
         let idle_from = Instant::now();
-        tokio::select! {
+        if let Some(w) = woke {
+            let busy = idle_from.saturating_duration_since(w);
+            sync.busy(busy);
+            let c = task.engine.counters();
+            let copies = c.forwarded_audio_packets + c.forwarded_video_packets;
+            task.load.record(idle_from, busy, copies);
+        }
+        // The select only says what woke the task; the work is done after it, so that it
+        // is measured as work.
+        let wake = tokio::select! {
             biased;
-            _ = shutdown.changed() => {
+            _ = shutdown.changed() => Wake::Shutdown,
+            cmd = commands.recv() => match cmd {
+                Some(cmd) => Wake::Command(cmd),
+                None => break,
+            },
+            received = task.socket.recv_from(&mut buf) => Wake::Datagram(received),
+            (source, packet) = task.tcp.next() => Wake::Tcp(source, packet),
+            _ = &mut timer => Wake::Timer,
+        };
+        let now = Instant::now();
+        woke = Some(now);
+        match wake {
+            Wake::Shutdown => {
                 if *shutdown.borrow() {
                     break;
                 }
             }
-            cmd = commands.recv() => {
-                let Some(cmd) = cmd else { break };
-                task.apply(cmd);
-            }
-            received = task.socket.recv_from(&mut buf) => {
-                match received {
-                    Ok((n, source)) => {
-                        task.datagram(source, &buf[..n]);
-                        // Others may be waiting: take them without going back to the wait,
-                        // each one's copies sent before the next is read (so a copy never
-                        // waits for later datagrams), at most a batch so that commands and
-                        // timeouts are not kept waiting.
-                        for _ in 1..RECV_BATCH {
-                            task.flush().await;
-                            match task.socket.try_recv_from(&mut buf) {
-                                Ok((n, source)) => task.datagram(source, &buf[..n]),
-                                Err(_) => break,
-                            }
-                        }
+            Wake::Command(cmd) => task.apply(cmd),
+            Wake::Datagram(Ok((n, source))) => {
+                task.datagram(source, &buf[..n]);
+                // Others may be waiting: take them without going back to the wait, each
+                // one's copies sent before the next is read (so a copy never waits for
+                // later datagrams), at most a batch so that commands and timeouts are not
+                // kept waiting.
+                for _ in 1..RECV_BATCH {
+                    task.flush().await;
+                    match task.socket.try_recv_from(&mut buf) {
+                        Ok((n, source)) => task.datagram(source, &buf[..n]),
+                        Err(_) => break,
                     }
-                    // ICMP errors from a gone peer surface here on Linux; they are not fatal.
-                    Err(e) => debug!("udp receive: {e}"),
                 }
             }
-            (source, packet) = task.tcp.next() => {
-                task.engine.handle_tcp_frame(Instant::now(), source, &packet);
+            // ICMP errors from a gone peer surface here on Linux; they are not fatal.
+            Wake::Datagram(Err(e)) => debug!("udp receive: {e}"),
+            Wake::Tcp(source, packet) => {
+                task.engine
+                    .handle_tcp_frame(Instant::now(), source, &packet);
             }
-            _ = &mut timer => {}
+            Wake::Timer => {}
         }
         let now = Instant::now();
         if now >= deadline {
@@ -212,13 +232,6 @@ pub async fn run(
         let engine = &task.engine;
         task.tcp
             .sweep(now, |peer| engine.knows_source(Protocol::Tcp, peer));
-        // From the previous wake-up to this turn's wait is work; the wait itself is not.
-        if let Some(woke) = last_wake {
-            let busy = idle_from.saturating_duration_since(woke);
-            sync.busy(busy);
-            task.load.record(now, busy);
-        }
-        last_wake = Some(now);
         if sync.due(now) {
             let e = &task.engine;
             sync.sync(
@@ -248,7 +261,7 @@ pub async fn run(
     }
     task.engine.handle_shutdown(Instant::now());
     task.flush().await;
-    info!("media task stopped");
+    info!(shard, "media task stopped");
 }
 
 /// Sends `msg` to its connection; a refused join gives its nonce back first.
@@ -275,6 +288,15 @@ fn deliver(
     if let Some(outbox) = outboxes.get(&conn) {
         let _ = outbox.send(msg);
     }
+}
+
+/// What woke the media task from its wait.
+enum Wake {
+    Shutdown,
+    Command(Command),
+    Datagram(std::io::Result<(usize, std::net::SocketAddr)>),
+    Tcp(std::net::SocketAddr, Vec<u8>),
+    Timer,
 }
 
 /// What the media task owns: the engine, the socket, and where the engine's output goes.
@@ -346,13 +368,33 @@ impl Task {
     }
 
     fn apply(&mut self, cmd: Command) {
-        if let Command::Join(conn, req, _) = &cmd {
-            if !self.admission.admits(&self.load) {
-                info!(share = ?self.load.busy_share(), "join refused: the media task is at capacity");
+        if let Command::Join(conn, req, policy) = &cmd {
+            let key = RoomKey::new(req.app_id.clone(), req.group_id.clone());
+            let others = self.engine.room_size(&key);
+            let copies = crate::media_load::join_copies_per_sec(req.room_type, others);
+            // A join the engine refuses as room full (-10008) adds no load: that answer
+            // stands whatever the load.
+            let full = others >= policy.room_cap;
+            if !full && !self.admission.admits(&self.load, copies) {
+                info!(
+                    share = ?self.load.busy_share(),
+                    projected = self.load.projected_share(),
+                    "join refused: the media task is at capacity"
+                );
                 self.nonces.push(*conn, req);
                 let refusal = ServerMsg::join_failed(&Failure::new(ErrorCode::MediaOverloaded));
                 self.deliver(*conn, refusal);
                 return;
+            }
+            debug!(
+                share = ?self.load.busy_share(),
+                projected = self.load.projected_share(),
+                cost_ns = self.load.cost_per_copy().as_nanos() as u64,
+                copies,
+                "join admitted by the load"
+            );
+            if !full {
+                self.load.admitted(Instant::now(), copies);
             }
         }
         let Task {
@@ -398,6 +440,9 @@ impl Task {
             }
             Command::RoomMoved(key) => {
                 engine.room_moved(now, &key);
+            }
+            Command::Holds(conn, reply) => {
+                let _ = reply.send(engine.knows_conn(conn));
             }
         }
     }

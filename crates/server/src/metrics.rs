@@ -36,6 +36,12 @@ pub struct DirectionLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShardLabel {
+    /// The media shard's index, from 0.
+    pub shard: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
     /// "audio" or "video".
     pub kind: &'static str,
@@ -77,8 +83,12 @@ pub struct Metrics {
     pub dropped: Family<CauseLabel, Counter>,
     pub quota_rooms_used: Family<AppLabel, Gauge>,
     pub store_seconds: Family<CallLabel, Histogram>,
+    /// The busiest shard's share (one shard: the media task's).
     pub media_busy_ratio: Gauge<f64, AtomicU64>,
+    pub media_shard_busy_ratio: Family<ShardLabel, Gauge<f64, AtomicU64>>,
     pub media_busy_seconds: Counter<f64, AtomicU64>,
+    /// Each shard's last share, for the busiest.
+    shard_busy: std::sync::Mutex<Vec<f64>>,
     pub webhook_delivered: Counter,
     pub webhook_failed_attempts: Counter,
     pub webhook_dead: Counter,
@@ -157,7 +167,9 @@ impl Metrics {
             quota_rooms_used: Family::default(),
             store_seconds: Family::new_with_constructor(latency_histogram),
             media_busy_ratio: Gauge::default(),
+            media_shard_busy_ratio: Family::default(),
             media_busy_seconds: Counter::default(),
+            shard_busy: std::sync::Mutex::new(Vec::new()),
             webhook_delivered: Counter::default(),
             webhook_failed_attempts: Counter::default(),
             webhook_dead: Counter::default(),
@@ -228,8 +240,13 @@ impl Metrics {
         );
         registry.register(
             "media_busy_ratio",
-            "Share of the last second the media task spent working (1: saturated)",
+            "Share of the last second the busiest media shard spent working (1: saturated)",
             m.media_busy_ratio.clone(),
+        );
+        registry.register(
+            "media_shard_busy_ratio",
+            "Share of the last second each media shard spent working",
+            m.media_shard_busy_ratio.clone(),
         );
         registry.register(
             "media_busy_seconds",
@@ -388,11 +405,15 @@ impl Metrics {
     }
 }
 
-/// What the media task copies from the engine once a second: the engine counts in plain
-/// integers, the metrics get what grew since the last copy.
+/// What a media shard copies from its engine once a second: the engine counts in plain
+/// integers, the metrics get what grew since the last copy (the gauges too, so that the
+/// shards' engines add up).
 #[derive(Default)]
 pub struct EngineSync {
+    shard: usize,
     last: Counters,
+    last_rooms: i64,
+    last_members: i64,
     window_start: Option<Instant>,
     busy_in_window: Duration,
 }
@@ -400,6 +421,13 @@ pub struct EngineSync {
 impl EngineSync {
     /// How often the media task copies.
     pub const EVERY: Duration = Duration::from_secs(1);
+
+    pub fn new(shard: usize) -> EngineSync {
+        EngineSync {
+            shard,
+            ..EngineSync::default()
+        }
+    }
 
     /// Adds `busy` to the time the media task worked (counted into the metrics at `sync`).
     pub fn busy(&mut self, busy: Duration) {
@@ -451,8 +479,10 @@ impl EngineSync {
                 .inc_by(grow(old, new));
         }
         self.last = *counters;
-        metrics.rooms.set(rooms as i64);
-        metrics.members.set(members as i64);
+        metrics.rooms.inc_by(rooms as i64 - self.last_rooms);
+        metrics.members.inc_by(members as i64 - self.last_members);
+        self.last_rooms = rooms as i64;
+        self.last_members = members as i64;
         metrics
             .media_busy_seconds
             .inc_by(self.busy_in_window.as_secs_f64());
@@ -460,7 +490,21 @@ impl EngineSync {
             let span = now.saturating_duration_since(start).as_secs_f64();
             if span > 0.0 {
                 let ratio = (self.busy_in_window.as_secs_f64() / span).min(1.0);
-                metrics.media_busy_ratio.set(ratio);
+                metrics
+                    .media_shard_busy_ratio
+                    .get_or_create(&ShardLabel {
+                        shard: self.shard.to_string(),
+                    })
+                    .set(ratio);
+                if let Ok(mut all) = metrics.shard_busy.lock() {
+                    if all.len() <= self.shard {
+                        all.resize(self.shard + 1, 0.0);
+                    }
+                    all[self.shard] = ratio;
+                    metrics
+                        .media_busy_ratio
+                        .set(all.iter().copied().fold(0.0, f64::max));
+                }
             }
         }
         self.window_start = Some(now);

@@ -22,7 +22,7 @@ use tracing::{debug, info, warn};
 use voipchat_auth::{verify, VerifyPolicy};
 use voipchat_core::{ConnId, JoinPolicy};
 use voipchat_proto::signal::MAX_FRAME_BYTES;
-use voipchat_proto::{ClientMsg, ErrorCode, Failure, JoinRequest, ServerMsg};
+use voipchat_proto::{ClientMsg, ErrorCode, Failure, JoinRequest, RoomKey, ServerMsg};
 
 use crate::conn_limits::TokenBucket;
 use crate::media::Command;
@@ -135,13 +135,16 @@ async fn connection(state: AppState, socket: WebSocket) {
     let _ = outbox.send(ServerMsg::Hello {
         ice_servers: hello_servers,
     });
+    // Every shard knows where the connection's messages go: its joins may land on any.
     if state
         .media
-        .send(Command::Connect(conn, outbox.clone()))
+        .send_all(|| Command::Connect(conn, outbox.clone()))
         .is_err()
     {
         return;
     }
+    // The shard of the connection's last join: where its other frames go.
+    let mut shard: Option<usize> = None;
     // Ends after an `interrupted` (the member is out of its room and its session is gone:
     // the client reconnects afresh) or when every sender is gone (the connection closed, or
     // the server stopped); either way the client is sent a Close.
@@ -337,6 +340,17 @@ async fn connection(state: AppState, socket: WebSocket) {
                                 "join authenticated"
                             );
                         }
+                        let key = RoomKey::new(req.app_id.clone(), req.group_id.clone());
+                        let target = state.media.of_room(&key);
+                        if let Some(old) = shard.filter(|&s| s != target) {
+                            if state.media.holds(old, conn).await {
+                                // In a room (or joining one) of another shard: the answer
+                                // the engine gives a second join, and the nonce back.
+                                refuse_second_join(&state, &req, &outbox);
+                                continue;
+                            }
+                        }
+                        shard = Some(target);
                         Command::Join(conn, req.into(), policy)
                     }
                     Err(Refusal::Failed(f)) => {
@@ -376,7 +390,7 @@ async fn connection(state: AppState, socket: WebSocket) {
                 continue;
             }
         };
-        if state.media.send(cmd).is_err() {
+        if state.media.send(shard.unwrap_or(0), cmd).is_err() {
             break;
         }
     }
@@ -401,7 +415,7 @@ async fn connection(state: AppState, socket: WebSocket) {
     // When the server stops, the media task interrupts every member (-11004) itself; a
     // disconnect sent now could reach it first and make the member leave untold.
     if !server_stopping {
-        let _ = state.media.send(Command::Disconnect(conn));
+        let _ = state.media.send_all(|| Command::Disconnect(conn));
     }
     drop(outbox);
     if limit.is_some() {
@@ -427,6 +441,26 @@ async fn connection(state: AppState, socket: WebSocket) {
     if tokio::time::timeout(linger, &mut writer).await.is_err() {
         writer.abort();
     }
+}
+
+/// A join while the connection is in a room (or joining one) of another media shard: the
+/// same -1 the engine answers a second join with, and its nonce given back, as the media
+/// task gives back the nonce of every join it refuses.
+fn refuse_second_join(state: &AppState, req: &JoinRequest, outbox: &Outbox) {
+    let store = state.store.clone();
+    let (app, user, nonce) = (
+        req.app_id.clone(),
+        req.open_id.clone(),
+        req.nonce_str.clone(),
+    );
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = store.release_nonce(&app, &user, &nonce) {
+            warn!("releasing the nonce of a refused join: {e}");
+        }
+    });
+    let _ = outbox.send(ServerMsg::join_failed(&Failure::new(
+        ErrorCode::AlreadyInRoom,
+    )));
 }
 
 fn looks_like_join(text: &str) -> bool {

@@ -690,6 +690,13 @@ fn every_flag_of_serve_and_app_has_a_description_and_its_default() {
             ),
         ),
         (
+            "--media-shards",
+            format!(
+                "[default: media_shards from the config, else {}]",
+                d.media_shards
+            ),
+        ),
+        (
             "--public-ip",
             "[default: public_ip from the config, else media_addr's IP]".into(),
         ),

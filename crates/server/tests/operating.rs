@@ -171,7 +171,10 @@ async fn the_media_socket_asks_for_its_receive_buffer() {
     };
     let kept = |l: &voipchat_server::Listeners| {
         // Linux reports twice what it keeps for data.
-        socket2::SockRef::from(&l.media).recv_buffer_size().unwrap() / 2
+        socket2::SockRef::from(&l.media[0])
+            .recv_buffer_size()
+            .unwrap()
+            / 2
     };
     config.media_recv_buffer_bytes = 0;
     let default = kept(&voipchat_server::Listeners::bind(&config).await.unwrap());

@@ -75,7 +75,7 @@ impl Engine {
             slot.wrote(packet.timestamp);
             self.counters.forwarded_audio_packets += 1;
             self.counters.forwarded_bytes += bytes;
-            self.drain(now, receiver);
+            self.drain_written(now, receiver);
         }
         self.scratch = receivers;
         if speaker_changed {
@@ -217,7 +217,7 @@ impl Engine {
             );
             self.counters.forwarded_video_packets += 1;
             self.counters.forwarded_bytes += bytes;
-            self.drain(now, receiver);
+            self.drain_written(now, receiver);
         }
         self.scratch = receivers;
         if ask_again {

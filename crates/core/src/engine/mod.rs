@@ -336,6 +336,20 @@ impl Engine {
             .unwrap_or_default()
     }
 
+    /// Whether a connection is in a room here or joining one.
+    pub fn knows_conn(&self, conn: ConnId) -> bool {
+        self.conns.contains_key(&conn)
+    }
+
+    /// How many members a room holds now, counting those still joining it (0 if no such
+    /// room): what admission control sizes a join's load by.
+    pub fn room_size(&self, key: &RoomKey) -> usize {
+        self.rooms.get(key).map_or(0, |r| match &r.state {
+            RoomState::Creating { waiting } => waiting.len(),
+            RoomState::Open => r.members.len(),
+        })
+    }
+
     pub fn room_count(&self) -> usize {
         self.rooms.len()
     }
@@ -963,6 +977,17 @@ impl Engine {
     /// drained again, so a forwarded copy is in the queue when the packet's `handle_*`
     /// returns, not at the engine's next timeout.
     fn drain(&mut self, now: Instant, id: MemberId) {
+        self.drain_session(now, id, false);
+    }
+
+    /// `drain` after a `write_rtp` to this session: str0m's pacer releases the packet only
+    /// on a timeout, so the session is driven first, without the poll that would only say
+    /// so (that poll computes every timer of the session: a tenth of a copy's cost).
+    pub(super) fn drain_written(&mut self, now: Instant, id: MemberId) {
+        self.drain_session(now, id, true);
+    }
+
+    fn drain_session(&mut self, now: Instant, id: MemberId, written: bool) {
         let Some(m) = self.members.get_mut(&id) else {
             return;
         };
@@ -971,6 +996,12 @@ impl Engine {
         // (then the session is driven again at once).
         m.next_timeout = now;
         let mut driven = false;
+        if written {
+            driven = true;
+            if let Err(e) = m.rtc.handle_input(Input::Timeout(now)) {
+                debug!(member = ?id, "timeout refused: {e}");
+            }
+        }
         for _ in 0..10_000 {
             match m.rtc.poll_output() {
                 Ok(RtcOutput::Transmit(t)) => self.outputs.push_back(Output::Transmit(t)),

@@ -64,7 +64,11 @@ pub async fn to_owner(State(state): State<AppState>, req: Request, next: Next) -
     }
     let key = RoomKey::new(app.app_id.clone(), GroupId::new(&group));
     let (tx, rx) = tokio::sync::oneshot::channel();
-    if state.media.send(Command::Room(key.clone(), tx)).is_err() {
+    if state
+        .media
+        .send_room(&key, Command::Room(key.clone(), tx))
+        .is_err()
+    {
         return next.run(req).await;
     }
     if matches!(rx.await, Ok(Some(_))) {

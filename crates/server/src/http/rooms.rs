@@ -37,17 +37,54 @@ impl<S: Send + Sync> FromRequestParts<S> for RoomPath {
     }
 }
 
-/// Sends a command that answers on a oneshot and waits for the answer.
+/// Sends a command about a room to the room's shard, and waits for the answer.
 async fn ask<T>(
     state: &AppState,
+    key: &RoomKey,
     command: impl FnOnce(oneshot::Sender<T>) -> Command,
 ) -> Result<T, ApiError> {
     let (tx, rx) = oneshot::channel();
     state
         .media
-        .send(command(tx))
+        .send_room(key, command(tx))
         .map_err(|_| ApiError::system())?;
     rx.await.map_err(|_| ApiError::system())
+}
+
+/// A page of an app's open rooms from every shard: each gives its first `limit` after
+/// `after` (in groupId order), the merge keeps the first `limit` of all, and more follow if
+/// any shard had more or the merge left some out.
+async fn ask_rooms(
+    state: &AppState,
+    page: RoomPage,
+) -> Result<(Vec<RoomSnapshot>, bool), ApiError> {
+    let mut answers = Vec::new();
+    for shard in 0..state.media.len() {
+        let (tx, rx) = oneshot::channel();
+        let page = RoomPage {
+            app_id: page.app_id.clone(),
+            after: page.after.clone(),
+            limit: page.limit,
+        };
+        state
+            .media
+            .send(shard, Command::Rooms(page, tx))
+            .map_err(|_| ApiError::system())?;
+        answers.push(rx);
+    }
+    let mut rooms = Vec::new();
+    let mut more = false;
+    for rx in answers {
+        let (part, part_more) = rx.await.map_err(|_| ApiError::system())?;
+        rooms.extend(part);
+        more |= part_more;
+    }
+    rooms.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+    if rooms.len() > page.limit {
+        rooms.truncate(page.limit);
+        more = true;
+    }
+    Ok((rooms, more))
 }
 
 /// A room as the API shows it; the engine's instants become Unix seconds here.
@@ -111,7 +148,7 @@ pub async fn list_rooms(
         after: query.after.map(GroupId::new),
         limit: limit as usize,
     };
-    let (rooms, more) = ask(&state, |tx| Command::Rooms(page, tx)).await?;
+    let (rooms, more) = ask_rooms(&state, page).await?;
     let (now, now_unix) = (Instant::now(), clock::unix_now());
     let rooms: Vec<RoomInfo> = rooms
         .into_iter()
@@ -153,7 +190,7 @@ pub async fn room(
     RoomPath(group_id): RoomPath,
 ) -> ApiResult<RoomInfo> {
     let key = RoomKey::new(app.app_id, group_id);
-    let room = ask(&state, |tx| Command::Room(key, tx)).await?;
+    let room = ask(&state, &key.clone(), |tx| Command::Room(key, tx)).await?;
     let room = room.ok_or_else(|| ApiError::not_found(ErrorCode::UnknownRoom))?;
     Ok(Json(room_info(room, Instant::now(), clock::unix_now())))
 }
@@ -182,7 +219,10 @@ pub async fn kick(
 ) -> ApiResult<KickResponse> {
     check_id("openId", req.open_id.as_str())?;
     let key = RoomKey::new(app.app_id, group_id);
-    let kicked = ask(&state, |tx| Command::Kick(key, req.open_id, tx)).await?;
+    let kicked = ask(&state, &key.clone(), |tx| {
+        Command::Kick(key, req.open_id, tx)
+    })
+    .await?;
     if !kicked {
         return Err(ApiError::not_found(ErrorCode::NotInRoom));
     }
@@ -217,7 +257,7 @@ pub async fn mute(
     check_id("openId", req.open_id.as_str())?;
     let key = RoomKey::new(app.app_id, group_id);
     let open_id = req.open_id.clone();
-    let answer = ask(&state, |tx| {
+    let answer = ask(&state, &key.clone(), |tx| {
         Command::ServerMute(key, open_id, req.muted, tx)
     })
     .await?;
@@ -259,7 +299,7 @@ pub async fn close(
     RoomPath(group_id): RoomPath,
 ) -> ApiResult<CloseResponse> {
     let key = RoomKey::new(app.app_id, group_id);
-    let closed = ask(&state, |tx| Command::Close(key, tx)).await?;
+    let closed = ask(&state, &key.clone(), |tx| Command::Close(key, tx)).await?;
     let open_id_list = closed.ok_or_else(|| ApiError::not_found(ErrorCode::UnknownRoom))?;
     Ok(Json(CloseResponse {
         closed: true,

@@ -46,12 +46,20 @@ impl TestServer {
             data_dir: PathBuf::from(dir),
             ..Config::default()
         };
+        // VOIPCHAT_TEST_MEDIA_SHARDS=N runs every test server with N media shards (a check
+        // that nothing depends on there being one).
+        if let Some(n) = std::env::var("VOIPCHAT_TEST_MEDIA_SHARDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            config.media_shards = n;
+        }
         tweak(&mut config);
         config.validate().expect("valid test config");
         let store = Arc::new(SqliteStore::open(&config.sqlite_path()).expect("open sqlite"));
         let listeners = Listeners::bind(&config).await.expect("bind");
         let http = listeners.http.local_addr().unwrap();
-        let media = listeners.media.local_addr().unwrap();
+        let media = listeners.media[0].local_addr().unwrap();
         let metrics = listeners.metrics.as_ref().map(|l| l.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
         let dyn_store: Arc<dyn Store> = store.clone();
