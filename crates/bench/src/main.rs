@@ -350,6 +350,12 @@ fn bench(cli: &Cli) -> Result<bool, BenchError> {
                 v.decrypted, v.header_only, cfg.decrypt_every, v.sample_mismatches
             );
         }
+        if let Some([answer, connect, audio]) = v.join_phases_ms_p50 {
+            println!(
+                "  voipchat: join phases, p50 of each: {answer:.1} ms to the joinResult, \
+                 {connect:.1} ms more to ICE and DTLS up, {audio:.1} ms more to the first remote packet"
+            );
+        }
         if cli.overload || v.refusals > 0 {
             println!(
                 "  voipchat: {} of {} members admitted; {} joins refused as at capacity (-13001), \

@@ -66,7 +66,12 @@ pub fn gid_of(open_id: &str) -> Option<u32> {
 #[derive(Debug)]
 pub enum FromSignal {
     /// `joinResult` ok: the answer to the join offer, and when the join was sent.
-    Joined { sdp: String, join_sent: Instant },
+    /// `answered`: when the signaling thread read the joinResult.
+    Joined {
+        sdp: String,
+        join_sent: Instant,
+        answered: Instant,
+    },
     /// A server `offer` with the slot mapping after it.
     Offer { sdp: String, tracks: Vec<TrackSlot> },
     /// A new slot mapping without renegotiation.
@@ -149,6 +154,9 @@ pub struct PeerStats {
     /// Media that carries no stamp of this bench.
     pub unstamped: u64,
     pub join_sent: Option<Instant>,
+    /// The join's phases: its joinResult read, then ICE and DTLS up, then `first_audio`.
+    pub answered: Option<Instant>,
+    pub connected_at: Option<Instant>,
     pub first_audio: Option<Instant>,
     /// Datagrams the socket refused to send (full buffer).
     pub send_errors: u64,
@@ -645,6 +653,7 @@ impl Peer {
                 Output::Event(Event::Connected) => {
                     let _ = w.to_signal.send(ToSignal::Connected);
                     self.connected = true;
+                    self.stats.connected_at = Some(now);
                     self.schedule_first_send(now);
                 }
                 Output::Event(Event::RtpPacket(p)) => {
@@ -694,8 +703,13 @@ impl Peer {
             return;
         };
         let result = match msg {
-            FromSignal::Joined { sdp, join_sent } => {
+            FromSignal::Joined {
+                sdp,
+                join_sent,
+                answered,
+            } => {
                 self.stats.join_sent = Some(join_sent);
+                self.stats.answered = Some(answered);
                 match (SdpAnswer::from_sdp_string(&sdp), w.pending.take()) {
                     (Ok(answer), Some(pending)) => w
                         .rtc

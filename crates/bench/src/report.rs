@@ -57,6 +57,9 @@ pub struct Summary {
     /// first of each room (who finds nobody talking yet).
     pub join_to_audio_ms_p50: Option<f64>,
     pub join_to_audio_ms_p99: Option<f64>,
+    /// The same joins' phases, p50 of each: `join` sent to its joinResult read, to ICE and
+    /// DTLS up, to the first packet of another member.
+    pub join_phases_ms_p50: Option<[f64; 3]>,
     pub rss_kib_per_member: Option<f64>,
     pub gen_cpu_pct: f64,
     pub gen_send_lag_ms_p99: Option<f64>,
@@ -130,6 +133,7 @@ pub fn summarize(out: &mut RunOutput) -> Summary {
         (0, 0, 0, 0, 0, 0);
     let (mut decrypted, mut header_only, mut mismatches) = (0, 0, 0);
     let mut joins = Vec::new();
+    let mut phases: [Vec<f64>; 3] = Default::default();
     // With --overload, a member the server refused is neither a receiver nor a sender (it
     // sent nothing, so nobody expects its packets).
     // (The floor has no joins: all its members count.)
@@ -163,6 +167,16 @@ pub fn summarize(out: &mut RunOutput) -> Summary {
         if member.pos > 0 {
             if let (Some(j), Some(a)) = (st.join_sent, st.first_audio) {
                 joins.push(a.saturating_duration_since(j).as_secs_f64() * 1e3);
+            }
+            if let (Some(j), Some(r), Some(c), Some(a)) =
+                (st.join_sent, st.answered, st.connected_at, st.first_audio)
+            {
+                let ms = |from: std::time::Instant, to: std::time::Instant| {
+                    to.saturating_duration_since(from).as_secs_f64() * 1e3
+                };
+                phases[0].push(ms(j, r));
+                phases[1].push(ms(r, c));
+                phases[2].push(ms(c, a));
             }
         }
     }
@@ -220,6 +234,19 @@ pub fn summarize(out: &mut RunOutput) -> Summary {
         latency_us_p99: us(quantile(&out.latency_ns, 0.99)),
         latency_us_max: us(out.latency_ns.last().map(|v| f64::from(*v))),
         join_to_audio_ms_p50: quantile_f(&joins, 0.5),
+        join_phases_ms_p50: {
+            for p in phases.iter_mut() {
+                p.sort_by(f64::total_cmp);
+            }
+            match (
+                quantile_f(&phases[0], 0.5),
+                quantile_f(&phases[1], 0.5),
+                quantile_f(&phases[2], 0.5),
+            ) {
+                (Some(a), Some(b), Some(c)) => Some([a, b, c]),
+                _ => None,
+            }
+        },
         join_to_audio_ms_p99: quantile_f(&joins, 0.99),
         rss_kib_per_member: match (out.rss_before_kib, out.rss_with_kib) {
             (Some(b), Some(w)) if members > 0.0 => Some((w as f64 - b as f64) / members),

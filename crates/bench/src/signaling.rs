@@ -260,7 +260,8 @@ async fn member_run(
         .await
         .map_err(|e| JoinError::Other(e.to_string()))?;
     let url = format!("ws://{}/ws", backend.http);
-    let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+    // Nagle off, as browsers have it for their WebSockets.
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(&url, None, true)
         .await
         .map_err(|e| format!("websocket {url}: {e}"))?;
     let join = ClientMsg::Join(JoinRequest {
@@ -298,7 +299,8 @@ async fn member_run(
                             return Err(JoinError::Refused(status.err_code, status.err_msg));
                         }
                         let sdp = sdp.ok_or("joinResult ok without an sdp answer")?;
-                        m.link.send(m.index, FromSignal::Joined { sdp, join_sent });
+                        let answered = Instant::now();
+                        m.link.send(m.index, FromSignal::Joined { sdp, join_sent, answered });
                     }
                     ServerMsg::Offer { sdp, tracks } => {
                         m.link.send(m.index, FromSignal::Offer { sdp, tracks });

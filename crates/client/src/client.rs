@@ -486,10 +486,12 @@ impl Client {
         } else {
             None
         };
+        // Nagle off: signaling frames are small and often back to back (an answer, a mute),
+        // and the second would wait for the server's delayed acknowledgement of the first.
         let connect = tokio_tungstenite::connect_async_tls_with_config(
             &opts.server,
             Some(ws_config()),
-            false,
+            true,
             connector,
         );
         let (mut ws, _response) = tokio::time::timeout(JOIN_TIMEOUT, connect)

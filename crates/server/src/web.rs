@@ -342,6 +342,8 @@ impl axum::serve::Listener for HookedListener {
 
     async fn accept(&mut self) -> (HookedStream, ConnTag) {
         let (io, peer) = axum::serve::Listener::accept(&mut self.inner).await;
+        // As `crate::no_delay` does for the listener without hooks.
+        let _ = io.set_nodelay(true);
         let id = self.hooks.next_id.fetch_add(1, Ordering::Relaxed);
         let kill = Arc::new(Kill::default());
         self.hooks

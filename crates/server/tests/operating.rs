@@ -197,3 +197,22 @@ async fn the_media_socket_asks_for_its_receive_buffer() {
         "a wish above rmem_max binds"
     );
 }
+
+/// The HTTP listener turns Nagle's algorithm off on what it accepts: signaling writes a
+/// joinResult and an offer back to back, and with Nagle on the offer waited for the client's
+/// delayed acknowledgement (40 ms on Linux) before every join's first remote audio.
+#[tokio::test]
+async fn http_connections_are_accepted_with_nagle_off() {
+    use axum::serve::Listener;
+    // Plain: a listener accepts with Nagle on (the kernel's default).
+    let mut plain = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = plain.local_addr().unwrap();
+    let _c1 = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (io, _) = Listener::accept(&mut plain).await;
+    assert!(!io.nodelay().unwrap(), "the default this guards against");
+    // The server's: Nagle off.
+    let mut ours = voipchat_server::no_delay(plain);
+    let _c2 = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (io, _) = ours.accept().await;
+    assert!(io.nodelay().unwrap());
+}
