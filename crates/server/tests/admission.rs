@@ -6,20 +6,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{unix_now, RawWs, TestServer};
+use common::{RawWs, TestServer};
 use voipchat_proto::{AppId, ErrorCode, Secret};
 
+/// Unusable on purpose: an admitted join is refused by the engine (-10010) instead.
 fn join_frame(app: &AppId, group: &str, nonce: &str, key: &Secret) -> String {
-    let ts = unix_now();
-    let signature = voipchat_auth::sign(app.as_str(), group, nonce, ts, key);
-    serde_json::json!({
-        "type": "join", "appId": app, "openId": "u1", "groupId": group,
-        "nonceStr": nonce, "timeStamp": ts, "signature": signature,
-        "roomType": "voice", "muteConfig": {"muteMicrophone": false, "muteEarphone": false},
-        // Unusable on purpose: an admitted join is refused by the engine (-10010) instead.
-        "sdp": "v=0\r\n"
-    })
-    .to_string()
+    common::join_frame(app, group, nonce, key, "v=0\r\n")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::binary::offer;
 use common::peers::{peer, setup, warm_up_marked, TestPeer};
-use common::{unix_now, RawWs};
+use common::RawWs;
 use voipchat_proto::{AppId, GroupId, RoomKey, Secret, ServerMsg};
 use voipchat_server::shards::shard_of;
 
@@ -42,15 +42,7 @@ async fn result_code(ws: &mut RawWs, frame: &str) -> i32 {
 }
 
 fn join_frame(app: &AppId, group: &str, nonce: &str, key: &Secret) -> String {
-    let ts = unix_now();
-    let signature = voipchat_auth::sign(app.as_str(), group, nonce, ts, key);
-    serde_json::json!({
-        "type": "join", "appId": app, "openId": "u1", "groupId": group,
-        "nonceStr": nonce, "timeStamp": ts, "signature": signature,
-        "roomType": "voice", "muteConfig": {"muteMicrophone": false, "muteEarphone": false},
-        "sdp": offer()
-    })
-    .to_string()
+    common::join_frame(app, group, nonce, key, &offer())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

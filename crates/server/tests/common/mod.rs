@@ -320,6 +320,20 @@ impl RawWs {
     }
 }
 
+/// A signed voice `join` frame of openId "u1" with the given offer.
+#[allow(dead_code)] // not every test binary uses it
+pub fn join_frame(app: &AppId, group: &str, nonce: &str, key: &Secret, sdp: &str) -> String {
+    let ts = unix_now();
+    let signature = voipchat_auth::sign(app.as_str(), group, nonce, ts, key);
+    serde_json::json!({
+        "type": "join", "appId": app, "openId": "u1", "groupId": group,
+        "nonceStr": nonce, "timeStamp": ts, "signature": signature,
+        "roomType": "voice", "muteConfig": {"muteMicrophone": false, "muteEarphone": false},
+        "sdp": sdp
+    })
+    .to_string()
+}
+
 pub fn unix_now() -> u64 {
     voipchat_server::clock::unix_now()
 }
