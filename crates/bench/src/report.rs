@@ -24,10 +24,10 @@ pub struct Summary {
     /// Members in the rooms during the window: all of them, but with `--overload` only
     /// those the server admitted.
     pub admitted: usize,
-    /// With `--overload`: the joins refused as at capacity (-13001), one per room at most
-    /// (a room's joins stop at its first refusal).
+    /// With `--overload`: the members still refused as at capacity (-13001) when their
+    /// retries ran out, one per room at most (a room's joins stop there).
     pub refused: Vec<String>,
-    /// With `--overload`: every -13001 answer, the joins tried again included.
+    /// Every -13001 answer, the joins tried again included.
     pub refusals: u64,
     pub window_secs: f64,
     /// Copies expected by the receivers (each sender's packets of the window, times the
@@ -117,6 +117,16 @@ fn quantile_f(sorted: &[f64], q: f64) -> Option<f64> {
     Some(sorted[i.min(sorted.len() - 1)])
 }
 
+/// The median of each of three sample sets, if none is empty.
+fn medians(mut sets: [Vec<f64>; 3]) -> Option<[f64; 3]> {
+    let mut out = [0.0; 3];
+    for (set, m) in sets.iter_mut().zip(out.iter_mut()) {
+        set.sort_by(f64::total_cmp);
+        *m = quantile_f(set, 0.5)?;
+    }
+    Some(out)
+}
+
 pub fn summarize(out: &mut RunOutput) -> Summary {
     let m = out.config.members;
     let secs = out.window.as_secs_f64();
@@ -139,7 +149,11 @@ pub fn summarize(out: &mut RunOutput) -> Summary {
     // (The floor has no joins: all its members count.)
     let overload = out.config.overload && out.system == crate::run::System::Voipchat;
     let admitted = |st: &crate::peer::PeerStats| !overload || st.join_sent.is_some();
-    let admitted_count = out.peers.iter().filter(|(_, st)| admitted(st)).count();
+    let admitted_count = if overload {
+        out.peers.iter().filter(|(_, st)| admitted(st)).count()
+    } else {
+        out.config.rooms * m
+    };
     for (member, st) in out.peers.iter().filter(|(_, st)| admitted(st)) {
         misrouted += st.misrouted;
         mislabelled += st.mislabelled;
@@ -186,20 +200,12 @@ pub fn summarize(out: &mut RunOutput) -> Summary {
     let us = |v: Option<f64>| v.map(|ns| ns / 1e3);
     let window_ok = secs > 0.0;
     let system_cpu_us = out.system_cpu.map(|c| c.as_secs_f64() * 1e6);
-    let members = if overload {
-        admitted_count as f64
-    } else {
-        (out.config.rooms * m) as f64
-    };
+    let members = admitted_count as f64;
     Summary {
         system: out.system.name(),
         rooms: out.config.rooms,
         members_per_room: m,
-        admitted: if overload {
-            admitted_count
-        } else {
-            out.config.rooms * m
-        },
+        admitted: admitted_count,
         refused: std::mem::take(&mut out.refused),
         refusals: out.refusals,
         window_secs: secs,
@@ -234,19 +240,7 @@ pub fn summarize(out: &mut RunOutput) -> Summary {
         latency_us_p99: us(quantile(&out.latency_ns, 0.99)),
         latency_us_max: us(out.latency_ns.last().map(|v| f64::from(*v))),
         join_to_audio_ms_p50: quantile_f(&joins, 0.5),
-        join_phases_ms_p50: {
-            for p in phases.iter_mut() {
-                p.sort_by(f64::total_cmp);
-            }
-            match (
-                quantile_f(&phases[0], 0.5),
-                quantile_f(&phases[1], 0.5),
-                quantile_f(&phases[2], 0.5),
-            ) {
-                (Some(a), Some(b), Some(c)) => Some([a, b, c]),
-                _ => None,
-            }
-        },
+        join_phases_ms_p50: medians(phases),
         join_to_audio_ms_p99: quantile_f(&joins, 0.99),
         rss_kib_per_member: match (out.rss_before_kib, out.rss_with_kib) {
             (Some(b), Some(w)) if members > 0.0 => Some((w as f64 - b as f64) / members),

@@ -274,20 +274,24 @@ fn deliver(
 ) {
     if let ServerMsg::JoinResult { status, .. } = &msg {
         match nonces.take(conn, status) {
-            Some((app, user, nonce)) if !status.is_ok() => {
-                let store = store.clone();
-                tokio::task::spawn_blocking(move || {
-                    if let Err(e) = store.release_nonce(&app, &user, &nonce) {
-                        warn!("releasing the nonce of a refused join: {e}");
-                    }
-                });
-            }
+            Some((app, user, nonce)) if !status.is_ok() => give_back_nonce(store, app, user, nonce),
             _ => {}
         }
     }
     if let Some(outbox) = outboxes.get(&conn) {
         let _ = outbox.send(msg);
     }
+}
+
+/// A refused join leaves no trace: its nonce is given back to the store (on a blocking
+/// thread, so the caller never waits for the store).
+pub(crate) fn give_back_nonce(store: &Arc<dyn Store>, app: AppId, user: OpenId, nonce: String) {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = store.release_nonce(&app, &user, &nonce) {
+            warn!("releasing the nonce of a refused join: {e}");
+        }
+    });
 }
 
 /// What woke the media task from its wait.

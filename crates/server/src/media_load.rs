@@ -63,15 +63,12 @@ impl LoadMeter {
     /// The task worked for `busy`, ending at `now`, and has forwarded `copies` in all.
     pub fn record(&mut self, now: Instant, busy: Duration, copies: u64) {
         let start = *self.window_start.get_or_insert(now);
-        if self.copies_at_window_start > copies {
-            self.copies_at_window_start = copies;
-        }
         self.busy_in_window += busy;
         let elapsed = now.saturating_duration_since(start);
         if elapsed >= Self::WINDOW {
             let share = self.busy_in_window.as_secs_f64() / elapsed.as_secs_f64();
             self.last = Some(share.min(1.0));
-            let forwarded = copies - self.copies_at_window_start;
+            let forwarded = copies.saturating_sub(self.copies_at_window_start);
             if forwarded >= MIN_COPIES_TO_MEASURE {
                 self.cost_per_copy =
                     Some(self.busy_in_window / forwarded.min(u64::from(u32::MAX)) as u32);

@@ -447,17 +447,12 @@ async fn connection(state: AppState, socket: WebSocket) {
 /// same -1 the engine answers a second join with, and its nonce given back, as the media
 /// task gives back the nonce of every join it refuses.
 fn refuse_second_join(state: &AppState, req: &JoinRequest, outbox: &Outbox) {
-    let store = state.store.clone();
-    let (app, user, nonce) = (
+    crate::media::give_back_nonce(
+        &state.store,
         req.app_id.clone(),
         req.open_id.clone(),
         req.nonce_str.clone(),
     );
-    tokio::task::spawn_blocking(move || {
-        if let Err(e) = store.release_nonce(&app, &user, &nonce) {
-            warn!("releasing the nonce of a refused join: {e}");
-        }
-    });
     let _ = outbox.send(ServerMsg::join_failed(&Failure::new(
         ErrorCode::AlreadyInRoom,
     )));

@@ -40,13 +40,14 @@ impl<S: Send + Sync> FromRequestParts<S> for RoomPath {
 /// Sends a command about a room to the room's shard, and waits for the answer.
 async fn ask<T>(
     state: &AppState,
-    key: &RoomKey,
-    command: impl FnOnce(oneshot::Sender<T>) -> Command,
+    key: RoomKey,
+    command: impl FnOnce(RoomKey, oneshot::Sender<T>) -> Command,
 ) -> Result<T, ApiError> {
     let (tx, rx) = oneshot::channel();
+    let shard = state.media.of_room(&key);
     state
         .media
-        .send_room(key, command(tx))
+        .send(shard, command(key, tx))
         .map_err(|_| ApiError::system())?;
     rx.await.map_err(|_| ApiError::system())
 }
@@ -190,7 +191,7 @@ pub async fn room(
     RoomPath(group_id): RoomPath,
 ) -> ApiResult<RoomInfo> {
     let key = RoomKey::new(app.app_id, group_id);
-    let room = ask(&state, &key.clone(), |tx| Command::Room(key, tx)).await?;
+    let room = ask(&state, key, Command::Room).await?;
     let room = room.ok_or_else(|| ApiError::not_found(ErrorCode::UnknownRoom))?;
     Ok(Json(room_info(room, Instant::now(), clock::unix_now())))
 }
@@ -219,10 +220,7 @@ pub async fn kick(
 ) -> ApiResult<KickResponse> {
     check_id("openId", req.open_id.as_str())?;
     let key = RoomKey::new(app.app_id, group_id);
-    let kicked = ask(&state, &key.clone(), |tx| {
-        Command::Kick(key, req.open_id, tx)
-    })
-    .await?;
+    let kicked = ask(&state, key, |key, tx| Command::Kick(key, req.open_id, tx)).await?;
     if !kicked {
         return Err(ApiError::not_found(ErrorCode::NotInRoom));
     }
@@ -257,7 +255,7 @@ pub async fn mute(
     check_id("openId", req.open_id.as_str())?;
     let key = RoomKey::new(app.app_id, group_id);
     let open_id = req.open_id.clone();
-    let answer = ask(&state, &key.clone(), |tx| {
+    let answer = ask(&state, key, |key, tx| {
         Command::ServerMute(key, open_id, req.muted, tx)
     })
     .await?;
@@ -299,7 +297,7 @@ pub async fn close(
     RoomPath(group_id): RoomPath,
 ) -> ApiResult<CloseResponse> {
     let key = RoomKey::new(app.app_id, group_id);
-    let closed = ask(&state, &key.clone(), |tx| Command::Close(key, tx)).await?;
+    let closed = ask(&state, key, Command::Close).await?;
     let open_id_list = closed.ok_or_else(|| ApiError::not_found(ErrorCode::UnknownRoom))?;
     Ok(Json(CloseResponse {
         closed: true,
