@@ -23,6 +23,7 @@ command -v nft >/dev/null || need_pkgs+=(nftables)        # packet loss, a UDP-b
 command -v openssl >/dev/null || need_pkgs+=(openssl)      # the browser TLS test's certificate
 command -v turnserver >/dev/null || need_pkgs+=(coturn)   # the TURN server of the TURN tests
 command -v redis-server >/dev/null || need_pkgs+=(redis-server)  # the Redis store backend: its conformance suite and redis_store.rs start their own
+command -v janus >/dev/null || need_pkgs+=(janus)                # the bench smoke runs Janus too (crates/bench/tests/smoke.rs)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

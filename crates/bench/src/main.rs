@@ -1,10 +1,12 @@
 //! `voipchat-bench`: R rooms × M all-talking members of real WebRTC peers against the
 //! voipchat server over loopback UDP, and the same load against a crypto-free relay (the
-//! floor of this machine), in one run; one table side by side. docs/benchmark.md says how
-//! and why.
+//! floor of this machine) and, with `--janus`, Janus's VideoRoom, in one run; one table
+//! side by side. docs/benchmark.md says how and why.
 
 mod http;
+mod janus;
 mod media;
+mod netns;
 mod payload;
 mod peer;
 mod relay;
@@ -100,6 +102,18 @@ struct Cli {
     /// Skip the floor relay
     #[arg(long)]
     no_floor: bool,
+    /// Also run Janus's VideoRoom (Debian's `janus`) under the same load, pinned as the
+    /// server is. The bench then runs itself in a network namespace of its own (root):
+    /// Janus gathers no candidate on `lo`
+    #[arg(long, conflicts_with = "server_url")]
+    janus: bool,
+    /// The Janus binary
+    #[arg(long, value_name = "PATH", default_value = "/usr/bin/janus")]
+    janus_binary: PathBuf,
+    /// Janus's `event_loops`: threads that carry all its sessions' media (0: Janus's own
+    /// default, a thread per handle)
+    #[arg(long, default_value_t = 1)]
+    janus_event_loops: usize,
     /// Before each run, wait (at most --quiet-wait-secs) until other work on the machine
     /// uses less than this % of one core: on a shared machine, other jobs' load lands in
     /// the figures (0: do not wait)
@@ -125,10 +139,22 @@ struct Cli {
     /// --check, the admitted members must lose nothing
     #[arg(long)]
     overload: bool,
+    /// Video rooms: every member also has a camera sending VP8-sized packets (30 frames/s
+    /// of two ~1 KB packets, a keyframe every 2 s and when asked), and each gets the video
+    /// of the first two other members, the server's default (the floor forwards video the
+    /// same way). Janus runs audio rooms only
+    #[arg(long, conflicts_with = "janus")]
+    video: bool,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.janus && !netns::inside() {
+        return netns::reexec().unwrap_or_else(|e| {
+            eprintln!("voipchat-bench: {e}");
+            ExitCode::from(2)
+        });
+    }
     match bench(&cli) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
@@ -259,9 +285,10 @@ fn bench(cli: &Cli) -> Result<bool, BenchError> {
         )));
     }
     println!(
-        "voipchat-bench: {} members per room, {} s window after {} s warm-up, generator {} on CPU {}, \
+        "voipchat-bench: {} members per {} room, {} s window after {} s warm-up, generator {} on CPU {}, \
          system under test on CPU {}, nice {}",
         cli.members,
+        if cli.video { "video (camera on)" } else { "voice" },
         cli.seconds,
         cli.warmup,
         if cli.gen_threads == 1 { "1 thread".to_string() } else { format!("{} threads", cli.gen_threads) },
@@ -282,7 +309,29 @@ fn bench(cli: &Cli) -> Result<bool, BenchError> {
             if cli.media_shards == 1 { "" } else { "s" }
         ),
     }
+    if cli.janus {
+        if !cli.janus_binary.is_file() {
+            return Err(BenchError::new(format!(
+                "--janus: {} does not exist (apt-get install janus, or give --janus-binary)",
+                cli.janus_binary.display()
+            )));
+        }
+        println!(
+            "janus: {}, VideoRoom, {}, in this bench's own network namespace \
+             (candidates on {} {})",
+            cli.janus_binary.display(),
+            match cli.janus_event_loops {
+                0 => "a thread per handle".to_string(),
+                1 => "one event loop".to_string(),
+                n => format!("{n} event loops"),
+            },
+            netns::IFACE,
+            netns::IP
+        );
+    }
     println!("{}", report::header());
+    // Janus is not run again at a larger load once it saturated.
+    let mut janus_saturated: Option<String> = None;
     let mut all: Vec<Summary> = Vec::new();
     let mut clean = true;
     let mut stopped = None;
@@ -293,9 +342,17 @@ fn bench(cli: &Cli) -> Result<bool, BenchError> {
             seconds: cli.seconds,
             warmup: cli.warmup,
             gen_threads: cli.gen_threads,
-            decrypt_every: cli.decrypt_every.max(1),
+            // In video rooms every packet carries a transport-wide sequence number, and
+            // the receivers' feedback on them drives the server's bandwidth estimate: a
+            // packet not given to str0m would read as lost there.
+            decrypt_every: if cli.video {
+                1
+            } else {
+                cli.decrypt_every.max(1)
+            },
             system_cpu: pin.then(|| cli.server_cpu.first().copied().unwrap_or(0)),
             overload: cli.overload,
+            video: cli.video,
         };
         let run_voipchat = |attempt: usize| -> Result<Summary, BenchError> {
             quiet(cli, "voipchat", rooms)?;
@@ -321,18 +378,49 @@ fn bench(cli: &Cli) -> Result<bool, BenchError> {
             let mut out = run::run_floor(&cfg)?;
             Ok(report::summarize(&mut out))
         };
+        let run_janus = |_: usize| -> Result<Summary, BenchError> {
+            quiet(cli, "janus", rooms)?;
+            let mut janus = janus::Janus::start(
+                &cli.janus_binary,
+                netns::IFACE,
+                netns::IP,
+                cli.janus_event_loops,
+                pin.then(|| cli.server_cpu.clone()),
+            )?;
+            let mut out = run::run_janus(&cfg, &janus)?;
+            janus.check_alive()?;
+            drop(janus);
+            Ok(report::summarize(&mut out))
+        };
         let v = with_retries(cli, run_voipchat)?;
         let f = if cli.no_floor {
             None
         } else {
             Some(with_retries(cli, run_floor)?)
         };
-        let ratio = f.as_ref().and_then(|f| report::ratio(&v, f));
-        println!("{}", report::row(&v, ratio));
+        let j = if cli.janus && janus_saturated.is_none() {
+            Some(with_retries(cli, run_janus)?)
+        } else {
+            None
+        };
+        let vs_floor = |s: &Summary| f.as_ref().and_then(|f| report::ratio(s, f));
+        let vs_janus = j.as_ref().and_then(|j| report::ratio(&v, j));
+        println!("{}", report::row(&v, vs_floor(&v), vs_janus));
         if let Some(f) = &f {
-            println!("{}", report::row(f, None));
+            println!("{}", report::row(f, None, None));
         }
-        let busy = [Some(&v), f.as_ref()]
+        if let Some(j) = &j {
+            println!("{}", report::row(j, vs_floor(j), None));
+        }
+        for s in [Some(&v), f.as_ref()].into_iter().flatten() {
+            if let Some(line) = report::video_line(s) {
+                println!("{line}");
+            }
+        }
+        if let (true, Some(why)) = (cli.janus, &janus_saturated) {
+            println!("  janus: not run ({why} at a smaller load)");
+        }
+        let busy = [Some(&v), f.as_ref(), j.as_ref()]
             .into_iter()
             .flatten()
             .map(|s| s.other_cpu_pct)
@@ -372,7 +460,7 @@ fn bench(cli: &Cli) -> Result<bool, BenchError> {
                     .unwrap_or_default()
             );
         }
-        for s in [Some(&v), f.as_ref()].into_iter().flatten() {
+        for s in [Some(&v), f.as_ref(), j.as_ref()].into_iter().flatten() {
             for e in s.join_failures.iter().chain(&s.late_errors).take(5) {
                 println!("  {}: {e}", s.system);
             }
@@ -381,13 +469,27 @@ fn bench(cli: &Cli) -> Result<bool, BenchError> {
         // Failing at the smallest load is the server's (or the setup's) failure, not a
         // capacity figure.
         if i == 0 {
-            if let Some(first) = v.join_failures.first().or(v.late_errors.first()) {
-                return Err(BenchError::new(format!(
-                    "voipchat failed at the smallest load ({rooms} rooms): {first}"
-                )));
+            for s in [Some(&v), j.as_ref()].into_iter().flatten() {
+                if let Some(first) = s.join_failures.first().or(s.late_errors.first()) {
+                    return Err(BenchError::new(format!(
+                        "{} failed at the smallest load ({rooms} rooms): {first}",
+                        s.system
+                    )));
+                }
             }
         }
-        let why = report::saturation(Some(&v), f.as_ref(), cli.gen_threads);
+        // Janus saturating ends its part of the series, not voipchat's.
+        if let Some(j) = j.as_ref().filter(|j| j.system_saturated()) {
+            let why = report::saturated(j);
+            println!("  at {rooms} rooms: {why}");
+            janus_saturated = Some(why);
+        }
+        let measured: Vec<&Summary> = [Some(&v), f.as_ref()]
+            .into_iter()
+            .flatten()
+            .chain(j.as_ref().filter(|j| !j.system_saturated()))
+            .collect();
+        let why = report::saturation(&measured, cli.gen_threads);
         // An overload run is meant to saturate the server: said, and the series goes on.
         let why = match why {
             Some(why) if cli.overload => {
@@ -398,6 +500,7 @@ fn bench(cli: &Cli) -> Result<bool, BenchError> {
         };
         all.push(v);
         all.extend(f);
+        all.extend(j);
         if let Some(why) = why {
             if i + 1 < cli.rooms.len() {
                 println!("stopped after {rooms} rooms: {why}");
@@ -413,7 +516,9 @@ fn bench(cli: &Cli) -> Result<bool, BenchError> {
          misr = misrouted + mislabelled; µs/pkt = CPU of the system under test per received \
          copy; CPU % of one core; p50/p99/max = hop latency sender→receiver; join = ms from \
          join to first remote audio; KiB/mbr = server RSS growth per member; gen % = \
-         generator CPU; lag = generator send lag p99; other % = CPU of other processes; ratio = voipchat/floor µs/pkt"
+         generator CPU; lag = generator send lag p99; other % = CPU of other processes; ÷floor, ÷janus = µs/pkt over the floor's, \
+         Janus's (a Janus member is a publisher and a subscriber session; its join is from \
+         the subscriber's join)"
     );
     if let Some(path) = &cli.json {
         let doc = serde_json::json!({ "runs": all, "stopped": stopped });

@@ -7,7 +7,7 @@
 //! transport is plain RTP with no crypto and a one-datagram hello.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
@@ -29,6 +29,17 @@ pub const PACKET_INTERVAL: Duration = Duration::from_millis(20);
 const SAMPLES_PER_PACKET: u32 = 960;
 /// RFC 6464 level sent: -30 dBov, voice. Loud enough to make the member a speaker.
 const AUDIO_LEVEL: i8 = -30;
+/// A camera (`--video`) sends 30 frames/s, each of `PACKETS_PER_FRAME` packets of about
+/// 1 KB (≈ 500 kbit/s, a 640x360 VP8 stream), and a keyframe every `KEYFRAME_EVERY` frames
+/// or when asked for one.
+pub const FRAME_INTERVAL: Duration = Duration::from_micros(33_333);
+const PACKETS_PER_FRAME: u32 = 2;
+const KEYFRAME_EVERY: u32 = 60;
+/// RTP clock advance per video frame: 1/30 s at 90 kHz.
+const TICKS_PER_FRAME: u32 = 3000;
+/// Payload types of the floor's plain RTP: what its relay tells audio from video by.
+pub const PLAIN_PT_AUDIO: u8 = 111;
+pub const PLAIN_PT_VIDEO: u8 = 96;
 
 /// The floor's join and its acknowledgement.
 pub const HELLO: &[u8; 4] = b"HELO";
@@ -57,6 +68,13 @@ impl Member {
     }
 }
 
+/// Whether the member at room position `receiver` gets the video of the one at `sender`
+/// when nobody subscribes otherwise: the first two other members in join order, which is
+/// position order here (each room joins its members one after the other).
+pub fn receives_video(receiver: u32, sender: u32) -> bool {
+    sender != receiver && sender < if receiver < 2 { 3 } else { 2 }
+}
+
 /// The gid of an openId this bench made.
 pub fn gid_of(open_id: &str) -> Option<u32> {
     open_id.strip_prefix('m')?.parse().ok()
@@ -76,6 +94,8 @@ pub enum FromSignal {
     Offer { sdp: String, tracks: Vec<TrackSlot> },
     /// A new slot mapping without renegotiation.
     Tracks(Vec<TrackSlot>),
+    /// A subscriber session's join was sent (Janus): the start of its join → first audio.
+    JoinSent(Instant),
 }
 
 /// What a session tells its signaling task.
@@ -131,15 +151,41 @@ impl Pair {
     }
 }
 
+/// What a generated session carries of its member. A voipchat member sends and receives on
+/// one session; Janus's VideoRoom splits a member into a publisher session and a subscriber
+/// session, so the report takes the sends of one and the receptions of the other.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Role {
+    #[default]
+    Both,
+    Publisher,
+    Subscriber,
+}
+
+impl Role {
+    pub fn sends(self) -> bool {
+        self != Role::Subscriber
+    }
+
+    pub fn receives(self) -> bool {
+        self != Role::Publisher
+    }
+}
+
 /// Everything a member counted; the report adds these up.
 #[derive(Clone, Debug, Default)]
 pub struct PeerStats {
-    /// By sender position in the room.
+    pub role: Role,
+    /// By sender position in the room: audio, and video (`--video`).
     pub from: Vec<Pair>,
+    pub from_video: Vec<Pair>,
     /// Own packets sent with a send time inside the window, and the first one's number:
     /// the window is `first_in_window..first_in_window + sent_in_window`.
     pub sent_in_window: u32,
     pub first_in_window: Option<u32>,
+    /// The same of its video packets.
+    pub video_sent_in_window: u32,
+    pub video_first_in_window: Option<u32>,
     /// Packets this member decrypted and read the stamp of, and those accounted from their
     /// clear RTP header alone (see `--decrypt-every`).
     pub decrypted: u64,
@@ -167,8 +213,10 @@ pub struct PeerStats {
 pub struct Recorder {
     /// Window bounds in ns since the epoch (`u64::MAX` until set).
     pub window: (u64, u64),
-    /// Hop latency of every packet of the window, in ns.
+    /// Hop latency of every audio packet of the window, in ns.
     pub latency_ns: Vec<u32>,
+    /// The same of video packets.
+    pub video_latency_ns: Vec<u32>,
     /// How late each send of the window left after its schedule, in ns.
     pub send_lag_ns: Vec<u32>,
 }
@@ -182,6 +230,12 @@ impl Recorder {
 struct WebrtcState {
     rtc: Rtc,
     send_mid: Mid,
+    /// The camera's m-line (`--video`) and its VP8 payload type once negotiated.
+    video_mid: Option<Mid>,
+    video_pt: Option<Pt>,
+    video_rtp_seq: u64,
+    /// Receive slots that carry video.
+    video_slots: std::collections::HashSet<Mid>,
     pending: Option<SdpPendingOffer>,
     pt: Option<Pt>,
     next_timeout: Instant,
@@ -199,6 +253,7 @@ struct WebrtcState {
 /// A receive slot as the header accounting sees it.
 struct RxStream {
     mid: Mid,
+    video: bool,
     /// Highest extended RTP sequence number seen (str0m's numbering: ROC 0 at the start).
     last_ext: u64,
     /// Sender's stamp seq minus extended RTP seq, learned from a decrypted packet: the server
@@ -241,6 +296,7 @@ enum Transport {
         relay: SocketAddr,
         ssrc: u32,
         rtp_seq: u16,
+        video_rtp_seq: u16,
         hello_at: Instant,
     },
 }
@@ -255,13 +311,21 @@ pub struct Peer {
     next_send: Option<Instant>,
     seq: u32,
     rtp_time: u32,
+    /// The camera (`--video`): its next frame, counters, and whether a keyframe was asked for.
+    video: bool,
+    next_frame: Option<Instant>,
+    video_seq: u32,
+    video_time: u32,
+    frames: u32,
+    keyframe_wanted: bool,
     pub stats: PeerStats,
 }
 
 impl Peer {
-    fn bind() -> Result<(UdpSocket, SocketAddr), BenchError> {
-        let socket = UdpSocket::bind("127.0.0.1:0")
-            .map_err(|e| BenchError::new(format!("binding a UDP socket on 127.0.0.1: {e}")))?;
+    /// A socket on `ip` (a loopback address), port chosen by the kernel.
+    fn bind(ip: Ipv4Addr) -> Result<(UdpSocket, SocketAddr), BenchError> {
+        let socket = UdpSocket::bind((ip, 0))
+            .map_err(|e| BenchError::new(format!("binding a UDP socket on {ip}: {e}")))?;
         socket
             .set_nonblocking(true)
             .map_err(|e| BenchError::new(format!("non-blocking UDP: {e}")))?;
@@ -277,6 +341,7 @@ impl Peer {
         socket: UdpSocket,
         local: SocketAddr,
         transport: Transport,
+        video: bool,
     ) -> Peer {
         Peer {
             member,
@@ -288,34 +353,36 @@ impl Peer {
             next_send: None,
             seq: 0,
             rtp_time: rand::random(),
+            video,
+            next_frame: None,
+            video_seq: 0,
+            video_time: rand::random(),
+            frames: 0,
+            keyframe_wanted: true,
             stats: PeerStats {
                 from: vec![Pair::default(); members_per_room as usize],
+                from_video: vec![Pair::default(); members_per_room as usize],
                 ..PeerStats::default()
             },
         }
     }
 
     /// A str0m session with one sendonly Opus m-line (audio level and mid header
-    /// extensions, as the server negotiates) and its join offer.
+    /// extensions, as the server negotiates) and, with `video`, a sendonly VP8 camera
+    /// m-line; and its join offer.
+    #[allow(clippy::too_many_arguments)]
     pub fn webrtc(
         now: Instant,
+        ip: Ipv4Addr,
         member: Member,
         members_per_room: u32,
         cert: &DtlsCert,
         to_signal: UnboundedSender<ToSignal>,
         decrypt_every: u64,
+        video: bool,
     ) -> Result<(Peer, String), BenchError> {
-        let (socket, local) = Self::bind()?;
-        let mut rtc = Rtc::builder()
-            .set_rtp_mode(true)
-            .set_dtls_cert(cert.clone())
-            .clear_codecs()
-            .enable_opus(true, false)
-            .clear_extension_map()
-            .set_extension(1, Extension::AudioLevel)
-            .set_extension(4, Extension::RtpMid)
-            .set_stats_interval(None)
-            .build(now);
+        let (socket, local) = Self::bind(ip)?;
+        let mut rtc = Self::rtc_builder(cert, video).build(now);
         let candidate = Candidate::host(local, "udp")
             .map_err(|e| BenchError::new(format!("host candidate {local}: {e}")))?;
         if rtc.add_local_candidate(candidate).is_none() {
@@ -325,12 +392,18 @@ impl Peer {
         }
         let mut change = rtc.sdp_api();
         let send_mid = change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        let video_mid = video
+            .then(|| change.add_media(MediaKind::Video, Direction::SendOnly, None, None, None));
         let (offer, pending) = change
             .apply()
             .ok_or_else(|| BenchError::new("str0m made no offer for one m-line"))?;
         let state = WebrtcState {
             rtc,
             send_mid,
+            video_mid,
+            video_pt: None,
+            video_rtp_seq: u64::from(rand::random::<u16>() % 20_000),
+            video_slots: Default::default(),
             pending: Some(pending),
             pt: None,
             next_timeout: now,
@@ -346,22 +419,102 @@ impl Peer {
             socket,
             local,
             Transport::Webrtc(Box::new(state)),
+            video,
         );
         Ok((peer, offer.to_sdp_string()))
+    }
+
+    /// A receive-only str0m session that answers the offer of an SFU (Janus's subscriber
+    /// side): no m-line of its own, nothing sent but what the session needs.
+    pub fn webrtc_subscriber(
+        now: Instant,
+        ip: Ipv4Addr,
+        member: Member,
+        members_per_room: u32,
+        cert: &DtlsCert,
+        to_signal: UnboundedSender<ToSignal>,
+        decrypt_every: u64,
+    ) -> Result<Peer, BenchError> {
+        let (socket, local) = Self::bind(ip)?;
+        let mut rtc = Self::rtc_builder(cert, false).build(now);
+        let candidate = Candidate::host(local, "udp")
+            .map_err(|e| BenchError::new(format!("host candidate {local}: {e}")))?;
+        if rtc.add_local_candidate(candidate).is_none() {
+            return Err(BenchError::new(format!(
+                "{local} is not usable as a host candidate"
+            )));
+        }
+        let state = WebrtcState {
+            rtc,
+            send_mid: Mid::from("-"),
+            video_mid: None,
+            video_pt: None,
+            video_rtp_seq: 0,
+            video_slots: Default::default(),
+            pending: None,
+            pt: None,
+            next_timeout: now,
+            owners: HashMap::new(),
+            streams: HashMap::new(),
+            decrypt_every: decrypt_every.max(1),
+            rtp_seq: 0,
+            to_signal,
+        };
+        let mut peer = Self::with(
+            member,
+            members_per_room,
+            socket,
+            local,
+            Transport::Webrtc(Box::new(state)),
+            false,
+        );
+        peer.stats.role = Role::Subscriber;
+        Ok(peer)
+    }
+
+    /// What a session of this bench negotiates: Opus with the audio level and mid header
+    /// extensions, RTP mode (the payload is ours, not a codec's), no periodic stats; with
+    /// `video` also VP8 and transport-wide sequence numbers, whose feedback a browser sends
+    /// and the server's bandwidth estimate reads.
+    fn rtc_builder(cert: &DtlsCert, video: bool) -> str0m::RtcConfig {
+        let config = Rtc::builder()
+            .set_rtp_mode(true)
+            .set_dtls_cert(cert.clone())
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(video)
+            .clear_extension_map()
+            .set_extension(1, Extension::AudioLevel)
+            .set_extension(4, Extension::RtpMid)
+            .set_stats_interval(None);
+        if video {
+            config.set_extension(3, Extension::TransportSequenceNumber)
+        } else {
+            config
+        }
+    }
+
+    /// Marks a member's session as its publisher half (Janus).
+    pub fn publisher(mut self) -> Peer {
+        self.stats.role = Role::Publisher;
+        self
     }
 
     /// A plain-RTP member of the floor relay at `relay`.
     pub fn plain(
         now: Instant,
+        ip: Ipv4Addr,
         member: Member,
         members_per_room: u32,
         relay: SocketAddr,
+        video: bool,
     ) -> Result<Peer, BenchError> {
-        let (socket, local) = Self::bind()?;
+        let (socket, local) = Self::bind(ip)?;
         let transport = Transport::Plain {
             relay,
-            ssrc: rand::random(),
+            ssrc: rand::random::<u32>() & !1,
             rtp_seq: rand::random(),
+            video_rtp_seq: rand::random(),
             hello_at: now,
         };
         Ok(Self::with(
@@ -370,6 +523,7 @@ impl Peer {
             socket,
             local,
             transport,
+            video,
         ))
     }
 
@@ -412,7 +566,8 @@ impl Peer {
                                 let owner = w.owners.get(&st.mid).copied().flatten();
                                 self.stats.header_only += 1;
                                 let stamp_seq = (ext as i64 + offset).clamp(0, i64::from(u32::MAX));
-                                self.on_header_only(now, owner, stamp_seq as u32);
+                                let video = st.video;
+                                self.on_header_only(now, owner, stamp_seq as u32, video);
                                 return;
                             }
                         }
@@ -468,7 +623,11 @@ impl Peer {
             return;
         };
         let m = self.members_per_room;
-        if stamp.sender / m != self.member.room || stamp.sender == self.member.gid {
+        // Video from a camera this member does not get by default is misrouted too.
+        if stamp.sender / m != self.member.room
+            || stamp.sender == self.member.gid
+            || (stamp.video && !receives_video(self.member.pos, stamp.sender % m))
+        {
             self.stats.misrouted += 1;
             return;
         }
@@ -477,25 +636,38 @@ impl Peer {
                 self.stats.mislabelled += 1;
             }
         }
-        if self.stats.first_audio.is_none() {
-            self.stats.first_audio = Some(now);
-        }
-        let pair = &mut self.stats.from[(stamp.sender % m) as usize];
-        if pair.mark(stamp.seq) && rec.in_window(stamp.send_ns) {
+        let (pairs, latency) = if stamp.video {
+            (&mut self.stats.from_video, &mut rec.video_latency_ns)
+        } else {
+            if self.stats.first_audio.is_none() {
+                self.stats.first_audio = Some(now);
+            }
+            (&mut self.stats.from, &mut rec.latency_ns)
+        };
+        let fresh = pairs[(stamp.sender % m) as usize].mark(stamp.seq);
+        if fresh && rec.window.0 <= stamp.send_ns && stamp.send_ns < rec.window.1 {
             let lat = payload::ns(now).saturating_sub(stamp.send_ns);
-            rec.latency_ns.push(lat.min(u64::from(u32::MAX)) as u32);
+            latency.push(lat.min(u64::from(u32::MAX)) as u32);
         }
     }
 
     /// A packet not decrypted: its sender is the slot's member, its number follows from
     /// the slot's mapping; no latency (the send time is inside the ciphertext).
-    fn on_header_only(&mut self, now: Instant, owner: Option<u32>, stamp_seq: u32) {
+    fn on_header_only(&mut self, now: Instant, owner: Option<u32>, stamp_seq: u32, video: bool) {
         let m = self.members_per_room;
         let Some(sender) = owner.filter(|g| g / m == self.member.room && *g != self.member.gid)
         else {
             self.stats.misrouted += 1;
             return;
         };
+        if video {
+            if !receives_video(self.member.pos, sender % m) {
+                self.stats.misrouted += 1;
+                return;
+            }
+            self.stats.from_video[(sender % m) as usize].mark(stamp_seq);
+            return;
+        }
         if self.stats.first_audio.is_none() {
             self.stats.first_audio = Some(now);
         }
@@ -534,6 +706,10 @@ impl Peer {
             // Keep the schedule: a late send does not shift the ones after it.
             self.next_send = Some(due + PACKET_INTERVAL);
         }
+        if let Some(due) = self.next_frame.filter(|d| now >= *d) {
+            self.send_frame(now, rec);
+            self.next_frame = Some(due + FRAME_INTERVAL);
+        }
     }
 
     /// When this peer next needs [`Peer::on_tick`]: its next send or its session's timeout.
@@ -542,16 +718,100 @@ impl Peer {
             Transport::Webrtc(w) => Some(w.next_timeout),
             Transport::Plain { hello_at, .. } => (!self.connected).then_some(*hello_at),
         };
-        match (timer, self.next_send) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [timer, self.next_send, self.next_frame]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn schedule_first_send(&mut self, now: Instant) {
         // Spread the members over the 20 ms so that they do not all send at once.
         let offset = Duration::from_micros(rand::random::<u64>() % 20_000);
         self.next_send = Some(now + offset);
+        if self.video {
+            let offset = Duration::from_micros(rand::random::<u64>() % 33_333);
+            self.next_frame = Some(now + offset);
+        }
+    }
+
+    /// One camera frame: `PACKETS_PER_FRAME` packets back to back, the first one starting
+    /// a keyframe every `KEYFRAME_EVERY` frames or after a keyframe request.
+    fn send_frame(&mut self, now: Instant, rec: &mut Recorder) {
+        let keyframe = self.keyframe_wanted || self.frames.is_multiple_of(KEYFRAME_EVERY);
+        self.keyframe_wanted = false;
+        self.frames += 1;
+        let time = self.video_time;
+        self.video_time = self.video_time.wrapping_add(TICKS_PER_FRAME);
+        let mut buf = [0u8; 12 + payload::VIDEO_MAX_LEN];
+        for i in 0..PACKETS_PER_FRAME {
+            let send_ns = payload::ns(now);
+            let stamp = Stamp {
+                sender: self.member.gid,
+                seq: self.video_seq,
+                send_ns,
+                video: true,
+            };
+            self.video_seq += 1;
+            if rec.in_window(send_ns) {
+                self.stats.video_first_in_window.get_or_insert(stamp.seq);
+                self.stats.video_sent_in_window += 1;
+            }
+            let last = i + 1 == PACKETS_PER_FRAME;
+            match &mut self.transport {
+                Transport::Webrtc(w) => {
+                    let n = payload::encode_video(stamp, i == 0, keyframe, &mut buf);
+                    let Some(mid) = w.video_mid else {
+                        return;
+                    };
+                    let pt = match w.video_pt {
+                        Some(pt) => pt,
+                        None => {
+                            let Some(pt) = w
+                                .rtc
+                                .codec_config()
+                                .find(|p| p.spec().codec == Codec::Vp8)
+                                .map(|p| p.pt())
+                            else {
+                                self.stats.send_errors += 1;
+                                return;
+                            };
+                            w.video_pt = Some(pt);
+                            pt
+                        }
+                    };
+                    let seq: SeqNo = w.video_rtp_seq.into();
+                    w.video_rtp_seq += 1;
+                    let mut direct = w.rtc.direct_api();
+                    let Some(tx) = direct.stream_tx_by_mid(mid, None) else {
+                        self.stats.send_errors += 1;
+                        return;
+                    };
+                    tx.write_rtp(
+                        RtpWrite::new(pt, seq, time, now, &buf[..n])
+                            .marker(last)
+                            .nackable(true),
+                    );
+                }
+                Transport::Plain {
+                    relay,
+                    ssrc,
+                    video_rtp_seq,
+                    ..
+                } => {
+                    buf[0] = 0x80;
+                    buf[1] = PLAIN_PT_VIDEO | if last { 0x80 } else { 0 };
+                    buf[2..4].copy_from_slice(&video_rtp_seq.to_be_bytes());
+                    buf[4..8].copy_from_slice(&time.to_be_bytes());
+                    buf[8..12].copy_from_slice(&(*ssrc | 1).to_be_bytes());
+                    *video_rtp_seq = video_rtp_seq.wrapping_add(1);
+                    let n = payload::encode_video(stamp, i == 0, keyframe, &mut buf[12..]);
+                    if self.socket.send_to(&buf[..12 + n], *relay).is_err() {
+                        self.stats.send_errors += 1;
+                    }
+                }
+            }
+        }
+        self.drain(now, rec);
     }
 
     fn send_packet(&mut self, now: Instant, due: Instant, rec: &mut Recorder) {
@@ -560,6 +820,7 @@ impl Peer {
             sender: self.member.gid,
             seq: self.seq,
             send_ns,
+            video: false,
         };
         self.seq += 1;
         if rec.in_window(send_ns) {
@@ -612,7 +873,7 @@ impl Peer {
                 ..
             } => {
                 buf[0] = 0x80;
-                buf[1] = 111;
+                buf[1] = PLAIN_PT_AUDIO;
                 buf[2..4].copy_from_slice(&rtp_seq.to_be_bytes());
                 buf[4..8].copy_from_slice(&time.to_be_bytes());
                 buf[8..12].copy_from_slice(&ssrc.to_be_bytes());
@@ -654,7 +915,9 @@ impl Peer {
                     let _ = w.to_signal.send(ToSignal::Connected);
                     self.connected = true;
                     self.stats.connected_at = Some(now);
-                    self.schedule_first_send(now);
+                    if self.stats.role.sends() {
+                        self.schedule_first_send(now);
+                    }
                 }
                 Output::Event(Event::RtpPacket(p)) => {
                     let ssrc = *p.header.ssrc;
@@ -670,6 +933,7 @@ impl Peer {
                                 ssrc,
                                 RxStream {
                                     mid,
+                                    video: w.video_slots.contains(&mid),
                                     last_ext: ext,
                                     offset: None,
                                 },
@@ -692,6 +956,7 @@ impl Peer {
                     }
                     self.on_media(now, owner, stamp, rec);
                 }
+                Output::Event(Event::KeyframeRequest(_)) => self.keyframe_wanted = true,
                 Output::Event(_) => {}
             }
         }
@@ -721,7 +986,7 @@ impl Peer {
                 }
             }
             FromSignal::Offer { sdp, tracks } => {
-                set_owners(&mut w.owners, &tracks);
+                set_owners(&mut w.owners, &mut w.video_slots, &tracks);
                 match SdpOffer::from_sdp_string(&sdp) {
                     Ok(offer) => match w.rtc.sdp_api().accept_offer(offer) {
                         Ok(answer) => {
@@ -734,7 +999,11 @@ impl Peer {
                 }
             }
             FromSignal::Tracks(tracks) => {
-                set_owners(&mut w.owners, &tracks);
+                set_owners(&mut w.owners, &mut w.video_slots, &tracks);
+                Ok(())
+            }
+            FromSignal::JoinSent(at) => {
+                self.stats.join_sent = Some(at);
                 Ok(())
             }
         };
@@ -745,9 +1014,35 @@ impl Peer {
     }
 }
 
-fn set_owners(owners: &mut HashMap<Mid, Option<u32>>, tracks: &[TrackSlot]) {
+fn set_owners(
+    owners: &mut HashMap<Mid, Option<u32>>,
+    video_slots: &mut std::collections::HashSet<Mid>,
+    tracks: &[TrackSlot],
+) {
     for slot in tracks {
         let gid = slot.open_id.as_ref().and_then(|o| gid_of(o.as_str()));
-        owners.insert(Mid::from(slot.mid.as_str()), gid);
+        let mid = Mid::from(slot.mid.as_str());
+        owners.insert(mid, gid);
+        if slot.kind == voipchat_proto::TrackKind::Video {
+            video_slots.insert(mid);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::receives_video;
+
+    #[test]
+    fn each_member_gets_the_first_two_other_cameras() {
+        let got = |r: u32| {
+            (0..10)
+                .filter(|&s| receives_video(r, s))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(got(0), [1, 2]);
+        assert_eq!(got(1), [0, 2]);
+        assert_eq!(got(2), [0, 1]);
+        assert_eq!(got(9), [0, 1]);
     }
 }

@@ -2,7 +2,9 @@
 //! One socket, one thread pinned where the server would run; a member registers with one
 //! hello datagram, and each RTP packet is sent to the other members of its room after one
 //! hash lookup (source address → room and position) and a header rewrite (the receiver's
-//! slot SSRC and sequence number, as an SFU keeps one continuous stream per slot).
+//! slot SSRC and sequence number, as an SFU keeps one continuous stream per slot). Video
+//! (`--video`, told apart by its payload type) goes only to the members that get it by
+//! default (`peer::receives_video`), as voipchat's video does.
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
@@ -12,7 +14,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::peer::{HELLO, WELCOME};
+use crate::peer::{receives_video, HELLO, PLAIN_PT_VIDEO, WELCOME};
 use crate::BenchError;
 
 /// A receiver's view of the senders of its room: one outgoing stream per sender.
@@ -20,6 +22,7 @@ struct Slot {
     addr: SocketAddr,
     ssrc_base: u32,
     seq: Vec<u16>,
+    video_seq: Vec<u16>,
 }
 
 /// A running relay. Dropping it stops the thread.
@@ -103,6 +106,7 @@ fn serve(socket: &UdpSocket, members_per_room: usize, stop: &AtomicBool) -> u64 
                     addr: source,
                     ssrc_base: rand::random::<u32>() & !0xff,
                     seq: (0..members_per_room).map(|_| rand::random()).collect(),
+                    video_seq: (0..members_per_room).map(|_| rand::random()).collect(),
                 });
                 by_addr.insert(source, (room, pos));
                 let _ = socket.send_to(WELCOME, source);
@@ -115,14 +119,23 @@ fn serve(socket: &UdpSocket, members_per_room: usize, stop: &AtomicBool) -> u64 
         let Some(&(room, pos)) = by_addr.get(&source) else {
             continue;
         };
+        let video = buf[1] & 0x7f == PLAIN_PT_VIDEO;
         for (r, slot) in rooms[room].iter_mut().enumerate() {
             let Some(slot) = slot.as_mut().filter(|_| r != pos) else {
                 continue;
             };
-            let seq = slot.seq[pos];
-            slot.seq[pos] = seq.wrapping_add(1);
+            let (seqs, ssrc) = if video {
+                if !receives_video(r as u32, pos as u32) {
+                    continue;
+                }
+                (&mut slot.video_seq, slot.ssrc_base | 0x80 | pos as u32)
+            } else {
+                (&mut slot.seq, slot.ssrc_base | pos as u32)
+            };
+            let seq = seqs[pos];
+            seqs[pos] = seq.wrapping_add(1);
             buf[2..4].copy_from_slice(&seq.to_be_bytes());
-            buf[8..12].copy_from_slice(&(slot.ssrc_base | pos as u32).to_be_bytes());
+            buf[8..12].copy_from_slice(&ssrc.to_be_bytes());
             if socket.send_to(&buf[..n], slot.addr).is_ok() {
                 forwarded += 1;
             }

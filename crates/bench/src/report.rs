@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use crate::peer;
 use crate::run::RunOutput;
 
 /// Above this share of its core the generator is taken as saturated: its own lateness
@@ -31,10 +32,18 @@ pub struct Summary {
     pub refusals: u64,
     pub window_secs: f64,
     /// Copies expected by the receivers (each sender's packets of the window, times the
-    /// other members of its room) and received.
+    /// other members of its room that get them) and received: audio and video together.
     pub expected: u64,
     pub received: u64,
     pub loss_pct: f64,
+    /// The video part of those (`--video`): each camera's packets of the window times the
+    /// members that get its video by default.
+    pub video_expected: u64,
+    pub video_received: u64,
+    pub video_loss_pct: f64,
+    pub video_per_sec: f64,
+    pub video_latency_us_p50: Option<f64>,
+    pub video_latency_us_p99: Option<f64>,
     pub misrouted: u64,
     pub mislabelled: u64,
     pub unstamped: u64,
@@ -132,12 +141,20 @@ pub fn summarize(out: &mut RunOutput) -> Summary {
     let secs = out.window.as_secs_f64();
     // Each sender's packets of the window: a range of its sequence numbers.
     let mut window_of = vec![0..0u32; out.config.rooms * m];
-    for (member, st) in &out.peers {
+    let mut video_window_of = vec![0..0u32; out.config.rooms * m];
+    for (member, st) in out.peers.iter().filter(|(_, st)| st.role.sends()) {
         if let (Some(w), Some(first)) = (window_of.get_mut(member.gid as usize), st.first_in_window)
         {
             *w = first..first + st.sent_in_window;
         }
+        if let (Some(w), Some(first)) = (
+            video_window_of.get_mut(member.gid as usize),
+            st.video_first_in_window,
+        ) {
+            *w = first..first + st.video_sent_in_window;
+        }
     }
+    let (mut video_expected, mut video_received) = (0u64, 0u64);
     let (mut expected, mut received, mut unheard) = (0u64, 0u64, 0u64);
     let (mut misrouted, mut mislabelled, mut unstamped, mut reordered, mut dups, mut send_errors) =
         (0, 0, 0, 0, 0, 0);
@@ -162,6 +179,10 @@ pub fn summarize(out: &mut RunOutput) -> Summary {
         decrypted += st.decrypted;
         header_only += st.header_only;
         mismatches += st.sample_mismatches;
+        // A publisher session (Janus) sends; its member's receptions are on its subscriber.
+        if !st.role.receives() {
+            continue;
+        }
         for (pos, pair) in st.from.iter().enumerate() {
             if pos as u32 == member.pos {
                 continue;
@@ -172,6 +193,22 @@ pub fn summarize(out: &mut RunOutput) -> Summary {
             let got = u64::from(pair.count_in(window));
             expected += sent;
             received += got;
+            reordered += u64::from(pair.reordered);
+            dups += u64::from(pair.duplicates);
+            if sent > 0 && got == 0 {
+                unheard += 1;
+            }
+        }
+        for (pos, pair) in st.from_video.iter().enumerate() {
+            if !peer::receives_video(member.pos, pos as u32) {
+                continue;
+            }
+            let sender = member.room as usize * m + pos;
+            let window = video_window_of.get(sender).cloned().unwrap_or(0..0);
+            let sent = u64::from(window.end - window.start);
+            let got = u64::from(pair.count_in(window));
+            video_expected += sent;
+            video_received += got;
             reordered += u64::from(pair.reordered);
             dups += u64::from(pair.duplicates);
             if sent > 0 && got == 0 {
@@ -194,7 +231,9 @@ pub fn summarize(out: &mut RunOutput) -> Summary {
             }
         }
     }
+    let (expected, received) = (expected + video_expected, received + video_received);
     out.latency_ns.sort_unstable();
+    out.video_latency_ns.sort_unstable();
     out.send_lag_ns.sort_unstable();
     joins.sort_by(f64::total_cmp);
     let us = |v: Option<f64>| v.map(|ns| ns / 1e3);
@@ -211,11 +250,17 @@ pub fn summarize(out: &mut RunOutput) -> Summary {
         window_secs: secs,
         expected,
         received,
-        loss_pct: if expected > 0 {
-            100.0 * (expected.saturating_sub(received)) as f64 / expected as f64
+        loss_pct: loss_pct(expected, received),
+        video_expected,
+        video_received,
+        video_loss_pct: loss_pct(video_expected, video_received),
+        video_per_sec: if window_ok {
+            video_received as f64 / secs
         } else {
             0.0
         },
+        video_latency_us_p50: us(quantile(&out.video_latency_ns, 0.5)),
+        video_latency_us_p99: us(quantile(&out.video_latency_ns, 0.99)),
         misrouted,
         mislabelled,
         unstamped,
@@ -263,6 +308,29 @@ pub fn summarize(out: &mut RunOutput) -> Summary {
     }
 }
 
+fn loss_pct(expected: u64, received: u64) -> f64 {
+    if expected > 0 {
+        100.0 * (expected.saturating_sub(received)) as f64 / expected as f64
+    } else {
+        0.0
+    }
+}
+
+/// The video part of a row (`--video`), printed under it.
+pub fn video_line(s: &Summary) -> Option<String> {
+    (s.video_expected > 0).then(|| {
+        format!(
+            "  {}: video {:.0} of the {:.0} copies/s, {:.3} % lost, hop p50 {} µs, p99 {} µs",
+            s.system,
+            s.video_per_sec,
+            s.forwarded_per_sec,
+            s.video_loss_pct,
+            opt(s.video_latency_us_p50, 0),
+            opt(s.video_latency_us_p99, 0),
+        )
+    })
+}
+
 fn opt(v: Option<f64>, decimals: usize) -> String {
     match v {
         Some(v) => format!("{v:.decimals$}"),
@@ -273,16 +341,16 @@ fn opt(v: Option<f64>, decimals: usize) -> String {
 /// The table's header.
 pub fn header() -> String {
     let h = format!(
-        "{:>5} {:>5} {:<8} {:>9} {:>7} {:>5} {:>7} {:>6} {:>6} {:>7} {:>7} {:>8} {:>8} {:>7} {:>6} {:>6} {:>7} {:>8}",
+        "{:>5} {:>5} {:<8} {:>9} {:>7} {:>5} {:>7} {:>6} {:>6} {:>7} {:>7} {:>8} {:>8} {:>7} {:>6} {:>6} {:>7} {:>7} {:>7}",
         "rooms", "membs", "system", "fwd pkt/s", "loss %", "misr", "µs/pkt", "CPU %", "p50 µs", "p99 µs",
-        "max µs", "join p50", "join p99", "KiB/mbr", "gen %", "lag ms", "other %", "ratio"
+        "max µs", "join p50", "join p99", "KiB/mbr", "gen %", "lag ms", "other %", "÷floor", "÷janus"
     );
     let line = "-".repeat(h.chars().count());
     format!("{h}\n{line}")
 }
 
-/// One row; `ratio` is µs/pkt of voipchat over the floor of the same R.
-pub fn row(s: &Summary, ratio: Option<f64>) -> String {
+/// One row; the ratios are this system's µs/pkt over the floor's and Janus's of the same R.
+pub fn row(s: &Summary, vs_floor: Option<f64>, vs_janus: Option<f64>) -> String {
     if !s.join_failures.is_empty() {
         return format!(
             "{:>5} {:>5} {:<8} no window: {} of {} members failed to join (join p50 {} ms, p99 {} ms)",
@@ -296,7 +364,7 @@ pub fn row(s: &Summary, ratio: Option<f64>) -> String {
         );
     }
     format!(
-        "{:>5} {:>5} {:<8} {:>9.0} {:>7.3} {:>5} {:>7} {:>6} {:>6} {:>7} {:>7} {:>8} {:>8} {:>7} {:>6.1} {:>6} {:>7.1} {:>8}",
+        "{:>5} {:>5} {:<8} {:>9.0} {:>7.3} {:>5} {:>7} {:>6} {:>6} {:>7} {:>7} {:>8} {:>8} {:>7} {:>6.1} {:>6} {:>7.1} {:>7} {:>7}",
         s.rooms,
         s.admitted,
         s.system,
@@ -314,19 +382,22 @@ pub fn row(s: &Summary, ratio: Option<f64>) -> String {
         s.gen_cpu_pct,
         opt(s.gen_send_lag_ms_p99, 2),
         s.other_cpu_pct,
-        ratio.map(|r| format!("{r:.2}x")).unwrap_or_else(|| "-".into()),
+        times(vs_floor),
+        times(vs_janus),
     )
 }
 
-/// Why a series stopped at this R, if it must.
-pub fn saturation(
-    voipchat: Option<&Summary>,
-    floor: Option<&Summary>,
-    gen_threads: usize,
-) -> Option<String> {
-    let gen = [voipchat, floor]
-        .into_iter()
-        .flatten()
+fn times(ratio: Option<f64>) -> String {
+    ratio
+        .map(|r| format!("{r:.2}x"))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// Why a series stopped at this R, if it must: the generator saturated while driving one
+/// of `systems`, or one of them saturated.
+pub fn saturation(systems: &[&Summary], gen_threads: usize) -> Option<String> {
+    let gen = systems
+        .iter()
         .filter(|s| s.generator_saturated(gen_threads))
         .map(|s| {
             format!(
@@ -340,29 +411,31 @@ pub fn saturation(
     if gen.is_some() {
         return gen;
     }
-    [voipchat, floor]
-        .into_iter()
-        .flatten()
+    systems
+        .iter()
         .find(|s| s.system_saturated())
-        .map(|s| {
-            if let Some(f) = s.join_failures.first() {
-                format!(
-                    "{} saturated: {} joins failed, the first: {f}",
-                    s.system,
-                    s.join_failures.len()
-                )
-            } else {
-                format!(
-                    "{} saturated ({:.2} % loss, {} % of its core)",
-                    s.system,
-                    s.loss_pct,
-                    opt(s.system_cpu_pct, 0)
-                )
-            }
-        })
+        .map(|s| saturated(s))
 }
 
-/// The µs/pkt ratio voipchat / floor.
-pub fn ratio(voipchat: &Summary, floor: &Summary) -> Option<f64> {
-    Some(voipchat.cpu_us_per_packet? / floor.cpu_us_per_packet?)
+/// How a saturated system showed it.
+pub fn saturated(s: &Summary) -> String {
+    if let Some(f) = s.join_failures.first() {
+        format!(
+            "{} saturated: {} joins failed, the first: {f}",
+            s.system,
+            s.join_failures.len()
+        )
+    } else {
+        format!(
+            "{} saturated ({:.2} % loss, {} % of its core)",
+            s.system,
+            s.loss_pct,
+            opt(s.system_cpu_pct, 0)
+        )
+    }
+}
+
+/// The µs/pkt ratio of two systems (e.g. voipchat / floor).
+pub fn ratio(system: &Summary, base: &Summary) -> Option<f64> {
+    Some(system.cpu_us_per_packet? / base.cpu_us_per_packet?)
 }

@@ -3,12 +3,14 @@
 //! edges, and only packets sent inside it count (so each sender's count is what each of
 //! its receivers should have got). After the window a short drain lets the last packets land.
 
+use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::janus::{Half, Janus, JanusMember};
 use crate::media::{Control, MediaThread, ThreadResult};
 use crate::payload;
 use crate::peer::{Member, Peer, PeerStats};
@@ -17,7 +19,10 @@ use crate::server::Target;
 use crate::signaling::{self, MediaLink, MemberSignal};
 use crate::sys::{self, EventFd};
 use crate::BenchError;
+use voipchat_proto::RoomType;
 
+/// Where the generator's members live against voipchat and the floor.
+const LOOPBACK: Ipv4Addr = Ipv4Addr::LOCALHOST;
 /// Time after the window for packets still in flight.
 const DRAIN: Duration = Duration::from_millis(500);
 /// How long the floor's members may take to register.
@@ -27,6 +32,7 @@ const FLOOR_JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum System {
     Voipchat,
     Floor,
+    Janus,
 }
 
 impl System {
@@ -34,6 +40,7 @@ impl System {
         match self {
             System::Voipchat => "voipchat",
             System::Floor => "floor",
+            System::Janus => "janus",
         }
     }
 }
@@ -52,6 +59,8 @@ pub struct RunConfig {
     /// `--overload`: joins refused as at capacity are counted, and the figures are those of
     /// the members admitted.
     pub overload: bool,
+    /// `--video`: video rooms, every member with a camera.
+    pub video: bool,
 }
 
 /// Everything measured in one run; `report` turns it into figures.
@@ -61,6 +70,7 @@ pub struct RunOutput {
     pub window: Duration,
     pub peers: Vec<(Member, PeerStats)>,
     pub latency_ns: Vec<u32>,
+    pub video_latency_ns: Vec<u32>,
     pub send_lag_ns: Vec<u32>,
     /// CPU of the system under test over the window.
     pub system_cpu: Option<Duration>,
@@ -153,6 +163,9 @@ impl Threads {
                 Ok(Ok(r)) => {
                     all.peers.extend(r.peers);
                     all.recorder.latency_ns.extend(r.recorder.latency_ns);
+                    all.recorder
+                        .video_latency_ns
+                        .extend(r.recorder.video_latency_ns);
                     all.recorder.send_lag_ns.extend(r.recorder.send_lag_ns);
                 }
                 Ok(Err(e)) => first_err = first_err.or(Some(format!("a media thread failed: {e}"))),
@@ -210,24 +223,25 @@ fn cpu_delta(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
     Some(b?.saturating_sub(a?))
 }
 
-/// A run against a voipchat server.
-pub fn run_voipchat(
-    cfg: &RunConfig,
-    target: &Target,
-    group_prefix: &str,
-) -> Result<RunOutput, BenchError> {
+/// One DTLS certificate for all sessions: generating one per session costs milliseconds.
+fn certificate() -> Result<str0m::config::DtlsCert, BenchError> {
     let provider = str0m::crypto::from_feature_flags();
     provider.clone().install_process_default();
-    // One certificate for all members: generating one per session costs milliseconds.
-    let cert = provider
+    provider
         .dtls_provider
         .generate_certificate()
-        .ok_or_else(|| BenchError::new("str0m's crypto provider made no DTLS certificate"))?;
-    let control = Arc::new(Control::default());
-    let threads = cfg.gen_threads.max(1);
+        .ok_or_else(|| BenchError::new("str0m's crypto provider made no DTLS certificate"))
+}
+
+/// The generator's media threads (their peers still to add) and the links signaling
+/// reaches them by.
+fn media_threads(
+    threads: usize,
+    control: &Arc<Control>,
+) -> Result<(Vec<MediaLink>, Vec<MediaThread>), BenchError> {
     let mut links = Vec::new();
-    let mut media: Vec<MediaThread> = Vec::new();
-    for _ in 0..threads {
+    let mut media = Vec::new();
+    for _ in 0..threads.max(1) {
         let (tx, rx) = mpsc::channel();
         let wake = Arc::new(EventFd::new().map_err(|e| BenchError::new(format!("eventfd: {e}")))?);
         links.push(MediaLink {
@@ -240,6 +254,117 @@ pub fn run_voipchat(
             control: control.clone(),
         });
     }
+    Ok((links, media))
+}
+
+/// Stops a signaling thread on every way out of a run.
+struct StopSignaling(tokio::sync::watch::Sender<bool>, Option<JoinHandle<()>>);
+
+impl Drop for StopSignaling {
+    fn drop(&mut self) {
+        let _ = self.0.send(true);
+        if let Some(h) = self.1.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// The part of a run after its signaling started, the same for voipchat and Janus: wait
+/// for the joins, open the window, collect what the members counted.
+struct Signaled {
+    system: System,
+    control: Arc<Control>,
+    threads: Threads,
+    joined: mpsc::Receiver<Result<signaling::Joined, Vec<String>>>,
+    stop: StopSignaling,
+    late: signaling::LateErrors,
+    /// The process under test, for CPU and RSS.
+    pid: Option<u32>,
+    rss_before: Option<u64>,
+}
+
+impl Signaled {
+    fn finish(self, cfg: &RunConfig) -> Result<RunOutput, BenchError> {
+        let Signaled {
+            system,
+            control,
+            threads,
+            joined,
+            stop,
+            late,
+            pid,
+            rss_before,
+        } = self;
+        let join_wait = signaling::JOIN_TIMEOUT * cfg.members as u32 + Duration::from_secs(10);
+        let joined = joined.recv_timeout(join_wait).unwrap_or_else(|_| {
+            Err(vec![format!(
+                "the joins did not finish within {} s",
+                join_wait.as_secs()
+            )])
+        });
+        let mut out = RunOutput {
+            system,
+            config: cfg.clone(),
+            window: Duration::ZERO,
+            peers: Vec::new(),
+            latency_ns: Vec::new(),
+            video_latency_ns: Vec::new(),
+            send_lag_ns: Vec::new(),
+            system_cpu: None,
+            gen_cpu: Duration::ZERO,
+            other_cpu: Duration::ZERO,
+            rss_before_kib: rss_before,
+            rss_with_kib: None,
+            join_failures: Vec::new(),
+            refused: Vec::new(),
+            refusals: 0,
+            late_errors: Vec::new(),
+        };
+        match joined {
+            Ok(j) => {
+                out.refused = j.refused;
+                out.refusals = j.refusals;
+            }
+            Err(failures) => {
+                control.stop_now();
+                out.peers = threads.join()?.peers;
+                out.join_failures = failures;
+                drop(stop);
+                out.late_errors = late.lock().map(|l| l.clone()).unwrap_or_default();
+                return Ok(out);
+            }
+        }
+        let (window, s0, s1, rss) = measure(cfg, &control, pid, None)?;
+        let result = threads.join()?;
+        drop(stop);
+        out.window = window;
+        out.peers = result.peers;
+        out.latency_ns = result.recorder.latency_ns;
+        out.video_latency_ns = result.recorder.video_latency_ns;
+        out.send_lag_ns = result.recorder.send_lag_ns;
+        out.system_cpu = cpu_delta(s0.system, s1.system);
+        out.gen_cpu = s1.process.saturating_sub(s0.process);
+        out.other_cpu = s1
+            .machine
+            .saturating_sub(s0.machine)
+            .saturating_sub(out.gen_cpu)
+            .saturating_sub(out.system_cpu.unwrap_or_default());
+        out.rss_with_kib = rss;
+        out.late_errors = late.lock().map(|l| l.clone()).unwrap_or_default();
+        Ok(out)
+    }
+}
+
+/// A run against a voipchat server.
+pub fn run_voipchat(
+    cfg: &RunConfig,
+    target: &Target,
+    group_prefix: &str,
+) -> Result<RunOutput, BenchError> {
+    let cert = certificate()?;
+    let control = Arc::new(Control::default());
+    let threads = cfg.gen_threads.max(1);
+    let (links, mut media) = media_threads(threads, &control)?;
     let now = Instant::now();
     let m = cfg.members as u32;
     let mut rooms = Vec::new();
@@ -249,7 +374,16 @@ pub fn run_voipchat(
             let member = Member::new(r, p, m);
             let t = member.gid as usize % threads;
             let (to_sig, from_media) = tokio::sync::mpsc::unbounded_channel();
-            let (peer, offer) = Peer::webrtc(now, member, m, &cert, to_sig, cfg.decrypt_every)?;
+            let (peer, offer) = Peer::webrtc(
+                now,
+                LOOPBACK,
+                member,
+                m,
+                &cert,
+                to_sig,
+                cfg.decrypt_every,
+                cfg.video,
+            )?;
             signals.push(MemberSignal {
                 member,
                 offer,
@@ -269,86 +403,124 @@ pub fn run_voipchat(
         app_id: target.app_id.clone(),
         app_secret: target.app_secret.clone(),
     };
-    let (joined_tx, joined_rx) = mpsc::channel();
+    let (joined_tx, joined) = mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let late = signaling::LateErrors::default();
     let sig = signaling::spawn(
         backend,
         group_prefix.to_string(),
         rooms,
-        cfg.overload,
+        signaling::JoinHow {
+            room_type: if cfg.video {
+                RoomType::Video
+            } else {
+                RoomType::Voice
+            },
+            overload: cfg.overload,
+        },
         joined_tx,
         stop_rx,
         late.clone(),
     )
     .map_err(|e| BenchError::new(format!("starting the signaling thread: {e}")))?;
-    // Stops the signaling thread on every way out.
-    struct StopSignaling(tokio::sync::watch::Sender<bool>, Option<JoinHandle<()>>);
-    impl Drop for StopSignaling {
-        fn drop(&mut self) {
-            let _ = self.0.send(true);
-            if let Some(h) = self.1.take() {
-                let _ = h.join();
-            }
-        }
-    }
-    let stop_signaling = StopSignaling(stop_tx, Some(sig));
-
-    let join_wait = signaling::JOIN_TIMEOUT * cfg.members as u32 + Duration::from_secs(10);
-    let joined = joined_rx.recv_timeout(join_wait).unwrap_or_else(|_| {
-        Err(vec![format!(
-            "the joins did not finish within {} s",
-            join_wait.as_secs()
-        )])
-    });
-    let mut out = RunOutput {
+    Signaled {
         system: System::Voipchat,
-        config: cfg.clone(),
-        window: Duration::ZERO,
-        peers: Vec::new(),
-        latency_ns: Vec::new(),
-        send_lag_ns: Vec::new(),
-        system_cpu: None,
-        gen_cpu: Duration::ZERO,
-        other_cpu: Duration::ZERO,
-        rss_before_kib: rss_before,
-        rss_with_kib: None,
-        join_failures: Vec::new(),
-        refused: Vec::new(),
-        refusals: 0,
-        late_errors: Vec::new(),
-    };
-    match joined {
-        Ok(j) => {
-            out.refused = j.refused;
-            out.refusals = j.refusals;
-        }
-        Err(failures) => {
-            control.stop_now();
-            out.peers = threads.join()?.peers;
-            out.join_failures = failures;
-            drop(stop_signaling);
-            out.late_errors = late.lock().map(|l| l.clone()).unwrap_or_default();
-            return Ok(out);
-        }
+        control,
+        threads,
+        joined,
+        stop: StopSignaling(stop_tx, Some(sig)),
+        late,
+        pid: target.pid,
+        rss_before,
     }
-    let (window, s0, s1, rss) = measure(cfg, &control, target.pid, None)?;
-    let result = threads.join()?;
-    drop(stop_signaling);
-    out.window = window;
-    out.peers = result.peers;
-    out.latency_ns = result.recorder.latency_ns;
-    out.send_lag_ns = result.recorder.send_lag_ns;
-    out.system_cpu = cpu_delta(s0.system, s1.system);
-    out.gen_cpu = s1.process.saturating_sub(s0.process);
-    out.other_cpu = s1
-        .machine
-        .saturating_sub(s0.machine)
-        .saturating_sub(out.gen_cpu)
-        .saturating_sub(out.system_cpu.unwrap_or_default());
-    out.rss_with_kib = rss;
-    out.late_errors = late.lock().map(|l| l.clone()).unwrap_or_default();
-    Ok(out)
+    .finish(cfg)
+}
+
+/// A run against Janus's VideoRoom: each member a publisher session and a subscriber
+/// session, on the same generator thread.
+pub fn run_janus(cfg: &RunConfig, janus: &Janus) -> Result<RunOutput, BenchError> {
+    let cert = certificate()?;
+    let control = Arc::new(Control::default());
+    let threads = cfg.gen_threads.max(1);
+    let (links, mut media) = media_threads(threads, &control)?;
+    let now = Instant::now();
+    let m = cfg.members as u32;
+    let mut rooms = Vec::new();
+    for r in 0..cfg.rooms as u32 {
+        let mut members = Vec::new();
+        for p in 0..m {
+            let member = Member::new(r, p, m);
+            let t = member.gid as usize % threads;
+            let (to_pub, pub_news) = tokio::sync::mpsc::unbounded_channel();
+            let (publisher, offer) = Peer::webrtc(
+                now,
+                janus.peer_ip,
+                member,
+                m,
+                &cert,
+                to_pub,
+                cfg.decrypt_every,
+                false,
+            )?;
+            let publisher = Half {
+                link: links[t].clone(),
+                index: media[t].peers.len(),
+                news: pub_news,
+            }
+            .with(&mut media[t], publisher.publisher());
+            let (to_sub, sub_news) = tokio::sync::mpsc::unbounded_channel();
+            let subscriber = Peer::webrtc_subscriber(
+                now,
+                janus.peer_ip,
+                member,
+                m,
+                &cert,
+                to_sub,
+                cfg.decrypt_every,
+            )?;
+            let subscriber = Half {
+                link: links[t].clone(),
+                index: media[t].peers.len(),
+                news: sub_news,
+            }
+            .with(&mut media[t], subscriber);
+            members.push(JanusMember {
+                member,
+                offer,
+                publisher,
+                subscriber,
+            });
+        }
+        rooms.push(members);
+    }
+    drop(links);
+    let rss_before = sys::rss_kib(janus.pid).ok();
+    let threads = Threads::spawn(media, control.clone())?;
+    let (joined_tx, joined) = mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let late = signaling::LateErrors::default();
+    let sig = crate::janus::spawn_signaling(janus.http, rooms, joined_tx, stop_rx, late.clone())
+        .map_err(|e| BenchError::new(format!("starting the Janus signaling thread: {e}")))?;
+    Signaled {
+        system: System::Janus,
+        control,
+        threads,
+        joined,
+        stop: StopSignaling(stop_tx, Some(sig)),
+        late,
+        pid: Some(janus.pid),
+        rss_before,
+    }
+    .finish(cfg)
+}
+
+impl Half {
+    /// Puts `peer` in `thread` at this half's index.
+    fn with(self, thread: &mut MediaThread, peer: Peer) -> Half {
+        debug_assert_eq!(self.index, thread.peers.len());
+        thread.peers.push(peer);
+        self
+    }
 }
 
 /// A run against the built-in relay, with the same generator.
@@ -369,7 +541,7 @@ pub fn run_floor(cfg: &RunConfig) -> Result<RunOutput, BenchError> {
     for r in 0..cfg.rooms as u32 {
         for p in 0..m {
             let member = Member::new(r, p, m);
-            let peer = Peer::plain(now, member, m, relay.addr)?;
+            let peer = Peer::plain(now, LOOPBACK, member, m, relay.addr, cfg.video)?;
             media[member.gid as usize % threads].peers.push(peer);
         }
     }
@@ -397,6 +569,7 @@ pub fn run_floor(cfg: &RunConfig) -> Result<RunOutput, BenchError> {
         window,
         peers: result.peers,
         latency_ns: result.recorder.latency_ns,
+        video_latency_ns: result.recorder.video_latency_ns,
         send_lag_ns: result.recorder.send_lag_ns,
         system_cpu: relay_cpu,
         gen_cpu: process.saturating_sub(relay_cpu.unwrap_or_default()),

@@ -32,7 +32,7 @@ pub struct MediaLink {
 }
 
 impl MediaLink {
-    fn send(&self, index: usize, msg: FromSignal) {
+    pub fn send(&self, index: usize, msg: FromSignal) {
         if self.tx.send((index, msg)).is_ok() {
             self.wake.wake();
         }
@@ -99,15 +99,21 @@ impl std::fmt::Display for JoinError {
     }
 }
 
+/// How a run's members join: the rooms' type, and whether a refusal as at capacity that
+/// outlasts its retries ends the room's joins and is counted (`--overload`) or fails the run.
+#[derive(Clone, Copy, Debug)]
+pub struct JoinHow {
+    pub room_type: RoomType,
+    pub overload: bool,
+}
+
 /// Starts the signaling thread. `joined` gets the join outcome of all rooms once known (the
-/// failures, if any); the thread then keeps serving offers until `stop` turns true. With
-/// `overload`, a join still refused as at capacity after its retries ends its room's joins
-/// and is counted, not failed.
+/// failures, if any); the thread then keeps serving offers until `stop` turns true.
 pub fn spawn(
     backend: Backend,
     group_prefix: String,
     rooms: Vec<Vec<MemberSignal>>,
-    overload: bool,
+    how: JoinHow,
     joined: Sender<Result<Joined, Vec<String>>>,
     stop: watch::Receiver<bool>,
     late: LateErrors,
@@ -124,6 +130,7 @@ pub fn spawn(
                 let retry = Retry {
                     until: Instant::now() + RETRY_FOR,
                     refusals: refusals.clone(),
+                    room_type: how.room_type,
                 };
                 for (r, members) in rooms.into_iter().enumerate() {
                     let group = format!("{group_prefix}-r{r}");
@@ -132,7 +139,7 @@ pub fn spawn(
                         group,
                         members,
                         retry.clone(),
-                        overload,
+                        how.overload,
                         stop.clone(),
                         late.clone(),
                     )));
@@ -163,6 +170,8 @@ pub fn spawn(
 struct Retry {
     until: Instant,
     refusals: Arc<AtomicU64>,
+    /// The run's rooms are of this type (`--video`); carried with the joins' other settings.
+    room_type: RoomType,
 }
 
 /// Joins a room's members one by one, each after the previous one is connected. With
@@ -221,7 +230,15 @@ async fn member_task(
     let who = m.member.open_id();
     let mut connected = Some(connected);
     let result = loop {
-        let result = member_run(&backend, &group, &mut m, &mut connected, stop.clone()).await;
+        let result = member_run(
+            &backend,
+            &group,
+            retry.room_type,
+            &mut m,
+            &mut connected,
+            stop.clone(),
+        )
+        .await;
         match &result {
             Err(JoinError::Refused(AT_CAPACITY, _)) => {
                 retry.refusals.fetch_add(1, Ordering::Relaxed);
@@ -250,6 +267,7 @@ async fn member_task(
 async fn member_run(
     backend: &Backend,
     group: &str,
+    room_type: RoomType,
     m: &mut MemberSignal,
     connected: &mut Option<oneshot::Sender<Result<(), JoinError>>>,
     mut stop: watch::Receiver<bool>,
@@ -271,7 +289,7 @@ async fn member_run(
         nonce_str: signed.nonce_str,
         time_stamp: signed.time_stamp,
         signature: signed.signature,
-        room_type: RoomType::Voice,
+        room_type,
         mute_config: MuteConfig::default(),
         // Kept: a join the server refused is sent again with the same offer.
         sdp: m.offer.clone(),
