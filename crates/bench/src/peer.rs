@@ -227,17 +227,69 @@ impl Recorder {
     }
 }
 
+/// One sendonly m-line of a session: its codec, the payload type negotiated for it (found
+/// at the first send) and its next RTP sequence number.
+struct Track {
+    mid: Mid,
+    codec: Codec,
+    pt: Option<Pt>,
+    rtp_seq: u64,
+}
+
+impl Track {
+    fn new(mid: Mid, codec: Codec) -> Track {
+        Track {
+            mid,
+            codec,
+            pt: None,
+            rtp_seq: u64::from(rand::random::<u16>() % 20_000),
+        }
+    }
+
+    /// Writes one RTP packet on the track (video packets may be resent on a NACK); false if
+    /// the session cannot send it yet (no payload type or send stream negotiated).
+    fn write(
+        &mut self,
+        rtc: &mut Rtc,
+        now: Instant,
+        time: u32,
+        payload: &[u8],
+        marker: bool,
+        ext: ExtensionValues,
+    ) -> bool {
+        let codec = self.codec;
+        let Some(pt) = self.pt.or_else(|| {
+            rtc.codec_config()
+                .find(|p| p.spec().codec == codec)
+                .map(|p| p.pt())
+        }) else {
+            return false;
+        };
+        self.pt = Some(pt);
+        let mut direct = rtc.direct_api();
+        let Some(tx) = direct.stream_tx_by_mid(self.mid, None) else {
+            return false;
+        };
+        let seq: SeqNo = self.rtp_seq.into();
+        self.rtp_seq += 1;
+        tx.write_rtp(
+            RtpWrite::new(pt, seq, time, now, payload)
+                .marker(marker)
+                .nackable(codec.is_video())
+                .ext_vals(ext),
+        );
+        true
+    }
+}
+
 struct WebrtcState {
     rtc: Rtc,
-    send_mid: Mid,
-    /// The camera's m-line (`--video`) and its VP8 payload type once negotiated.
-    video_mid: Option<Mid>,
-    video_pt: Option<Pt>,
-    video_rtp_seq: u64,
+    /// The microphone and (`--video`) the camera; neither on a subscriber session (Janus).
+    audio: Option<Track>,
+    video: Option<Track>,
     /// Receive slots that carry video.
     video_slots: std::collections::HashSet<Mid>,
     pending: Option<SdpPendingOffer>,
-    pt: Option<Pt>,
     next_timeout: Instant,
     /// Receive slot → gid of the member it carries.
     owners: HashMap<Mid, Option<u32>>,
@@ -246,7 +298,6 @@ struct WebrtcState {
     streams: HashMap<u32, RxStream>,
     /// Decrypt one RTP packet in this many; account the rest from the clear header.
     decrypt_every: u64,
-    rtp_seq: u64,
     to_signal: UnboundedSender<ToSignal>,
 }
 
@@ -399,18 +450,14 @@ impl Peer {
             .ok_or_else(|| BenchError::new("str0m made no offer for one m-line"))?;
         let state = WebrtcState {
             rtc,
-            send_mid,
-            video_mid,
-            video_pt: None,
-            video_rtp_seq: u64::from(rand::random::<u16>() % 20_000),
+            audio: Some(Track::new(send_mid, Codec::Opus)),
+            video: video_mid.map(|mid| Track::new(mid, Codec::Vp8)),
             video_slots: Default::default(),
             pending: Some(pending),
-            pt: None,
             next_timeout: now,
             owners: HashMap::new(),
             streams: HashMap::new(),
             decrypt_every: decrypt_every.max(1),
-            rtp_seq: u64::from(rand::random::<u16>() % 20_000),
             to_signal,
         };
         let peer = Self::with(
@@ -446,18 +493,14 @@ impl Peer {
         }
         let state = WebrtcState {
             rtc,
-            send_mid: Mid::from("-"),
-            video_mid: None,
-            video_pt: None,
-            video_rtp_seq: 0,
+            audio: None,
+            video: None,
             video_slots: Default::default(),
             pending: None,
-            pt: None,
             next_timeout: now,
             owners: HashMap::new(),
             streams: HashMap::new(),
             decrypt_every: decrypt_every.max(1),
-            rtp_seq: 0,
             to_signal,
         };
         let mut peer = Self::with(
@@ -760,37 +803,20 @@ impl Peer {
             match &mut self.transport {
                 Transport::Webrtc(w) => {
                     let n = payload::encode_video(stamp, i == 0, keyframe, &mut buf);
-                    let Some(mid) = w.video_mid else {
+                    let Some(track) = w.video.as_mut() else {
                         return;
                     };
-                    let pt = match w.video_pt {
-                        Some(pt) => pt,
-                        None => {
-                            let Some(pt) = w
-                                .rtc
-                                .codec_config()
-                                .find(|p| p.spec().codec == Codec::Vp8)
-                                .map(|p| p.pt())
-                            else {
-                                self.stats.send_errors += 1;
-                                return;
-                            };
-                            w.video_pt = Some(pt);
-                            pt
-                        }
-                    };
-                    let seq: SeqNo = w.video_rtp_seq.into();
-                    w.video_rtp_seq += 1;
-                    let mut direct = w.rtc.direct_api();
-                    let Some(tx) = direct.stream_tx_by_mid(mid, None) else {
+                    if !track.write(
+                        &mut w.rtc,
+                        now,
+                        time,
+                        &buf[..n],
+                        last,
+                        ExtensionValues::default(),
+                    ) {
                         self.stats.send_errors += 1;
                         return;
-                    };
-                    tx.write_rtp(
-                        RtpWrite::new(pt, seq, time, now, &buf[..n])
-                            .marker(last)
-                            .nackable(true),
-                    );
+                    }
                 }
                 Transport::Plain {
                     relay,
@@ -835,35 +861,19 @@ impl Peer {
         match &mut self.transport {
             Transport::Webrtc(w) => {
                 let n = payload::encode(stamp, &mut buf);
-                let pt = match w.pt {
-                    Some(pt) => pt,
-                    None => {
-                        let Some(pt) = w
-                            .rtc
-                            .codec_config()
-                            .find(|p| p.spec().codec == Codec::Opus)
-                            .map(|p| p.pt())
-                        else {
-                            self.stats.send_errors += 1;
-                            return;
-                        };
-                        w.pt = Some(pt);
-                        pt
-                    }
-                };
-                let seq: SeqNo = w.rtp_seq.into();
-                w.rtp_seq += 1;
-                let mut direct = w.rtc.direct_api();
-                let Some(tx) = direct.stream_tx_by_mid(w.send_mid, None) else {
-                    self.stats.send_errors += 1;
-                    return;
-                };
                 let ext = ExtensionValues {
                     audio_level: Some(AUDIO_LEVEL),
                     voice_activity: Some(true),
                     ..Default::default()
                 };
-                tx.write_rtp(RtpWrite::new(pt, seq, time, now, &buf[..n]).ext_vals(ext));
+                let sent = w
+                    .audio
+                    .as_mut()
+                    .is_some_and(|t| t.write(&mut w.rtc, now, time, &buf[..n], false, ext));
+                if !sent {
+                    self.stats.send_errors += 1;
+                    return;
+                }
                 self.drain(now, rec);
             }
             Transport::Plain {
