@@ -276,41 +276,34 @@ pub fn spawn_signaling(
     stop: watch::Receiver<bool>,
     late: LateErrors,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    std::thread::Builder::new()
-        .name("janus-signaling".into())
-        .spawn(move || {
-            rt.block_on(async move {
-                let mut tasks = Vec::new();
-                for (r, members) in rooms.into_iter().enumerate() {
-                    tasks.push(tokio::spawn(join_room(
-                        http,
-                        ROOM_BASE + r as u64,
-                        members,
-                        stop.clone(),
-                        late.clone(),
-                    )));
-                }
-                let mut failures = Vec::new();
-                for t in tasks {
-                    match t.await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => failures.push(e),
-                        Err(e) => failures.push(format!("a Janus room task failed: {e}")),
-                    }
-                }
-                let ok = failures.is_empty();
-                let _ = joined.send(if ok {
-                    Ok(Joined::default())
-                } else {
-                    Err(failures)
-                });
-                let mut stop = stop;
-                let _ = stop.wait_for(|s| *s).await;
-            })
-        })
+    crate::signaling::thread("janus-signaling", async move {
+        let mut tasks = Vec::new();
+        for (r, members) in rooms.into_iter().enumerate() {
+            tasks.push(tokio::spawn(join_room(
+                http,
+                ROOM_BASE + r as u64,
+                members,
+                stop.clone(),
+                late.clone(),
+            )));
+        }
+        let mut failures = Vec::new();
+        for t in tasks {
+            match t.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => failures.push(e),
+                Err(e) => failures.push(format!("a Janus room task failed: {e}")),
+            }
+        }
+        let ok = failures.is_empty();
+        let _ = joined.send(if ok {
+            Ok(Joined::default())
+        } else {
+            Err(failures)
+        });
+        let mut stop = stop;
+        let _ = stop.wait_for(|s| *s).await;
+    })
 }
 
 /// A Janus session: its id and the events its long poll brought.

@@ -282,6 +282,17 @@ impl Track {
     }
 }
 
+/// Who a generated session belongs to and what every session of the run shares.
+pub struct Session<'a> {
+    /// The loopback address its socket binds.
+    pub ip: Ipv4Addr,
+    pub member: Member,
+    pub members_per_room: u32,
+    pub cert: &'a DtlsCert,
+    /// Decrypt one RTP packet in this many (`--decrypt-every`).
+    pub decrypt_every: u64,
+}
+
 struct WebrtcState {
     rtc: Rtc,
     /// The microphone and (`--video`) the camera; neither on a subscriber session (Janus).
@@ -299,6 +310,29 @@ struct WebrtcState {
     /// Decrypt one RTP packet in this many; account the rest from the clear header.
     decrypt_every: u64,
     to_signal: UnboundedSender<ToSignal>,
+}
+
+impl WebrtcState {
+    /// A session that sends nothing yet and has no pending offer.
+    fn new(
+        now: Instant,
+        rtc: Rtc,
+        of: &Session,
+        to_signal: UnboundedSender<ToSignal>,
+    ) -> WebrtcState {
+        WebrtcState {
+            rtc,
+            audio: None,
+            video: None,
+            video_slots: Default::default(),
+            pending: None,
+            next_timeout: now,
+            owners: HashMap::new(),
+            streams: HashMap::new(),
+            decrypt_every: of.decrypt_every.max(1),
+            to_signal,
+        }
+    }
 }
 
 /// A receive slot as the header accounting sees it.
@@ -387,8 +421,7 @@ impl Peer {
     }
 
     fn with(
-        member: Member,
-        members_per_room: u32,
+        (member, members_per_room): (Member, u32),
         socket: UdpSocket,
         local: SocketAddr,
         transport: Transport,
@@ -421,26 +454,13 @@ impl Peer {
     /// A str0m session with one sendonly Opus m-line (audio level and mid header
     /// extensions, as the server negotiates) and, with `video`, a sendonly VP8 camera
     /// m-line; and its join offer.
-    #[allow(clippy::too_many_arguments)]
     pub fn webrtc(
         now: Instant,
-        ip: Ipv4Addr,
-        member: Member,
-        members_per_room: u32,
-        cert: &DtlsCert,
+        of: &Session,
         to_signal: UnboundedSender<ToSignal>,
-        decrypt_every: u64,
         video: bool,
     ) -> Result<(Peer, String), BenchError> {
-        let (socket, local) = Self::bind(ip)?;
-        let mut rtc = Self::rtc_builder(cert, video).build(now);
-        let candidate = Candidate::host(local, "udp")
-            .map_err(|e| BenchError::new(format!("host candidate {local}: {e}")))?;
-        if rtc.add_local_candidate(candidate).is_none() {
-            return Err(BenchError::new(format!(
-                "{local} is not usable as a host candidate"
-            )));
-        }
+        let (socket, local, mut rtc) = Self::session(now, of, video)?;
         let mut change = rtc.sdp_api();
         let send_mid = change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
         let video_mid = video
@@ -449,20 +469,14 @@ impl Peer {
             .apply()
             .ok_or_else(|| BenchError::new("str0m made no offer for one m-line"))?;
         let state = WebrtcState {
-            rtc,
             audio: Some(Track::new(send_mid, Codec::Opus)),
             video: video_mid.map(|mid| Track::new(mid, Codec::Vp8)),
-            video_slots: Default::default(),
             pending: Some(pending),
-            next_timeout: now,
-            owners: HashMap::new(),
-            streams: HashMap::new(),
-            decrypt_every: decrypt_every.max(1),
-            to_signal,
+            ..WebrtcState::new(now, rtc, of, to_signal)
         };
+        let who = (of.member, of.members_per_room);
         let peer = Self::with(
-            member,
-            members_per_room,
+            who,
             socket,
             local,
             Transport::Webrtc(Box::new(state)),
@@ -475,37 +489,14 @@ impl Peer {
     /// side): no m-line of its own, nothing sent but what the session needs.
     pub fn webrtc_subscriber(
         now: Instant,
-        ip: Ipv4Addr,
-        member: Member,
-        members_per_room: u32,
-        cert: &DtlsCert,
+        of: &Session,
         to_signal: UnboundedSender<ToSignal>,
-        decrypt_every: u64,
     ) -> Result<Peer, BenchError> {
-        let (socket, local) = Self::bind(ip)?;
-        let mut rtc = Self::rtc_builder(cert, false).build(now);
-        let candidate = Candidate::host(local, "udp")
-            .map_err(|e| BenchError::new(format!("host candidate {local}: {e}")))?;
-        if rtc.add_local_candidate(candidate).is_none() {
-            return Err(BenchError::new(format!(
-                "{local} is not usable as a host candidate"
-            )));
-        }
-        let state = WebrtcState {
-            rtc,
-            audio: None,
-            video: None,
-            video_slots: Default::default(),
-            pending: None,
-            next_timeout: now,
-            owners: HashMap::new(),
-            streams: HashMap::new(),
-            decrypt_every: decrypt_every.max(1),
-            to_signal,
-        };
+        let (socket, local, rtc) = Self::session(now, of, false)?;
+        let state = WebrtcState::new(now, rtc, of, to_signal);
+        let who = (of.member, of.members_per_room);
         let mut peer = Self::with(
-            member,
-            members_per_room,
+            who,
             socket,
             local,
             Transport::Webrtc(Box::new(state)),
@@ -513,6 +504,24 @@ impl Peer {
         );
         peer.stats.role = Role::Subscriber;
         Ok(peer)
+    }
+
+    /// A socket on the member's address and a session whose one host candidate it is.
+    fn session(
+        now: Instant,
+        of: &Session,
+        video: bool,
+    ) -> Result<(UdpSocket, SocketAddr, Rtc), BenchError> {
+        let (socket, local) = Self::bind(of.ip)?;
+        let mut rtc = Self::rtc_builder(of.cert, video).build(now);
+        let candidate = Candidate::host(local, "udp")
+            .map_err(|e| BenchError::new(format!("host candidate {local}: {e}")))?;
+        if rtc.add_local_candidate(candidate).is_none() {
+            return Err(BenchError::new(format!(
+                "{local} is not usable as a host candidate"
+            )));
+        }
+        Ok((socket, local, rtc))
     }
 
     /// What a session of this bench negotiates: Opus with the audio level and mid header
@@ -547,8 +556,7 @@ impl Peer {
     pub fn plain(
         now: Instant,
         ip: Ipv4Addr,
-        member: Member,
-        members_per_room: u32,
+        (member, members_per_room): (Member, u32),
         relay: SocketAddr,
         video: bool,
     ) -> Result<Peer, BenchError> {
@@ -561,8 +569,7 @@ impl Peer {
             hello_at: now,
         };
         Ok(Self::with(
-            member,
-            members_per_room,
+            (member, members_per_room),
             socket,
             local,
             transport,
@@ -787,18 +794,7 @@ impl Peer {
         self.video_time = self.video_time.wrapping_add(TICKS_PER_FRAME);
         let mut buf = [0u8; 12 + payload::VIDEO_MAX_LEN];
         for i in 0..PACKETS_PER_FRAME {
-            let send_ns = payload::ns(now);
-            let stamp = Stamp {
-                sender: self.member.gid,
-                seq: self.video_seq,
-                send_ns,
-                video: true,
-            };
-            self.video_seq += 1;
-            if rec.in_window(send_ns) {
-                self.stats.video_first_in_window.get_or_insert(stamp.seq);
-                self.stats.video_sent_in_window += 1;
-            }
+            let stamp = self.next_stamp(now, true, rec);
             let last = i + 1 == PACKETS_PER_FRAME;
             match &mut self.transport {
                 Transport::Webrtc(w) => {
@@ -840,18 +836,37 @@ impl Peer {
         self.drain(now, rec);
     }
 
-    fn send_packet(&mut self, now: Instant, due: Instant, rec: &mut Recorder) {
-        let send_ns = payload::ns(now);
+    /// The stamp of the member's next audio or video packet, counted if it is sent inside
+    /// the window.
+    fn next_stamp(&mut self, now: Instant, video: bool, rec: &Recorder) -> Stamp {
+        let (seq, first, sent) = if video {
+            let s = &mut self.stats;
+            (
+                &mut self.video_seq,
+                &mut s.video_first_in_window,
+                &mut s.video_sent_in_window,
+            )
+        } else {
+            let s = &mut self.stats;
+            (&mut self.seq, &mut s.first_in_window, &mut s.sent_in_window)
+        };
         let stamp = Stamp {
             sender: self.member.gid,
-            seq: self.seq,
-            send_ns,
-            video: false,
+            seq: *seq,
+            send_ns: payload::ns(now),
+            video,
         };
-        self.seq += 1;
-        if rec.in_window(send_ns) {
-            self.stats.first_in_window.get_or_insert(stamp.seq);
-            self.stats.sent_in_window += 1;
+        *seq += 1;
+        if rec.in_window(stamp.send_ns) {
+            first.get_or_insert(stamp.seq);
+            *sent += 1;
+        }
+        stamp
+    }
+
+    fn send_packet(&mut self, now: Instant, due: Instant, rec: &mut Recorder) {
+        let stamp = self.next_stamp(now, false, rec);
+        if rec.in_window(stamp.send_ns) {
             let lag = now.saturating_duration_since(due).as_nanos();
             rec.send_lag_ns.push(lag.min(u128::from(u32::MAX)) as u32);
         }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::janus::{Half, Janus, JanusMember};
 use crate::media::{Control, MediaThread, ThreadResult};
 use crate::payload;
-use crate::peer::{Member, Peer, PeerStats};
+use crate::peer::{Member, Peer, PeerStats, Session};
 use crate::relay::Relay;
 use crate::server::Target;
 use crate::signaling::{self, MediaLink, MemberSignal};
@@ -233,6 +233,23 @@ fn certificate() -> Result<str0m::config::DtlsCert, BenchError> {
         .ok_or_else(|| BenchError::new("str0m's crypto provider made no DTLS certificate"))
 }
 
+/// What the sessions of `member` are made of in this run.
+fn session<'a>(
+    ip: Ipv4Addr,
+    member: Member,
+    members_per_room: u32,
+    cert: &'a str0m::config::DtlsCert,
+    cfg: &RunConfig,
+) -> Session<'a> {
+    Session {
+        ip,
+        member,
+        members_per_room,
+        cert,
+        decrypt_every: cfg.decrypt_every,
+    }
+}
+
 /// The generator's media threads (their peers still to add) and the links signaling
 /// reaches them by.
 fn media_threads(
@@ -374,16 +391,8 @@ pub fn run_voipchat(
             let member = Member::new(r, p, m);
             let t = member.gid as usize % threads;
             let (to_sig, from_media) = tokio::sync::mpsc::unbounded_channel();
-            let (peer, offer) = Peer::webrtc(
-                now,
-                LOOPBACK,
-                member,
-                m,
-                &cert,
-                to_sig,
-                cfg.decrypt_every,
-                cfg.video,
-            )?;
+            let of = session(LOOPBACK, member, m, &cert, cfg);
+            let (peer, offer) = Peer::webrtc(now, &of, to_sig, cfg.video)?;
             signals.push(MemberSignal {
                 member,
                 offer,
@@ -452,16 +461,8 @@ pub fn run_janus(cfg: &RunConfig, janus: &Janus) -> Result<RunOutput, BenchError
             let member = Member::new(r, p, m);
             let t = member.gid as usize % threads;
             let (to_pub, pub_news) = tokio::sync::mpsc::unbounded_channel();
-            let (publisher, offer) = Peer::webrtc(
-                now,
-                janus.peer_ip,
-                member,
-                m,
-                &cert,
-                to_pub,
-                cfg.decrypt_every,
-                false,
-            )?;
+            let of = session(janus.peer_ip, member, m, &cert, cfg);
+            let (publisher, offer) = Peer::webrtc(now, &of, to_pub, false)?;
             let publisher = Half {
                 link: links[t].clone(),
                 index: media[t].peers.len(),
@@ -469,15 +470,7 @@ pub fn run_janus(cfg: &RunConfig, janus: &Janus) -> Result<RunOutput, BenchError
             }
             .with(&mut media[t], publisher.publisher());
             let (to_sub, sub_news) = tokio::sync::mpsc::unbounded_channel();
-            let subscriber = Peer::webrtc_subscriber(
-                now,
-                janus.peer_ip,
-                member,
-                m,
-                &cert,
-                to_sub,
-                cfg.decrypt_every,
-            )?;
+            let subscriber = Peer::webrtc_subscriber(now, &of, to_sub)?;
             let subscriber = Half {
                 link: links[t].clone(),
                 index: media[t].peers.len(),
@@ -541,7 +534,7 @@ pub fn run_floor(cfg: &RunConfig) -> Result<RunOutput, BenchError> {
     for r in 0..cfg.rooms as u32 {
         for p in 0..m {
             let member = Member::new(r, p, m);
-            let peer = Peer::plain(now, LOOPBACK, member, m, relay.addr, cfg.video)?;
+            let peer = Peer::plain(now, LOOPBACK, (member, m), relay.addr, cfg.video)?;
             media[member.gid as usize % threads].peers.push(peer);
         }
     }

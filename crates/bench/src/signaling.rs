@@ -118,51 +118,58 @@ pub fn spawn(
     stop: watch::Receiver<bool>,
     late: LateErrors,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
+    thread("signaling", async move {
+        let mut tasks = Vec::new();
+        let refusals = Arc::new(AtomicU64::new(0));
+        let retry = Retry {
+            until: Instant::now() + RETRY_FOR,
+            refusals: refusals.clone(),
+            room_type: how.room_type,
+        };
+        for (r, members) in rooms.into_iter().enumerate() {
+            let group = format!("{group_prefix}-r{r}");
+            tasks.push(tokio::spawn(join_room(
+                backend.clone(),
+                group,
+                members,
+                retry.clone(),
+                how.overload,
+                stop.clone(),
+                late.clone(),
+            )));
+        }
+        let mut failures = Vec::new();
+        let mut outcome = Joined::default();
+        for t in tasks {
+            match t.await {
+                Ok(Ok(Some(refused))) => outcome.refused.push(refused),
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => failures.push(e),
+                Err(e) => failures.push(format!("a room task failed: {e}")),
+            }
+        }
+        outcome.refusals = refusals.load(Ordering::Relaxed);
+        let ok = failures.is_empty();
+        let _ = joined.send(if ok { Ok(outcome) } else { Err(failures) });
+        let mut stop = stop;
+        let _ = stop.wait_for(|s| *s).await;
+        // Give the member tasks a moment to close their WebSockets.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    })
+}
+
+/// Runs `work` on a thread of its own, on a current-thread tokio runtime: signaling never
+/// shares a thread with the media it drives.
+pub fn thread(
+    name: &str,
+    work: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     std::thread::Builder::new()
-        .name("signaling".into())
-        .spawn(move || {
-            rt.block_on(async move {
-                let mut tasks = Vec::new();
-                let refusals = Arc::new(AtomicU64::new(0));
-                let retry = Retry {
-                    until: Instant::now() + RETRY_FOR,
-                    refusals: refusals.clone(),
-                    room_type: how.room_type,
-                };
-                for (r, members) in rooms.into_iter().enumerate() {
-                    let group = format!("{group_prefix}-r{r}");
-                    tasks.push(tokio::spawn(join_room(
-                        backend.clone(),
-                        group,
-                        members,
-                        retry.clone(),
-                        how.overload,
-                        stop.clone(),
-                        late.clone(),
-                    )));
-                }
-                let mut failures = Vec::new();
-                let mut outcome = Joined::default();
-                for t in tasks {
-                    match t.await {
-                        Ok(Ok(Some(refused))) => outcome.refused.push(refused),
-                        Ok(Ok(None)) => {}
-                        Ok(Err(e)) => failures.push(e),
-                        Err(e) => failures.push(format!("a room task failed: {e}")),
-                    }
-                }
-                outcome.refusals = refusals.load(Ordering::Relaxed);
-                let ok = failures.is_empty();
-                let _ = joined.send(if ok { Ok(outcome) } else { Err(failures) });
-                let mut stop = stop;
-                let _ = stop.wait_for(|s| *s).await;
-                // Give the member tasks a moment to close their WebSockets.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            })
-        })
+        .name(name.into())
+        .spawn(move || rt.block_on(work))
 }
 
 /// Joins refused as at capacity are tried again until `until`, and counted.
