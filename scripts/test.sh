@@ -57,12 +57,15 @@ fi
 # --- browser tests: the JS SDK and the demo page in headless Chromium -------------------------
 # (tests/browser/README.md). Chromium from Debian, playwright-core from npm (package-lock.json),
 # run inside a loopback-only network namespace by tests/browser/run.sh.
-if [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]; then
+browsers=()
+[ -x "${CHROMIUM:-/usr/bin/chromium}" ] || browsers+=(chromium)
+[ -x "${FIREFOX:-/usr/bin/firefox-esr}" ] || browsers+=(firefox-esr)   # tests/browser/firefox.test.mjs
+if [ ${#browsers[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "== installing chromium"
+  echo "== installing ${browsers[*]}"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${browsers[@]}" >/dev/null
 fi
 echo "== npm ci (tests/browser)"
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)

@@ -166,7 +166,7 @@ function requestTrusting(ca, url, { method = 'GET', headers = {}, body } = {}) {
  * then https:// and wss://, and the server's helpers trust that certificate).
  * `config`: TOML text of a config file to start it with (`--config`; the flags here override it).
  */
-export async function startServer({ testHooks = true, demo = true, apps = [], extraArgs = [], host = '127.0.0.1', tls = null, config = null } = {}) {
+export async function startServer({ testHooks = true, demo = true, apps = [], extraArgs = [], host = '127.0.0.1', mediaHost = host, tls = null, config = null } = {}) {
   if (!existsSync(BIN)) throw new Error(`${BIN} is missing: run cargo build first`);
   const dataDir = mkdtempSync(pathJoin(tmpdir(), 'voipchat-data-'));
   const created = {};
@@ -176,7 +176,7 @@ export async function startServer({ testHooks = true, demo = true, apps = [], ex
     execFileSync(BIN, ['--data-dir', dataDir, 'app', 'enable-voip', app.appId], { stdio: 'pipe' });
     created[name] = app;
   }
-  const args = ['--data-dir', dataDir, 'serve', '--http-addr', `${host}:0`, '--media-addr', `${host}:0`];
+  const args = ['--data-dir', dataDir, 'serve', '--http-addr', `${host}:0`, '--media-addr', `${mediaHost}:0`];
   if (config !== null) {
     const file = pathJoin(dataDir, 'voipchat.toml');
     writeFileSync(file, config);

@@ -13,6 +13,10 @@
 //!   `interval` is the longest of the member's last few gaps between binding requests.
 //!   A client that checks every 3 s is thus declared dead about 4.5 s after its last
 //!   datagram; one that checks every 5 s gets 6.5 s instead of being removed for its rhythm.
+//! - once connected but before its first keepalive gap is seen, the slowest rhythm RFC 7675
+//!   allows (6 s) plus the grace: a member that goes silent as soon as it connected (muted,
+//!   DTX) has not shown its rhythm yet. Firefox, whose checks come 4-6 s apart, was removed
+//!   by the 4 s floor in that case (tests/browser/firefox.test.mjs).
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +24,9 @@ use std::time::{Duration, Instant};
 const GAPS: usize = 4;
 /// A gap this long or longer is a lost request or a pause, not the client's rhythm.
 const MAX_GAP: Duration = Duration::from_secs(10);
+/// RFC 7675's longest consent interval: 1.2 × its 5 s base. The rhythm assumed until the
+/// member's own is seen.
+const SLOWEST_CONSENT: Duration = Duration::from_secs(6);
 
 /// The timeouts, from the engine's configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,7 +107,7 @@ impl Liveness {
         if !self.connected {
             return config.connect_timeout;
         }
-        let rhythm = self.interval().map_or(Duration::ZERO, |i| i + config.grace);
+        let rhythm = self.interval().unwrap_or(SLOWEST_CONSENT) + config.grace;
         rhythm.max(config.floor).min(config.connect_timeout)
     }
 
@@ -190,6 +197,27 @@ mod tests {
     }
 
     #[test]
+    fn a_member_silent_from_its_connection_gets_the_slowest_consent_rhythm() {
+        // Firefox muted at once: its ICE checks while connecting, then nothing until its
+        // first consent check 4-6 s later. Before that gap is seen, 6 s + grace applies.
+        let c = LivenessConfig::default();
+        let t0 = Instant::now();
+        let mut l = Liveness::new(t0);
+        for i in 0..5 {
+            l.received(t0 + ms(20 * i), true);
+        }
+        l.connected();
+        assert_eq!(l.interval(), None);
+        assert_eq!(l.timeout(&c), ms(7_500));
+        assert!(!l.expired(t0 + ms(80 + 5_900), &c));
+        // Its first consent check, 5.9 s after the last: now its rhythm is known.
+        l.received(t0 + ms(80 + 5_900), true);
+        assert_eq!(l.timeout(&c), ms(7_400));
+        assert!(!l.expired(t0 + ms(80 + 5_900 + 7_300), &c));
+        assert!(l.expired(t0 + ms(80 + 5_900 + 7_500), &c));
+    }
+
+    #[test]
     fn a_fast_rhythm_keeps_the_floor() {
         let c = LivenessConfig::default();
         let t0 = Instant::now();
@@ -206,10 +234,11 @@ mod tests {
         for i in 0..100 {
             l.received(t0 + ms(20 * i), false);
         }
+        // No rhythm seen: the slowest consent interval plus the grace.
         assert_eq!(l.interval(), None);
-        assert_eq!(l.timeout(&c), c.floor);
-        assert!(!l.expired(t0 + ms(1_980 + 3_900), &c));
-        assert!(l.expired(t0 + ms(1_980 + 4_100), &c));
+        assert_eq!(l.timeout(&c), ms(7_500));
+        assert!(!l.expired(t0 + ms(1_980 + 7_400), &c));
+        assert!(l.expired(t0 + ms(1_980 + 7_600), &c));
     }
 
     #[test]
