@@ -21,6 +21,7 @@ pub mod serve;
 pub mod shards;
 pub mod tls;
 pub mod turn;
+pub mod udp_batch;
 pub mod web;
 pub mod webhooks;
 pub mod ws;

@@ -23,6 +23,7 @@ use crate::clock;
 use crate::media_load::{Admission, LoadMeter};
 use crate::media_tcp::TcpMedia;
 use crate::metrics::{EngineSync, Metrics};
+use crate::udp_batch::SendBatch;
 use crate::webhooks::{self, Event};
 
 /// The largest packet the media task takes in, by UDP or in one TCP frame: no WebRTC packet
@@ -157,6 +158,7 @@ pub async fn run(
         metrics,
         admission,
         load: LoadMeter::default(),
+        out: SendBatch::default(),
     };
     let mut sync = EngineSync::new(shard);
     // When the task last woke from its wait: from then until it waits again is work (the
@@ -319,6 +321,8 @@ struct Task {
     /// Refuses joins while `load` is too high.
     admission: Admission,
     load: LoadMeter,
+    /// The datagrams of one drain of the engine, sent together.
+    out: SendBatch,
 }
 
 /// Nonces of joins the engine has not answered yet, per connection in arrival order: a join
@@ -463,30 +467,27 @@ impl Task {
             quota,
             metrics,
             webhooks,
+            out,
             ..
         } = self;
         loop {
-            match engine.poll_output() {
-                Output::Transmit(t) if t.proto == Protocol::Tcp => {
-                    tcp.send(t.destination, &t.contents)
-                }
-                Output::Transmit(t) => {
-                    // try_send_to first: the common case needs no await.
-                    let sent = match socket.try_send_to(&t.contents, t.destination) {
-                        Ok(_) => Ok(()),
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                            socket.send_to(&t.contents, t.destination).await.map(|_| ())
-                        }
-                        Err(e) => Err(e),
-                    };
-                    match sent {
-                        Ok(()) => metrics.datagram_out(t.contents.len()),
-                        Err(e) => {
-                            metrics.send_error();
-                            debug!("udp send to {}: {e}", t.destination);
-                        }
+            let output = engine.poll_output();
+            // UDP datagrams wait for the next output that is not one (or a full batch), so
+            // that the copies of a packet leave in one system call, still in this drain.
+            if let Output::Transmit(t) = output {
+                if t.proto != Protocol::Tcp {
+                    out.push(t.destination, t.contents.into());
+                    if out.is_full() {
+                        send(out, socket, metrics).await;
                     }
+                    continue;
                 }
+                tcp.send(t.destination, &t.contents);
+                continue;
+            }
+            send(out, socket, metrics).await;
+            match output {
+                Output::Transmit(_) => {}
                 Output::Signal(conn, msg) => deliver(outboxes, nonces, &quota.store, conn, msg),
                 Output::NeedRoomQuota(key) => {
                     let quota = quota.clone();
@@ -535,4 +536,16 @@ impl Task {
             }
         }
     }
+}
+
+/// Sends the batched datagrams, counted in the metrics.
+async fn send(out: &mut SendBatch, socket: &UdpSocket, metrics: &Metrics) {
+    out.send(socket, |to, len, sent| match sent {
+        Ok(()) => metrics.datagram_out(len),
+        Err(e) => {
+            metrics.send_error();
+            debug!("udp send to {to}: {e}");
+        }
+    })
+    .await;
 }
