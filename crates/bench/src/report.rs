@@ -183,38 +183,38 @@ pub fn summarize(out: &mut RunOutput) -> Summary {
         if !st.role.receives() {
             continue;
         }
-        for (pos, pair) in st.from.iter().enumerate() {
-            if pos as u32 == member.pos {
-                continue;
+        // Each (receiver, sender) pair: what the sender sent in the window that this
+        // receiver should get, and how much of it arrived.
+        let mut count = |pairs: &[crate::peer::Pair],
+                         windows: &[std::ops::Range<u32>],
+                         gets: &dyn Fn(u32) -> bool|
+         -> (u64, u64) {
+            let (mut exp, mut got_all) = (0, 0);
+            for (pos, pair) in pairs.iter().enumerate().filter(|(p, _)| gets(*p as u32)) {
+                let window = windows
+                    .get(member.room as usize * m + pos)
+                    .cloned()
+                    .unwrap_or(0..0);
+                let sent = u64::from(window.end - window.start);
+                let got = u64::from(pair.count_in(window));
+                exp += sent;
+                got_all += got;
+                reordered += u64::from(pair.reordered);
+                dups += u64::from(pair.duplicates);
+                if sent > 0 && got == 0 {
+                    unheard += 1;
+                }
             }
-            let sender = member.room as usize * m + pos;
-            let window = window_of.get(sender).cloned().unwrap_or(0..0);
-            let sent = u64::from(window.end - window.start);
-            let got = u64::from(pair.count_in(window));
-            expected += sent;
-            received += got;
-            reordered += u64::from(pair.reordered);
-            dups += u64::from(pair.duplicates);
-            if sent > 0 && got == 0 {
-                unheard += 1;
-            }
-        }
-        for (pos, pair) in st.from_video.iter().enumerate() {
-            if !peer::receives_video(member.pos, pos as u32) {
-                continue;
-            }
-            let sender = member.room as usize * m + pos;
-            let window = video_window_of.get(sender).cloned().unwrap_or(0..0);
-            let sent = u64::from(window.end - window.start);
-            let got = u64::from(pair.count_in(window));
-            video_expected += sent;
-            video_received += got;
-            reordered += u64::from(pair.reordered);
-            dups += u64::from(pair.duplicates);
-            if sent > 0 && got == 0 {
-                unheard += 1;
-            }
-        }
+            (exp, got_all)
+        };
+        let (e, r) = count(&st.from, &window_of, &|pos| pos != member.pos);
+        let (ve, vr) = count(&st.from_video, &video_window_of, &|pos| {
+            peer::receives_video(member.pos, pos)
+        });
+        expected += e;
+        received += r;
+        video_expected += ve;
+        video_received += vr;
         if member.pos > 0 {
             if let (Some(j), Some(a)) = (st.join_sent, st.first_audio) {
                 joins.push(a.saturating_duration_since(j).as_secs_f64() * 1e3);
